@@ -1,0 +1,50 @@
+/*
+ * config.h - configuration from environment variables only.
+ *
+ * Every value is validated at start; a bad one yields a message that names the
+ * variable, the value and what is expected, and the process exits 2.
+ */
+#ifndef OMS_CONFIG_H
+#define OMS_CONFIG_H
+
+#include "oms.h"
+
+#define CONFIG_ERR_LEN 256
+
+/* Settings every service reads. Strings point into the environment or static
+ * defaults and live as long as the process. */
+typedef struct oms_config {
+    const char *service;        /* set by the service, not the environment */
+    const char *nats_url;       /* OMS_NATS_URL, default nats://127.0.0.1:14222 */
+    const char *nats_user;      /* OMS_NATS_USER, optional */
+    const char *nats_password;  /* OMS_NATS_PASSWORD, optional */
+    const char *pg_dsn;         /* OMS_PG_DSN, default postgresql://oms@127.0.0.1:15432/oms */
+    const char *redis_url;      /* OMS_REDIS_URL, default redis://127.0.0.1:16379/0 */
+    const char *http_addr;      /* OMS_HTTP_ADDR, default 127.0.0.1:<per-service port> */
+    const char *admin_token;    /* OMS_ADMIN_TOKEN, required for state-changing endpoints */
+    const char *currency;       /* OMS_CURRENCY, default USD */
+    int stream_replicas;        /* OMS_STREAM_REPLICAS, 1..5, default 1 */
+    int64_t stream_max_age_ms;  /* OMS_STREAM_MAX_AGE_H, hours, default 168 (7 days) */
+    int64_t dup_window_ms;      /* OMS_DUPLICATE_WINDOW_S, default 120 */
+    int batch_max;              /* OMS_BATCH_MAX, 1..4096, default 256 */
+    int batch_wait_ms;          /* OMS_BATCH_WAIT_MS, 1..10000, default 50 */
+    int log_level;              /* OMS_LOG_LEVEL, default info */
+} oms_config;
+
+/* Fills cfg from the environment. http_port is this service's default port.
+ * On a bad value returns OMS_EINVAL and writes the reason into err. */
+oms_status config_load(oms_config *cfg, const char *service, int http_port,
+                       char err[CONFIG_ERR_LEN]);
+
+/* Reads an integer variable in [min, max]; absent or empty gives def. */
+oms_status config_int(const char *name, int64_t def, int64_t min, int64_t max,
+                      int64_t *out, char err[CONFIG_ERR_LEN]);
+
+/* Reads a decimal variable in [min, max]; absent or empty gives def. */
+oms_status config_double(const char *name, double def, double min, double max,
+                         double *out, char err[CONFIG_ERR_LEN]);
+
+/* Returns the variable, or def when absent or empty. */
+const char *config_str(const char *name, const char *def);
+
+#endif

@@ -1,0 +1,105 @@
+/*
+ * consumer.h - idempotent batch consumers: fetch up to N messages from a
+ * durable pull consumer, apply them all in one PostgreSQL transaction together
+ * with their inbox rows (duplicates skipped) and the outbox events they cause,
+ * COMMIT, then ack. Ack after commit: a crash before the ack redelivers, and
+ * the inbox turns the redelivery into a no-op.
+ *
+ * A message the service cannot apply (undecodable, invalid) is "rejected": it
+ * goes to dead_letters with the reason in the same transaction and is
+ * terminated, so it never blocks the stream. A transient failure (database
+ * down, deadlock) naks the batch with a delay and the loop reconnects. When a
+ * batch fails for another database reason, each message is retried alone so
+ * the one at fault is dead-lettered and the others go through.
+ */
+#ifndef OMS_CONSUMER_H
+#define OMS_CONSUMER_H
+
+#include "oms.h"
+
+#include <libpq-fe.h>
+#include <nats/nats.h>
+
+#include "outbox.h"
+
+struct js_conn;
+struct metrics;
+
+#define CONSUMER_EVENT_ID_LEN 128
+#define CONSUMER_REASON_LEN 512
+
+typedef struct oms_msg {
+    natsMsg *nmsg;                          /* owned by the consumer */
+    const char *subject;                    /* borrowed from nmsg */
+    const void *data;                       /* borrowed from nmsg */
+    size_t len;
+    char event_id[CONSUMER_EVENT_ID_LEN];   /* Nats-Msg-Id, or "<stream>:<seq>" */
+    bool duplicate;                         /* already in the inbox: do not apply */
+    bool rejected;                          /* set by consumer_reject */
+    char reason[CONSUMER_REASON_LEN];
+} oms_msg;
+
+/* What a service's apply function sees: an open transaction on conn. */
+typedef struct consumer_batch {
+    PGconn *conn;
+    oms_msg *msgs;
+    size_t n;
+    outbox_batch *outbox;  /* flushed by the consumer after apply, before COMMIT */
+    const char *producer;  /* the service name, for EventMeta.producer */
+} consumer_batch;
+
+/* Applies every message of b that is neither duplicate nor rejected, using
+ * b->conn inside the open transaction. Must validate a message fully before
+ * writing anything for it, and reject it with consumer_reject when invalid.
+ * Returns OMS_OK, OMS_ETRANSIENT (retry later) or OMS_EDB (statement refused). */
+typedef oms_status (*consumer_apply_fn)(void *ctx, consumer_batch *b);
+
+/* Marks message i as rejected (dead letter) with a formatted reason. */
+void consumer_reject(consumer_batch *b, size_t i, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Value of header key of m, or NULL. Borrowed from the message. */
+const char *oms_msg_header(const oms_msg *m, const char *key);
+
+typedef struct consumer_spec {
+    const char *name;     /* for logs and metrics, e.g. "ingest-rows" */
+    const char *stream;
+    const char *durable;
+    const char *filter;   /* subject filter, NULL for the whole stream */
+    int batch_max;
+    int wait_ms;
+    int64_t ack_wait_ms;
+    consumer_apply_fn apply;
+    void *ctx;
+} consumer_spec;
+
+/* What every consumer of a service shares; borrowed for the consumer's life. */
+typedef struct consumer_env {
+    const char *dsn;
+    const char *schema;     /* = service name */
+    struct js_conn *js;
+    struct metrics *m;
+} consumer_env;
+
+typedef struct consumer consumer;
+
+/* Starts a consumer thread. spec and env are borrowed. */
+oms_status consumer_start(consumer **out, const consumer_spec *spec, const consumer_env *env);
+
+/* Stops fetching, finishes (commits and acks) the batch in hand, joins; NULL is a no-op. */
+void consumer_stop(consumer *c);
+
+/* True once the consumer is bound to its durable and connected to PostgreSQL. */
+bool consumer_ready(consumer *c);
+
+/* Re-applies a stored dead letter inside the caller's open transaction on conn,
+ * without the inbox (its event id is already there). On rejection returns
+ * OMS_EINVAL with the reason in reason_out. */
+oms_status consumer_replay(const consumer_spec *spec, const consumer_env *env, PGconn *conn,
+                           const char *subject, const char *headers, const void *data,
+                           size_t len, char reason_out[CONSUMER_REASON_LEN]);
+
+/* True when a NATS subject filter (with * and >) matches subject. */
+bool consumer_subject_matches(const char *filter, const char *subject);
+
+#endif

@@ -1,0 +1,294 @@
+/*
+ * js.c - nats.c JetStream wrappers.
+ *
+ * Async publish failures are counted by the error handler (called on a nats.c
+ * thread) and collected by js_publish_wait, so a relay can tell whether a
+ * whole round of publishes made it before it deletes its outbox rows.
+ */
+#include "js.h"
+
+#include "log.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NS_PER_MS 1000000LL
+
+struct js_conn {
+    natsConnection *nc;
+    jsCtx *js;
+    atomic_long publish_failures;
+};
+
+typedef struct stream_def {
+    const char *name;
+    const char *subject;
+    jsRetentionPolicy retention;
+} stream_def;
+
+/* The streams of the event contract (docs/events.md). */
+static const stream_def STREAMS[] = {
+    {"INGEST", "ingest.rows", js_WorkQueuePolicy},
+    {"ORDERS", "order.>", js_LimitsPolicy},
+    {"STOCK", "stock.>", js_LimitsPolicy},
+    {"PAYMENTS", "payment.>", js_LimitsPolicy},
+    {"REFUNDS", "refund.>", js_LimitsPolicy},
+    {"IMPORTS", "import.>", js_LimitsPolicy},
+    {"CATALOG", "catalog.>", js_LimitsPolicy},
+};
+
+static void on_publish_error(jsCtx *js, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    js_conn *c = closure;
+    atomic_fetch_add(&c->publish_failures, 1);
+    log_warn("async publish failed", "subject", natsMsg_GetSubject(pae->Msg), "error",
+             pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err), NULL);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+    log_warn("disconnected from NATS, reconnecting", NULL);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+    log_info("reconnected to NATS", NULL);
+}
+
+static oms_status nats_fail(natsStatus st, const char *what)
+{
+    log_warn("NATS call failed", "what", what, "error", natsStatus_GetText(st), NULL);
+    return st == NATS_TIMEOUT ? OMS_ETIMEOUT : OMS_ENATS;
+}
+
+oms_status js_connect(js_conn **out, const char *url, const char *user, const char *password,
+                      const char *name)
+{
+    natsOptions *opts = NULL;
+    js_conn *c = calloc(1, sizeof *c);
+    natsStatus st = NATS_OK;
+    oms_status s = OMS_OK;
+    jsOptions jo;
+
+    if (c == NULL)
+        return OMS_ENOMEM;
+    if ((st = natsOptions_Create(&opts)) != NATS_OK ||
+        (st = natsOptions_SetURL(opts, url)) != NATS_OK ||
+        (st = natsOptions_SetName(opts, name)) != NATS_OK ||
+        (st = natsOptions_SetMaxReconnect(opts, -1)) != NATS_OK ||
+        (st = natsOptions_SetReconnectWait(opts, 250)) != NATS_OK ||
+        (st = natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL)) != NATS_OK ||
+        (st = natsOptions_SetDisconnectedCB(opts, on_disconnected, NULL)) != NATS_OK ||
+        (st = natsOptions_SetReconnectedCB(opts, on_reconnected, NULL)) != NATS_OK) {
+        s = nats_fail(st, "options");
+        goto out;
+    }
+    if (user != NULL && (st = natsOptions_SetUserInfo(opts, user, password)) != NATS_OK) {
+        s = nats_fail(st, "user info");
+        goto out;
+    }
+    /* With retry-on-failed-connect, Connect returns NATS_NOT_YET_CONNECTED
+     * while the server is still starting; the client keeps trying. */
+    st = natsConnection_Connect(&c->nc, opts);
+    if (st != NATS_OK && st != NATS_NOT_YET_CONNECTED) {
+        s = nats_fail(st, "connect");
+        goto out;
+    }
+    jsOptions_Init(&jo);
+    jo.Wait = 10000;
+    jo.PublishAsync.MaxPending = 8192;
+    jo.PublishAsync.ErrHandler = on_publish_error;
+    jo.PublishAsync.ErrHandlerClosure = c;
+    if ((st = natsConnection_JetStream(&c->js, c->nc, &jo)) != NATS_OK) {
+        s = nats_fail(st, "jetstream context");
+        goto out;
+    }
+    *out = c;
+    c = NULL;
+out:
+    natsOptions_Destroy(opts);
+    js_conn_destroy(c);
+    return s;
+}
+
+void js_conn_destroy(js_conn *c)
+{
+    if (c == NULL)
+        return;
+    if (c->js != NULL) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = 5000;
+        js_PublishAsyncComplete(c->js, &po);
+        jsCtx_Destroy(c->js);
+    }
+    natsConnection_Destroy(c->nc);
+    free(c);
+}
+
+natsConnection *js_nats(js_conn *c)
+{
+    return c->nc;
+}
+
+jsCtx *js_ctx(js_conn *c)
+{
+    return c->js;
+}
+
+bool js_connected(js_conn *c)
+{
+    return c != NULL && natsConnection_Status(c->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+static oms_status ensure_stream(js_conn *c, const stream_def *d, int replicas, int64_t max_age_ms,
+                                int64_t dup_window_ms)
+{
+    jsStreamConfig cfg;
+    jsStreamInfo *si = NULL;
+    jsErrCode code = 0;
+    const char *subjects[] = {d->subject};
+
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = d->name;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Retention = d->retention;
+    cfg.Storage = js_FileStorage;
+    cfg.Replicas = replicas;
+    cfg.MaxAge = max_age_ms * NS_PER_MS;
+    cfg.Duplicates = dup_window_ms * NS_PER_MS;
+    natsStatus st = js_AddStream(&si, c->js, &cfg, NULL, &code);
+    if (st != NATS_OK && code == JSStreamNameExistErr)
+        st = js_UpdateStream(&si, c->js, &cfg, NULL, &code);
+    jsStreamInfo_Destroy(si);
+    if (st != NATS_OK) {
+        char codebuf[16];
+        snprintf(codebuf, sizeof codebuf, "%d", (int)code);
+        log_error("cannot create or update stream", "stream", d->name, "error",
+                  natsStatus_GetText(st), "js_code", codebuf, NULL);
+        return OMS_ENATS;
+    }
+    return OMS_OK;
+}
+
+oms_status js_ensure_streams(js_conn *c, int replicas, int64_t max_age_ms, int64_t dup_window_ms)
+{
+    for (size_t i = 0; i < sizeof STREAMS / sizeof STREAMS[0]; i++) {
+        oms_status s = ensure_stream(c, &STREAMS[i], replicas, max_age_ms, dup_window_ms);
+        if (s != OMS_OK)
+            return s;
+    }
+    return OMS_OK;
+}
+
+oms_status js_pull_subscribe(js_conn *c, const char *stream, const char *durable,
+                             const char *filter, int64_t ack_wait_ms, natsSubscription **out)
+{
+    jsConsumerConfig cc;
+    jsConsumerInfo *ci = NULL;
+    jsSubOptions so;
+    jsErrCode code = 0;
+
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = ack_wait_ms * NS_PER_MS;
+    cc.MaxAckPending = 20000;
+    cc.FilterSubject = filter;
+    natsStatus st = js_AddConsumer(&ci, c->js, stream, &cc, NULL, &code);
+    if (st != NATS_OK && code == JSConsumerNameExistErr)
+        st = js_UpdateConsumer(&ci, c->js, stream, &cc, NULL, &code);
+    jsConsumerInfo_Destroy(ci);
+    /* Another replica may have created it with the same config a moment ago. */
+    if (st != NATS_OK && code != JSConsumerNameExistErr && code != 0)
+        return nats_fail(st, "add consumer");
+    jsSubOptions_Init(&so);
+    so.Stream = stream;
+    so.Consumer = durable;
+    st = js_PullSubscribe(out, c->js, filter ? filter : ">", durable, NULL, &so, &code);
+    if (st != NATS_OK)
+        return nats_fail(st, "pull subscribe");
+    return OMS_OK;
+}
+
+oms_status js_fetch(natsSubscription *sub, int batch, int64_t wait_ms, natsMsgList *list)
+{
+    memset(list, 0, sizeof *list);
+    natsStatus st = natsSubscription_Fetch(list, sub, batch, wait_ms, NULL);
+    if (st == NATS_OK || st == NATS_TIMEOUT)
+        return OMS_OK;
+    natsMsgList_Destroy(list);
+    memset(list, 0, sizeof *list);
+    if (st == NATS_CONNECTION_DISCONNECTED || st == NATS_CONNECTION_CLOSED)
+        return OMS_ETRANSIENT;
+    return nats_fail(st, "fetch");
+}
+
+oms_status js_publish_async(js_conn *c, const char *subject, const char *type,
+                            const char *event_id, const void *data, size_t len)
+{
+    natsMsg *msg = NULL;
+    jsPubOptions po;
+    natsStatus st;
+
+    if (len > INT32_MAX)
+        return OMS_EINVAL;
+    if ((st = natsMsg_Create(&msg, subject, NULL, data, (int)len)) != NATS_OK)
+        return nats_fail(st, "message create");
+    if (type != NULL)
+        natsMsgHeader_Set(msg, JS_HDR_TYPE, type);
+    jsPubOptions_Init(&po);
+    po.MsgId = event_id;
+    /* On success nats.c takes the message; on failure we still own it. */
+    st = js_PublishMsgAsync(c->js, &msg, &po);
+    natsMsg_Destroy(msg);
+    if (st != NATS_OK) {
+        atomic_fetch_add(&c->publish_failures, 1);
+        return nats_fail(st, "publish async");
+    }
+    return OMS_OK;
+}
+
+oms_status js_publish_wait(js_conn *c, int64_t timeout_ms)
+{
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = timeout_ms;
+    natsStatus st = js_PublishAsyncComplete(c->js, &po);
+    long failures = atomic_exchange(&c->publish_failures, 0);
+    if (st != NATS_OK)
+        return st == NATS_TIMEOUT ? OMS_ETIMEOUT : OMS_ENATS;
+    return failures == 0 ? OMS_OK : OMS_ENATS;
+}
+
+oms_status js_publish_sync(js_conn *c, natsMsg *msg)
+{
+    jsPubAck *ack = NULL;
+    jsErrCode code = 0;
+    natsStatus st = js_PublishMsg(&ack, c->js, msg, NULL, &code);
+    jsPubAck_Destroy(ack);
+    return st == NATS_OK ? OMS_OK : nats_fail(st, "publish");
+}
+
+oms_status js_msg_event_id(natsMsg *msg, char *out, size_t out_len)
+{
+    const char *id = NULL;
+    if (natsMsgHeader_Get(msg, JS_HDR_MSG_ID, &id) == NATS_OK && id != NULL && *id != '\0') {
+        snprintf(out, out_len, "%s", id);
+        return OMS_OK;
+    }
+    jsMsgMetaData *meta = NULL;
+    if (natsMsg_GetMetaData(&meta, msg) != NATS_OK)
+        return OMS_EINVAL;
+    snprintf(out, out_len, "%s:%llu", meta->Stream, (unsigned long long)meta->Sequence.Stream);
+    jsMsgMetaData_Destroy(meta);
+    return OMS_OK;
+}

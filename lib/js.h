@@ -1,0 +1,63 @@
+/*
+ * js.h - NATS JetStream: connection, the streams of the event contract, durable
+ * pull consumers and asynchronous publishing with Nats-Msg-Id.
+ *
+ * Written against nats.c 3.4.1 (Debian 12). The connection reconnects forever;
+ * callers never see a dropped socket except as a failed publish or fetch.
+ */
+#ifndef OMS_JS_H
+#define OMS_JS_H
+
+#include "oms.h"
+
+#include <nats/nats.h>
+
+/* Header names of the contract. */
+#define JS_HDR_MSG_ID "Nats-Msg-Id"
+#define JS_HDR_TYPE "Oms-Type"
+
+typedef struct js_conn js_conn;
+
+/* Connects to url (comma-separated list allowed) as client name; user and
+ * password may be NULL. Caller frees with js_conn_destroy. */
+oms_status js_connect(js_conn **out, const char *url, const char *user, const char *password,
+                      const char *name);
+
+/* Drains pending publishes (up to 5 s) and closes; NULL is a no-op. */
+void js_conn_destroy(js_conn *c);
+
+natsConnection *js_nats(js_conn *c);
+jsCtx *js_ctx(js_conn *c);
+bool js_connected(js_conn *c);
+
+/* Creates or updates every stream of the contract (INGEST, ORDERS, STOCK,
+ * PAYMENTS, REFUNDS, IMPORTS, CATALOG) with file storage. */
+oms_status js_ensure_streams(js_conn *c, int replicas, int64_t max_age_ms, int64_t dup_window_ms);
+
+/* Creates (or reuses) durable pull consumer `durable` on stream with a subject
+ * filter (NULL for all), explicit acks, and binds a subscription to it.
+ * Several processes binding the same durable share its messages. */
+oms_status js_pull_subscribe(js_conn *c, const char *stream, const char *durable,
+                             const char *filter, int64_t ack_wait_ms, natsSubscription **out);
+
+/* Fetches up to batch messages, waiting at most wait_ms. An empty or timed-out
+ * fetch is OMS_OK with list->Count == 0 (nats.c 3.4.1 may return early). */
+oms_status js_fetch(natsSubscription *sub, int batch, int64_t wait_ms, natsMsgList *list);
+
+/* Publishes asynchronously with Nats-Msg-Id = event_id and Oms-Type = type
+ * (both may be NULL). Borrows everything. */
+oms_status js_publish_async(js_conn *c, const char *subject, const char *type,
+                            const char *event_id, const void *data, size_t len);
+
+/* Waits until every async publish is acknowledged (or timeout_ms). Returns
+ * OMS_OK only if all were acknowledged and none failed since the last call. */
+oms_status js_publish_wait(js_conn *c, int64_t timeout_ms);
+
+/* Publishes synchronously and waits for the PubAck (for tools and tests). */
+oms_status js_publish_sync(js_conn *c, natsMsg *msg);
+
+/* Returns an event id for msg: its Nats-Msg-Id header, or "<stream>:<seq>"
+ * from its JetStream metadata. Writes into out. */
+oms_status js_msg_event_id(natsMsg *msg, char *out, size_t out_len);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * order_csv.h - the order CSV format of `ingest.rows` (docs/events.md):
+ * header mapping with aliases, and the validation of one row into typed
+ * values or an error that names the row, the field and the value.
+ * Shared by the ingest service and omsctl, which checks a header before it
+ * sends a file.
+ */
+#ifndef OMS_ORDER_CSV_H
+#define OMS_ORDER_CSV_H
+
+#include "oms.h"
+
+typedef enum order_col {
+    OC_ORDER_ID,
+    OC_CUSTOMER_ID,
+    OC_SKU,
+    OC_QTY,
+    OC_UNIT_PRICE,
+    OC_UNIT_PRICE_CENTS,
+    OC_PLACED_AT,
+    OC_CURRENCY,
+    OC_CUSTOMER_EMAIL,
+    OC_CUSTOMER_NAME,
+    OC_PRODUCT_NAME,
+    OC_COUNT
+} order_col;
+
+#define ORDER_QTY_MAX 100000
+#define ORDER_FIELD_MAX 256 /* bytes in any text field */
+#define ORDER_ERR_LEN 320
+
+/* Where each column is in a record (-1 when absent). */
+typedef struct order_csv_header {
+    int index[OC_COUNT];
+} order_csv_header;
+
+/* Canonical column name ("order_id"). */
+const char *order_csv_column_name(order_col c);
+
+/* The order used when a message has no header:
+ * order_id,customer_id,sku,qty,unit_price. */
+void order_csv_header_default(order_csv_header *h);
+
+/* True when the record is a header: one of its fields names a known column. */
+bool order_csv_is_header(char *const *fields, size_t n);
+
+/* Maps a header record (names matched case-insensitively, aliases accepted,
+ * unknown columns ignored). On a missing required column returns OMS_EINVAL
+ * with a message naming it in err and the column in *missing. */
+oms_status order_csv_header_parse(char *const *fields, size_t n, order_csv_header *h,
+                                  order_col *missing, char err[ORDER_ERR_LEN]);
+
+/* One validated row. Strings are borrowed from the record's fields. */
+typedef struct order_row {
+    int row;
+    const char *order_id, *customer_id, *customer_email, *customer_name;
+    const char *sku, *product_name;
+    int32_t qty;
+    int64_t unit_price_cents;
+    int64_t placed_at_ms;   /* 0 when the column is absent or empty */
+    const char *currency;
+    /* On error: the column at fault ("" for the row as a whole) and a
+     * sentence starting "row N: ". */
+    const char *field;
+    char error[ORDER_ERR_LEN];
+} order_row;
+
+/* Validates record fields as row number `row` against header h. Returns
+ * OMS_OK, or OMS_EINVAL with out->field and out->error set; the other
+ * fields are then best effort (order_id is set when it was readable). */
+oms_status order_csv_row_parse(const order_csv_header *h, char *const *fields, size_t n, int row,
+                               const char *currency, order_row *out);
+
+/* Parses an ISO 8601 UTC timestamp ("2026-11-02T10:15:00Z", with optional
+ * fraction and offset, "2026-11-02 10:15:00" or "2026-11-02") into ms. */
+oms_status order_csv_parse_time(const char *text, int64_t *ms);
+
+#endif

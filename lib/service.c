@@ -1,0 +1,309 @@
+/*
+ * service.c - start-up, HTTP basics and shutdown for every service.
+ *
+ * Start-up waits for its peers rather than failing: NATS, PostgreSQL and the
+ * streams are retried with backoff, so a whole stack can start in any order
+ * (Kubernetes, systemd, `make up`). Signals are blocked in every thread and
+ * taken synchronously by the main thread with sigwait.
+ */
+#include "service.h"
+
+#include "log.h"
+#include "outbox.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RELAY_DRAIN_MS 10000
+
+struct oms_service {
+    const service_def *def;
+    oms_config cfg;
+    metrics *m;
+    js_conn *js;
+    consumer_env env;
+    consumer_spec *specs;
+    consumer **consumers;
+    outbox_relay *relay;
+    http_server *http;
+    void *ctx;
+    volatile int stopping;
+    pthread_mutex_t pg_lock;
+    PGconn *pg;
+};
+
+const oms_config *service_config(oms_service *svc) { return &svc->cfg; }
+metrics *service_metrics(oms_service *svc) { return svc->m; }
+js_conn *service_js(oms_service *svc) { return svc->js; }
+const consumer_env *service_consumer_env(oms_service *svc) { return &svc->env; }
+const volatile int *service_stopping(oms_service *svc) { return &svc->stopping; }
+
+PGconn *service_pg_acquire(oms_service *svc)
+{
+    pthread_mutex_lock(&svc->pg_lock);
+    if (!pg_ok(svc->pg)) {
+        PQfinish(svc->pg);
+        svc->pg = NULL;
+        if (pg_connect(&svc->pg, svc->cfg.pg_dsn, svc->def->name, "http") != OMS_OK) {
+            pthread_mutex_unlock(&svc->pg_lock);
+            return NULL;
+        }
+    }
+    return svc->pg;
+}
+
+void service_pg_release(oms_service *svc)
+{
+    pthread_mutex_unlock(&svc->pg_lock);
+}
+
+/* ---- start-up, retried until the peers answer ------------------------ */
+
+static bool wait_step(oms_service *svc, int64_t *backoff_ms)
+{
+    oms_sleep_ms(*backoff_ms, &svc->stopping);
+    *backoff_ms = *backoff_ms < 5000 ? *backoff_ms * 2 : 5000;
+    return !svc->stopping;
+}
+
+static oms_status connect_nats(oms_service *svc)
+{
+    int64_t backoff = 200;
+    oms_status s = js_connect(&svc->js, svc->cfg.nats_url, svc->cfg.nats_user,
+                              svc->cfg.nats_password, svc->def->name);
+    if (s != OMS_OK)
+        return s;
+    while ((s = js_ensure_streams(svc->js, svc->cfg.stream_replicas, svc->cfg.stream_max_age_ms,
+                                  svc->cfg.dup_window_ms)) != OMS_OK) {
+        log_warn("streams not ready, retrying", "nats_url", svc->cfg.nats_url, NULL);
+        if (!wait_step(svc, &backoff))
+            return s;
+    }
+    return OMS_OK;
+}
+
+static oms_status migrate(oms_service *svc)
+{
+    int64_t backoff = 200;
+    for (;;) {
+        PGconn *c = NULL;
+        oms_status s = pg_connect(&c, svc->cfg.pg_dsn, svc->def->name, "migrate");
+        if (s == OMS_OK)
+            s = pg_migrate(c, svc->def->name, svc->def->migrations);
+        PQfinish(c);
+        if (s == OMS_OK || s == OMS_EDB)
+            return s; /* a migration that fails on a live database will not fix itself */
+        log_warn("PostgreSQL not ready, retrying", NULL);
+        if (!wait_step(svc, &backoff))
+            return s;
+    }
+}
+
+static oms_status start_consumers(oms_service *svc)
+{
+    size_t n = svc->def->n_consumers;
+    svc->specs = calloc(n ? n : 1, sizeof *svc->specs);
+    svc->consumers = calloc(n ? n : 1, sizeof *svc->consumers);
+    if (svc->specs == NULL || svc->consumers == NULL)
+        return OMS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        svc->specs[i] = svc->def->consumers[i];
+        if (svc->specs[i].ctx == NULL)
+            svc->specs[i].ctx = svc->ctx;
+        if (svc->specs[i].batch_max == 0)
+            svc->specs[i].batch_max = svc->cfg.batch_max;
+        if (svc->specs[i].wait_ms == 0)
+            svc->specs[i].wait_ms = svc->cfg.batch_wait_ms;
+        if (svc->specs[i].ack_wait_ms == 0)
+            svc->specs[i].ack_wait_ms = 30000;
+        oms_status s = consumer_start(&svc->consumers[i], &svc->specs[i], &svc->env);
+        if (s != OMS_OK)
+            return s;
+    }
+    return OMS_OK;
+}
+
+/* ---- HTTP basics ----------------------------------------------------- */
+
+static void h_healthz(void *ctx, const http_request *req, http_response *resp)
+{
+    (void)ctx, (void)req;
+    http_respond_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void h_readyz(void *ctx, const http_request *req, http_response *resp)
+{
+    oms_service *svc = ctx;
+    (void)req;
+    bool nats = js_connected(svc->js), consumers = true;
+    for (size_t i = 0; i < svc->def->n_consumers; i++)
+        consumers = consumers && consumer_ready(svc->consumers[i]);
+    PGconn *c = service_pg_acquire(svc);
+    bool pg = c != NULL;
+    if (c != NULL)
+        service_pg_release(svc);
+    bool ready = nats && pg && consumers && !svc->stopping;
+    http_respond_json(resp, ready ? 200 : 503,
+                      json_pack("{s:s,s:b,s:b,s:b}", "status", ready ? "ready" : "not ready",
+                                "nats", nats, "postgres", pg, "consumers", consumers));
+}
+
+static void refresh_dead_letter_gauge(oms_service *svc)
+{
+    PGconn *c = service_pg_acquire(svc);
+    PGresult *res = NULL;
+    if (c == NULL)
+        return;
+    if (pg_query(c, "dead letter count",
+                 "SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL", 0, NULL,
+                 PGRES_TUPLES_OK, &res) == OMS_OK)
+        metrics_gauge_set(svc->m, "oms_dead_letters", "", atof(PQgetvalue(res, 0, 0)));
+    PQclear(res);
+    service_pg_release(svc);
+}
+
+static void h_metrics(void *ctx, const http_request *req, http_response *resp)
+{
+    oms_service *svc = ctx;
+    (void)req;
+    char *text = NULL;
+    size_t len = 0;
+    refresh_dead_letter_gauge(svc);
+    if (metrics_render(svc->m, &text, &len) != OMS_OK) {
+        http_respond_error(resp, 500, "cannot render metrics");
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4";
+    resp->body = text;
+    resp->body_len = len;
+}
+
+/* Defined in service_dlq.c. */
+void service_dlq_routes(oms_service *svc, http_server *http);
+const consumer_spec *service_consumer_for(oms_service *svc, const char *subject);
+
+const consumer_spec *service_consumer_for(oms_service *svc, const char *subject)
+{
+    for (size_t i = 0; i < svc->def->n_consumers; i++)
+        if (consumer_subject_matches(svc->specs[i].filter, subject))
+            return &svc->specs[i];
+    return NULL;
+}
+
+static oms_status start_http(oms_service *svc)
+{
+    oms_status s = http_server_create(&svc->http, svc->cfg.http_addr, svc->cfg.admin_token);
+    if (s != OMS_OK)
+        return s;
+    http_route(svc->http, "GET", "/healthz", false, h_healthz, svc);
+    http_route(svc->http, "GET", "/readyz", false, h_readyz, svc);
+    http_route(svc->http, "GET", "/metrics", false, h_metrics, svc);
+    service_dlq_routes(svc, svc->http);
+    if (svc->def->routes != NULL)
+        svc->def->routes(svc, svc->http, svc->ctx);
+    s = http_server_start(svc->http);
+    if (s != OMS_OK)
+        log_error("cannot listen", "addr", svc->cfg.http_addr, NULL);
+    return s;
+}
+
+/* ---- main ------------------------------------------------------------ */
+
+static void shutdown_all(oms_service *svc)
+{
+    /* Order matters: consumers finish their batch (writing outbox rows) before
+     * the relay drains, and HTTP stays up for probes until the end. */
+    for (size_t i = 0; svc->consumers && i < svc->def->n_consumers; i++)
+        consumer_stop(svc->consumers[i]);
+    if (svc->def->fini != NULL && svc->ctx != NULL)
+        svc->def->fini(svc->ctx);
+    outbox_relay_stop(svc->relay, RELAY_DRAIN_MS);
+    http_server_destroy(svc->http);
+    js_conn_destroy(svc->js);
+    PQfinish(svc->pg);
+    metrics_destroy(svc->m);
+    free(svc->consumers);
+    free(svc->specs);
+    pthread_mutex_destroy(&svc->pg_lock);
+}
+
+static oms_status start_all(oms_service *svc)
+{
+    oms_status s;
+    if ((s = connect_nats(svc)) != OMS_OK || (s = migrate(svc)) != OMS_OK)
+        return s;
+    svc->env = (consumer_env){svc->cfg.pg_dsn, svc->def->name, svc->js, svc->m};
+    if (svc->def->init != NULL && (s = svc->def->init(svc, &svc->ctx)) != OMS_OK)
+        return s;
+    /* Inbox rows must outlive any redelivery: keep them a day past the streams' max age. */
+    if ((s = outbox_relay_start(&svc->relay, svc->cfg.pg_dsn, svc->def->name, svc->js, svc->m,
+                                svc->cfg.stream_max_age_ms + 86400000LL)) != OMS_OK)
+        return s;
+    if ((s = start_consumers(svc)) != OMS_OK)
+        return s;
+    return start_http(svc);
+}
+
+static void *signal_main(void *arg)
+{
+    oms_service *svc = arg;
+    sigset_t sigs;
+    int sig = 0;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigwait(&sigs, &sig);
+    log_info("shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+    svc->stopping = 1;
+    return NULL;
+}
+
+int service_main(const service_def *def)
+{
+    oms_service svc;
+    char err[CONFIG_ERR_LEN];
+    sigset_t sigs;
+    pthread_t signal_thread;
+    int rc = 0;
+
+    memset(&svc, 0, sizeof svc);
+    svc.def = def;
+    pthread_mutex_init(&svc.pg_lock, NULL);
+    if (config_load(&svc.cfg, def->name, def->http_port, err) != OMS_OK) {
+        fprintf(stderr, "%s: configuration error: %s\n", def->name, err);
+        pthread_mutex_destroy(&svc.pg_lock);
+        return 2;
+    }
+    log_init(def->name, (log_level)svc.cfg.log_level);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    /* Takes SIGTERM even during start-up, while peers are still retried. */
+    pthread_create(&signal_thread, NULL, signal_main, &svc);
+    pthread_detach(signal_thread);
+
+    if ((svc.m = metrics_create()) == NULL)
+        return 1;
+    metrics_gauge_declare(svc.m, "oms_dead_letters", "Dead letters not yet resolved");
+    oms_status s = start_all(&svc);
+    if (s == OMS_OK) {
+        log_info("service started", "http_addr", svc.cfg.http_addr, "nats_url",
+                 svc.cfg.nats_url, NULL);
+        while (!svc.stopping)
+            oms_sleep_ms(100, NULL);
+    } else {
+        log_error("start-up failed", "error", oms_strstatus(s), NULL);
+        rc = 1;
+    }
+    svc.stopping = 1;
+    shutdown_all(&svc);
+    if (rc == 0)
+        log_info("stopped cleanly", NULL);
+    return rc;
+}

@@ -1,0 +1,163 @@
+/*
+ * service_dlq.c - dead letters over HTTP: list them, and re-apply one once
+ * its cause is fixed (POST /dead-letters/{id}/retry, admin token required).
+ */
+#include "log.h"
+#include "service.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void service_dlq_routes(oms_service *svc, http_server *http);
+const consumer_spec *service_consumer_for(oms_service *svc, const char *subject);
+
+static json_t *dead_letter_json(PGresult *res, int row)
+{
+    return json_pack("{s:I,s:s,s:s,s:s,s:i,s:s,s:s?}", "id",
+                     (json_int_t)atoll(PQgetvalue(res, row, 0)), "subject",
+                     PQgetvalue(res, row, 1), "event_id", PQgetvalue(res, row, 2), "reason",
+                     PQgetvalue(res, row, 3), "attempts", atoi(PQgetvalue(res, row, 4)),
+                     "created_at", PQgetvalue(res, row, 5), "resolved_at",
+                     PQgetisnull(res, row, 6) ? NULL : PQgetvalue(res, row, 6));
+}
+
+static void h_list(void *ctx, const http_request *req, http_response *resp)
+{
+    oms_service *svc = ctx;
+    const char *state = http_query(req, "state");
+    const char *limit = http_query(req, "limit");
+    char *end = NULL;
+    long n = limit ? strtol(limit, &end, 10) : 100;
+    if (limit && (*end != '\0' || n < 1 || n > 10000)) {
+        http_respond_error(resp, 400, "limit must be an integer from 1 to 10000, got \"%s\"", limit);
+        return;
+    }
+    if (state && strcmp(state, "open") != 0 && strcmp(state, "all") != 0) {
+        http_respond_error(resp, 400, "state must be open or all, got \"%s\"", state);
+        return;
+    }
+    char nbuf[16];
+    snprintf(nbuf, sizeof nbuf, "%ld", n);
+    const char *params[] = {state && strcmp(state, "all") == 0 ? "all" : "open", nbuf};
+    PGconn *c = service_pg_acquire(svc);
+    PGresult *res = NULL;
+    if (c == NULL) {
+        http_respond_error(resp, 503, "PostgreSQL is unavailable");
+        return;
+    }
+    oms_status s = pg_query(c, "dead letter list",
+                            "SELECT id, subject, event_id, reason, attempts,"
+                            " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+                            " to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+                            " FROM dead_letters WHERE ($1 = 'all' OR resolved_at IS NULL)"
+                            " ORDER BY id LIMIT $2::int",
+                            2, params, PGRES_TUPLES_OK, &res);
+    service_pg_release(svc);
+    if (s != OMS_OK) {
+        http_respond_error(resp, 503, "cannot read dead letters");
+        return;
+    }
+    json_t *items = json_array();
+    for (int i = 0; i < PQntuples(res); i++)
+        json_array_append_new(items, dead_letter_json(res, i));
+    PQclear(res);
+    http_respond_json(resp, 200, json_pack("{s:s,s:o}", "service", service_config(svc)->service,
+                                           "dead_letters", items));
+}
+
+/* Re-applies dead letter `id` in one transaction; sets status and message. */
+static oms_status retry_one(oms_service *svc, PGconn *c, const char *id, int *status,
+                            char *message, size_t message_len)
+{
+    const char *params[] = {id};
+    PGresult *res = NULL;
+    char reason[CONSUMER_REASON_LEN] = "";
+    oms_status s;
+
+    if ((s = pg_exec(c, "BEGIN")) != OMS_OK)
+        return s;
+    s = pg_query(c, "dead letter load",
+                 "SELECT subject, headers, payload FROM dead_letters"
+                 " WHERE id = $1::bigint AND resolved_at IS NULL FOR UPDATE",
+                 1, params, PGRES_TUPLES_OK, &res);
+    if (s != OMS_OK)
+        goto out;
+    if (PQntuples(res) == 0) {
+        *status = 404;
+        snprintf(message, message_len, "no open dead letter with id %s", id);
+        goto out;
+    }
+    size_t len = 0;
+    unsigned char *payload = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 2), &len);
+    const consumer_spec *spec = service_consumer_for(svc, PQgetvalue(res, 0, 0));
+    if (spec == NULL || payload == NULL) {
+        *status = 409;
+        snprintf(message, message_len, "no consumer of this service handles subject %s",
+                 PQgetvalue(res, 0, 0));
+    } else {
+        s = consumer_replay(spec, service_consumer_env(svc), c, PQgetvalue(res, 0, 0),
+                            PQgetvalue(res, 0, 1), payload, len, reason);
+    }
+    PQfreemem(payload);
+    if (*status != 0 || (s != OMS_OK && s != OMS_EINVAL))
+        goto out;
+    if (s == OMS_EINVAL) {
+        const char *p2[] = {id, reason};
+        *status = 409;
+        snprintf(message, message_len, "still rejected: %s", reason);
+        s = pg_query(c, "dead letter attempt",
+                     "UPDATE dead_letters SET attempts = attempts + 1, reason = $2"
+                     " WHERE id = $1::bigint", 2, p2, PGRES_COMMAND_OK, NULL);
+    } else {
+        *status = 200;
+        snprintf(message, message_len, "re-applied");
+        s = pg_query(c, "dead letter resolve",
+                     "UPDATE dead_letters SET attempts = attempts + 1, resolved_at = now()"
+                     " WHERE id = $1::bigint", 1, params, PGRES_COMMAND_OK, NULL);
+    }
+    if (s == OMS_OK)
+        s = pg_exec(c, "COMMIT");
+out:
+    PQclear(res);
+    if (PQtransactionStatus(c) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(c, "ROLLBACK");
+        PQclear(r);
+    }
+    return s;
+}
+
+static void h_retry(void *ctx, const http_request *req, http_response *resp)
+{
+    oms_service *svc = ctx;
+    const char *id = http_path_param(req, 0);
+    char *end = NULL;
+    if (id == NULL || strtoll(id, &end, 10) <= 0 || *end != '\0') {
+        http_respond_error(resp, 400, "dead letter id must be a positive integer, got \"%s\"",
+                           id ? id : "");
+        return;
+    }
+    PGconn *c = service_pg_acquire(svc);
+    if (c == NULL) {
+        http_respond_error(resp, 503, "PostgreSQL is unavailable");
+        return;
+    }
+    int status = 0;
+    char message[CONSUMER_REASON_LEN + 32];
+    oms_status s = retry_one(svc, c, id, &status, message, sizeof message);
+    service_pg_release(svc);
+    if (s != OMS_OK) {
+        http_respond_error(resp, 503, "retry failed: %s", oms_strstatus(s));
+    } else if (status != 200) {
+        http_respond_error(resp, status, "%s", message);
+    } else {
+        log_info("dead letter re-applied", "id", id, NULL);
+        http_respond_json(resp, 200, json_pack("{s:s,s:s}", "id", id, "state", "resolved"));
+    }
+}
+
+void service_dlq_routes(oms_service *svc, http_server *http)
+{
+    http_route(http, "GET", "/dead-letters", false, h_list, svc);
+    http_route(http, "POST", "/dead-letters/{}/retry", true, h_retry, svc);
+}

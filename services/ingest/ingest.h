@@ -1,0 +1,63 @@
+/*
+ * ingest.h - the ingest service: CSV rows in (ingest.rows), orders out
+ * (order.created), with import.rejected / import.completed on the way.
+ *
+ * Rows are stored as they arrive (one transaction per fetched batch of
+ * chunks). An import is sealed by the sealer thread once all its rows are in
+ * (or it timed out); rows published without an import id form one "live"
+ * import per order, sealed when no row for that order came for seal_ms.
+ * Sealing is set-based SQL over the stored rows plus a cursor that streams
+ * the new orders out as events, so memory stays flat for any file size.
+ */
+#ifndef OMS_INGEST_H
+#define OMS_INGEST_H
+
+#include "consumer.h"
+#include "service.h"
+
+#define INGEST_HDR_IMPORT_ID "Oms-Import-Id"
+#define INGEST_HDR_CHUNK "Oms-Chunk"
+#define INGEST_HDR_FIRST_ROW "Oms-First-Row"
+#define INGEST_HDR_IMPORT_END "Oms-Import-End"
+
+extern const pg_migration ingest_migrations[];
+
+typedef struct ingest_sealer ingest_sealer;
+
+typedef struct ingest_ctx {
+    const char *currency;          /* OMS_CURRENCY */
+    int64_t seal_ms;               /* OMS_INGEST_SEAL_MS */
+    int64_t import_timeout_ms;     /* OMS_INGEST_IMPORT_TIMEOUT_S */
+    const char *dsn;
+    struct metrics *m;
+    ingest_sealer *sealer;
+} ingest_ctx;
+
+/* Reads the ingest settings from the environment into ctx. */
+oms_status ingest_config(ingest_ctx *ctx, char err[CONFIG_ERR_LEN]);
+
+/* consumer_apply_fn for ingest.rows: stores the rows of every chunk and
+ * records import end markers. */
+oms_status ingest_apply_rows(void *ctx, consumer_batch *b);
+
+/* Seals what is ready (complete imports, idle live orders, timed-out
+ * imports), one transaction per import (live ones together). Sets *sealed to
+ * the number of imports sealed. Used by the sealer thread and by tests. */
+oms_status ingest_seal_ready(ingest_ctx *ctx, PGconn *conn, int *sealed);
+
+/* Starts/stops the sealer thread (own PostgreSQL connection). */
+oms_status ingest_sealer_start(ingest_ctx *ctx);
+void ingest_sealer_stop(ingest_ctx *ctx);
+
+
+
+/* ---- events (ingest_events.c) ---- */
+
+/* Adds an import.rejected event to ob. import_id "" for live rows. */
+oms_status ingest_emit_rejected(outbox_batch *ob, const char *import_id, int row,
+                                const char *order_id, const char *field, const char *reason,
+                                const char *causation_id);
+
+/* True when import_id names a live (per-order) import. */
+bool ingest_is_live(const char *import_id);
+#endif

@@ -1,0 +1,399 @@
+/*
+ * ingest_rows.c - applying ingest.rows messages: parse each CSV chunk,
+ * validate every row, and store all rows of the fetched batch with one COPY.
+ *
+ * The imports row of a chunk is upserted (locked) before its rows are
+ * written, so the sealer, which locks imports rows too, never sees half a
+ * chunk, and a chunk that arrives after its import was sealed is recognised
+ * and its rows rejected as late rather than silently dropped.
+ */
+#include "ingest.h"
+
+#include "csvrec.h"
+#include "log.h"
+#include "order_csv.h"
+#include "pgcopy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LIVE_PREFIX "live:"
+
+/* One received row; strings owned. reason NULL = valid so far. */
+typedef struct in_row {
+    char *import_id;
+    int seq, row_no;
+    char *order_id, *customer_id, *email, *name, *sku, *product_name;
+    int32_t qty;
+    int64_t price_cents, placed_at_ms;
+    const char *field; /* static column name, or "" */
+    char *reason;
+    bool publish_now;  /* rejected outside a seal: publish import.rejected now */
+} in_row;
+
+/* The rows of one message while it is parsed. */
+typedef struct chunk {
+    const ingest_ctx *ctx;
+    const char *import_id;  /* NULL for live rows */
+    int64_t now_ms;
+    int next_row;
+    bool first_record, header_bad, explicit_rows;
+    order_csv_header header;
+    order_col missing;
+    char header_error[ORDER_ERR_LEN];
+    in_row *rows;
+    size_t n, cap;
+    bool oom;
+} chunk;
+
+static void row_free(in_row *r)
+{
+    free(r->import_id), free(r->order_id), free(r->customer_id), free(r->email);
+    free(r->name), free(r->sku), free(r->product_name), free(r->reason);
+}
+
+static void chunk_fini(chunk *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        row_free(&c->rows[i]);
+    free(c->rows);
+}
+
+static char *dup_or_empty(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+static char *live_import_id(const char *order_id)
+{
+    size_t n = strlen(LIVE_PREFIX) + strlen(order_id) + 1;
+    char *id = malloc(n);
+    if (id != NULL)
+        snprintf(id, n, "%s%s", LIVE_PREFIX, order_id);
+    return id;
+}
+
+static void store_row(chunk *c, const order_row *r, bool valid)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 256;
+        in_row *p = realloc(c->rows, cap * sizeof *p);
+        if (p == NULL) {
+            c->oom = true;
+            return;
+        }
+        c->rows = p;
+        c->cap = cap;
+    }
+    in_row *x = &c->rows[c->n++];
+    memset(x, 0, sizeof *x);
+    x->row_no = r->row;
+    x->seq = r->row;
+    x->import_id = c->import_id ? strdup(c->import_id) : live_import_id(r->order_id);
+    x->order_id = dup_or_empty(r->order_id);
+    x->customer_id = dup_or_empty(r->customer_id);
+    x->email = dup_or_empty(r->customer_email);
+    x->name = dup_or_empty(r->customer_name);
+    x->sku = dup_or_empty(r->sku);
+    x->product_name = dup_or_empty(r->product_name);
+    x->qty = r->qty;
+    x->price_cents = r->unit_price_cents;
+    x->placed_at_ms = r->placed_at_ms ? r->placed_at_ms : c->now_ms;
+    x->field = r->field ? r->field : "";
+    x->reason = valid ? NULL : strdup(r->error);
+    if (!x->import_id || !x->order_id || !x->customer_id || !x->email || !x->name || !x->sku ||
+        !x->product_name || (!valid && !x->reason))
+        c->oom = true;
+}
+
+static void on_record(void *arg, char *const *fields, size_t n)
+{
+    chunk *c = arg;
+    order_row r;
+    if (c->first_record) {
+        c->first_record = false;
+        if (order_csv_is_header(fields, n)) {
+            if (order_csv_header_parse(fields, n, &c->header, &c->missing, c->header_error) !=
+                OMS_OK)
+                c->header_bad = true;
+            /* Without Oms-First-Row the header is row 1, as in a spreadsheet. */
+            if (!c->explicit_rows)
+                c->next_row = 2;
+            return;
+        }
+    }
+    int row = c->next_row++;
+    if (c->header_bad) {
+        memset(&r, 0, sizeof r);
+        r.row = row;
+        r.field = order_csv_column_name(c->missing);
+        snprintf(r.error, sizeof r.error, "row %d: %.290s", row, c->header_error);
+        store_row(c, &r, false);
+        return;
+    }
+    oms_status s = order_csv_row_parse(&c->header, fields, n, row, c->ctx->currency, &r);
+    store_row(c, &r, s == OMS_OK);
+}
+
+/* Parses a message's CSV into c. first_row: number of the first data row,
+ * or 0 to number records from 1 with the header (if any) as row 1. */
+static oms_status chunk_parse(chunk *c, const oms_msg *m, int first_row)
+{
+    csvrec rec;
+    oms_status s = csvrec_init(&rec, on_record, c);
+    if (s != OMS_OK)
+        return s;
+    c->first_record = true;
+    c->explicit_rows = first_row > 0;
+    c->next_row = first_row > 0 ? first_row : 1;
+    order_csv_header_default(&c->header);
+    if ((s = csvrec_feed(&rec, m->data, m->len)) == OMS_OK)
+        s = csvrec_finish(&rec);
+    csvrec_fini(&rec);
+    return (s != OMS_OK || c->oom) ? OMS_ENOMEM : OMS_OK;
+}
+
+/* ---- imports bookkeeping --------------------------------------------- */
+
+static oms_status header_int(const oms_msg *m, const char *key, int64_t min, int64_t max,
+                             int64_t *out, bool *present)
+{
+    const char *v = oms_msg_header(m, key);
+    *present = v != NULL;
+    if (v == NULL)
+        return OMS_OK;
+    char *end = NULL;
+    long long n = strtoll(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || n < min || n > max)
+        return OMS_EINVAL;
+    *out = n;
+    return OMS_OK;
+}
+
+static void mark_late(in_row *r, bool live)
+{
+    char buf[ORDER_ERR_LEN + 64];
+    if (live)
+        snprintf(buf, sizeof buf, "row %d: order %s was already created; this row is a duplicate",
+                 r->row_no, r->order_id);
+    else
+        snprintf(buf, sizeof buf,
+                 "row %d: import %s was already sealed; this row arrived too late", r->row_no,
+                 r->import_id);
+    free(r->reason);
+    r->reason = strdup(buf);
+    r->field = live ? "order_id" : "";
+    r->publish_now = true;
+}
+
+/* Counts the rows of a file chunk into its import; late rows if sealed. */
+static oms_status register_file(PGconn *conn, chunk *c)
+{
+    char count[24];
+    snprintf(count, sizeof count, "%zu", c->n);
+    const char *params[] = {c->import_id, count};
+    PGresult *res = NULL;
+    oms_status s = pg_query(conn, "import upsert",
+                            "INSERT INTO imports AS i (import_id, kind, received_rows)"
+                            " VALUES ($1, 'file', $2::int) ON CONFLICT (import_id) DO UPDATE"
+                            " SET received_rows = i.received_rows + EXCLUDED.received_rows,"
+                            " last_row_at = now() RETURNING sealed_at IS NOT NULL",
+                            2, params, PGRES_TUPLES_OK, &res);
+    if (s == OMS_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0)
+        for (size_t i = 0; i < c->n; i++)
+            mark_late(&c->rows[i], false);
+    PQclear(res);
+    return s;
+}
+
+static int cmp_row_import(const void *a, const void *b)
+{
+    const in_row *const *x = a, *const *y = b;
+    int d = strcmp((*x)->import_id, (*y)->import_id);
+    return d ? d : (*x)->row_no - (*y)->row_no;
+}
+
+/* Numbers rows that belong to no order from a sequence (one round trip). */
+static oms_status number_orphans(PGconn *conn, in_row **rows, size_t n)
+{
+    char count[24];
+    snprintf(count, sizeof count, "%zu", n);
+    const char *params[] = {count};
+    PGresult *res = NULL;
+    oms_status s = pg_query(conn, "orphan seq",
+                            "SELECT nextval('import_rows_orphan_seq') FROM generate_series(1, $1::int)",
+                            1, params, PGRES_TUPLES_OK, &res);
+    for (size_t i = 0; s == OMS_OK && i < n; i++) {
+        rows[i]->seq = atoi(PQgetvalue(res, (int)i, 0));
+        rows[i]->publish_now = true;
+    }
+    PQclear(res);
+    return s;
+}
+
+/* Upserts one live import per order (in sorted order, so two replicas lock
+ * them in the same order) and numbers each row after what is stored. */
+static oms_status register_live(PGconn *conn, chunk *c)
+{
+    in_row **sorted = calloc(c->n, sizeof *sorted);
+    pg_array ids, counts;
+    PGresult *res = NULL;
+    oms_status s = sorted ? OMS_OK : OMS_ENOMEM;
+    size_t orphans = 0;
+
+    pg_array_init(&ids), pg_array_init(&counts);
+    for (size_t i = 0; s == OMS_OK && i < c->n; i++)
+        sorted[i] = &c->rows[i];
+    if (s == OMS_OK)
+        qsort(sorted, c->n, sizeof *sorted, cmp_row_import);
+    while (orphans < c->n && sorted && *sorted[orphans]->order_id == '\0')
+        orphans++; /* "live:" sorts first */
+    if (s == OMS_OK && orphans > 0)
+        s = number_orphans(conn, sorted, orphans);
+    for (size_t i = orphans; s == OMS_OK && i < c->n;) {
+        size_t j = i;
+        while (j < c->n && strcmp(sorted[j]->import_id, sorted[i]->import_id) == 0)
+            j++;
+        if (pg_array_add(&ids, sorted[i]->import_id) || pg_array_add_int(&counts, (int64_t)(j - i)))
+            s = OMS_ENOMEM;
+        i = j;
+    }
+    const char *params[] = {pg_array_literal(&ids), pg_array_literal(&counts)};
+    if (s == OMS_OK && ids.count > 0)
+        s = pg_query(conn, "live import upsert",
+                     "INSERT INTO imports AS i (import_id, kind, received_rows)"
+                     " SELECT id, 'live', n FROM unnest($1::text[], $2::int[]) AS t(id, n) ORDER BY id"
+                     " ON CONFLICT (import_id) DO UPDATE"
+                     " SET received_rows = i.received_rows + EXCLUDED.received_rows,"
+                     " last_row_at = now()"
+                     " RETURNING import_id, sealed_at IS NOT NULL, received_rows",
+                     2, params, PGRES_TUPLES_OK, &res);
+    for (int r = 0; s == OMS_OK && res && r < PQntuples(res); r++) {
+        const char *id = PQgetvalue(res, r, 0);
+        bool sealed = strcmp(PQgetvalue(res, r, 1), "t") == 0;
+        int received = atoi(PQgetvalue(res, r, 2));
+        size_t first = orphans, last;
+        while (first < c->n && strcmp(sorted[first]->import_id, id) != 0)
+            first++;
+        for (last = first; last < c->n && strcmp(sorted[last]->import_id, id) == 0; last++)
+            ;
+        for (size_t k = first; k < last; k++) {
+            sorted[k]->seq = received - (int)(last - first) + (int)(k - first) + 1;
+            if (sealed)
+                mark_late(sorted[k], true);
+        }
+    }
+    PQclear(res);
+    pg_array_fini(&ids), pg_array_fini(&counts);
+    free(sorted);
+    return s;
+}
+
+static oms_status write_rows(chunk *c, pgcopy *copy, outbox_batch *ob, const char *causation)
+{
+    oms_status s = OMS_OK;
+    for (size_t i = 0; i < c->n && s == OMS_OK; i++) {
+        in_row *r = &c->rows[i];
+        pgcopy_text(copy, r->import_id);
+        pgcopy_int(copy, r->seq);
+        pgcopy_int(copy, r->row_no);
+        pgcopy_text(copy, r->order_id);
+        pgcopy_text(copy, r->customer_id);
+        pgcopy_text(copy, r->email);
+        pgcopy_text(copy, r->name);
+        pgcopy_text(copy, r->sku);
+        pgcopy_text(copy, r->product_name);
+        pgcopy_int(copy, r->qty);
+        pgcopy_int(copy, r->price_cents);
+        pgcopy_text(copy, c->ctx->currency);
+        pgcopy_int(copy, r->placed_at_ms);
+        pgcopy_text(copy, r->reason ? r->field : NULL);
+        pgcopy_text(copy, r->reason);
+        pgcopy_end_row(copy);
+        if (r->publish_now)
+            s = ingest_emit_rejected(ob, r->import_id, r->row_no, r->order_id, r->field,
+                                     r->reason, causation);
+    }
+    return copy->oom ? OMS_ENOMEM : s;
+}
+
+static oms_status apply_end(consumer_batch *b, size_t i, const char *import_id, int64_t rows)
+{
+    char n[24];
+    snprintf(n, sizeof n, "%lld", (long long)rows);
+    const char *params[] = {import_id, n};
+    (void)i;
+    return pg_query(b->conn, "import end",
+                    "INSERT INTO imports AS i (import_id, kind, expected_rows)"
+                    " VALUES ($1, 'file', $2::int) ON CONFLICT (import_id) DO UPDATE"
+                    " SET expected_rows = EXCLUDED.expected_rows, last_row_at = now()",
+                    2, params, PGRES_COMMAND_OK, NULL);
+}
+
+static bool import_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > 128 || ingest_is_live(id))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)id[i] < 0x20)
+            return false;
+    return true;
+}
+
+static oms_status apply_message(ingest_ctx *ctx, consumer_batch *b, size_t i, pgcopy *copy)
+{
+    const oms_msg *m = &b->msgs[i];
+    const char *import_id = oms_msg_header(m, INGEST_HDR_IMPORT_ID);
+    int64_t end_rows = 0, first_row = 0;
+    bool has_end = false, has_first = false;
+    oms_status s;
+
+    if (import_id != NULL && !import_id_ok(import_id)) {
+        consumer_reject(b, i, "header %s \"%.80s\" must be 1 to 128 printable characters and "
+                              "must not start with \"live:\"", INGEST_HDR_IMPORT_ID, import_id);
+        return OMS_OK;
+    }
+    if (header_int(m, INGEST_HDR_IMPORT_END, 0, INT32_MAX, &end_rows, &has_end) != OMS_OK ||
+        header_int(m, INGEST_HDR_FIRST_ROW, 1, INT32_MAX, &first_row, &has_first) != OMS_OK) {
+        consumer_reject(b, i, "header %s or %s is not a valid row count/number",
+                        INGEST_HDR_IMPORT_END, INGEST_HDR_FIRST_ROW);
+        return OMS_OK;
+    }
+    if (has_end && import_id == NULL) {
+        consumer_reject(b, i, "header %s needs %s", INGEST_HDR_IMPORT_END, INGEST_HDR_IMPORT_ID);
+        return OMS_OK;
+    }
+    if (has_end)
+        return apply_end(b, i, import_id, end_rows);
+
+    chunk c = {.ctx = ctx, .import_id = import_id, .now_ms = oms_now_ms()};
+    if ((s = chunk_parse(&c, m, (int)first_row)) == OMS_OK && c.n > 0) {
+        s = import_id ? register_file(b->conn, &c) : register_live(b->conn, &c);
+        if (s == OMS_OK)
+            s = write_rows(&c, copy, b->outbox, m->event_id);
+    }
+    chunk_fini(&c);
+    /* Out of memory is not the message's fault: roll back and retry later. */
+    return s == OMS_ENOMEM ? OMS_ETRANSIENT : s;
+}
+
+oms_status ingest_apply_rows(void *arg, consumer_batch *b)
+{
+    ingest_ctx *ctx = arg;
+    pgcopy copy;
+    oms_status s = OMS_OK;
+
+    pgcopy_init(&copy);
+    for (size_t i = 0; i < b->n && s == OMS_OK; i++)
+        if (!b->msgs[i].duplicate && !b->msgs[i].rejected)
+            s = apply_message(ctx, b, i, &copy);
+    if (s == OMS_OK)
+        s = pgcopy_send(&copy, b->conn,
+                        "COPY import_rows (import_id, seq, row_no, order_id, customer_id,"
+                        " customer_email, customer_name, sku, product_name, qty,"
+                        " unit_price_cents, currency, placed_at_ms, field, reason) FROM STDIN");
+    pgcopy_fini(&copy);
+    return s;
+}

@@ -1,0 +1,499 @@
+/*
+ * ingest_seal.c - sealing imports into orders.
+ *
+ * One seal is one transaction, serialised across replicas by an advisory
+ * lock: (1) reject rows of orders that contradict themselves (another
+ * customer) or whose total is absurd, (2) reject rows of orders that already
+ * exist (a re-imported file), (3) reject the remaining rows of any order with
+ * a rejected row, (4) stream the surviving rows, grouped by order, into the
+ * orders table and order.created events, (5) publish every rejection, and
+ * (6) record the counts and publish import.completed. Steps 1-3 are
+ * set-based SQL; 4-5 read through a cursor so memory stays flat.
+ */
+#include "ingest.h"
+
+#include "log.h"
+#include "metrics.h"
+#include "pgcopy.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SEAL_PAGE_ROWS 5000
+#define LIVE_SEAL_MAX "500"
+#define ORDER_TOTAL_MAX_CENTS "100000000000000" /* 1,000,000,000,000.00 */
+
+/* ---- rejections (set-based) ------------------------------------------ */
+
+static const char *const SQL_BAD_ORDERS =
+    "CREATE TEMP TABLE seal_bad ON COMMIT DROP AS"
+    " SELECT import_id, order_id, min(customer_id) <> max(customer_id) AS contradicts,"
+    "        sum(qty::bigint * unit_price_cents) AS total"
+    " FROM import_rows WHERE import_id = ANY($1::text[]) AND reason IS NULL"
+    " GROUP BY import_id, order_id"
+    " HAVING min(customer_id) <> max(customer_id)"
+    "     OR sum(qty::bigint * unit_price_cents) > " ORDER_TOTAL_MAX_CENTS;
+
+static const char *const SQL_CONTRADICTIONS =
+    "WITH firsts AS ("
+    "  SELECT DISTINCT ON (r.import_id, r.order_id) r.import_id, r.order_id, r.row_no, r.customer_id"
+    "  FROM import_rows r JOIN seal_bad b USING (import_id, order_id)"
+    "  WHERE b.contradicts AND r.reason IS NULL ORDER BY r.import_id, r.order_id, r.row_no)"
+    " UPDATE import_rows r SET field = 'customer_id',"
+    "  reason = format('row %s: customer_id \"%s\" contradicts row %s of order %s (customer_id \"%s\")',"
+    "                  r.row_no, r.customer_id, f.row_no, r.order_id, f.customer_id)"
+    " FROM firsts f WHERE r.import_id = f.import_id AND r.order_id = f.order_id"
+    "  AND r.reason IS NULL AND r.customer_id <> f.customer_id";
+
+static const char *const SQL_TOO_BIG =
+    "UPDATE import_rows r SET field = '',"
+    "  reason = format('row %s: order %s not created: its total exceeds 1,000,000,000,000.00',"
+    "                  r.row_no, r.order_id)"
+    " FROM seal_bad b WHERE NOT b.contradicts AND r.import_id = b.import_id"
+    "  AND r.order_id = b.order_id AND r.reason IS NULL";
+
+static const char *const SQL_DUPLICATES =
+    "UPDATE import_rows r SET field = 'order_id',"
+    "  reason = format('row %s: order %s already exists (created by an earlier import);"
+    " a row for an existing order is a duplicate', r.row_no, r.order_id)"
+    " FROM orders o WHERE r.import_id = ANY($1::text[]) AND r.reason IS NULL"
+    "  AND o.order_id = r.order_id";
+
+static const char *const SQL_CASCADE =
+    "UPDATE import_rows r SET field = '',"
+    "  reason = format('row %s: order %s not created: row %s was rejected',"
+    "                  r.row_no, r.order_id, b.bad_row)"
+    " FROM (SELECT import_id, order_id, min(row_no) AS bad_row FROM import_rows"
+    "       WHERE import_id = ANY($1::text[]) AND reason IS NOT NULL AND order_id <> ''"
+    "       GROUP BY import_id, order_id) b"
+    " WHERE r.import_id = b.import_id AND r.order_id = b.order_id AND r.reason IS NULL";
+
+static oms_status reject_invalid_orders(PGconn *conn, const char *ids)
+{
+    const char *params[] = {ids};
+    oms_status s;
+    if ((s = pg_query(conn, "seal bad orders", SQL_BAD_ORDERS, 1, params, PGRES_COMMAND_OK,
+                      NULL)) != OMS_OK ||
+        (s = pg_exec(conn, SQL_CONTRADICTIONS)) != OMS_OK ||
+        (s = pg_exec(conn, SQL_TOO_BIG)) != OMS_OK ||
+        (s = pg_query(conn, "seal duplicates", SQL_DUPLICATES, 1, params, PGRES_COMMAND_OK,
+                      NULL)) != OMS_OK)
+        return s;
+    return pg_query(conn, "seal cascade", SQL_CASCADE, 1, params, PGRES_COMMAND_OK, NULL);
+}
+
+/* ---- orders (streamed) ----------------------------------------------- */
+
+/* The order being assembled from consecutive rows; strings owned. */
+typedef struct order_builder {
+    char *import_id, *order_id, *customer_id, *email, *name, *currency;
+    int64_t placed_at_ms, total_cents;
+    Oms__V1__OrderLine *lines;
+    Oms__V1__OrderLine **line_ptrs;
+    size_t n_lines, cap;
+} order_builder;
+
+typedef struct seal_run {
+    ingest_ctx *ctx;
+    PGconn *conn;
+    outbox_batch *ob;
+    pgcopy orders;
+    order_builder cur;
+    long orders_created;
+    oms_status status;
+} seal_run;
+
+static void builder_reset(order_builder *o)
+{
+    free(o->import_id), free(o->order_id), free(o->customer_id);
+    free(o->email), free(o->name), free(o->currency);
+    for (size_t i = 0; i < o->n_lines; i++) {
+        free(o->lines[i].sku);
+        free(o->lines[i].product_name);
+    }
+    o->import_id = o->order_id = o->customer_id = o->email = o->name = o->currency = NULL;
+    o->n_lines = 0;
+    o->total_cents = 0;
+}
+
+static void builder_fini(order_builder *o)
+{
+    builder_reset(o);
+    free(o->lines);
+    free(o->line_ptrs);
+}
+
+static oms_status builder_add_line(order_builder *o, PGresult *p, int r)
+{
+    if (o->n_lines == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 8;
+        Oms__V1__OrderLine *lines = realloc(o->lines, cap * sizeof *lines);
+        if (lines == NULL)
+            return OMS_ENOMEM;
+        o->lines = lines;
+        Oms__V1__OrderLine **ptrs = realloc(o->line_ptrs, cap * sizeof *ptrs);
+        if (ptrs == NULL)
+            return OMS_ENOMEM;
+        o->line_ptrs = ptrs;
+        o->cap = cap;
+    }
+    Oms__V1__OrderLine *l = &o->lines[o->n_lines];
+    oms__v1__order_line__init(l);
+    l->sku = strdup(PQgetvalue(p, r, 5));
+    l->product_name = strdup(PQgetvalue(p, r, 6));
+    l->qty = atoi(PQgetvalue(p, r, 7));
+    l->unit_price_cents = atoll(PQgetvalue(p, r, 8));
+    o->n_lines++;
+    if (l->sku == NULL || l->product_name == NULL)
+        return OMS_ENOMEM;
+    /* Bounded by SQL_BAD_ORDERS: the sum cannot overflow. */
+    o->total_cents += (int64_t)l->qty * l->unit_price_cents;
+    if (*o->email == '\0' && *PQgetvalue(p, r, 3) != '\0') {
+        free(o->email);
+        o->email = strdup(PQgetvalue(p, r, 3));
+    }
+    if (*o->name == '\0' && *PQgetvalue(p, r, 4) != '\0') {
+        free(o->name);
+        o->name = strdup(PQgetvalue(p, r, 4));
+    }
+    return (o->email && o->name) ? OMS_OK : OMS_ENOMEM;
+}
+
+static oms_status builder_start(order_builder *o, PGresult *p, int r)
+{
+    builder_reset(o);
+    o->import_id = strdup(PQgetvalue(p, r, 0));
+    o->order_id = strdup(PQgetvalue(p, r, 1));
+    o->customer_id = strdup(PQgetvalue(p, r, 2));
+    o->email = strdup("");
+    o->name = strdup("");
+    o->currency = strdup(PQgetvalue(p, r, 9));
+    o->placed_at_ms = atoll(PQgetvalue(p, r, 10));
+    if (!o->import_id || !o->order_id || !o->customer_id || !o->email || !o->name || !o->currency)
+        return OMS_ENOMEM;
+    return OMS_OK;
+}
+
+/* Writes the finished order: a row for the orders table and order.created. */
+static oms_status emit_order(seal_run *run)
+{
+    order_builder *o = &run->cur;
+    Oms__V1__OrderCreated ev = OMS__V1__ORDER_CREATED__INIT;
+    Oms__V1__EventMeta meta;
+    char id[37];
+    if (o->order_id == NULL || o->n_lines == 0)
+        return OMS_OK;
+    for (size_t i = 0; i < o->n_lines; i++)
+        o->line_ptrs[i] = &o->lines[i];
+    outbox_meta_init(&meta, id, "ingest", o->order_id, "");
+    ev.meta = &meta;
+    ev.order_id = o->order_id;
+    ev.customer_id = o->customer_id;
+    ev.customer_email = o->email;
+    ev.customer_name = o->name;
+    ev.n_lines = o->n_lines;
+    ev.lines = o->line_ptrs;
+    ev.total_cents = o->total_cents;
+    ev.currency = o->currency;
+    ev.placed_at_ms = o->placed_at_ms;
+    ev.import_id = ingest_is_live(o->import_id) ? "" : o->import_id;
+
+    pgcopy_text(&run->orders, o->order_id);
+    pgcopy_text(&run->orders, o->import_id);
+    pgcopy_text(&run->orders, o->customer_id);
+    pgcopy_text(&run->orders, o->email);
+    pgcopy_text(&run->orders, o->name);
+    pgcopy_int(&run->orders, o->total_cents);
+    pgcopy_text(&run->orders, o->currency);
+    pgcopy_int(&run->orders, o->placed_at_ms);
+    pgcopy_int(&run->orders, (int64_t)o->n_lines);
+    pgcopy_text(&run->orders, id);
+    pgcopy_end_row(&run->orders);
+    run->orders_created++;
+    return outbox_batch_add_message(run->ob, "order.created", id, &ev.base);
+}
+
+static oms_status flush_orders(seal_run *run)
+{
+    oms_status s = pgcopy_send(&run->orders, run->conn,
+                               "COPY orders (order_id, import_id, customer_id, customer_email,"
+                               " customer_name, total_cents, currency, placed_at_ms, line_count,"
+                               " created_event_id) FROM STDIN");
+    if (s == OMS_OK)
+        s = outbox_batch_flush(run->ob, run->conn);
+    return s;
+}
+
+static bool same_order(const order_builder *o, PGresult *p, int r)
+{
+    return o->order_id != NULL && strcmp(o->import_id, PQgetvalue(p, r, 0)) == 0 &&
+           strcmp(o->order_id, PQgetvalue(p, r, 1)) == 0;
+}
+
+static oms_status on_valid_page(void *arg, PGresult *page)
+{
+    seal_run *run = arg;
+    oms_status s = OMS_OK;
+    for (int r = 0; r < PQntuples(page) && s == OMS_OK; r++) {
+        if (!same_order(&run->cur, page, r)) {
+            if ((s = emit_order(run)) == OMS_OK)
+                s = builder_start(&run->cur, page, r);
+        }
+        if (s == OMS_OK)
+            s = builder_add_line(&run->cur, page, r);
+    }
+    /* The last order of the page may go on in the next one: it stays in cur. */
+    return s == OMS_OK ? flush_orders(run) : s;
+}
+
+static oms_status on_rejected_page(void *arg, PGresult *page)
+{
+    seal_run *run = arg;
+    oms_status s = OMS_OK;
+    for (int r = 0; r < PQntuples(page) && s == OMS_OK; r++)
+        s = ingest_emit_rejected(run->ob, PQgetvalue(page, r, 0), atoi(PQgetvalue(page, r, 1)),
+                                 PQgetvalue(page, r, 2), PQgetvalue(page, r, 3),
+                                 PQgetvalue(page, r, 4), "");
+    return s == OMS_OK ? outbox_batch_flush(run->ob, run->conn) : s;
+}
+
+static oms_status create_orders(seal_run *run, const char *ids)
+{
+    const char *params[] = {ids};
+    oms_status s = pg_cursor_each(
+        run->conn,
+        "SELECT import_id, order_id, customer_id, customer_email, customer_name, sku,"
+        " product_name, qty, unit_price_cents, currency, placed_at_ms FROM import_rows"
+        " WHERE import_id = ANY($1::text[]) AND reason IS NULL"
+        " ORDER BY import_id, order_id, row_no",
+        1, params, SEAL_PAGE_ROWS, on_valid_page, run);
+    if (s == OMS_OK && (s = emit_order(run)) == OMS_OK)
+        s = flush_orders(run);
+    if (s == OMS_OK)
+        s = pg_cursor_each(run->conn,
+                           "SELECT import_id, row_no, order_id, field, reason FROM import_rows"
+                           " WHERE import_id = ANY($1::text[]) AND reason IS NOT NULL"
+                           " ORDER BY import_id, row_no",
+                           1, params, SEAL_PAGE_ROWS, on_rejected_page, run);
+    return s;
+}
+
+/* ---- counts and import.completed ------------------------------------- */
+
+static oms_status emit_completed(seal_run *run, PGresult *res, int r)
+{
+    Oms__V1__ImportCompleted ev = OMS__V1__IMPORT_COMPLETED__INIT;
+    Oms__V1__EventMeta meta;
+    char id[37];
+    int expected = atoi(PQgetvalue(res, r, 2)), received = atoi(PQgetvalue(res, r, 3));
+    outbox_meta_init(&meta, id, "ingest", PQgetvalue(res, r, 0), "");
+    ev.meta = &meta;
+    ev.import_id = PQgetvalue(res, r, 0);
+    ev.rows = expected > received ? expected : received;
+    ev.valid_rows = atoi(PQgetvalue(res, r, 4));
+    ev.rejected_rows = atoi(PQgetvalue(res, r, 5));
+    ev.orders = atoi(PQgetvalue(res, r, 6));
+    ev.missing_rows = expected > received ? expected - received : 0;
+    ev.timed_out = strcmp(PQgetvalue(res, r, 7), "t") == 0;
+    log_info("import sealed", "import_id", ev.import_id, "orders", PQgetvalue(res, r, 6),
+             "rejected_rows", PQgetvalue(res, r, 5), "timed_out", ev.timed_out ? "true" : "false",
+             NULL);
+    metrics_counter_add(run->ctx->m, "oms_ingest_imports_sealed_total",
+                        ev.timed_out ? "outcome=\"timed_out\"" : "outcome=\"complete\"", 1);
+    return outbox_batch_add_message(run->ob, "import.completed", id, &ev.base);
+}
+
+static oms_status finish_imports(seal_run *run, const char *ids)
+{
+    const char *params[] = {ids};
+    PGresult *res = NULL;
+    oms_status s = pg_query(
+        run->conn, "seal finish",
+        "UPDATE imports i SET sealed_at = now(),"
+        " timed_out = NOT (kind = 'live' OR (expected_rows IS NOT NULL"
+        "                  AND received_rows >= expected_rows)),"
+        " (valid_rows, rejected_rows) = (SELECT count(*) FILTER (WHERE reason IS NULL),"
+        "   count(*) FILTER (WHERE reason IS NOT NULL) FROM import_rows r"
+        "   WHERE r.import_id = i.import_id),"
+        " orders = (SELECT count(*) FROM orders o WHERE o.import_id = i.import_id)"
+        " WHERE import_id = ANY($1::text[])"
+        " RETURNING import_id, kind, coalesce(expected_rows, received_rows), received_rows,"
+        "  valid_rows, rejected_rows, orders, timed_out",
+        1, params, PGRES_TUPLES_OK, &res);
+    long valid = 0, rejected = 0;
+    for (int r = 0; s == OMS_OK && r < PQntuples(res); r++) {
+        valid += atol(PQgetvalue(res, r, 4));
+        rejected += atol(PQgetvalue(res, r, 5));
+        if (strcmp(PQgetvalue(res, r, 1), "file") == 0)
+            s = emit_completed(run, res, r);
+    }
+    if (s == OMS_OK) {
+        metrics_counter_add(run->ctx->m, "oms_ingest_rows_total", "result=\"valid\"", (double)valid);
+        metrics_counter_add(run->ctx->m, "oms_ingest_rows_total", "result=\"rejected\"",
+                            (double)rejected);
+        s = outbox_batch_flush(run->ob, run->conn);
+    }
+    PQclear(res);
+    return s;
+}
+
+/* ---- one seal transaction -------------------------------------------- */
+
+/* Locks up to one file import, or else a group of live imports, that are
+ * ready; returns them as an array literal in *ids (empty when none). */
+static oms_status claim_ready(ingest_ctx *ctx, PGconn *conn, pg_array *ids)
+{
+    char timeout[24], seal[24];
+    snprintf(timeout, sizeof timeout, "%lld", (long long)ctx->import_timeout_ms);
+    snprintf(seal, sizeof seal, "%lld", (long long)ctx->seal_ms);
+    const char *p1[] = {timeout}, *p2[] = {seal};
+    PGresult *res = NULL;
+    oms_status s = pg_query(conn, "claim file import",
+                            "SELECT import_id FROM imports WHERE sealed_at IS NULL AND kind = 'file'"
+                            " AND ((expected_rows IS NOT NULL AND received_rows >= expected_rows)"
+                            "      OR last_row_at < now() - $1::bigint * interval '1 ms')"
+                            " ORDER BY first_row_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+                            1, p1, PGRES_TUPLES_OK, &res);
+    if (s == OMS_OK && PQntuples(res) == 0) {
+        PQclear(res);
+        res = NULL;
+        s = pg_query(conn, "claim live imports",
+                     "SELECT import_id FROM imports WHERE sealed_at IS NULL AND kind = 'live'"
+                     " AND last_row_at < now() - $1::bigint * interval '1 ms'"
+                     " ORDER BY last_row_at LIMIT " LIVE_SEAL_MAX " FOR UPDATE SKIP LOCKED",
+                     1, p2, PGRES_TUPLES_OK, &res);
+    }
+    for (int r = 0; s == OMS_OK && r < PQntuples(res); r++)
+        if (pg_array_add(ids, PQgetvalue(res, r, 0)) != OMS_OK)
+            s = OMS_ENOMEM;
+    PQclear(res);
+    return s;
+}
+
+static oms_status seal_next(ingest_ctx *ctx, PGconn *conn, int *sealed)
+{
+    pg_array ids;
+    outbox_batch ob;
+    seal_run run = {.ctx = ctx, .conn = conn, .ob = &ob, .status = OMS_OK};
+    PGresult *res = NULL;
+    oms_status s;
+
+    *sealed = 0;
+    pg_array_init(&ids);
+    outbox_batch_init(&ob);
+    pgcopy_init(&run.orders);
+    if ((s = pg_exec(conn, "BEGIN")) != OMS_OK)
+        goto out;
+    /* One sealer at a time: seals compare against orders other seals create. */
+    s = pg_query(conn, "seal lock", "SELECT pg_try_advisory_xact_lock(hashtext('oms:ingest:seal'))",
+                 0, NULL, PGRES_TUPLES_OK, &res);
+    if (s != OMS_OK || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+        goto out;
+    if ((s = pg_exec(conn, "SET LOCAL work_mem = '64MB'")) != OMS_OK ||
+        (s = claim_ready(ctx, conn, &ids)) != OMS_OK || ids.count == 0)
+        goto out;
+    const char *literal = pg_array_literal(&ids);
+    if ((s = reject_invalid_orders(conn, literal)) != OMS_OK ||
+        (s = create_orders(&run, literal)) != OMS_OK ||
+        (s = finish_imports(&run, literal)) != OMS_OK || (s = pg_exec(conn, "COMMIT")) != OMS_OK)
+        goto out;
+    *sealed = (int)ids.count;
+    metrics_counter_add(ctx->m, "oms_ingest_orders_created_total", "", (double)run.orders_created);
+out:
+    if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(conn, "ROLLBACK");
+        PQclear(r);
+    }
+    PQclear(res);
+    builder_fini(&run.cur);
+    pgcopy_fini(&run.orders);
+    outbox_batch_fini(&ob);
+    pg_array_fini(&ids);
+    return s;
+}
+
+oms_status ingest_seal_ready(ingest_ctx *ctx, PGconn *conn, int *sealed)
+{
+    oms_status s;
+    int n = 0;
+    *sealed = 0;
+    while ((s = seal_next(ctx, conn, &n)) == OMS_OK && n > 0)
+        *sealed += n;
+    return s;
+}
+
+/* ---- the sealer thread ----------------------------------------------- */
+
+struct ingest_sealer {
+    pthread_t thread;
+    atomic_int stop;
+    ingest_ctx *ctx;
+};
+
+static void *sealer_main(void *arg)
+{
+    ingest_sealer *sl = arg;
+    PGconn *conn = NULL;
+    int64_t backoff_ms = 100;
+    while (!atomic_load(&sl->stop)) {
+        if (!pg_ok(conn)) {
+            PQfinish(conn);
+            conn = NULL;
+            if (pg_connect(&conn, sl->ctx->dsn, "ingest", "ingest-sealer") != OMS_OK) {
+                oms_sleep_ms(backoff_ms, (volatile int *)&sl->stop);
+                backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
+                continue;
+            }
+        }
+        int sealed = 0;
+        oms_status s = ingest_seal_ready(sl->ctx, conn, &sealed);
+        backoff_ms = s == OMS_OK ? 100 : (backoff_ms < 5000 ? backoff_ms * 2 : 5000);
+        oms_sleep_ms(s == OMS_OK ? 50 : backoff_ms, (volatile int *)&sl->stop);
+    }
+    PQfinish(conn);
+    return NULL;
+}
+
+oms_status ingest_sealer_start(ingest_ctx *ctx)
+{
+    ingest_sealer *sl = calloc(1, sizeof *sl);
+    if (sl == NULL)
+        return OMS_ENOMEM;
+    sl->ctx = ctx;
+    metrics_counter_declare(ctx->m, "oms_ingest_orders_created_total", "Orders sealed and created");
+    metrics_counter_declare(ctx->m, "oms_ingest_rows_total", "Rows of sealed imports, by result");
+    metrics_counter_declare(ctx->m, "oms_ingest_imports_sealed_total",
+                            "Imports sealed, complete or timed out");
+    if (pthread_create(&sl->thread, NULL, sealer_main, sl) != 0) {
+        free(sl);
+        return OMS_ENOMEM;
+    }
+    ctx->sealer = sl;
+    return OMS_OK;
+}
+
+void ingest_sealer_stop(ingest_ctx *ctx)
+{
+    if (ctx->sealer == NULL)
+        return;
+    atomic_store(&ctx->sealer->stop, 1);
+    pthread_join(ctx->sealer->thread, NULL);
+    free(ctx->sealer);
+    ctx->sealer = NULL;
+}
+
+oms_status ingest_config(ingest_ctx *ctx, char err[CONFIG_ERR_LEN])
+{
+    int64_t v;
+    ctx->currency = config_str("OMS_CURRENCY", "USD");
+    if (config_int("OMS_INGEST_SEAL_MS", 1000, 10, 3600000, &v, err) != OMS_OK)
+        return OMS_EINVAL;
+    ctx->seal_ms = v;
+    if (config_int("OMS_INGEST_IMPORT_TIMEOUT_S", 600, 1, 7 * 86400, &v, err) != OMS_OK)
+        return OMS_EINVAL;
+    ctx->import_timeout_ms = v * 1000;
+    return OMS_OK;
+}

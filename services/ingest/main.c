@@ -1,0 +1,62 @@
+/*
+ * main.c - the ingest service: wiring only (see ingest.h for the domain).
+ */
+#include "ingest.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static oms_status ingest_init(oms_service *svc, void **out)
+{
+    ingest_ctx *ctx = calloc(1, sizeof *ctx);
+    char err[CONFIG_ERR_LEN];
+    if (ctx == NULL)
+        return OMS_ENOMEM;
+    if (ingest_config(ctx, err) != OMS_OK) {
+        log_error("configuration error", "error", err, NULL);
+        free(ctx);
+        return OMS_EINVAL;
+    }
+    ctx->currency = service_config(svc)->currency;
+    ctx->dsn = service_config(svc)->pg_dsn;
+    ctx->m = service_metrics(svc);
+    oms_status s = ingest_sealer_start(ctx);
+    if (s != OMS_OK) {
+        free(ctx);
+        return s;
+    }
+    *out = ctx;
+    return OMS_OK;
+}
+
+static void ingest_fini(void *arg)
+{
+    ingest_ctx *ctx = arg;
+    ingest_sealer_stop(ctx);
+    free(ctx);
+}
+
+static const consumer_spec CONSUMERS[] = {
+    {.name = "ingest-rows",
+     .stream = "INGEST",
+     .durable = "ingest",
+     .filter = "ingest.rows",
+     /* A chunk holds up to a few thousand rows: a handful per transaction. */
+     .batch_max = 16,
+     .apply = ingest_apply_rows},
+};
+
+int main(void)
+{
+    service_def def = {
+        .name = "ingest",
+        .http_port = 18081,
+        .migrations = ingest_migrations,
+        .consumers = CONSUMERS,
+        .n_consumers = sizeof CONSUMERS / sizeof CONSUMERS[0],
+        .init = ingest_init,
+        .fini = ingest_fini,
+    };
+    return service_main(&def);
+}
