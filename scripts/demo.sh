@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# demo.sh - loads the sample catalogue and orders into the running stack.
+# `make demo` runs it after `make up`.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$ROOT"
+[[ -f .oms/env ]] || { echo "demo: .oms/env is missing: run \`make up\` first" >&2; exit 1; }
+# shellcheck source=/dev/null
+. .oms/env
+command -v omsctl >/dev/null ||
+    { echo "demo: omsctl not found on PATH (expected in the build's cli/): run \`make up\`" >&2; exit 1; }
+
+omsctl stock load samples/products.csv
+omsctl import samples/orders.csv

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# deps.sh - installs the Debian 12 packages OMS needs to build, test and run
+# its local stack, and only those that are missing.
+#
+# Checks with dpkg-query first, so a second run prints nothing and touches
+# nothing. As root it runs apt-get (update only when something is missing);
+# as any other user it prints the command to run and exits 1.
+set -euo pipefail
+
+PACKAGES=(
+    build-essential cmake pkg-config
+    libnats-dev nats-server
+    libprotobuf-c-dev protobuf-c-compiler
+    libpq-dev postgresql-15 postgresql-client-15
+    redis-server libhiredis-dev
+    libcsv-dev libcurl4-openssl-dev libcmocka-dev libmicrohttpd-dev
+    libjansson-dev libssl-dev
+    python3 python3-aiosmtpd prometheus curl procps
+)
+
+# Prints the packages of PACKAGES that dpkg does not list as installed.
+missing_packages() {
+    local pkg status
+    for pkg in "${PACKAGES[@]}"; do
+        status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)
+        [[ $status == ii* ]] || printf '%s\n' "$pkg"
+    done
+}
+
+main() {
+    local missing
+    if ! command -v dpkg-query >/dev/null; then
+        echo "deps: dpkg-query not found; this script targets Debian 12." >&2
+        echo "deps: install the equivalents of: ${PACKAGES[*]}" >&2
+        exit 1
+    fi
+    mapfile -t missing < <(missing_packages)
+    ((${#missing[@]} > 0)) || exit 0
+
+    if ((EUID != 0)); then
+        echo "deps: missing packages: ${missing[*]}" >&2
+        echo "deps: as root, run:" >&2
+        echo "  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}" >&2
+        exit 1
+    fi
+
+    echo "deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+        "${missing[@]}" </dev/null
+}
+
+main "$@"
