@@ -34,7 +34,7 @@ oms_status csvrec_feed(csvrec *r, const void *data, size_t len);
 oms_status csvrec_finish(csvrec *r);
 void csvrec_fini(csvrec *r);
 
-/* Appends fields as one CSV line ("a,\"b,c\"\n") to *buf (realloc'd as needed;
+/* Appends fields as one CSV line, every field quoted ("\"a\",\"b,c\"\n"), to *buf (realloc'd as needed;
  * *len and *cap track it). Quoting is libcsv's. */
 oms_status csvrec_write(char **buf, size_t *len, size_t *cap, char *const *fields, size_t n);
 

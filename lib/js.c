@@ -50,8 +50,9 @@ static void on_publish_error(jsCtx *js, jsPubAckErr *pae, void *closure)
 
 static void on_disconnected(natsConnection *nc, void *closure)
 {
-    (void)nc;
     (void)closure;
+    if (natsConnection_IsClosed(nc))
+        return; /* our own close, not an outage */
     log_warn("disconnected from NATS, reconnecting", NULL);
 }
 

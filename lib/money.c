@@ -30,7 +30,8 @@ oms_status money_parse(const char *text, int64_t max_cents, int64_t *cents)
         return OMS_EINVAL;
     if (frac_digits == 1)
         frac *= 10;
-    if (units > (max_cents - frac) / 100)
+    /* units <= max_cents / 100 here, so units * 100 cannot overflow. */
+    if (units > max_cents / 100 || units * 100 > max_cents - frac)
         return OMS_EINVAL;
     *cents = units * 100 + frac;
     return OMS_OK;

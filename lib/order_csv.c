@@ -60,9 +60,15 @@ void order_csv_header_default(order_csv_header *h)
 
 bool order_csv_is_header(char *const *fields, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (lookup(fields[i]) >= 0)
+    /* Two distinct column names: one could be data (a SKU named "sku"). */
+    int seen = -1;
+    for (size_t i = 0; i < n; i++) {
+        int col = lookup(fields[i]);
+        if (col >= 0 && seen >= 0 && col != seen)
             return true;
+        if (col >= 0)
+            seen = col;
+    }
     return false;
 }
 
@@ -104,17 +110,33 @@ static const char *field_of(const order_csv_header *h, char *const *fields, size
     return (i >= 0 && (size_t)i < n) ? fields[i] : NULL;
 }
 
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past
+ * U+10FFFF -- exactly what PostgreSQL accepts, so a row that passes here
+ * can be stored by every consumer. */
 static bool utf8_valid(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
-        int extra = *p < 0x80 ? 0 : (*p >> 5) == 6 ? 1 : (*p >> 4) == 14 ? 2 : (*p >> 3) == 30 ? 3 : -1;
-        if (extra < 0 || (extra == 1 && *p < 0xc2))
+        unsigned c = *p++;
+        int extra;
+        unsigned min, cp;
+        if (c < 0x80)
+            continue;
+        if ((c >> 5) == 6)
+            extra = 1, min = 0x80, cp = c & 0x1f;
+        else if ((c >> 4) == 14)
+            extra = 2, min = 0x800, cp = c & 0x0f;
+        else if ((c >> 3) == 30)
+            extra = 3, min = 0x10000, cp = c & 0x07;
+        else
             return false;
-        p++;
-        for (int i = 0; i < extra; i++, p++)
+        for (int i = 0; i < extra; i++, p++) {
             if ((*p & 0xc0) != 0x80)
                 return false;
+            cp = (cp << 6) | (*p & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
     }
     return true;
 }
@@ -185,8 +207,9 @@ static oms_status parse_price(const order_csv_header *h, char *const *fields, si
         out->unit_price_cents = c;
         return OMS_OK;
     }
-    return fail(out, dec ? OC_UNIT_PRICE : OC_UNIT_PRICE_CENTS, "%s is empty",
-                dec ? "unit_price" : "unit_price_cents");
+    /* Name the price column the header has (a short row has neither cell). */
+    order_col col = h->index[OC_UNIT_PRICE] >= 0 ? OC_UNIT_PRICE : OC_UNIT_PRICE_CENTS;
+    return fail(out, col, "%s is empty", CANONICAL[col]);
 }
 
 static int digits(const char **p, int count)
@@ -216,10 +239,12 @@ oms_status order_csv_parse_time(const char *text, int64_t *ms)
         hh = digits(&p, 2);
         mi = (*p == ':') ? (p++, digits(&p, 2)) : -1;
         ss = (*p == ':') ? (p++, digits(&p, 2)) : 0;
-        if (hh < 0 || hh > 23 || mi < 0 || mi > 59 || ss < 0 || ss > 60)
+        if (hh < 0 || hh > 23 || mi < 0 || mi > 59 || ss < 0 || ss > 59)
             return OMS_EINVAL;
         if (*p == '.') {
             int scale = 100;
+            if (!isdigit((unsigned char)p[1]))
+                return OMS_EINVAL;
             for (p++; isdigit((unsigned char)*p); p++, scale /= 10)
                 frac_ms += (*p - '0') * scale;
         }

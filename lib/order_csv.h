@@ -41,7 +41,7 @@ const char *order_csv_column_name(order_col c);
  * order_id,customer_id,sku,qty,unit_price. */
 void order_csv_header_default(order_csv_header *h);
 
-/* True when the record is a header: one of its fields names a known column. */
+/* True when the record is a header: it names at least two known columns. */
 bool order_csv_is_header(char *const *fields, size_t n);
 
 /* Maps a header record (names matched case-insensitively, aliases accepted,

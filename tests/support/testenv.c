@@ -1,7 +1,15 @@
+/*
+ * testenv.c - integration test helpers (see testenv.h).
+ */
 #include "testenv.h"
 
+#include <curl/curl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 const char *testenv_require(const char *name)
 {
@@ -12,4 +20,290 @@ const char *testenv_require(const char *name)
         fail();
     }
     return v;
+}
+
+js_conn *testenv_js(void)
+{
+    js_conn *js = NULL;
+    assert_int_equal(js_connect(&js, testenv_require("OMS_NATS_URL"), NULL, NULL, "test"), OMS_OK);
+    return js;
+}
+
+PGconn *testenv_pg(void)
+{
+    PGconn *c = PQconnectdb(testenv_require("OMS_PG_DSN"));
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+        fail();
+    }
+    PGresult *r = PQexec(c, "SET client_min_messages = warning");
+    PQclear(r);
+    return c;
+}
+
+long testenv_pg_long(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        fprintf(stderr, "query failed: %s\n%s", sql, PQerrorMessage(c));
+        PQclear(r);
+        fail();
+    }
+    long v = PQgetisnull(r, 0, 0) ? 0 : atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+void testenv_reset(const char *const *schemas)
+{
+    static const char *const streams[] = {"INGEST",   "ORDERS",  "STOCK",  "PAYMENTS",
+                                          "REFUNDS", "IMPORTS", "CATALOG"};
+    js_conn *js = testenv_js();
+    for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++)
+        js_DeleteStream(js_ctx(js), streams[i], NULL, NULL); /* absent is fine */
+    js_conn_destroy(js);
+    PGconn *c = testenv_pg();
+    for (const char *const *s = schemas; s && *s; s++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", *s);
+        PGresult *r = PQexec(c, sql);
+        assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+    }
+    PQfinish(c);
+}
+
+/* ---- processes ------------------------------------------------------- */
+
+#define MAX_SERVICES 32
+
+/* Services this test process started and has not reaped. */
+static pid_t running[MAX_SERVICES];
+
+static void track(pid_t pid, bool add)
+{
+    for (int i = 0; i < MAX_SERVICES; i++) {
+        if (add && running[i] == 0) {
+            running[i] = pid;
+            return;
+        }
+        if (!add && running[i] == pid) {
+            running[i] = 0;
+            return;
+        }
+    }
+}
+
+int testenv_cleanup(void **state)
+{
+    (void)state;
+    for (int i = 0; i < MAX_SERVICES; i++) {
+        if (running[i] > 0) {
+            kill(running[i], SIGKILL);
+            waitpid(running[i], NULL, 0);
+            running[i] = 0;
+        }
+    }
+    return 0;
+}
+
+static void exec_service(const char *name, int port, const char *const *extra_env)
+{
+    char path[1024], addr[64], log[1024];
+    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
+    snprintf(path, sizeof path, "%s/services/%s/oms-%s", bin ? bin : ".", name, name);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    snprintf(log, sizeof log, "%s/Testing/%s-%d.log", bin ? bin : ".", name, port);
+    setenv("OMS_HTTP_ADDR", addr, 1);
+    for (const char *const *e = extra_env; e && *e; e++)
+        putenv((char *)*e);
+    FILE *f = freopen(log, "a", stderr);
+    (void)f;
+    execl(path, path, (char *)NULL);
+    fprintf(stderr, "cannot exec %s\n", path);
+    _exit(127);
+}
+
+pid_t testenv_service_start(const char *name, int port, const char *const *extra_env)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        exec_service(name, port, extra_env);
+    for (int i = 0; i < 600; i++) {
+        if (testenv_http("GET", port, "/readyz", NULL, NULL) == 200) {
+            track(pid, true);
+            return pid;
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            fprintf(stderr, "service %s exited during start-up (status %d)\n", name, status);
+            fail();
+        }
+        usleep(50000);
+    }
+    fprintf(stderr, "service %s not ready on port %d after 30 s\n", name, port);
+    kill(pid, SIGKILL);
+    fail();
+    return -1;
+}
+
+void testenv_service_stop(pid_t pid)
+{
+    int status = 0;
+    kill(pid, SIGTERM);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    track(pid, false);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+void testenv_service_kill(pid_t pid)
+{
+    int status = 0;
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    track(pid, false);
+}
+
+/* ---- streams --------------------------------------------------------- */
+
+long testenv_stream_count(js_conn *js, const char *stream)
+{
+    jsStreamInfo *si = NULL;
+    if (js_GetStreamInfo(&si, js_ctx(js), stream, NULL, NULL) != NATS_OK)
+        return -1;
+    long n = (long)si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    return n;
+}
+
+static void collect(testenv_msg **out, size_t *n, size_t *cap, natsMsg *m)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 256;
+        *out = realloc(*out, *cap * sizeof **out);
+        assert_non_null(*out);
+    }
+    testenv_msg *t = &(*out)[(*n)++];
+    const char *id = NULL;
+    natsMsgHeader_Get(m, "Nats-Msg-Id", &id);
+    t->subject = strdup(natsMsg_GetSubject(m));
+    t->msg_id = strdup(id ? id : "");
+    t->len = (size_t)natsMsg_GetDataLength(m);
+    t->data = malloc(t->len + 1);
+    memcpy(t->data, natsMsg_GetData(m), t->len);
+}
+
+size_t testenv_stream_read(js_conn *js, const char *stream, const char *filter,
+                           testenv_msg **out)
+{
+    char durable[64];
+    char uuid[37];
+    natsSubscription *sub = NULL;
+    size_t n = 0, cap = 0;
+    oms_uuid4(uuid);
+    snprintf(durable, sizeof durable, "test-%.8s", uuid);
+    *out = NULL;
+    assert_int_equal(js_pull_subscribe(js, stream, durable, filter, 30000, &sub), OMS_OK);
+    for (;;) {
+        natsMsgList list;
+        assert_int_equal(js_fetch(sub, 1024, 500, &list), OMS_OK);
+        int got = list.Count;
+        for (int i = 0; i < got; i++) {
+            collect(out, &n, &cap, list.Msgs[i]);
+            natsMsg_Ack(list.Msgs[i], NULL);
+        }
+        natsMsgList_Destroy(&list);
+        if (got == 0)
+            break;
+    }
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    js_DeleteConsumer(js_ctx(js), stream, durable, NULL, NULL);
+    return n;
+}
+
+void testenv_msgs_free(testenv_msg *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(msgs[i].subject);
+        free(msgs[i].msg_id);
+        free(msgs[i].data);
+    }
+    free(msgs);
+}
+
+bool testenv_wait(bool (*cond)(void *arg), void *arg, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 50) {
+        if (cond(arg))
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+long testenv_wait_pg(PGconn *c, const char *sql, long want, int timeout_ms)
+{
+    long v = -1;
+    for (int waited = 0; waited <= timeout_ms; waited += 50) {
+        if ((v = testenv_pg_long(c, sql)) == want)
+            return v;
+        usleep(50000);
+    }
+    return v;
+}
+
+/* ---- HTTP ------------------------------------------------------------ */
+
+typedef struct body_buf {
+    char *data;
+    size_t len;
+} body_buf;
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    body_buf *b = arg;
+    char *d = realloc(b->data, b->len + size * n + 1);
+    if (d == NULL)
+        return 0;
+    memcpy(d + b->len, p, size * n);
+    b->len += size * n;
+    d[b->len] = '\0';
+    b->data = d;
+    return size * n;
+}
+
+long testenv_http(const char *method, int port, const char *path, const char *token,
+                  char **body)
+{
+    char url[512], auth[512];
+    body_buf b = {NULL, 0};
+    struct curl_slist *headers = NULL;
+    long status = 0;
+    CURL *curl = curl_easy_init();
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(curl, CURLOPT_POST, 1L);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
+    }
+    if (token != NULL) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        headers = curl_slist_append(headers, auth);
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    }
+    if (curl_easy_perform(curl) == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    if (body != NULL)
+        *body = b.data ? b.data : strdup("");
+    else
+        free(b.data);
+    return status;
 }

@@ -1,7 +1,8 @@
 /*
  * testenv.h - helpers shared by the tests: cmocka includes, and for
- * integration tests the local stack's settings (from the environment that
- * `make test` exports out of .oms/env) and service processes to start and kill.
+ * integration tests the local stack's settings (the environment that
+ * `make test` exports from .oms/env), service processes to start, stop and
+ * kill -9, a PostgreSQL connection, and reading back what a stream holds.
  */
 #ifndef OMS_TESTENV_H
 #define OMS_TESTENV_H
@@ -11,11 +12,73 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sys/types.h>
 
+#include <libpq-fe.h>
+
+#include "js.h"
 #include "oms.h"
 
 /* Returns the environment variable or fails the test with a message saying
  * that integration tests run under `make test`. */
 const char *testenv_require(const char *name);
+
+/* Deletes every stream of the contract and drops the given schemas (NULL-
+ * terminated), so a test starts from nothing. */
+void testenv_reset(const char *const *schemas);
+
+/* Starts build's services/<name>/oms-<name> with OMS_HTTP_ADDR on
+ * 127.0.0.1:port plus extra "KEY=value" settings (NULL-terminated, may be
+ * NULL); waits until /readyz answers 200 (fails the test after 30 s). Its
+ * stderr goes to <build>/Testing/<name>-<port>.log. */
+pid_t testenv_service_start(const char *name, int port, const char *const *extra_env);
+
+/* cmocka teardown: kill -9 every service a failed test left running, so the
+ * next test starts clean. Use with cmocka_unit_test_teardown. */
+int testenv_cleanup(void **state);
+
+/* SIGTERM, waits, and asserts a clean exit (status 0). */
+void testenv_service_stop(pid_t pid);
+
+/* kill -9 and reap. */
+void testenv_service_kill(pid_t pid);
+
+/* A connection to the stack's database (no schema set); fails the test if down. */
+PGconn *testenv_pg(void);
+
+/* Runs a query returning one value and returns it as a long (fails on error). */
+long testenv_pg_long(PGconn *c, const char *sql);
+
+/* A JetStream connection to the stack. */
+js_conn *testenv_js(void);
+
+/* One message read back from a stream. */
+typedef struct testenv_msg {
+    char *subject;
+    char *msg_id;
+    void *data;
+    size_t len;
+} testenv_msg;
+
+/* Reads every message now in stream whose subject matches filter (NULL: all),
+ * through a temporary consumer. Caller frees with testenv_msgs_free. */
+size_t testenv_stream_read(js_conn *js, const char *stream, const char *filter,
+                           testenv_msg **out);
+void testenv_msgs_free(testenv_msg *msgs, size_t n);
+
+/* Number of messages in a stream. */
+long testenv_stream_count(js_conn *js, const char *stream);
+
+/* Polls cond(arg) every 50 ms until it is true or timeout_ms passes. */
+bool testenv_wait(bool (*cond)(void *arg), void *arg, int timeout_ms);
+
+/* Polls a one-value SQL query until it equals want or timeout_ms passes;
+ * returns the last value seen. */
+long testenv_wait_pg(PGconn *c, const char *sql, long want, int timeout_ms);
+
+/* HTTP request to 127.0.0.1:port path; method "GET" or "POST". token may be
+ * NULL. Returns the status; *body (if not NULL) gets the malloc'd body. */
+long testenv_http(const char *method, int port, const char *path, const char *token,
+                  char **body);
 
 #endif
