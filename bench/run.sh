@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# bench/run.sh - every benchmark against the running stack (`make bench`).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bench/import/run.sh "${BENCH_IMPORT_LINES:-1000000}"
