@@ -104,7 +104,7 @@ oms_status js_connect(js_conn **out, const char *url, const char *user, const ch
     }
     jsOptions_Init(&jo);
     jo.Wait = 10000;
-    jo.PublishAsync.MaxPending = 8192;
+    jo.PublishAsync.MaxPending = 16384;
     jo.PublishAsync.ErrHandler = on_publish_error;
     jo.PublishAsync.ErrHandlerClosure = c;
     if ((st = natsConnection_JetStream(&c->js, c->nc, &jo)) != NATS_OK) {

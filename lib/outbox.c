@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RELAY_BATCH "2000"
-#define RELAY_BATCH_N 2000
+#define RELAY_BATCH "5000"
+#define RELAY_BATCH_N 5000
 #define RELAY_RESCAN_MS 1000
 #define RELAY_BACKLOG_MS 2000
 #define RELAY_INBOX_PRUNE_MS (10 * 60 * 1000)

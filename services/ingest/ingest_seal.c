@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SEAL_PAGE_ROWS 5000
+#define SEAL_PAGE_ROWS 8000
 #define LIVE_SEAL_MAX "500"
 #define ORDER_TOTAL_MAX_CENTS "100000000000000" /* 1,000,000,000,000.00 */
 
@@ -74,7 +74,19 @@ static const char *const SQL_CASCADE =
 static oms_status reject_invalid_orders(PGconn *conn, const char *ids)
 {
     const char *params[] = {ids};
+    PGresult *res = NULL;
     oms_status s;
+    /* A big import was just COPYed in: without fresh statistics the planner
+     * expects one row and sorts where it should hash. ANALYZE samples a fixed
+     * number of rows, so it stays cheap however large the table grows. */
+    if ((s = pg_query(conn, "seal size",
+                      "SELECT 1 FROM imports WHERE import_id = ANY($1::text[])"
+                      " AND received_rows > 50000", 1, params, PGRES_TUPLES_OK, &res)) != OMS_OK)
+        return s;
+    bool big = PQntuples(res) > 0;
+    PQclear(res);
+    if (big && (s = pg_exec(conn, "ANALYZE import_rows")) != OMS_OK)
+        return s;
     if ((s = pg_query(conn, "seal bad orders", SQL_BAD_ORDERS, 1, params, PGRES_COMMAND_OK,
                       NULL)) != OMS_OK ||
         (s = pg_exec(conn, SQL_CONTRADICTIONS)) != OMS_OK ||
@@ -396,10 +408,19 @@ static oms_status seal_next(ingest_ctx *ctx, PGconn *conn, int *sealed)
         (s = claim_ready(ctx, conn, &ids)) != OMS_OK || ids.count == 0)
         goto out;
     const char *literal = pg_array_literal(&ids);
-    if ((s = reject_invalid_orders(conn, literal)) != OMS_OK ||
-        (s = create_orders(&run, literal)) != OMS_OK ||
-        (s = finish_imports(&run, literal)) != OMS_OK || (s = pg_exec(conn, "COMMIT")) != OMS_OK)
+    int64_t t0 = oms_mono_ms(), t1, t2;
+    if ((s = reject_invalid_orders(conn, literal)) != OMS_OK)
         goto out;
+    t1 = oms_mono_ms();
+    if ((s = create_orders(&run, literal)) != OMS_OK)
+        goto out;
+    t2 = oms_mono_ms();
+    if ((s = finish_imports(&run, literal)) != OMS_OK || (s = pg_exec(conn, "COMMIT")) != OMS_OK)
+        goto out;
+    char timing[96];
+    snprintf(timing, sizeof timing, "checks %lld ms, orders %lld ms, total %lld ms",
+             (long long)(t1 - t0), (long long)(t2 - t1), (long long)(oms_mono_ms() - t0));
+    log_debug("seal committed", "imports", literal, "timing", timing, NULL);
     *sealed = (int)ids.count;
     metrics_counter_add(ctx->m, "oms_ingest_orders_created_total", "", (double)run.orders_created);
 out:

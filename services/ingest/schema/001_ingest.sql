@@ -40,7 +40,7 @@ CREATE INDEX import_rows_order ON import_rows (order_id);
 
 CREATE TABLE orders (
     order_id        text PRIMARY KEY,
-    import_id       text NOT NULL REFERENCES imports,
+    import_id       text NOT NULL,   -- the (possibly live) import it was sealed from
     customer_id     text NOT NULL,
     customer_email  text NOT NULL,
     customer_name   text NOT NULL,
