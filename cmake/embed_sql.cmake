@@ -1,6 +1,7 @@
 # Turns a list of SQL migration files into a C array so a service binary carries
 # its own schema: nothing to mount or find at run time (containers, systemd, tests).
-# Inputs: OUT (C file), SYMBOL (array name), FILES (semicolon list, applied in order).
+# Inputs: OUT (C file), SYMBOL (array name), FILES ('|'-separated, applied in order).
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "#include \"pg.h\"\n")
 set(entries "")
 set(i 0)

@@ -60,4 +60,13 @@ oms_status ingest_emit_rejected(outbox_batch *ob, const char *import_id, int row
 
 /* True when import_id names a live (per-order) import. */
 bool ingest_is_live(const char *import_id);
+
+/* ---- order status (ingest_status.c): consumer_apply_fn for the lifecycle ---- */
+oms_status ingest_apply_stock_reserved(void *ctx, consumer_batch *b);
+oms_status ingest_apply_stock_rejected(void *ctx, consumer_batch *b);
+oms_status ingest_apply_payment_settled(void *ctx, consumer_batch *b);
+
+/* ---- queries (ingest_http.c) ---- */
+void ingest_routes(oms_service *svc, http_server *http, void *ctx);
+
 #endif

@@ -488,6 +488,8 @@ oms_status ingest_sealer_start(ingest_ctx *ctx)
     metrics_counter_declare(ctx->m, "oms_ingest_rows_total", "Rows of sealed imports, by result");
     metrics_counter_declare(ctx->m, "oms_ingest_imports_sealed_total",
                             "Imports sealed, complete or timed out");
+    metrics_counter_declare(ctx->m, "oms_ingest_order_transitions_total",
+                            "Orders moved to a status (reserved, paid, failed)");
     if (pthread_create(&sl->thread, NULL, sealer_main, sl) != 0) {
         free(sl);
         return OMS_ENOMEM;

@@ -45,6 +45,22 @@ static const consumer_spec CONSUMERS[] = {
      /* A chunk holds up to a few thousand rows: a handful per transaction. */
      .batch_max = 16,
      .apply = ingest_apply_rows},
+    /* Order status: one consumer per subject, each its own durable. */
+    {.name = "ingest-stock-reserved",
+     .stream = "STOCK",
+     .durable = "ingest-stock-reserved",
+     .filter = "stock.reserved",
+     .apply = ingest_apply_stock_reserved},
+    {.name = "ingest-stock-rejected",
+     .stream = "STOCK",
+     .durable = "ingest-stock-rejected",
+     .filter = "stock.rejected",
+     .apply = ingest_apply_stock_rejected},
+    {.name = "ingest-payments",
+     .stream = "PAYMENTS",
+     .durable = "ingest-payments",
+     .filter = "payment.settled",
+     .apply = ingest_apply_payment_settled},
 };
 
 int main(void)
@@ -57,6 +73,7 @@ int main(void)
         .n_consumers = sizeof CONSUMERS / sizeof CONSUMERS[0],
         .init = ingest_init,
         .fini = ingest_fini,
+        .routes = ingest_routes,
     };
     return service_main(&def);
 }

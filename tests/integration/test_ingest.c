@@ -7,6 +7,7 @@
 #include "testenv.h"
 
 #include "oms_events.pb-c.h"
+#include "outbox.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -435,6 +436,135 @@ static void test_incomplete_import_times_out(void **state)
     testenv_service_stop(pid);
 }
 
+/* ---- order status --------------------------------------------------- */
+
+static void publish_event(js_conn *js, const char *subject, const ProtobufCMessage *msg,
+                          const char *event_id)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(len ? len : 1);
+    protobuf_c_message_pack(msg, buf);
+    natsMsg *m = NULL;
+    assert_int_equal(natsMsg_Create(&m, subject, NULL, (const char *)buf, (int)len), NATS_OK);
+    natsMsgHeader_Set(m, "Nats-Msg-Id", event_id);
+    natsMsgHeader_Set(m, "Oms-Type", msg->descriptor->name);
+    assert_int_equal(js_publish_sync(js, m), OMS_OK);
+    natsMsg_Destroy(m);
+    free(buf);
+}
+
+static void stock_reserved(js_conn *js, const char *order_id)
+{
+    Oms__V1__StockReserved ev = OMS__V1__STOCK_RESERVED__INIT;
+    Oms__V1__EventMeta meta;
+    char id[37];
+    outbox_meta_init(&meta, id, "test", order_id, "");
+    ev.meta = &meta;
+    ev.order_id = (char *)order_id;
+    publish_event(js, "stock.reserved", &ev.base, id);
+}
+
+static void stock_rejected(js_conn *js, const char *order_id, const char *reason)
+{
+    Oms__V1__StockRejected ev = OMS__V1__STOCK_REJECTED__INIT;
+    Oms__V1__EventMeta meta;
+    char id[37];
+    outbox_meta_init(&meta, id, "test", order_id, "");
+    ev.meta = &meta;
+    ev.order_id = (char *)order_id;
+    ev.reason = (char *)reason;
+    publish_event(js, "stock.rejected", &ev.base, id);
+}
+
+static void payment_settled(js_conn *js, const char *order_id, bool ok, const char *reason)
+{
+    Oms__V1__PaymentSettled ev = OMS__V1__PAYMENT_SETTLED__INIT;
+    Oms__V1__EventMeta meta;
+    char id[37];
+    outbox_meta_init(&meta, id, "test", order_id, "");
+    ev.meta = &meta;
+    ev.order_id = (char *)order_id;
+    ev.status = ok ? OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_SUCCEEDED
+                   : OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_FAILED;
+    ev.reason = (char *)reason;
+    publish_event(js, "payment.settled", &ev.base, id);
+}
+
+/* created -> reserved -> paid | failed, whatever order the events come in,
+ * each terminal status once, its event published once. */
+static void test_order_status_follows_the_lifecycle(void **state)
+{
+    (void)state;
+    testenv_reset(SCHEMAS);
+    pid_t pid = testenv_service_start("ingest", PORT, FAST_SEAL);
+    js_conn *js = testenv_js();
+    PGconn *pg = testenv_pg();
+    send_import(js, "imp-life",
+                "order_id,customer_id,customer_email,sku,qty,unit_price\n"
+                "S-1,C1,c1@example.com,SKU-A,2,5.00\n"
+                "S-2,C2,c2@example.com,SKU-A,1,5.00\n"
+                "S-3,C3,c3@example.com,SKU-B,1,7.00\n"
+                "S-4,C4,c4@example.com,SKU-B,3,7.00\n",
+                10);
+    wait_import("imp-life", 20000);
+
+    stock_reserved(js, "S-1");
+    stock_reserved(js, "S-2");
+    stock_rejected(js, "S-3", "SKU-B: 1 requested, 0 available");
+    payment_settled(js, "S-1", true, "");
+    payment_settled(js, "S-2", false, "card declined");
+    payment_settled(js, "S-4", true, ""); /* overtakes its stock.reserved */
+    stock_reserved(js, "S-4");
+    payment_settled(js, "S-1", true, "");               /* a replay under a new id */
+    payment_settled(js, "S-1", false, "late failure");  /* cannot undo paid */
+    stock_rejected(js, "S-2", "too late");              /* cannot undo failed */
+    stock_reserved(js, "NO-SUCH-ORDER");
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE status IN ('paid','failed')", 4, 10000), 4);
+    /* Give the late events time to be (not) applied. */
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.inbox", 11 + 2, 10000), 13);
+    assert_true(testenv_wait(outbox_empty, NULL, 5000));
+
+    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'paid' AND order_id IN ('S-1','S-4')"), 2);
+    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'failed' AND order_id IN ('S-2','S-3')"), 2);
+    testenv_msg *msgs = NULL;
+    size_t n = testenv_stream_read(js, "ORDERS", "order.paid", &msgs);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        Oms__V1__OrderPaid *p = oms__v1__order_paid__unpack(NULL, msgs[i].len, msgs[i].data);
+        assert_non_null(p);
+        assert_string_equal(p->status, "paid");
+        assert_string_equal(p->import_id, "imp-life");
+        assert_true(strcmp(p->order_id, "S-1") == 0 ? p->total_cents == 1000 : p->total_cents == 2100);
+        oms__v1__order_paid__free_unpacked(p, NULL);
+    }
+    testenv_msgs_free(msgs, n);
+    n = testenv_stream_read(js, "ORDERS", "order.failed", &msgs);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        Oms__V1__OrderFailed *f = oms__v1__order_failed__unpack(NULL, msgs[i].len, msgs[i].data);
+        assert_non_null(f);
+        if (strcmp(f->order_id, "S-2") == 0)
+            assert_string_equal(f->reason, "payment failed: card declined");
+        else
+            assert_string_equal(f->reason, "out of stock: SKU-B: 1 requested, 0 available");
+        assert_string_equal(f->customer_email, strcmp(f->order_id, "S-2") == 0 ? "c2@example.com" : "c3@example.com");
+        oms__v1__order_failed__free_unpacked(f, NULL);
+    }
+    testenv_msgs_free(msgs, n);
+
+    char *body = NULL;
+    assert_int_equal(testenv_http("GET", PORT, "/orders/S-1", NULL, &body), 200);
+    assert_non_null(strstr(body, "\"status\":\"paid\""));
+    assert_non_null(strstr(body, "\"history\":[{\"status\":\"created\""));
+    assert_non_null(strstr(body, "{\"status\":\"reserved\""));
+    assert_non_null(strstr(body, "\"sku\":\"SKU-A\""));
+    free(body);
+    assert_int_equal(testenv_http("GET", PORT, "/orders/NOPE", NULL, NULL), 404);
+    PQfinish(pg);
+    js_conn_destroy(js);
+    testenv_service_stop(pid);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -443,6 +573,7 @@ int main(void)
         cmocka_unit_test_teardown(test_poison_message_is_dead_lettered, testenv_cleanup),
         cmocka_unit_test_teardown(test_live_rows_seal_per_order, testenv_cleanup),
         cmocka_unit_test_teardown(test_incomplete_import_times_out, testenv_cleanup),
+        cmocka_unit_test_teardown(test_order_status_follows_the_lifecycle, testenv_cleanup),
         cmocka_unit_test_teardown(test_kill9_mid_import_loses_and_duplicates_nothing, testenv_cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
