@@ -3,3 +3,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bench/import/run.sh "${BENCH_IMPORT_LINES:-1000000}"
+bench/pipeline/run.sh "${BENCH_PIPELINE_ORDERS:-20000}"
+bench/pipeline/run.sh "${BENCH_PIPELINE_RATE_ORDERS:-10000}" 1000
