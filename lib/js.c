@@ -56,6 +56,13 @@ static void on_disconnected(natsConnection *nc, void *closure)
     log_warn("disconnected from NATS, reconnecting", NULL);
 }
 
+static void on_connected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+    log_info("connected to NATS", NULL);
+}
+
 static void on_reconnected(natsConnection *nc, void *closure)
 {
     (void)nc;
@@ -85,7 +92,7 @@ oms_status js_connect(js_conn **out, const char *url, const char *user, const ch
         (st = natsOptions_SetName(opts, name)) != NATS_OK ||
         (st = natsOptions_SetMaxReconnect(opts, -1)) != NATS_OK ||
         (st = natsOptions_SetReconnectWait(opts, 250)) != NATS_OK ||
-        (st = natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL)) != NATS_OK ||
+        (st = natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, NULL)) != NATS_OK ||
         (st = natsOptions_SetDisconnectedCB(opts, on_disconnected, NULL)) != NATS_OK ||
         (st = natsOptions_SetReconnectedCB(opts, on_reconnected, NULL)) != NATS_OK) {
         s = nats_fail(st, "options");
@@ -95,8 +102,10 @@ oms_status js_connect(js_conn **out, const char *url, const char *user, const ch
         s = nats_fail(st, "user info");
         goto out;
     }
-    /* With retry-on-failed-connect, Connect returns NATS_NOT_YET_CONNECTED
-     * while the server is still starting; the client keeps trying. */
+    /* With retry-on-failed-connect and a connected callback, Connect returns
+     * NATS_NOT_YET_CONNECTED at once while the server is unreachable and the
+     * client keeps trying in the background (without the callback it would
+     * block here, deaf to SIGTERM). Callers retry their first requests. */
     st = natsConnection_Connect(&c->nc, opts);
     if (st != NATS_OK && st != NATS_NOT_YET_CONNECTED) {
         s = nats_fail(st, "connect");

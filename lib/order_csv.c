@@ -113,7 +113,7 @@ static const char *field_of(const order_csv_header *h, char *const *fields, size
 /* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past
  * U+10FFFF -- exactly what PostgreSQL accepts, so a row that passes here
  * can be stored by every consumer. */
-static bool utf8_valid(const char *s)
+bool order_csv_utf8_valid(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
@@ -166,7 +166,7 @@ static oms_status text_col(const order_csv_header *h, char *const *fields, size_
         return fail(out, c, "%s is empty", CANONICAL[c]);
     if (strlen(*value) > ORDER_FIELD_MAX)
         return fail(out, c, "%s is longer than %d bytes", CANONICAL[c], ORDER_FIELD_MAX);
-    if (!utf8_valid(*value))
+    if (!order_csv_utf8_valid(*value))
         return fail(out, c, "%s is not valid UTF-8", CANONICAL[c]);
     return OMS_OK;
 }

@@ -25,6 +25,19 @@ typedef enum order_col {
     OC_COUNT
 } order_col;
 
+/* The subject and headers of ingest.rows messages (docs/events.md). */
+#define ORDER_CSV_SUBJECT "ingest.rows"
+#define ORDER_CSV_HDR_IMPORT_ID "Oms-Import-Id"
+#define ORDER_CSV_HDR_CHUNK "Oms-Chunk"
+#define ORDER_CSV_HDR_FIRST_ROW "Oms-First-Row"
+#define ORDER_CSV_HDR_IMPORT_END "Oms-Import-End"
+
+/* Every accepted column, for messages that list them. */
+#define ORDER_CSV_ACCEPTED_COLUMNS                                                             \
+    "order_id (or external_order_id), customer_id, sku (or product_sku), qty, unit_price or "  \
+    "unit_price_cents; optional: placed_at (or order_placed_at), currency, customer_email, "   \
+    "customer_name, product_name"
+
 #define ORDER_QTY_MAX 100000
 #define ORDER_FIELD_MAX 256 /* bytes in any text field */
 #define ORDER_ERR_LEN 320
@@ -70,6 +83,10 @@ typedef struct order_row {
  * fields are then best effort (order_id is set when it was readable). */
 oms_status order_csv_row_parse(const order_csv_header *h, char *const *fields, size_t n, int row,
                                const char *currency, order_row *out);
+
+/* True when s is strict UTF-8 (RFC 3629: no overlong forms, surrogates or
+ * code points past U+10FFFF), i.e. what PostgreSQL accepts. */
+bool order_csv_utf8_valid(const char *s);
 
 /* Parses an ISO 8601 UTC timestamp ("2026-11-02T10:15:00Z", with optional
  * fraction and offset, "2026-11-02 10:15:00" or "2026-11-02") into ms. */

@@ -76,6 +76,14 @@ static oms_status connect_nats(oms_service *svc)
                               svc->cfg.nats_password, svc->def->name);
     if (s != OMS_OK)
         return s;
+    /* Requests made while disconnected would wait out their whole timeout:
+     * wait for the connection first, listening for SIGTERM. */
+    if (!js_connected(svc->js))
+        log_warn("waiting for NATS", "nats_url", svc->cfg.nats_url, NULL);
+    while (!js_connected(svc->js) && !svc->stopping)
+        oms_sleep_ms(100, &svc->stopping);
+    if (svc->stopping)
+        return OMS_ETRANSIENT;
     while ((s = js_ensure_streams(svc->js, svc->cfg.stream_replicas, svc->cfg.stream_max_age_ms,
                                   svc->cfg.dup_window_ms)) != OMS_OK) {
         log_warn("streams not ready, retrying", "nats_url", svc->cfg.nats_url, NULL);
@@ -297,6 +305,8 @@ int service_main(const service_def *def)
                  svc.cfg.nats_url, NULL);
         while (!svc.stopping)
             oms_sleep_ms(100, NULL);
+    } else if (svc.stopping) {
+        log_info("stopped during start-up", NULL);
     } else {
         log_error("start-up failed", "error", oms_strstatus(s), NULL);
         rc = 1;

@@ -15,10 +15,11 @@
 #include "consumer.h"
 #include "service.h"
 
-#define INGEST_HDR_IMPORT_ID "Oms-Import-Id"
-#define INGEST_HDR_CHUNK "Oms-Chunk"
-#define INGEST_HDR_FIRST_ROW "Oms-First-Row"
-#define INGEST_HDR_IMPORT_END "Oms-Import-End"
+#include "order_csv.h"
+
+#define INGEST_HDR_IMPORT_ID ORDER_CSV_HDR_IMPORT_ID
+#define INGEST_HDR_FIRST_ROW ORDER_CSV_HDR_FIRST_ROW
+#define INGEST_HDR_IMPORT_END ORDER_CSV_HDR_IMPORT_END
 
 extern const pg_migration ingest_migrations[];
 

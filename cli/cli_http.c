@@ -1,0 +1,171 @@
+/*
+ * cli_http.c - the services' admin APIs over HTTP (libcurl) with JSON
+ * bodies (jansson), and the table of services with their URL variables.
+ *
+ * One easy handle per call: omsctl makes a handful of calls per run, so
+ * connection reuse would buy nothing and cost shared state.
+ */
+#include "cli.h"
+
+#include "config.h"
+
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HTTP_BODY_MAX_BYTES (16u * 1024 * 1024)
+#define HTTP_CONNECT_TIMEOUT_MS 2000L
+
+const cli_service CLI_SERVICES[] = {
+    {"ingest", "OMS_INGEST_URL", "http://127.0.0.1:18081"},
+    {"inventory", "OMS_INVENTORY_URL", "http://127.0.0.1:18082"},
+    {"payment", "OMS_PAYMENT_URL", "http://127.0.0.1:18083"},
+    {"notify", "OMS_NOTIFY_URL", "http://127.0.0.1:18084"},
+    {"refund", "OMS_REFUND_URL", "http://127.0.0.1:18085"},
+    {"analytics", "OMS_ANALYTICS_URL", "http://127.0.0.1:18086"},
+};
+const size_t CLI_N_SERVICES = sizeof CLI_SERVICES / sizeof CLI_SERVICES[0];
+
+const cli_service *cli_service_find(const char *name)
+{
+    for (size_t i = 0; i < CLI_N_SERVICES; i++)
+        if (strcmp(CLI_SERVICES[i].name, name) == 0)
+            return &CLI_SERVICES[i];
+    return NULL;
+}
+
+const char *cli_service_url(const cli_service *svc)
+{
+    return config_str(svc->url_env, svc->default_url);
+}
+
+void cli_service_endpoint(const cli_service *svc, const char *path, char *out, size_t out_len)
+{
+    const char *base = cli_service_url(svc);
+    size_t len = strlen(base);
+    while (len > 0 && base[len - 1] == '/')
+        len--;
+    snprintf(out, out_len, "%.*s%s", (int)len, base, path);
+}
+
+const char *cli_service_names(void)
+{
+    return "ingest, inventory, payment, notify, refund, analytics";
+}
+
+/* The response body while it arrives. */
+typedef struct http_body {
+    char *data;
+    size_t len, cap;
+    bool too_big;
+} http_body;
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    http_body *b = arg;
+    size_t n = size * nmemb;
+    if (b->len + n + 1 > HTTP_BODY_MAX_BYTES) {
+        b->too_big = true;
+        return 0; /* aborts the transfer */
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->data, cap);
+        if (p == NULL)
+            return 0;
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, ptr, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+static struct curl_slist *auth_header(const char *bearer)
+{
+    char line[512];
+    if (bearer == NULL)
+        return NULL;
+    snprintf(line, sizeof line, "Authorization: Bearer %s", bearer);
+    return curl_slist_append(NULL, line);
+}
+
+oms_status cli_http(const char *method, const char *url, const char *bearer, long timeout_ms,
+                    long *status, json_t **body, char err[CLI_HTTP_ERR_LEN])
+{
+    CURL *curl = curl_easy_init();
+    struct curl_slist *headers = auth_header(bearer);
+    http_body b = {0};
+    char curl_err[CURL_ERROR_SIZE] = "";
+    oms_status s = OMS_OK;
+
+    if (curl == NULL || (bearer != NULL && headers == NULL)) {
+        snprintf(err, CLI_HTTP_ERR_LEN, "out of memory");
+        s = OMS_ENOMEM;
+        goto out;
+    }
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "POST") == 0)
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_err);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L); /* nats.c runs threads */
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, HTTP_CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+    CURLcode rc = curl_easy_perform(curl);
+    if (rc != CURLE_OK) {
+        snprintf(err, CLI_HTTP_ERR_LEN, "%s",
+                 b.too_big ? "response larger than 16 MiB"
+                           : (*curl_err ? curl_err : curl_easy_strerror(rc)));
+        s = OMS_EIO;
+        goto out;
+    }
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
+    *body = b.len > 0 ? json_loadb(b.data, b.len, 0, NULL) : NULL;
+out:
+    free(b.data);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    return s;
+}
+
+const char *cli_json_error(const json_t *body)
+{
+    const char *e = json_string_value(json_object_get(body, "error"));
+    return e ? e : "";
+}
+
+const char *cli_json_text(const json_t *obj, const char *key, char *out, size_t out_len)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (json_is_string(v))
+        snprintf(out, out_len, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(out, out_len, "%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(out, out_len, "%g", json_real_value(v));
+    else if (json_is_boolean(v))
+        snprintf(out, out_len, "%s", json_is_true(v) ? "true" : "false");
+    else
+        snprintf(out, out_len, "-");
+    return out;
+}
+
+oms_status cli_print_json(json_t *json)
+{
+    oms_status s = OMS_OK;
+    if (json == NULL)
+        return OMS_ENOMEM;
+    /* 15 digits print 1.182 as 1.182, not 1.1819999999999999. */
+    size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(15);
+    if (json_dumpf(json, stdout, flags) != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
+        s = OMS_EIO;
+    json_decref(json);
+    return s;
+}

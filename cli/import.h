@@ -1,0 +1,86 @@
+/*
+ * import.h - the parts of `omsctl import`: checking a file before anything
+ * is sent (import_check.c), streaming it to ingest.rows in chunks
+ * (import_send.c), and following the import's events until ingest reports
+ * it complete (import_watch.c). cmd_import.c puts them together.
+ */
+#ifndef OMS_CLI_IMPORT_H
+#define OMS_CLI_IMPORT_H
+
+#include "cli.h"
+#include "order_csv.h"
+
+#define IMPORT_SUBJECT ORDER_CSV_SUBJECT
+#define IMPORT_HDR_ID ORDER_CSV_HDR_IMPORT_ID
+#define IMPORT_HDR_CHUNK ORDER_CSV_HDR_CHUNK
+#define IMPORT_HDR_FIRST_ROW ORDER_CSV_HDR_FIRST_ROW
+#define IMPORT_HDR_END ORDER_CSV_HDR_IMPORT_END
+
+#define IMPORT_ID_LEN 48 /* "imp-" + UUID + NUL fits */
+#define IMPORT_MAX_REJECTIONS 5
+
+/* ---- import_check.c ---- */
+
+/* Reads path once: the first record must be a header naming every required
+ * column; counts the data rows after it into *data_rows. On a problem prints
+ * it (naming the file, the column and the accepted names) and returns
+ * OMS_EINVAL (or OMS_EIO when the file cannot be read). */
+oms_status import_check_file(const char *path, int64_t *data_rows);
+
+/* ---- import_send.c ---- */
+
+/* Called after each chunk is handed to nats.c, with the data rows sent so far. */
+typedef void (*import_tick_fn)(void *ctx, int64_t rows_sent);
+
+typedef struct import_send_opts {
+    const char *path;
+    const char *import_id;
+    int64_t chunk_rows;     /* data rows per chunk; fewer when a chunk would
+                               exceed the server's max payload */
+    int64_t ack_wait_ms;    /* for the PubAcks of all chunks, then of the end marker */
+    import_tick_fn tick;    /* may be NULL */
+    void *tick_ctx;
+} import_send_opts;
+
+/* Streams the file as chunks (header + rows, headers Oms-Import-Id, Oms-Chunk,
+ * Oms-First-Row, Nats-Msg-Id "<id>:<chunk>"), waits for every PubAck, then
+ * publishes the end marker (Oms-Import-End: rows, Nats-Msg-Id "<id>:end").
+ * Sets *rows_sent to the data rows published (also on failure). Prints what
+ * went wrong; stops early on cli_interrupted (OMS_ETRANSIENT). */
+oms_status import_send(js_conn *c, const import_send_opts *o, int64_t *rows_sent);
+
+/* ---- import_watch.c ---- */
+
+typedef struct import_rejection {
+    int32_t row;
+    char order_id[ORDER_FIELD_MAX + 1];
+    char field[32];
+    char reason[ORDER_ERR_LEN + 96];
+} import_rejection;
+
+/* What has been seen of one import. */
+typedef struct import_outcome {
+    int64_t orders_seen;       /* order.created events of this import */
+    int64_t rejections_seen;   /* import.rejected events of this import */
+    size_t n_rejections;       /* the lowest-numbered rows seen, in row order */
+    import_rejection rejections[IMPORT_MAX_REJECTIONS];
+    bool completed;            /* import.completed arrived; the counts below are set */
+    int32_t rows, valid_rows, rejected_rows, orders, missing_rows;
+    bool timed_out;            /* ingest sealed it before every announced row came */
+} import_outcome;
+
+typedef struct import_watch import_watch;
+
+/* Subscribes (core NATS) to order.created, import.rejected and
+ * import.completed, keeping what concerns import_id (copied), and flushes so
+ * the server knows the interest before anything is published. Caller frees
+ * with import_watch_destroy. */
+oms_status import_watch_start(import_watch **out, js_conn *c, const char *import_id);
+
+/* Copies what was seen so far (thread-safe). */
+void import_watch_snapshot(import_watch *w, import_outcome *out);
+
+/* Unsubscribes, waits until no callback runs, and frees; NULL is a no-op. */
+void import_watch_destroy(import_watch *w);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * import_check.c - a first pass over an order CSV before anything is sent:
+ * a file whose header lacks a required column would be rejected row by row
+ * by ingest, so it is refused here with one message instead. The pass also
+ * counts the rows, which gives the progress bar its total.
+ */
+#include "import.h"
+
+/* order_csv.c's names and aliases, for messages. */
+#define ACCEPTED_COLUMNS ORDER_CSV_ACCEPTED_COLUMNS
+
+typedef struct check {
+    int64_t records;
+    bool not_header, header_bad, stop;
+    order_col missing;
+    char error[ORDER_ERR_LEN];
+} check;
+
+static void on_record(void *arg, char *const *fields, size_t n)
+{
+    check *c = arg;
+    if (c->records++ > 0)
+        return;
+    order_csv_header h;
+    if (!order_csv_is_header(fields, n))
+        c->not_header = true;
+    else if (order_csv_header_parse(fields, n, &h, &c->missing, c->error) != OMS_OK)
+        c->header_bad = true;
+    c->stop = c->not_header || c->header_bad;
+}
+
+oms_status import_check_file(const char *path, int64_t *data_rows)
+{
+    check c = {0};
+    oms_status s = cli_csv_scan(path, on_record, &c, &c.stop);
+    if (s != OMS_OK)
+        return s;
+    if (c.records == 0) {
+        cli_error("%s is empty: an order CSV starts with a header line (%s)", path,
+                  ACCEPTED_COLUMNS);
+        return OMS_EINVAL;
+    }
+    if (c.not_header) {
+        cli_error("the first line of %s is not a header: it names none of the accepted columns "
+                  "(%s); nothing was sent",
+                  path, ACCEPTED_COLUMNS);
+        return OMS_EINVAL;
+    }
+    if (c.header_bad) {
+        cli_error("cannot import %s: column %s is missing: %s; accepted column names: %s; "
+                  "nothing was sent",
+                  path, order_csv_column_name(c.missing), c.error, ACCEPTED_COLUMNS);
+        return OMS_EINVAL;
+    }
+    if (c.records == 1) {
+        cli_error("%s has a header but no rows: nothing to import", path);
+        return OMS_EINVAL;
+    }
+    *data_rows = c.records - 1;
+    return OMS_OK;
+}
