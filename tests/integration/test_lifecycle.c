@@ -225,7 +225,7 @@ static void restart(pid_t *pid, const char *name, int port, const char *const *e
                     PGconn *pg, const char *progress_sql, long at_least)
 {
     /* Kill once there is work in flight: progress has started. */
-    for (int i = 0; i < 400 && testenv_pg_long(pg, progress_sql) < at_least; i++)
+    for (int i = 0; i < 3000 && testenv_pg_long(pg, progress_sql) < at_least; i++)
         usleep(10000);
     testenv_service_kill(*pid);
     fprintf(stderr, "killed %s at %ld\n", name, testenv_pg_long(pg, progress_sql));
