@@ -223,14 +223,16 @@ static oms_status start_http(oms_service *svc)
 
 static void shutdown_all(oms_service *svc)
 {
-    /* Order matters: consumers finish their batch (writing outbox rows) before
-     * the relay drains, and HTTP stays up for probes until the end. */
+    /* Order matters: consumers finish their batch and HTTP handlers their
+     * requests (both may write outbox rows, and handlers use the domain
+     * context) before the domain context goes and the relay drains. */
     for (size_t i = 0; svc->consumers && i < svc->def->n_consumers; i++)
         consumer_stop(svc->consumers[i]);
+    http_server_destroy(svc->http);
+    svc->http = NULL;
     if (svc->def->fini != NULL && svc->ctx != NULL)
         svc->def->fini(svc->ctx);
     outbox_relay_stop(svc->relay, RELAY_DRAIN_MS);
-    http_server_destroy(svc->http);
     js_conn_destroy(svc->js);
     PQfinish(svc->pg);
     metrics_destroy(svc->m);

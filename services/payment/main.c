@@ -1,0 +1,71 @@
+/*
+ * main.c - the payment service: wiring only (see payment.h for the domain).
+ */
+#include "payment.h"
+
+#include "log.h"
+
+#include <stdio.h>
+
+/* The domain context: the settings read once at start, plus what init
+ * borrows from the service. Static rather than allocated in init because
+ * service_main calls fini before it stops the HTTP server (which keeps
+ * serving probes while the outbox drains): a gateway callback may still run
+ * after fini, so its context must live until exit. */
+static payment_ctx domain;
+
+static oms_status payment_init(oms_service *svc, void **out)
+{
+    payment_ctx *ctx = &domain;
+    ctx->svc = svc;
+    ctx->currency = service_config(svc)->currency;
+    ctx->dsn = service_config(svc)->pg_dsn;
+    ctx->m = service_metrics(svc);
+    ctx->stopping = service_stopping(svc);
+    payment_callback_url_default(&ctx->cfg, service_config(svc)->http_addr);
+    payment_metrics_declare(ctx->m);
+    log_info("payment gateway", "gateway",
+             ctx->cfg.gateway == PAYMENT_GATEWAY_HTTP ? "http" : "mock", NULL);
+    if (ctx->cfg.gateway == PAYMENT_GATEWAY_HTTP) {
+        oms_status s = payment_charger_start(ctx);
+        if (s != OMS_OK)
+            return s;
+    }
+    *out = ctx;
+    return OMS_OK;
+}
+
+static void payment_fini(void *ctx)
+{
+    payment_charger_stop(ctx);
+}
+
+static const consumer_spec CONSUMERS[] = {
+    {.name = "payment-stock-reserved",
+     .stream = "STOCK",
+     .durable = "payment",
+     .filter = "stock.reserved",
+     .apply = payment_apply_stock_reserved},
+};
+
+int main(void)
+{
+    char err[CONFIG_ERR_LEN];
+    /* Before service_main, which waits for NATS and PostgreSQL: a bad setting
+     * is reported at once, with the exit status of a configuration error. */
+    if (payment_config(&domain.cfg, err) != OMS_OK) {
+        fprintf(stderr, "payment: configuration error: %s\n", err);
+        return 2;
+    }
+    service_def def = {
+        .name = "payment",
+        .http_port = 18083,
+        .migrations = payment_migrations,
+        .consumers = CONSUMERS,
+        .n_consumers = sizeof CONSUMERS / sizeof CONSUMERS[0],
+        .init = payment_init,
+        .fini = payment_fini,
+        .routes = payment_routes,
+    };
+    return service_main(&def);
+}

@@ -1,0 +1,161 @@
+/*
+ * payment_consume.c - stock.reserved: one payment per order, per batch one
+ * set-based INSERT ... ON CONFLICT (order_id) DO NOTHING, so an order already
+ * charged (a stock.reserved redelivered under another event id, or twice in
+ * one batch) is ignored.
+ *
+ * With the mock gateway the charge is decided here, in the batch's
+ * transaction, and payment.settled goes into the outbox with it; only rows
+ * the INSERT returned (new payments) publish. With the http gateway the rows
+ * are inserted pending and the charger sends them: no network call ever runs
+ * inside this transaction.
+ */
+#include "payment.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ORDER_ID_MAX 256
+
+/* The columns of the new payments of one batch, as array literals. */
+typedef struct new_payments {
+    pg_array payment_id, order_id, amount, currency, status, attempts, gateway_ref, reason,
+        cause;
+} new_payments;
+
+static void new_payments_init(new_payments *p)
+{
+    pg_array_init(&p->payment_id), pg_array_init(&p->order_id), pg_array_init(&p->amount);
+    pg_array_init(&p->currency), pg_array_init(&p->status), pg_array_init(&p->attempts);
+    pg_array_init(&p->gateway_ref), pg_array_init(&p->reason), pg_array_init(&p->cause);
+}
+
+static void new_payments_fini(new_payments *p)
+{
+    pg_array_fini(&p->payment_id), pg_array_fini(&p->order_id), pg_array_fini(&p->amount);
+    pg_array_fini(&p->currency), pg_array_fini(&p->status), pg_array_fini(&p->attempts);
+    pg_array_fini(&p->gateway_ref), pg_array_fini(&p->reason), pg_array_fini(&p->cause);
+}
+
+static bool currency_ok(const char *c)
+{
+    if (strlen(c) != 3)
+        return false;
+    for (int i = 0; i < 3; i++)
+        if (c[i] < 'A' || c[i] > 'Z')
+            return false;
+    return true;
+}
+
+/* Checks an event fully before anything is written for it; NULL when valid,
+ * else the reason (static text). */
+static const char *invalid_reason(const Oms__V1__StockReserved *ev)
+{
+    if (ev == NULL || ev->meta == NULL)
+        return "not a valid oms.v1.StockReserved";
+    if (*ev->order_id == '\0' || strlen(ev->order_id) > ORDER_ID_MAX)
+        return "order_id must be 1 to 256 bytes";
+    if (ev->total_cents < 0)
+        return "total_cents must not be negative";
+    if (*ev->currency != '\0' && !currency_ok(ev->currency))
+        return "currency must be an ISO 4217 code such as USD";
+    return NULL;
+}
+
+/* Adds one new payment; the charge is decided now with the mock gateway. */
+static oms_status add_payment(payment_ctx *ctx, new_payments *p, const Oms__V1__StockReserved *ev,
+                              const char *cause)
+{
+    char payment_id[37], ref[16];
+    const char *status = "pending", *reason = "", *gateway_ref = "";
+    int attempts = 0;
+    oms_uuid4(payment_id);
+    if (ctx->cfg.gateway == PAYMENT_GATEWAY_MOCK) {
+        bool ok = payment_mock_succeeds(ctx->cfg.seed, ev->order_id, ctx->cfg.success_rate);
+        status = ok ? "succeeded" : "failed";
+        reason = ok ? "" : PAYMENT_MOCK_DECLINED;
+        snprintf(ref, sizeof ref, "mock-%.8s", payment_id);
+        gateway_ref = ref;
+        attempts = 1;
+    }
+    if (pg_array_add(&p->payment_id, payment_id) || pg_array_add(&p->order_id, ev->order_id) ||
+        pg_array_add_int(&p->amount, ev->total_cents) ||
+        pg_array_add(&p->currency, *ev->currency ? ev->currency : ctx->currency) ||
+        pg_array_add(&p->status, status) || pg_array_add_int(&p->attempts, attempts) ||
+        pg_array_add(&p->gateway_ref, gateway_ref) || pg_array_add(&p->reason, reason) ||
+        pg_array_add(&p->cause, cause))
+        return OMS_ENOMEM;
+    return OMS_OK;
+}
+
+/* Decodes and validates the batch into p; invalid messages are rejected. */
+static oms_status collect(payment_ctx *ctx, consumer_batch *b, new_payments *p)
+{
+    oms_status s = OMS_OK;
+    for (size_t i = 0; i < b->n && s == OMS_OK; i++) {
+        oms_msg *m = &b->msgs[i];
+        if (m->duplicate || m->rejected)
+            continue;
+        Oms__V1__StockReserved *ev = oms__v1__stock_reserved__unpack(NULL, m->len, m->data);
+        const char *why = invalid_reason(ev);
+        if (why != NULL)
+            consumer_reject(b, i, "%s: %s", m->subject, why);
+        else
+            s = add_payment(ctx, p, ev, ev->meta->event_id);
+        oms__v1__stock_reserved__free_unpacked(ev, NULL);
+    }
+    return s;
+}
+
+static oms_status insert_payments(payment_ctx *ctx, consumer_batch *b, new_payments *p)
+{
+    const char *params[] = {
+        pg_array_literal(&p->payment_id), pg_array_literal(&p->order_id),
+        pg_array_literal(&p->amount),     pg_array_literal(&p->currency),
+        pg_array_literal(&p->status),     pg_array_literal(&p->attempts),
+        pg_array_literal(&p->gateway_ref), pg_array_literal(&p->reason),
+        pg_array_literal(&p->cause)};
+    PGresult *res = NULL;
+    payment_tally tally = {0, 0};
+    oms_status s = pg_query(
+        b->conn, "payment insert",
+        "INSERT INTO payments AS p (payment_id, order_id, amount_cents, currency, status,"
+        " attempts, gateway_ref, reason, reserved_event_id)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],"
+        "  $6::int[], $7::text[], $8::text[], $9::text[])"
+        " ON CONFLICT (order_id) DO NOTHING RETURNING " PAYMENT_RETURNING,
+        9, params, PGRES_TUPLES_OK, &res);
+    for (int r = 0; s == OMS_OK && r < PQntuples(res); r++)
+        s = payment_emit_settled(b->outbox, res, r, &tally);
+    if (s == OMS_OK && (size_t)PQntuples(res) < p->order_id.count) {
+        char ignored[24];
+        snprintf(ignored, sizeof ignored, "%zu", p->order_id.count - (size_t)PQntuples(res));
+        log_info("stock.reserved for orders already charged ignored", "orders", ignored, NULL);
+    }
+    /* Counted before COMMIT (the consumer commits): a batch retried after a
+     * failed COMMIT counts twice; the events themselves are exact. */
+    if (s == OMS_OK)
+        payment_tally_report(ctx->m, &tally);
+    PQclear(res);
+    return s;
+}
+
+oms_status payment_apply_stock_reserved(void *arg, consumer_batch *b)
+{
+    payment_ctx *ctx = arg;
+    new_payments p;
+    new_payments_init(&p);
+    oms_status s = collect(ctx, b, &p);
+    if (s == OMS_OK && p.order_id.count > 0) {
+        /* A gateway that charges a whole batch in parallel takes about one
+         * call's latency per batch, not per payment. */
+        if (ctx->cfg.gateway == PAYMENT_GATEWAY_MOCK && ctx->cfg.latency_ms > 0)
+            oms_sleep_ms(ctx->cfg.latency_ms, ctx->stopping);
+        s = insert_payments(ctx, b, &p);
+    }
+    new_payments_fini(&p);
+    return s;
+}
