@@ -1,0 +1,56 @@
+/*
+ * main.c - the inventory service: wiring only (see inventory.h for the domain).
+ */
+#include "inventory.h"
+
+#include <stdlib.h>
+
+static oms_status inventory_init(oms_service *svc, void **out)
+{
+    inv_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL)
+        return OMS_ENOMEM;
+    ctx->m = service_metrics(svc);
+    inv_metrics_declare(ctx->m);
+    *out = ctx;
+    return OMS_OK;
+}
+
+static void inventory_fini(void *ctx)
+{
+    free(ctx);
+}
+
+/* Batch sizes and waits come from OMS_BATCH_MAX / OMS_BATCH_WAIT_MS. */
+static const consumer_spec CONSUMERS[] = {
+    {.name = "inventory-catalog",
+     .stream = "CATALOG",
+     .durable = "inventory-catalog",
+     .filter = "catalog.product",
+     .apply = inv_apply_products},
+    {.name = "inventory-orders",
+     .stream = "ORDERS",
+     .durable = "inventory-orders",
+     .filter = "order.created",
+     .apply = inv_apply_orders},
+    {.name = "inventory-payments",
+     .stream = "PAYMENTS",
+     .durable = "inventory-payments",
+     .filter = "payment.settled",
+     .apply = inv_apply_payments},
+};
+
+int main(void)
+{
+    service_def def = {
+        .name = "inventory",
+        .http_port = 18082,
+        .migrations = inventory_migrations,
+        .consumers = CONSUMERS,
+        .n_consumers = sizeof CONSUMERS / sizeof CONSUMERS[0],
+        .init = inventory_init,
+        .fini = inventory_fini,
+        .routes = inv_routes,
+    };
+    return service_main(&def);
+}
