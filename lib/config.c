@@ -97,6 +97,9 @@ static oms_status load_ints(oms_config *cfg, char err[CONFIG_ERR_LEN])
     if (config_int("OMS_BATCH_WAIT_MS", 50, 1, 10000, &v, err) != OMS_OK)
         return OMS_EINVAL;
     cfg->batch_wait_ms = (int)v;
+    if (config_int("OMS_ACK_WAIT_S", 30, 1, 3600, &v, err) != OMS_OK)
+        return OMS_EINVAL;
+    cfg->ack_wait_ms = v * 1000;
     return OMS_OK;
 }
 

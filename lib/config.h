@@ -28,6 +28,7 @@ typedef struct oms_config {
     int64_t dup_window_ms;      /* OMS_DUPLICATE_WINDOW_S, default 120 */
     int batch_max;              /* OMS_BATCH_MAX, 1..4096, default 256 */
     int batch_wait_ms;          /* OMS_BATCH_WAIT_MS, 1..10000, default 50 */
+    int64_t ack_wait_ms;        /* OMS_ACK_WAIT_S, 1..3600, default 30: redelivery after a crash */
     int log_level;              /* OMS_LOG_LEVEL, default info */
 } oms_config;
 

@@ -133,8 +133,10 @@ static oms_status inbox_filter(PGconn *conn, oms_msg *msgs, size_t n)
     const char *params[] = {pg_array_literal(&ids)};
     if (s == OMS_OK)
         s = pg_query(conn, "inbox insert",
-                     "INSERT INTO inbox (event_id) SELECT unnest($1::text[])"
-                     " ON CONFLICT DO NOTHING RETURNING event_id",
+                     /* Sorted: two processes given overlapping redeliveries
+                      * take the inbox's index locks in the same order. */
+                     "INSERT INTO inbox (event_id) SELECT e FROM unnest($1::text[]) AS e"
+                     " ORDER BY e ON CONFLICT DO NOTHING RETURNING event_id",
                      1, params, PGRES_TUPLES_OK, &res);
     if (s != OMS_OK)
         goto out;
@@ -350,10 +352,22 @@ static oms_status ensure_bound(consumer *c)
     return OMS_OK;
 }
 
+/* Drops the subscription so ensure_bound creates the durable again: after
+ * repeated fetch errors the consumer may have been deleted (a stream
+ * recreated by an operator), and fetching from it would fail forever. */
+static void rebind(consumer *c)
+{
+    log_warn("fetch keeps failing, binding the consumer again", "consumer", c->spec->name, NULL);
+    natsSubscription_Destroy(c->sub);
+    c->sub = NULL;
+    atomic_store(&c->ready, 0);
+}
+
 static void *consumer_main(void *arg)
 {
     consumer *c = arg;
     int64_t backoff_ms = 100;
+    int fetch_errors = 0;
     while (!atomic_load(&c->stop)) {
         if (ensure_bound(c) != OMS_OK) {
             oms_sleep_ms(backoff_ms, (volatile int *)&c->stop);
@@ -362,12 +376,17 @@ static void *consumer_main(void *arg)
         }
         natsMsgList list;
         oms_status s = js_fetch(c->sub, c->spec->batch_max, c->spec->wait_ms, &list);
+        if (s != OMS_OK && ++fetch_errors >= 3) {
+            rebind(c);
+            fetch_errors = 0;
+        }
         if (s != OMS_OK) {
             oms_sleep_ms(backoff_ms, (volatile int *)&c->stop);
             backoff_ms = backoff_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff_ms * 2;
             continue;
         }
         backoff_ms = 100;
+        fetch_errors = 0;
         if (list.Count > 0)
             process(c, &list);
         natsMsgList_Destroy(&list);

@@ -126,7 +126,7 @@ static oms_status start_consumers(oms_service *svc)
         if (svc->specs[i].wait_ms == 0)
             svc->specs[i].wait_ms = svc->cfg.batch_wait_ms;
         if (svc->specs[i].ack_wait_ms == 0)
-            svc->specs[i].ack_wait_ms = 30000;
+            svc->specs[i].ack_wait_ms = svc->cfg.ack_wait_ms;
         oms_status s = consumer_start(&svc->consumers[i], &svc->specs[i], &svc->env);
         if (s != OMS_OK)
             return s;
