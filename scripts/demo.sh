@@ -11,5 +11,12 @@ cd "$ROOT"
 command -v omsctl >/dev/null ||
     { echo "demo: omsctl not found on PATH (expected in the build's cli/): run \`make up\`" >&2; exit 1; }
 
+echo "== loading the sample catalogue (some products run out part way)"
 omsctl stock load samples/products.csv
+sleep 1 # let inventory apply the stock levels before orders arrive
+echo "== importing samples/orders.csv (300 orders, a few bad rows on purpose)"
 omsctl import samples/orders.csv
+echo "== stock after the import"
+omsctl stock show
+echo
+echo "Next: omsctl order show ORD-1001 · omsctl events tail 'order.*' · omsctl status · make status"
