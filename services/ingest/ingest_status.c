@@ -108,7 +108,15 @@ static oms_status apply_transitions(ingest_ctx *ctx, consumer_batch *b, transiti
              to, from);
     const char *params[] = {pg_array_literal(&t->ids), pg_array_literal(&t->reasons),
                             pg_array_literal(&t->causes)};
-    oms_status s = pg_query(b->conn, "order transition", sql, 3, params, PGRES_TUPLES_OK, &res);
+    /* Lock in order-id order first: the three status consumers (and other
+     * replicas) update overlapping orders, and UPDATE ... FROM unnest locks
+     * rows in whatever order the join yields them. */
+    oms_status s = pg_query(b->conn, "order transition lock",
+                            "SELECT 1 FROM orders WHERE order_id = ANY($1::text[])"
+                            " ORDER BY order_id FOR UPDATE",
+                            1, params, PGRES_TUPLES_OK, NULL);
+    if (s == OMS_OK)
+        s = pg_query(b->conn, "order transition", sql, 3, params, PGRES_TUPLES_OK, &res);
     bool terminal = strcmp(to, "paid") == 0 || strcmp(to, "failed") == 0;
     for (int r = 0; s == OMS_OK && terminal && r < PQntuples(res); r++)
         s = emit_terminal(b->outbox, res, r, to, PQgetvalue(res, r, 10));
