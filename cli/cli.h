@@ -98,6 +98,7 @@ void cli_service_endpoint(const cli_service *svc, const char *path, char *out, s
 const char *cli_service_names(void);
 
 #define CLI_HTTP_ERR_LEN 256
+#define CLI_URL_LEN 2048
 
 /* One HTTP call. bearer may be NULL (no Authorization header). On a transport
  * error (refused, timeout) returns OMS_EIO with the reason in err; otherwise
@@ -105,6 +106,26 @@ const char *cli_service_names(void);
  * JSON; caller decrefs). */
 oms_status cli_http(const char *method, const char *url, const char *bearer, long timeout_ms,
                     long *status, json_t **body, char err[CLI_HTTP_ERR_LEN]);
+
+/* Prints that svc did not answer (err, from cli_http), naming its URL, its
+ * variable and `make up`. */
+void cli_service_unreachable(const cli_service *svc, const char *err);
+
+/* GETs path on svc (timeout_ms). When svc cannot be reached, prints so with
+ * cli_service_unreachable and returns OMS_EIO; otherwise as cli_http. url
+ * (may be NULL) receives the full URL, for messages. */
+oms_status cli_service_get(const cli_service *svc, const char *path, long timeout_ms,
+                           long *status, json_t **body, char *url, size_t url_len);
+
+/* Percent-encodes text as one URL path segment: every byte but RFC 3986's
+ * unreserved ones (A-Z a-z 0-9 - . _ ~) becomes %XX, so "/" and "?" in an id
+ * stay part of it. Returns OMS_EINVAL, out untouched, when it does not fit. */
+oms_status cli_url_escape(const char *text, char *out, size_t out_len);
+
+/* Whether a 404 came from the server's router (lib/http: "no route for
+ * PATH") rather than from a handler that looked the thing up: the URL
+ * points at another service, or one too old to have the route. */
+bool cli_http_no_route(long status, const json_t *body);
 
 /* Text of body's "error" member, or "" (borrowed from body). */
 const char *cli_json_error(const json_t *body);
@@ -146,10 +167,18 @@ void cli_table_destroy(cli_table *t);
 /* "12.3 KiB" style size into out. */
 void cli_format_bytes(uint64_t bytes, char *out, size_t out_len);
 
+/* Milliseconds since the epoch as UTC ISO 8601 into out:
+ * "2026-11-02T10:15:00Z", with ".123" before the Z when ms is not a whole
+ * second. Out-of-range values print as the number of ms. */
+void cli_format_time_ms(int64_t ms, char *out, size_t out_len);
+
 /* ---- commands (cmd_*.c): argv[0] is the command name ---------------- */
 
 int cmd_import(int argc, char **argv);
+int cmd_order(int argc, char **argv);
 int cmd_stock(int argc, char **argv);
+/* `stock show` (stock_show.c); cmd_stock dispatches to it. */
+int stock_show(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_dlq(int argc, char **argv);

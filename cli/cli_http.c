@@ -15,6 +15,8 @@
 
 #define HTTP_BODY_MAX_BYTES (16u * 1024 * 1024)
 #define HTTP_CONNECT_TIMEOUT_MS 2000L
+#define URL_UNRESERVED                                                                        \
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 const cli_service CLI_SERVICES[] = {
     {"ingest", "OMS_INGEST_URL", "http://127.0.0.1:18081"},
@@ -133,6 +135,52 @@ out:
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
     return s;
+}
+
+void cli_service_unreachable(const cli_service *svc, const char *err)
+{
+    cli_error("cannot reach %s at %s (%s): is it running? try `make up`, or check %s", svc->name,
+              cli_service_url(svc), err, svc->url_env);
+}
+
+oms_status cli_service_get(const cli_service *svc, const char *path, long timeout_ms,
+                           long *status, json_t **body, char *url, size_t url_len)
+{
+    char full[CLI_URL_LEN], err[CLI_HTTP_ERR_LEN];
+    cli_service_endpoint(svc, path, full, sizeof full);
+    if (url != NULL)
+        snprintf(url, url_len, "%s", full);
+    oms_status s = cli_http("GET", full, NULL, timeout_ms, status, body, err);
+    if (s == OMS_EIO)
+        cli_service_unreachable(svc, err);
+    return s;
+}
+
+oms_status cli_url_escape(const char *text, char *out, size_t out_len)
+{
+    static const char HEX[] = "0123456789ABCDEF";
+    size_t need = 1;
+    for (const char *p = text; *p; p++)
+        need += strchr(URL_UNRESERVED, *p) != NULL ? 1 : 3;
+    if (need > out_len)
+        return OMS_EINVAL;
+    char *o = out;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (strchr(URL_UNRESERVED, *p) != NULL) {
+            *o++ = (char)*p;
+        } else {
+            *o++ = '%';
+            *o++ = HEX[*p >> 4];
+            *o++ = HEX[*p & 0xf];
+        }
+    }
+    *o = '\0';
+    return OMS_OK;
+}
+
+bool cli_http_no_route(long status, const json_t *body)
+{
+    return status == 404 && strncmp(cli_json_error(body), "no route", 8) == 0;
 }
 
 const char *cli_json_error(const json_t *body)

@@ -1,11 +1,16 @@
 /*
  * cli_table.c - aligned text tables: rows are collected first, so each
- * column is as wide as its widest cell whatever the data.
+ * column is as wide as its widest cell whatever the data; and the text of
+ * cells (sizes, times).
  */
 #include "cli.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* Year 9999: beyond it ISO 8601 needs more than four digits. */
+#define TIME_MAX_MS 253402300799999LL
 
 struct cli_table {
     size_t ncols;
@@ -69,11 +74,15 @@ static size_t text_width(const char *s)
 static void print_row(const cli_table *t, const char *const *cells, const size_t *widths,
                       FILE *out)
 {
-    for (size_t c = 0; c < t->ncols; c++) {
+    /* Empty cells at the end of a row print nothing: no trailing blanks. */
+    size_t ncols = t->ncols;
+    while (ncols > 1 && (cells[ncols - 1] == NULL || *cells[ncols - 1] == '\0'))
+        ncols--;
+    for (size_t c = 0; c < ncols; c++) {
         const char *v = cells[c] ? cells[c] : "";
         size_t pad = widths[c] - text_width(v);
         bool right = (t->right_mask >> c) & 1u;
-        bool last = c + 1 == t->ncols;
+        bool last = c + 1 == ncols;
         if (right)
             fprintf(out, "%*s", (int)pad, "");
         fputs(v, out);
@@ -115,4 +124,21 @@ void cli_format_bytes(uint64_t bytes, char *out, size_t out_len)
         snprintf(out, out_len, "%llu B", (unsigned long long)bytes);
     else
         snprintf(out, out_len, "%.1f %s", v, units[u]);
+}
+
+void cli_format_time_ms(int64_t ms, char *out, size_t out_len)
+{
+    struct tm tm;
+    time_t secs = (time_t)(ms / 1000);
+    int frac_ms = (int)(ms % 1000);
+    char date[32];
+    if (ms < 0 || ms > TIME_MAX_MS || gmtime_r(&secs, &tm) == NULL) {
+        snprintf(out, out_len, "%lld", (long long)ms);
+        return;
+    }
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (frac_ms != 0)
+        snprintf(out, out_len, "%s.%03dZ", date, frac_ms);
+    else
+        snprintf(out, out_len, "%sZ", date);
 }

@@ -52,12 +52,6 @@ static const cli_service *service_arg(const char *cmd, const char *name)
     return svc;
 }
 
-static void report_unreachable(const cli_service *svc, const char *err)
-{
-    cli_error("cannot reach %s at %s (%s): is it running? try `make up`, or check %s", svc->name,
-              cli_service_url(svc), err, svc->url_env);
-}
-
 /* ---- list -------------------------------------------------------------- */
 
 /* GETs svc's dead letters; NULL (after saying why) when it did not answer. */
@@ -69,7 +63,7 @@ static json_t *fetch_list(const cli_service *svc, bool all)
     cli_service_endpoint(svc, all ? "/dead-letters?state=all" : "/dead-letters", full,
                          sizeof full);
     if (cli_http("GET", full, NULL, LIST_TIMEOUT_MS, &status, &body, err) != OMS_OK) {
-        report_unreachable(svc, err);
+        cli_service_unreachable(svc, err);
         return NULL;
     }
     if (status != 200 || !json_is_array(json_object_get(body, "dead_letters"))) {
@@ -256,7 +250,7 @@ static int dlq_retry(int argc, char **argv)
     snprintf(path, sizeof path, "/dead-letters/%lld/retry", id);
     cli_service_endpoint(svc, path, full, sizeof full);
     if (cli_http("POST", full, token, RETRY_TIMEOUT_MS, &status, &body, err) != OMS_OK) {
-        report_unreachable(svc, err);
+        cli_service_unreachable(svc, err);
         return CLI_EXIT_FAIL;
     }
     int rc = report_retry(svc, id, status, body);

@@ -1,17 +1,21 @@
 /*
  * cmd_import.c - `omsctl import FILE`: check the file, listen for the
- * import's events, send it, then wait for ingest's verdict and summarise.
+ * import's events, send it, wait for ingest's verdict, then follow the
+ * orders it created until each is paid or failed, and summarise.
  *
  * Listening starts before the first chunk is published, so no event of the
- * import can slip by. The numbers of the summary are ingest's own
- * (import.completed); the events counted on the way only feed the progress
- * line and the first rejection reasons.
+ * import can slip by: a small import's first orders may be paid before its
+ * last chunk is acknowledged. The numbers of rows and orders are ingest's
+ * own (import.completed); the paid and failed counts are the order.paid /
+ * order.failed events of the import's orders, which ingest publishes once
+ * per order, so the wait ends when they add up to the orders created.
  */
 #include "import.h"
 
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #define CMD "import"
@@ -22,23 +26,32 @@
 /* After import.completed, how long the order and rejection events published
  * just before it (on other subscriptions) may take to arrive. */
 #define GRACE_MS 2000
+/* After import.completed, how long without a single order paid or failed
+ * before saying that nothing seems to process orders. */
+#define IDLE_NOTE_MS 10000
 #define POLL_MS 50
 #define TTY_REDRAW_MS 100
 #define PLAIN_REDRAW_MS 1000
-#define BAR_WIDTH 30
+#define BAR_MIN_WIDTH 10
+#define BAR_MAX_WIDTH 30
+#define LINE_LEN 512
+#define DEFAULT_COLUMNS 80
 
 typedef struct import_args {
     const char *path;
     long long chunk_rows;
     long long timeout_s;
     bool json;
+    bool follow;
 } import_args;
 
 /* The progress line on stderr. */
 typedef struct progress {
     bool tty;
+    bool follow;
     int64_t total_rows;
     int64_t rows_sent;
+    int64_t start_ms;
     int64_t last_draw_ms;
     bool on_screen;     /* a bar is drawn and must be cleared before other output */
     import_watch *watch;
@@ -46,27 +59,41 @@ typedef struct progress {
 
 static void print_help(FILE *out)
 {
-    fputs("usage: omsctl import FILE [--chunk-rows N] [--json] [--timeout S]\n"
+    fputs("usage: omsctl import FILE [--chunk-rows N] [--json] [--timeout S] [--no-follow]\n"
           "\n"
-          "Sends an order CSV to ingest (subject ingest.rows) and waits until ingest\n"
-          "reports the import complete, then prints a summary: rows, valid and rejected\n"
-          "rows (with the first reasons), orders created, missing rows, time taken.\n"
+          "Sends an order CSV to ingest (subject ingest.rows), waits until ingest\n"
+          "reports the import complete, then follows the orders it created until each\n"
+          "is paid or failed (order.paid / order.failed). Prints a summary: rows, valid\n"
+          "and rejected rows (with the first reasons), orders created, missing rows,\n"
+          "orders paid and failed (out of stock / payment failed, with the first\n"
+          "reasons), revenue of the paid orders, time taken.\n"
           "\n"
           "The first line must be a header. Required columns: order_id, customer_id,\n"
           "sku, qty, and unit_price or unit_price_cents; optional: placed_at, currency,\n"
           "customer_email, customer_name, product_name. The file is refused, and\n"
           "nothing sent, when a required column is missing. Rows with bad values are\n"
-          "reported by ingest as rejected: that is data, not a failure of the command.\n"
+          "reported by ingest as rejected, and orders that fail are reported as\n"
+          "failed: that is data, not a failure of the command.\n"
           "\n"
           "  --chunk-rows N   rows per message (default 1000, at most 100000)\n"
-          "  --timeout S      seconds to wait for the result once the file is sent\n"
-          "                   (default 600)\n"
+          "  --timeout S      seconds to wait once the file is sent, for ingest's\n"
+          "                   verdict and every order's outcome (default 600)\n"
+          "  --no-follow      stop once ingest reports the import complete, without\n"
+          "                   waiting for orders to be paid or failed (for a system\n"
+          "                   without inventory and payment)\n"
           "  --json           print the summary as one JSON object on stdout, also\n"
           "                   when the import did not complete (\"completed\": false)\n"
+          "                   or orders are still in flight (\"in_flight\" > 0)\n"
           "  -h, --help       this help\n"
           "\n"
-          "Exit status: 0 the import completed (even with rejected rows), 1 it could\n"
-          "not be sent or did not complete in time, 2 usage error.\n",
+          "A progress line on stderr shows rows sent, orders created, paid and failed,\n"
+          "rejected rows and orders per second. If, 10 s after the import completed, not\n"
+          "one of its orders was paid or failed, a note says that nothing seems to\n"
+          "process orders (are inventory and payment running?); the wait goes on.\n"
+          "\n"
+          "Exit status: 0 the import completed and (unless --no-follow) every order it\n"
+          "created was paid or failed, 1 it could not be sent, did not complete or\n"
+          "orders were still in flight when the timeout passed, 2 usage error.\n",
           out);
 }
 
@@ -76,11 +103,13 @@ static int parse_args(int argc, char **argv, import_args *a)
         {"chunk-rows", required_argument, NULL, 'c'},
         {"timeout", required_argument, NULL, 't'},
         {"json", no_argument, NULL, 'j'},
+        {"no-follow", no_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
-    *a = (import_args){.chunk_rows = DEFAULT_CHUNK_ROWS, .timeout_s = DEFAULT_TIMEOUT_S};
+    *a = (import_args){
+        .chunk_rows = DEFAULT_CHUNK_ROWS, .timeout_s = DEFAULT_TIMEOUT_S, .follow = true};
     while ((c = cli_getopt(argc, argv, "h", opts, CMD)) != -1) {
         if (c == 'h') {
             print_help(stdout);
@@ -88,6 +117,8 @@ static int parse_args(int argc, char **argv, import_args *a)
         }
         if (c == 'j')
             a->json = true;
+        else if (c == 'F')
+            a->follow = false;
         else if (c == 'c' &&
                  cli_parse_int(CMD, "--chunk-rows", optarg, 1, MAX_CHUNK_ROWS, &a->chunk_rows))
             return CLI_EXIT_USAGE;
@@ -107,35 +138,85 @@ static int parse_args(int argc, char **argv, import_args *a)
 
 /* ---- progress ---------------------------------------------------------- */
 
-static void progress_draw(progress *p, bool sent_all)
+/* Orders per second since the start: settled ones when following (the
+ * whole pipeline's pace), created ones otherwise. */
+static double orders_rate(const progress *p, const import_outcome *o)
+{
+    double elapsed_s = (double)(oms_mono_ms() - p->start_ms) / 1000.0;
+    int64_t orders = p->follow ? o->paid + o->failed : o->orders_seen;
+    return elapsed_s > 0 ? (double)orders / elapsed_s : 0.0;
+}
+
+/* The counts; shorter words on a terminal, where the line shares its
+ * columns with the bar. Returns the length. */
+static int progress_counts(const progress *p, const import_outcome *o, char *out, size_t len)
+{
+    return snprintf(out, len,
+                    p->tty ? "%lld/%lld rows sent, %lld orders, %lld paid, %lld failed, "
+                             "%lld rejected, %.0f orders/s"
+                           : "%lld/%lld rows sent, %lld orders created, %lld paid, %lld failed, "
+                             "%lld rejected rows, %.0f orders/s",
+                    (long long)p->rows_sent, (long long)p->total_rows, (long long)o->orders_seen,
+                    (long long)o->paid, (long long)o->failed, (long long)o->rejections_seen,
+                    orders_rate(p, o));
+}
+
+/* Columns of the terminal on stderr: a redrawn line must not wrap. */
+static size_t terminal_columns(void)
+{
+    struct winsize ws;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    return DEFAULT_COLUMNS;
+}
+
+/* The bar shows rows sent until the import completed, then (following)
+ * the share of its orders paid or failed. Writes width cells and a NUL. */
+static void draw_bar(const progress *p, const import_outcome *o, int width, char *bar)
+{
+    int64_t done = p->rows_sent, total = p->total_rows;
+    if (o->completed && p->follow)
+        done = o->paid + o->failed, total = o->orders;
+    int filled = total > 0 ? (int)(done * width / total) : (o->completed ? width : 0);
+    filled = filled < 0 ? 0 : (filled > width ? width : filled);
+    memset(bar, '#', (size_t)filled);
+    memset(bar + filled, '.', (size_t)(width - filled));
+    bar[width] = '\0';
+}
+
+static void progress_draw(progress *p)
 {
     import_outcome o;
+    char counts[LINE_LEN], bar[BAR_MAX_WIDTH + 1], line[LINE_LEN + BAR_MAX_WIDTH + 8];
     import_watch_snapshot(p->watch, &o);
+    int n = progress_counts(p, &o, counts, sizeof counts);
     if (!p->tty) {
-        fprintf(stderr, "sent %lld/%lld rows, %lld orders created\n", (long long)p->rows_sent,
-                (long long)p->total_rows, (long long)o.orders_seen);
+        fprintf(stderr, "%s\n", counts);
         return;
     }
-    char bar[BAR_WIDTH + 1];
-    int filled = p->total_rows > 0 ? (int)(p->rows_sent * BAR_WIDTH / p->total_rows) : 0;
-    memset(bar, '#', (size_t)filled);
-    memset(bar + filled, '.', (size_t)(BAR_WIDTH - filled));
-    bar[BAR_WIDTH] = '\0';
+    /* The bar takes the room the counts leave, within bounds; past the
+     * last column the line is cut, as it must not wrap. */
+    size_t cols = terminal_columns();
+    long room = (long)cols - 1 - n - 3;
+    int width = room > BAR_MAX_WIDTH ? BAR_MAX_WIDTH : (room < BAR_MIN_WIDTH ? BAR_MIN_WIDTH
+                                                                             : (int)room);
+    draw_bar(p, &o, width, bar);
+    n = snprintf(line, sizeof line, "[%s] %s", bar, counts);
+    if (n > 0 && (size_t)n >= cols && cols - 1 < sizeof line)
+        line[cols - 1] = '\0'; /* ASCII only: bytes are columns */
     /* \r and erase-to-end-of-line redraw the same line in place. */
-    fprintf(stderr, "\r[%s] %lld/%lld rows sent, %lld orders created%s\033[K", bar,
-            (long long)p->rows_sent, (long long)p->total_rows, (long long)o.orders_seen,
-            sent_all ? ", waiting for ingest" : "");
+    fprintf(stderr, "\r%s\033[K", line);
     p->on_screen = true;
 }
 
 /* Redraws at most 10 times a second on a terminal, once a second otherwise. */
-static void progress_update(progress *p, bool sent_all)
+static void progress_update(progress *p)
 {
     int64_t now = oms_mono_ms();
     if (now - p->last_draw_ms < (p->tty ? TTY_REDRAW_MS : PLAIN_REDRAW_MS))
         return;
     p->last_draw_ms = now;
-    progress_draw(p, sent_all);
+    progress_draw(p);
 }
 
 static void progress_clear(progress *p)
@@ -149,94 +230,70 @@ static void on_tick(void *ctx, int64_t rows_sent)
 {
     progress *p = ctx;
     p->rows_sent = rows_sent;
-    progress_update(p, false);
+    progress_update(p);
 }
 
-/* ---- waiting and the summary ------------------------------------------ */
+/* ---- waiting ----------------------------------------------------------- */
 
 /* Polls until import.completed arrived and the events sent before it are in
- * (or GRACE_MS passed), the timeout passed, or the user interrupted. Returns
- * whether the import completed; *o holds what was seen either way. */
-static bool wait_completed(progress *p, int64_t timeout_ms, import_outcome *o)
+ * (or GRACE_MS passed), the deadline passed, or the user interrupted.
+ * Returns whether the import completed; *o holds what was seen either way,
+ * *completed_ms when import.completed was first seen. */
+static bool wait_completed(progress *p, int64_t deadline_ms, import_outcome *o,
+                           int64_t *completed_ms)
 {
-    int64_t deadline = oms_mono_ms() + timeout_ms, grace_end = 0;
+    int64_t grace_end = 0;
     for (;;) {
         int64_t now = oms_mono_ms();
         import_watch_snapshot(p->watch, o);
         if (o->completed) {
-            if (grace_end == 0)
+            if (grace_end == 0) {
                 grace_end = now + GRACE_MS;
+                *completed_ms = now;
+            }
             if ((o->orders_seen >= o->orders && o->rejections_seen >= o->rejected_rows) ||
                 now >= grace_end)
                 return true;
-        } else if (now >= deadline || cli_interrupted) {
+        } else if (now >= deadline_ms || cli_interrupted) {
             return false;
         }
-        progress_update(p, true);
+        progress_update(p);
         oms_sleep_ms(POLL_MS, NULL);
     }
 }
 
-static json_t *rejections_json(const import_outcome *o)
+static void note_idle(const char *import_id, const import_outcome *o, int64_t deadline_ms)
 {
-    json_t *arr = json_array();
-    for (size_t i = 0; arr != NULL && i < o->n_rejections; i++) {
-        const import_rejection *r = &o->rejections[i];
-        json_array_append_new(arr, json_pack("{s:i,s:s,s:s,s:s}", "row", (int)r->row, "order_id",
-                                             r->order_id, "field", r->field, "reason",
-                                             r->reason));
+    cli_error("note: %d s after import %s completed, not one of its %d orders has been paid "
+              "or failed: nothing seems to process orders (are inventory and payment "
+              "running? `omsctl status`); waiting %lld s more, Ctrl-C to stop, or use "
+              "--no-follow",
+              IDLE_NOTE_MS / 1000, import_id, o->orders,
+              (long long)((deadline_ms - oms_mono_ms()) / 1000));
+}
+
+/* Once the import completed: polls until every order it created was paid
+ * or failed, the deadline passed, or the user interrupted; says once when
+ * nothing seems to process orders. Returns whether every order settled. */
+static bool wait_settled(progress *p, const char *import_id, int64_t deadline_ms,
+                         int64_t completed_ms, import_outcome *o)
+{
+    bool noted = false;
+    for (;;) {
+        int64_t now = oms_mono_ms();
+        import_watch_snapshot(p->watch, o);
+        if (o->paid + o->failed >= o->orders)
+            return true;
+        if (now >= deadline_ms || cli_interrupted)
+            return false;
+        if (!noted && o->paid + o->failed == 0 && now - completed_ms >= IDLE_NOTE_MS) {
+            progress_clear(p);
+            note_idle(import_id, o, deadline_ms);
+            noted = true;
+        }
+        progress_update(p);
+        oms_sleep_ms(POLL_MS, NULL);
     }
-    return arr;
-}
-
-static oms_status print_summary_json(const char *import_id, const import_outcome *o,
-                                     int64_t rows_sent, double elapsed_s)
-{
-    json_t *out = json_pack("{s:s,s:I,s:o,s:I,s:I,s:o,s:b,s:b,s:o,s:f}", "import_id", import_id,
-                            "rows", (json_int_t)(o->completed ? o->rows : rows_sent),
-                            "valid_rows", o->completed ? json_integer(o->valid_rows) : json_null(),
-                            "rejected_rows",
-                            (json_int_t)(o->completed ? o->rejected_rows : o->rejections_seen),
-                            "orders", (json_int_t)(o->completed ? o->orders : o->orders_seen),
-                            "missing_rows",
-                            o->completed ? json_integer(o->missing_rows) : json_null(),
-                            "timed_out", o->completed ? o->timed_out : true, "completed",
-                            o->completed, "rejections", rejections_json(o), "elapsed_s",
-                            elapsed_s);
-    return cli_print_json(out);
-}
-
-static void print_summary_text(const char *import_id, const import_outcome *o,
-                               double elapsed_s)
-{
-    printf("import %s completed in %.1f s (%.0f rows/s)\n", import_id, elapsed_s,
-           elapsed_s > 0 ? o->rows / elapsed_s : 0.0);
-    printf("  rows            %d\n", o->rows);
-    printf("  valid rows      %d\n", o->valid_rows);
-    printf("  rejected rows   %d\n", o->rejected_rows);
-    for (size_t i = 0; i < o->n_rejections; i++)
-        printf("    %s\n", o->rejections[i].reason);
-    if (o->rejected_rows > (int32_t)o->n_rejections)
-        printf("    ... and %lld more\n", (long long)o->rejected_rows - (long long)o->n_rejections);
-    printf("  orders created  %d\n", o->orders);
-    if (o->missing_rows > 0 || o->timed_out)
-        printf("  missing rows    %d (announced but never received: ingest sealed the import "
-               "when it timed out)\n",
-               o->missing_rows);
-}
-
-static void print_not_completed(const char *import_id, int64_t rows_sent, long long timeout_s)
-{
-    if (cli_interrupted)
-        cli_error("stopped waiting: import %s was sent (%lld rows) but has not completed yet",
-                  import_id, (long long)rows_sent);
-    else
-        cli_error("import %s was sent (%lld rows) but did not complete within %lld s", import_id,
-                  (long long)rows_sent, timeout_s);
-    fprintf(stderr,
-            "ingest may still be working on it: `omsctl events tail import.completed` shows "
-            "it when it completes;\n`omsctl status` shows what INGEST still holds, and "
-            "`omsctl dlq list --service ingest` any chunk ingest could not apply\n");
 }
 
 /* ---- the command ------------------------------------------------------- */
@@ -254,14 +311,29 @@ static void warn_without_consumer(js_conn *c)
     jsStreamInfo_Destroy(si);
 }
 
-/* Sends the file, waits for the verdict and prints it; returns the exit code. */
+/* Waits for the verdict, then (following) for every order; fills *sum. */
+static void wait_outcome(progress *p, const import_args *a, import_summary *sum)
+{
+    int64_t deadline_ms = oms_mono_ms() + a->timeout_s * 1000, completed_ms = 0;
+    bool completed = wait_completed(p, deadline_ms, &sum->o, &completed_ms);
+    sum->completed_s = (double)(completed_ms - p->start_ms) / 1000.0;
+    if (completed && a->follow)
+        sum->settled = wait_settled(p, sum->import_id, deadline_ms, completed_ms, &sum->o);
+    progress_clear(p);
+    sum->elapsed_s = (double)(oms_mono_ms() - p->start_ms) / 1000.0;
+    if (!completed)
+        sum->completed_s = sum->elapsed_s;
+    sum->dropped = import_watch_dropped(p->watch);
+}
+
+/* Sends the file, waits for the outcome and prints it; returns the exit code. */
 static int run_import(js_conn *c, const import_args *a, const char *import_id,
                       int64_t total_rows)
 {
     import_watch *w = NULL;
-    progress p = {.tty = isatty(STDERR_FILENO) == 1, .total_rows = total_rows};
-    import_outcome o;
-    int64_t rows_sent = 0, start_ms = oms_mono_ms();
+    progress p = {.tty = isatty(STDERR_FILENO) == 1, .follow = a->follow,
+                  .total_rows = total_rows, .start_ms = oms_mono_ms()};
+    import_summary sum = {.import_id = import_id, .follow = a->follow};
     int rc = CLI_EXIT_FAIL;
 
     if (cli_require_stream(c, "INGEST") != OMS_OK ||
@@ -270,27 +342,28 @@ static int run_import(js_conn *c, const import_args *a, const char *import_id,
     warn_without_consumer(c);
     p.watch = w;
     /* The plain line's first print comes after a second, not at once. */
-    p.last_draw_ms = p.tty ? 0 : start_ms;
+    p.last_draw_ms = p.tty ? 0 : p.start_ms;
     import_send_opts so = {.path = a->path, .import_id = import_id, .chunk_rows = a->chunk_rows,
                            .ack_wait_ms = ACK_WAIT_MS, .tick = on_tick, .tick_ctx = &p};
-    oms_status s = import_send(c, &so, &rows_sent);
-    p.rows_sent = rows_sent;
+    oms_status s = import_send(c, &so, &sum.rows_sent);
+    p.rows_sent = sum.rows_sent;
     if (s != OMS_OK) {
         progress_clear(&p);
         goto out;
     }
-    bool completed = wait_completed(&p, a->timeout_s * 1000, &o);
-    progress_clear(&p);
-    double elapsed_s = (double)(oms_mono_ms() - start_ms) / 1000.0;
-    rc = completed ? CLI_EXIT_OK : CLI_EXIT_FAIL;
-    if (!completed)
-        print_not_completed(import_id, rows_sent, a->timeout_s);
-    /* With --json the summary is printed even when incomplete: scripts
-     * read "completed" instead of parsing stderr. */
-    if (a->json && print_summary_json(import_id, &o, rows_sent, elapsed_s) != OMS_OK)
+    wait_outcome(&p, a, &sum);
+    bool done = sum.o.completed && (!a->follow || sum.settled);
+    rc = done ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    /* With --json the summary is printed even when unfinished: scripts
+     * read "completed" and "in_flight" instead of parsing stderr. */
+    if (a->json && import_print_json(&sum) != OMS_OK)
         rc = CLI_EXIT_FAIL;
-    else if (!a->json && completed)
-        print_summary_text(import_id, &o, elapsed_s);
+    else if (!a->json && sum.o.completed)
+        import_print_text(&sum);
+    if (!done) {
+        fflush(stdout);
+        import_print_unfinished(&sum, a->timeout_s);
+    }
 out:
     import_watch_destroy(w);
     return rc;

@@ -1,6 +1,7 @@
 /*
  * cmd_stock.c - `omsctl stock load FILE`: products and stock levels from a
- * CSV (sku,name,on_hand[,price]) as catalog.product events.
+ * CSV (sku,name,on_hand[,price]) as catalog.product events; and the
+ * dispatch of `stock show` (stock_show.c).
  *
  * All or nothing: the whole file is validated first and a single bad row
  * means nothing is published, because a half-loaded catalog is harder to
@@ -341,15 +342,30 @@ static int stock_load(int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
+static void print_commands(FILE *out)
+{
+    fputs("usage: omsctl stock load FILE\n"
+          "       omsctl stock show [SKU] [--json]\n"
+          "\n"
+          "  load   publish products and stock levels from a CSV (sku,name,on_hand[,price])\n"
+          "  show   stock levels as inventory holds them: on hand, reserved, available\n"
+          "\n"
+          "`omsctl stock load --help` and `omsctl stock show --help` tell more.\n",
+          out);
+}
+
 int cmd_stock(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "load") == 0)
         return stock_load(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "show") == 0)
+        return stock_show(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        print_help(stdout);
+        print_commands(stdout);
         return CLI_EXIT_OK;
     }
     if (argc < 2)
-        return cli_usage_error("stock", "which subcommand? (stock load FILE)");
-    return cli_usage_error("stock", "unknown subcommand \"%s\" (stock load FILE)", argv[1]);
+        return cli_usage_error("stock", "which subcommand? (stock load FILE, stock show [SKU])");
+    return cli_usage_error("stock", "unknown subcommand \"%s\" (stock load FILE, stock show [SKU])",
+                           argv[1]);
 }

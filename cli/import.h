@@ -1,8 +1,9 @@
 /*
  * import.h - the parts of `omsctl import`: checking a file before anything
  * is sent (import_check.c), streaming it to ingest.rows in chunks
- * (import_send.c), and following the import's events until ingest reports
- * it complete (import_watch.c). cmd_import.c puts them together.
+ * (import_send.c), following the import's events until ingest reports it
+ * complete and its orders paid or failed (import_watch.c), and the summary
+ * (import_report.c). cmd_import.c puts them together.
  */
 #ifndef OMS_CLI_IMPORT_H
 #define OMS_CLI_IMPORT_H
@@ -18,6 +19,11 @@
 
 #define IMPORT_ID_LEN 48 /* "imp-" + UUID + NUL fits */
 #define IMPORT_MAX_REJECTIONS 5
+#define IMPORT_MAX_FAILURES 3
+#define IMPORT_CURRENCY_LEN 16
+/* OrderFailed reasons start with one of these (docs/events.md). */
+#define IMPORT_REASON_OUT_OF_STOCK "out of stock"
+#define IMPORT_REASON_PAYMENT "payment failed"
 
 /* ---- import_check.c ---- */
 
@@ -58,6 +64,12 @@ typedef struct import_rejection {
     char reason[ORDER_ERR_LEN + 96];
 } import_rejection;
 
+/* An order of the import that failed (order.failed). */
+typedef struct import_failure {
+    char order_id[ORDER_FIELD_MAX + 1];
+    char reason[ORDER_ERR_LEN + 96]; /* truncated beyond */
+} import_failure;
+
 /* What has been seen of one import. */
 typedef struct import_outcome {
     int64_t orders_seen;       /* order.created events of this import */
@@ -67,20 +79,61 @@ typedef struct import_outcome {
     bool completed;            /* import.completed arrived; the counts below are set */
     int32_t rows, valid_rows, rejected_rows, orders, missing_rows;
     bool timed_out;            /* ingest sealed it before every announced row came */
+    /* order.paid / order.failed of the import's orders, each order once. */
+    int64_t paid, failed;
+    int64_t failed_out_of_stock, failed_payment; /* failed, by reason prefix */
+    int64_t revenue_cents;     /* Σ total_cents of the paid orders (saturates) */
+    char currency[IMPORT_CURRENCY_LEN]; /* of the import's events; "" before one came */
+    size_t n_failures;         /* the first failures to arrive, in arrival order */
+    import_failure failures[IMPORT_MAX_FAILURES];
 } import_outcome;
 
 typedef struct import_watch import_watch;
 
-/* Subscribes (core NATS) to order.created, import.rejected and
- * import.completed, keeping what concerns import_id (copied), and flushes so
- * the server knows the interest before anything is published. Caller frees
- * with import_watch_destroy. */
+/* Subscribes (core NATS) to order.created, import.rejected, import.completed,
+ * order.paid and order.failed, keeping what concerns import_id (copied), and
+ * flushes so the server knows the interest before anything is published.
+ * Caller frees with import_watch_destroy. */
 oms_status import_watch_start(import_watch **out, js_conn *c, const char *import_id);
 
 /* Copies what was seen so far (thread-safe). */
 void import_watch_snapshot(import_watch *w, import_outcome *out);
 
+/* order.paid / order.failed events nats.c dropped because they came faster
+ * than they were handled: when not 0, the paid and failed counts are short. */
+int64_t import_watch_dropped(import_watch *w);
+
 /* Unsubscribes, waits until no callback runs, and frees; NULL is a no-op. */
 void import_watch_destroy(import_watch *w);
+
+/* ---- import_report.c ---- */
+
+/* What `omsctl import` reports when it stops waiting. */
+typedef struct import_summary {
+    const char *import_id;     /* borrowed */
+    import_outcome o;
+    int64_t rows_sent;
+    double completed_s;        /* from the start to import.completed */
+    double elapsed_s;          /* from the start to the end of the wait */
+    bool follow;               /* waited for every order to be paid or failed */
+    bool settled;              /* follow, and every order was paid or failed */
+    int64_t dropped;           /* import_watch_dropped */
+} import_summary;
+
+/* Orders of the import neither paid nor failed yet (ingest's count once the
+ * import completed, the order.created events seen before). */
+int64_t import_in_flight(const import_outcome *o);
+
+/* One JSON object on stdout, also for an import that did not complete
+ * ("completed": false) or whose orders did not all settle ("in_flight" > 0).
+ * Returns OMS_EIO when stdout cannot be written. */
+oms_status import_print_json(const import_summary *s);
+
+/* The summary of a completed import for a person, on stdout. */
+void import_print_text(const import_summary *s);
+
+/* On stderr: why the wait ended before the import completed (timeout_s or
+ * cli_interrupted), or before every order settled, and where to look. */
+void import_print_unfinished(const import_summary *s, long long timeout_s);
 
 #endif

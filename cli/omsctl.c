@@ -20,17 +20,22 @@ typedef struct command {
 } command;
 
 static const command COMMANDS[] = {
-    {"import", cmd_import}, {"stock", cmd_stock}, {"events", cmd_events},
-    {"status", cmd_status}, {"dlq", cmd_dlq},
+    {"import", cmd_import}, {"order", cmd_order}, {"stock", cmd_stock},
+    {"events", cmd_events}, {"status", cmd_status}, {"dlq", cmd_dlq},
 };
 
 static void print_help(FILE *out)
 {
     fputs("usage: omsctl COMMAND [ARGS]\n"
           "\n"
-          "  import FILE [--chunk-rows N] [--json] [--timeout S]\n"
-          "                         send an order CSV to ingest and wait for its result\n"
+          "  import FILE [--chunk-rows N] [--json] [--timeout S] [--no-follow]\n"
+          "                         send an order CSV to ingest, then follow its orders\n"
+          "                         until each is paid or failed\n"
+          "  order show ORDER_ID [--json]\n"
+          "                         one order: customer, status, lines, history\n"
           "  stock load FILE        publish products and stock levels from a CSV\n"
+          "  stock show [SKU] [--json]\n"
+          "                         stock levels: on hand, reserved, available\n"
           "  events tail [SUBJECT] [--count N]\n"
           "                         print events as JSON lines as they are published\n"
           "  status [--json]        streams, consumers, services and dead letters\n"
@@ -76,7 +81,7 @@ static int dispatch(int argc, char **argv)
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (strcmp(COMMANDS[i].name, name) == 0)
             return COMMANDS[i].run(argc - 1, argv + 1);
-    cli_error("unknown command \"%s\" (commands: import, stock, events, status, dlq)", name);
+    cli_error("unknown command \"%s\" (commands: import, order, stock, events, status, dlq)", name);
     fputs("run `omsctl --help` for usage\n", stderr);
     return CLI_EXIT_USAGE;
 }

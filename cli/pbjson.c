@@ -16,11 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Every message of proto/oms_events.proto; add new ones here. */
+/* Every message of proto/oms_events.proto, in its order; add new ones here
+ * (tests/cli/test_pbjson.c reads the .proto and fails on a missing one).
+ * protobuf-c generates no file descriptor to list them from. */
 static const ProtobufCMessageDescriptor *const KNOWN[] = {
     &oms__v1__event_meta__descriptor,       &oms__v1__order_line__descriptor,
     &oms__v1__order_created__descriptor,    &oms__v1__import_rejected__descriptor,
     &oms__v1__import_completed__descriptor, &oms__v1__product_upserted__descriptor,
+    &oms__v1__stock_reserved__descriptor,   &oms__v1__stock_rejected__descriptor,
+    &oms__v1__payment_settled__descriptor,  &oms__v1__stock_committed__descriptor,
+    &oms__v1__stock_released__descriptor,   &oms__v1__order_paid__descriptor,
+    &oms__v1__order_failed__descriptor,
 };
 
 const ProtobufCMessageDescriptor *pbjson_descriptor(const char *type_name)

@@ -2,15 +2,20 @@
  * test_pbjson.c - cli/pbjson.c turns contract events into JSON with the
  * .proto field names, every field present, int64 values exact (beyond
  * 2^53), nested and repeated messages walked, and anything it cannot
- * decode shown as base64 rather than dropped.
+ * decode shown as base64 rather than dropped; and its table knows every
+ * message of proto/oms_events.proto (read from the source tree, so a
+ * message added to the contract but not to the table fails here).
  */
 #include "testenv.h"
 
 #include "oms_events.pb-c.h"
 #include "pbjson.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define PROTO_NAME_LEN 256
 
 /* Packs msg and decodes it back through pbjson as type. */
 static json_t *round_trip(const ProtobufCMessage *msg, const char *type)
@@ -133,6 +138,103 @@ static void test_descriptor_table(void **state)
     assert_null(pbjson_descriptor(NULL));
 }
 
+static void test_lifecycle_types_known(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        const ProtobufCMessageDescriptor *d;
+    } lifecycle[] = {
+        {"oms.v1.StockReserved", &oms__v1__stock_reserved__descriptor},
+        {"oms.v1.StockRejected", &oms__v1__stock_rejected__descriptor},
+        {"oms.v1.PaymentSettled", &oms__v1__payment_settled__descriptor},
+        {"oms.v1.StockCommitted", &oms__v1__stock_committed__descriptor},
+        {"oms.v1.StockReleased", &oms__v1__stock_released__descriptor},
+        {"oms.v1.OrderPaid", &oms__v1__order_paid__descriptor},
+        {"oms.v1.OrderFailed", &oms__v1__order_failed__descriptor},
+    };
+    for (size_t i = 0; i < sizeof lifecycle / sizeof lifecycle[0]; i++)
+        if (pbjson_descriptor(lifecycle[i].name) != lifecycle[i].d)
+            fail_msg("pbjson does not know %s", lifecycle[i].name);
+}
+
+/* proto/oms_events.proto: from OMS_SOURCE_DIR (set by ctest), else next to
+ * this file (the compiler is given its absolute path). */
+static FILE *open_proto(void)
+{
+    char path[4096];
+    const char *root = getenv("OMS_SOURCE_DIR");
+    if (root != NULL) {
+        snprintf(path, sizeof path, "%s/proto/oms_events.proto", root);
+    } else {
+        const char *cut = strstr(__FILE__, "tests/cli/");
+        assert_non_null(cut);
+        snprintf(path, sizeof path, "%.*sproto/oms_events.proto", (int)(cut - __FILE__),
+                 __FILE__);
+    }
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        fail_msg("cannot open %s", path);
+    return f;
+}
+
+/* Every top-level `message X {` of the contract must decode by its full
+ * name, or `omsctl events tail` shows it as raw base64. */
+static void test_every_proto_message_known(void **state)
+{
+    (void)state;
+    FILE *f = open_proto();
+    char line[1024], package[PROTO_NAME_LEN] = "", name[PROTO_NAME_LEN], full[2 * PROTO_NAME_LEN];
+    int messages = 0, missing = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "package %255[A-Za-z0-9_.]", package) == 1)
+            continue;
+        if (sscanf(line, "message %255[A-Za-z0-9_]", name) != 1)
+            continue;
+        messages++;
+        snprintf(full, sizeof full, "%s.%s", package, name);
+        const ProtobufCMessageDescriptor *d = pbjson_descriptor(full);
+        if (d == NULL || strcmp(d->name, full) != 0) {
+            print_error("pbjson's table lacks %s (cli/pbjson.c KNOWN)\n", full);
+            missing++;
+        }
+    }
+    fclose(f);
+    assert_string_equal(package, "oms.v1");
+    assert_true(messages >= 13); /* the contract as of the order lifecycle */
+    assert_int_equal(missing, 0);
+}
+
+static void test_payment_settled_enum_and_order_failed(void **state)
+{
+    (void)state;
+    Oms__V1__PaymentSettled ps = OMS__V1__PAYMENT_SETTLED__INIT;
+    ps.order_id = "ORD-9";
+    ps.status = OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_FAILED;
+    ps.amount_cents = 2598;
+    ps.reason = "card declined";
+    ps.attempts = 2;
+    json_t *j = round_trip(&ps.base, "oms.v1.PaymentSettled");
+    assert_string_equal(str_at(j, "status"), "PAYMENT_STATUS_FAILED");
+    assert_int_equal(int_at(j, "amount_cents"), 2598);
+    assert_int_equal(int_at(j, "attempts"), 2);
+    json_decref(j);
+
+    Oms__V1__OrderFailed of = OMS__V1__ORDER_FAILED__INIT;
+    of.order_id = "ORD-9";
+    of.status = "failed";
+    of.reason = "payment failed: card declined";
+    of.import_id = "imp-1";
+    of.failed_at_ms = 1795317662024;
+    j = round_trip(&of.base, "oms.v1.OrderFailed");
+    assert_string_equal(str_at(j, "reason"), "payment failed: card declined");
+    assert_string_equal(str_at(j, "import_id"), "imp-1");
+    assert_true(int_at(j, "failed_at_ms") == 1795317662024LL);
+    assert_null(json_object_get(j, "raw_base64"));
+    assert_int_equal(json_object_size(j), 12); /* every field of OrderFailed */
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -141,6 +243,9 @@ int main(void)
         cmocka_unit_test(test_unknown_type_is_base64),
         cmocka_unit_test(test_undecodable_payload_keeps_bytes),
         cmocka_unit_test(test_descriptor_table),
+        cmocka_unit_test(test_lifecycle_types_known),
+        cmocka_unit_test(test_every_proto_message_known),
+        cmocka_unit_test(test_payment_settled_enum_and_order_failed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
