@@ -1,5 +1,6 @@
 # gen.awk - a reproducible order CSV: n lines, 1 to 7 lines per order
-# (4 on average), fixed seed. Usage: awk -v n=1000000 -v seed=42 -f gen.awk
+# (4 on average), fixed seed; order ids carry a tag so a re-run imports new
+# orders. Usage: awk -v n=1000000 -v seed=42 -v tag=run1 -f gen.awk
 BEGIN {
     srand(seed);
     print "order_id,customer_id,customer_email,sku,qty,unit_price,placed_at";
@@ -11,8 +12,8 @@ BEGIN {
         day = 1 + int(rand() * 28);
         for (l = 0; l < lines && line < n; l++) {
             line++;
-            printf "B-%07d,C-%04d,c%04d@example.com,SKU-%03d,%d,%d.%02d,2026-11-%02dT12:00:00Z\n",
-                   order, cust, cust, int(rand() * 200), 1 + int(rand() * 5),
+            printf "B-%s-%07d,C-%04d,c%04d@example.com,SKU-%03d,%d,%d.%02d,2026-11-%02dT12:00:00Z\n",
+                   tag, order, cust, cust, int(rand() * 200), 1 + int(rand() * 5),
                    1 + int(rand() * 300), int(rand() * 100), day;
         }
     }

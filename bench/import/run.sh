@@ -10,22 +10,37 @@ LINES=${1:-1000000}
 DATA=.oms/bench
 mkdir -p "$DATA"
 CSV=$DATA/orders-$LINES.csv
-[[ -f $CSV ]] || awk -v n="$LINES" -v seed=42 -f bench/import/gen.awk > "$CSV"
+awk -v n="$LINES" -v seed=42 -v tag="$(date +%s)" -f bench/import/gen.awk > "$CSV"
 
+# INGEST_ONLY=1 stops the other services for the run: ingest alone, without
+# inventory and payment consuming the orders it creates on the same 2 cores.
+stopped=()
+if [[ ${INGEST_ONLY:-0} == 1 ]]; then
+    for name in inventory payment notify refund analytics; do
+        [[ -f .oms/run/$name.pid ]] && kill -0 "$(cat .oms/run/$name.pid)" 2>/dev/null || continue
+        kill -TERM "$(cat .oms/run/$name.pid)"; stopped+=("$name")
+    done
+fi
+
+# A fresh ingest process, so its peak RSS is this import's.
+kill -TERM "$(cat .oms/run/ingest.pid)"
+while kill -0 "$(cat .oms/run/ingest.pid)" 2>/dev/null; do sleep 0.1; done
+make -s services > /dev/null
 pid=$(cat .oms/run/ingest.pid)
 psql_q() { psql -qtAX "$OMS_PG_DSN" -c "$1"; }
 orders_before=$(psql_q "SELECT count(*) FROM ingest.orders")
 
 start=$(date +%s.%N)
-omsctl import "$CSV" --json > "$DATA/import.json"
+omsctl import "$CSV" --json --no-follow > "$DATA/import.json"
 # import.completed comes last from the outbox; wait for the relay to finish.
 until [[ $(psql_q "SELECT count(*) FROM ingest.outbox") == 0 ]]; do sleep 0.05; done
 end=$(date +%s.%N)
 
 orders=$(( $(psql_q "SELECT count(*) FROM ingest.orders") - orders_before ))
 rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-awk -v lines="$LINES" -v orders="$orders" -v s="$start" -v e="$end" -v rss="$rss_kb" 'BEGIN {
+(( ${#stopped[@]} == 0 )) || { sleep 1; make -s services > /dev/null; }
+awk -v only="${INGEST_ONLY:-0}" -v lines="$LINES" -v orders="$orders" -v s="$start" -v e="$end" -v rss="$rss_kb" 'BEGIN {
     t = e - s;
-    printf "lines=%d orders=%d seconds=%.2f rows_per_s=%.0f orders_per_s=%.0f ingest_peak_rss_mb=%.1f\n",
-           lines, orders, t, lines / t, orders / t, rss / 1024;
+    printf "ingest_only=%s lines=%d orders=%d seconds=%.2f rows_per_s=%.0f orders_per_s=%.0f ingest_peak_rss_mb=%.1f\n",
+           only, lines, orders, t, lines / t, orders / t, rss / 1024;
 }'
