@@ -35,11 +35,30 @@ struct import_watch {
     json_t *settled;     /* order ids paid or failed, as a set; guarded by mu */
 };
 
-/* Keeps the IMPORT_MAX_REJECTIONS lowest rows, in row order (caller locks). */
+/* A row rejected only because another row of its order was: shown after
+ * the causes, which are what a person has to fix. */
+static bool is_consequence(const char *reason)
+{
+    return strstr(reason, " not created: row ") != NULL;
+}
+
+/* True when rejection a should be listed before b: causes first, then by row. */
+static bool listed_before(bool a_consequence, int32_t a_row, const import_rejection *b)
+{
+    bool b_consequence = is_consequence(b->reason);
+    if (a_consequence != b_consequence)
+        return !a_consequence;
+    return a_row < b->row;
+}
+
+/* Keeps the IMPORT_MAX_REJECTIONS first rejections to show: the lowest rows
+ * whose own content is wrong, then the lowest rows rejected with their order
+ * (caller locks). */
 static void keep_rejection(import_outcome *o, const Oms__V1__ImportRejected *ev)
 {
+    bool consequence = is_consequence(ev->reason);
     size_t pos = o->n_rejections;
-    while (pos > 0 && o->rejections[pos - 1].row > ev->row)
+    while (pos > 0 && listed_before(consequence, ev->row, &o->rejections[pos - 1]))
         pos--;
     if (pos >= IMPORT_MAX_REJECTIONS)
         return;

@@ -54,11 +54,13 @@ static void send_import(js_conn *js, const char *tag, int seq, int base, int ord
     size_t len = 0;
     snprintf(import_id, sizeof import_id, "bench-%s-%06d", tag, seq);
     len += (size_t)snprintf(body, sizeof body, "order_id,customer_id,sku,qty,unit_price_cents\n");
-    for (int o = 0; o < orders; o++)
+    for (int o = 0; o < orders; o++) {
+        unsigned customer = rng() % 5000;
         for (int l = 0; l < 4; l++)
             len += (size_t)snprintf(body + len, sizeof body - len, "P-%s-%07d,C-%04u,BENCH-SKU-%03u,%u,%u\n",
-                                    tag, base + o, rng() % 5000, rng() % 50, 1 + rng() % 3,
+                                    tag, base + o, customer, rng() % 50, 1 + rng() % 3,
                                     100 + rng() % 10000);
+    }
     snprintf(id, sizeof id, "%s:0", import_id);
     publish(js, id, import_id, "2", NULL, body, len);
     snprintf(id, sizeof id, "%s:end", import_id);

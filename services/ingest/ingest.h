@@ -42,7 +42,8 @@ oms_status ingest_config(ingest_ctx *ctx, char err[CONFIG_ERR_LEN]);
 oms_status ingest_apply_rows(void *ctx, consumer_batch *b);
 
 /* Seals what is ready (complete imports, idle live orders, timed-out
- * imports), one transaction per import (live ones together). Sets *sealed to
+ * imports), in transactions of one big import or several small ones (live
+ * ones together). Sets *sealed to
  * the number of imports sealed. Used by the sealer thread and by tests. */
 oms_status ingest_seal_ready(ingest_ctx *ctx, PGconn *conn, int *sealed);
 

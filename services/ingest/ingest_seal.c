@@ -1,7 +1,8 @@
 /*
  * ingest_seal.c - sealing imports into orders.
  *
- * One seal is one transaction, serialised across replicas by an advisory
+ * One seal is one transaction (one big import, or several small ones, or a
+ * group of live ones), serialised across replicas by an advisory
  * lock: (1) reject rows of orders that contradict themselves (another
  * customer) or whose total is absurd, (2) reject rows of orders that already
  * exist (a re-imported file), (3) reject the remaining rows of any order with
@@ -24,6 +25,7 @@
 
 #define SEAL_PAGE_ROWS 8000
 #define LIVE_SEAL_MAX "500"
+#define SEAL_FILE_ROWS 50000 /* small file imports are sealed together up to this */
 #define ORDER_TOTAL_MAX_CENTS "100000000000000" /* 1,000,000,000,000.00 */
 
 /* ---- rejections (set-based) ------------------------------------------ */
@@ -81,7 +83,7 @@ static oms_status reject_invalid_orders(PGconn *conn, const char *ids)
      * number of rows, so it stays cheap however large the table grows. */
     if ((s = pg_query(conn, "seal size",
                       "SELECT 1 FROM imports WHERE import_id = ANY($1::text[])"
-                      " AND received_rows > 50000", 1, params, PGRES_TUPLES_OK, &res)) != OMS_OK)
+                      " AND received_rows > 50000 LIMIT 1", 1, params, PGRES_TUPLES_OK, &res)) != OMS_OK)
         return s;
     bool big = PQntuples(res) > 0;
     PQclear(res);
@@ -354,8 +356,11 @@ static oms_status finish_imports(seal_run *run, const char *ids)
 
 /* ---- one seal transaction -------------------------------------------- */
 
-/* Locks up to one file import, or else a group of live imports, that are
- * ready; returns them as an array literal in *ids (empty when none). */
+/* Locks ready imports for one seal: file imports first, in arrival order,
+ * as many as fit in SEAL_FILE_ROWS rows (always at least one, so a big import
+ * is sealed alone); else up to LIVE_SEAL_MAX live imports. Returns them as an
+ * array literal in *ids (empty when none). Imports locked but not taken stay
+ * locked until COMMIT only; the next round takes them. */
 static oms_status claim_ready(ingest_ctx *ctx, PGconn *conn, pg_array *ids)
 {
     char timeout[24], seal[24];
@@ -363,13 +368,22 @@ static oms_status claim_ready(ingest_ctx *ctx, PGconn *conn, pg_array *ids)
     snprintf(seal, sizeof seal, "%lld", (long long)ctx->seal_ms);
     const char *p1[] = {timeout}, *p2[] = {seal};
     PGresult *res = NULL;
-    oms_status s = pg_query(conn, "claim file import",
-                            "SELECT import_id FROM imports WHERE sealed_at IS NULL AND kind = 'file'"
+    oms_status s = pg_query(conn, "claim file imports",
+                            "SELECT import_id, received_rows FROM imports"
+                            " WHERE sealed_at IS NULL AND kind = 'file'"
                             " AND ((expected_rows IS NOT NULL AND received_rows >= expected_rows)"
                             "      OR last_row_at < now() - $1::bigint * interval '1 ms')"
-                            " ORDER BY first_row_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+                            " ORDER BY first_row_at LIMIT " LIVE_SEAL_MAX " FOR UPDATE SKIP LOCKED",
                             1, p1, PGRES_TUPLES_OK, &res);
-    if (s == OMS_OK && PQntuples(res) == 0) {
+    long rows = 0;
+    for (int r = 0; s == OMS_OK && r < PQntuples(res); r++) {
+        rows += atol(PQgetvalue(res, r, 1));
+        if (r > 0 && rows > SEAL_FILE_ROWS)
+            break;
+        if (pg_array_add(ids, PQgetvalue(res, r, 0)) != OMS_OK)
+            s = OMS_ENOMEM;
+    }
+    if (s == OMS_OK && ids->count == 0) {
         PQclear(res);
         res = NULL;
         s = pg_query(conn, "claim live imports",
@@ -377,10 +391,10 @@ static oms_status claim_ready(ingest_ctx *ctx, PGconn *conn, pg_array *ids)
                      " AND last_row_at < now() - $1::bigint * interval '1 ms'"
                      " ORDER BY last_row_at LIMIT " LIVE_SEAL_MAX " FOR UPDATE SKIP LOCKED",
                      1, p2, PGRES_TUPLES_OK, &res);
+        for (int r = 0; s == OMS_OK && r < PQntuples(res); r++)
+            if (pg_array_add(ids, PQgetvalue(res, r, 0)) != OMS_OK)
+                s = OMS_ENOMEM;
     }
-    for (int r = 0; s == OMS_OK && r < PQntuples(res); r++)
-        if (pg_array_add(ids, PQgetvalue(res, r, 0)) != OMS_OK)
-            s = OMS_ENOMEM;
     PQclear(res);
     return s;
 }
