@@ -4,7 +4,8 @@
  * Relay design: rows are read in id order past a cursor (the last id
  * published), published asynchronously, and deleted once every PubAck is in.
  * A transaction that took a lower id may commit after a higher one was
- * published, so the cursor is reset to 0 every second and whenever a
+ * published, so the cursor is reset to 0 every 200 ms (a bound on how long
+ * such an event can wait; it showed as the pipeline's p99) and whenever a
  * notification finds nothing past it. The relay connection plans with real
  * parameters (force_custom_plan): a generic plan made while the table was
  * empty would scan every dead tuple the deletes leave behind.
@@ -25,7 +26,7 @@
 
 #define RELAY_BATCH "5000"
 #define RELAY_BATCH_N 5000
-#define RELAY_RESCAN_MS 1000
+#define RELAY_RESCAN_MS 200
 #define RELAY_BACKLOG_MS 2000
 #define RELAY_INBOX_PRUNE_MS (10 * 60 * 1000)
 
