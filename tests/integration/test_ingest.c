@@ -511,6 +511,9 @@ static void test_order_status_follows_the_lifecycle(void **state)
     stock_reserved(js, "S-1");
     stock_reserved(js, "S-2");
     stock_rejected(js, "S-3", "SKU-B: 1 requested, 0 available");
+    /* Streams are not ordered with each other: let S-1 and S-2 be reserved
+     * before their payments, so their history shows every step. */
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'reserved'", 2, 10000), 2);
     payment_settled(js, "S-1", true, "");
     payment_settled(js, "S-2", false, "card declined");
     payment_settled(js, "S-4", true, ""); /* overtakes its stock.reserved */
