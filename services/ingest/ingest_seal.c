@@ -25,6 +25,7 @@
 
 #define SEAL_PAGE_ROWS 8000
 #define LIVE_SEAL_MAX "500"
+#define SEAL_ANALYZE_ORDERS 5000 /* a seal creating this many refreshes statistics */
 #define SEAL_FILE_ROWS 50000 /* small file imports are sealed together up to this */
 #define ORDER_TOTAL_MAX_CENTS "100000000000000" /* 1,000,000,000,000.00 */
 
@@ -437,6 +438,11 @@ static oms_status seal_next(ingest_ctx *ctx, PGconn *conn, int *sealed)
     log_debug("seal committed", "imports", literal, "timing", timing, NULL);
     *sealed = (int)ids.count;
     metrics_counter_add(ctx->m, "oms_ingest_orders_created_total", "", (double)run.orders_created);
+    /* Thousands of orders just arrived by COPY: until autovacuum analyzes
+     * the table, the status consumers' joins are planned for an empty one
+     * (measured: 8x slower batches on a new deployment). */
+    if (run.orders_created >= SEAL_ANALYZE_ORDERS)
+        pg_exec(conn, "ANALYZE orders");
 out:
     if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
         PGresult *r = PQexec(conn, "ROLLBACK");
