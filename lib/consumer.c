@@ -370,7 +370,7 @@ static void *consumer_main(void *arg)
     int fetch_errors = 0;
     while (!atomic_load(&c->stop)) {
         if (ensure_bound(c) != OMS_OK) {
-            oms_sleep_ms(backoff_ms, (volatile int *)&c->stop);
+            oms_sleep_ms(backoff_ms, &c->stop);
             backoff_ms = backoff_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff_ms * 2;
             continue;
         }
@@ -381,7 +381,7 @@ static void *consumer_main(void *arg)
             fetch_errors = 0;
         }
         if (s != OMS_OK) {
-            oms_sleep_ms(backoff_ms, (volatile int *)&c->stop);
+            oms_sleep_ms(backoff_ms, &c->stop);
             backoff_ms = backoff_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff_ms * 2;
             continue;
         }

@@ -40,9 +40,9 @@ int64_t oms_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void oms_sleep_ms(int64_t ms, const volatile int *stop)
+void oms_sleep_ms(int64_t ms, const atomic_int *stop)
 {
-    while (ms > 0 && (stop == NULL || !*stop)) {
+    while (ms > 0 && (stop == NULL || !atomic_load(stop))) {
         int64_t step = ms < 50 ? ms : 50;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = step * 1000000};
         nanosleep(&ts, NULL);

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 typedef enum oms_status {
@@ -32,8 +33,9 @@ int64_t oms_now_ms(void);
 /* Monotonic clock in milliseconds, for deadlines and durations. */
 int64_t oms_mono_ms(void);
 
-/* Sleeps up to ms, returning early when *stop becomes true (checked every 50 ms). */
-void oms_sleep_ms(int64_t ms, const volatile int *stop);
+/* Sleeps up to ms, returning early when *stop becomes true (checked every 50 ms;
+ * stop may be NULL). */
+void oms_sleep_ms(int64_t ms, const atomic_int *stop);
 
 /* Writes a random UUIDv4 ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx") into out[37]. */
 void oms_uuid4(char out[37]);

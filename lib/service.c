@@ -30,7 +30,7 @@ struct oms_service {
     outbox_relay *relay;
     http_server *http;
     void *ctx;
-    volatile int stopping;
+    atomic_int stopping;  /* set by the signal thread */
     pthread_mutex_t pg_lock;
     PGconn *pg;
 };
@@ -39,7 +39,7 @@ const oms_config *service_config(oms_service *svc) { return &svc->cfg; }
 metrics *service_metrics(oms_service *svc) { return svc->m; }
 js_conn *service_js(oms_service *svc) { return svc->js; }
 const consumer_env *service_consumer_env(oms_service *svc) { return &svc->env; }
-const volatile int *service_stopping(oms_service *svc) { return &svc->stopping; }
+const atomic_int *service_stopping(oms_service *svc) { return &svc->stopping; }
 
 PGconn *service_pg_acquire(oms_service *svc)
 {

@@ -42,7 +42,7 @@ js_conn *service_js(oms_service *svc);
 const consumer_env *service_consumer_env(oms_service *svc);
 
 /* True once SIGTERM arrived; domain threads poll it. */
-const volatile int *service_stopping(oms_service *svc);
+const atomic_int *service_stopping(oms_service *svc);
 
 /* A PostgreSQL connection for HTTP handlers, shared under a mutex: acquire,
  * use, release. Returns NULL (and no lock held) when PostgreSQL is down. */

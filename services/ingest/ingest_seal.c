@@ -484,7 +484,7 @@ static void *sealer_main(void *arg)
             PQfinish(conn);
             conn = NULL;
             if (pg_connect(&conn, sl->ctx->dsn, "ingest", "ingest-sealer") != OMS_OK) {
-                oms_sleep_ms(backoff_ms, (volatile int *)&sl->stop);
+                oms_sleep_ms(backoff_ms, &sl->stop);
                 backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
                 continue;
             }
@@ -492,7 +492,7 @@ static void *sealer_main(void *arg)
         int sealed = 0;
         oms_status s = ingest_seal_ready(sl->ctx, conn, &sealed);
         backoff_ms = s == OMS_OK ? 100 : (backoff_ms < 5000 ? backoff_ms * 2 : 5000);
-        oms_sleep_ms(s == OMS_OK ? 50 : backoff_ms, (volatile int *)&sl->stop);
+        oms_sleep_ms(s == OMS_OK ? 50 : backoff_ms, &sl->stop);
     }
     PQfinish(conn);
     return NULL;

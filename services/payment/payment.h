@@ -74,7 +74,7 @@ typedef struct payment_ctx {
     const char *dsn;
     struct metrics *m;
     oms_service *svc;
-    const volatile int *stopping;
+    const atomic_int *stopping;
     payment_charger *charger;   /* http mode only */
 } payment_ctx;
 

@@ -215,7 +215,7 @@ out:
 static void *charger_main(void *arg)
 {
     payment_charger *ch = arg;
-    const volatile int *stop = (const volatile int *)&ch->stop;
+    const atomic_int *stop = &ch->stop;
     PGconn *conn = NULL;
     int64_t backoff_ms = 100;
     while (!atomic_load(&ch->stop)) {
