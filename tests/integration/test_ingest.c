@@ -25,18 +25,17 @@ static const char *const FAST_SEAL[] = {"OMS_INGEST_SEAL_MS=200", NULL};
 static void publish(js_conn *js, const char *msg_id, const char *import_id, const char *first_row,
                     const char *end_rows, const char *body)
 {
-    natsMsg *m = NULL;
-    assert_int_equal(natsMsg_Create(&m, "ingest.rows", NULL, body, (int)strlen(body)), NATS_OK);
-    if (import_id)
-        natsMsgHeader_Set(m, "Oms-Import-Id", import_id);
-    if (first_row)
-        natsMsgHeader_Set(m, "Oms-First-Row", first_row);
-    if (end_rows)
-        natsMsgHeader_Set(m, "Oms-Import-End", end_rows);
+    const char *headers[9] = {NULL};
+    int h = 0;
     if (msg_id)
-        natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id);
-    assert_int_equal(js_publish_sync(js, m), OMS_OK);
-    natsMsg_Destroy(m);
+        headers[h++] = "Nats-Msg-Id", headers[h++] = msg_id;
+    if (import_id)
+        headers[h++] = "Oms-Import-Id", headers[h++] = import_id;
+    if (first_row)
+        headers[h++] = "Oms-First-Row", headers[h++] = first_row;
+    if (end_rows)
+        headers[h++] = "Oms-Import-End", headers[h++] = end_rows;
+    testenv_publish(js, "ingest.rows", body, strlen(body), headers);
 }
 
 /* Sends csv (header line + one row per line) as an import in chunks of
@@ -441,16 +440,7 @@ static void test_incomplete_import_times_out(void **state)
 static void publish_event(js_conn *js, const char *subject, const ProtobufCMessage *msg,
                           const char *event_id)
 {
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = malloc(len ? len : 1);
-    protobuf_c_message_pack(msg, buf);
-    natsMsg *m = NULL;
-    assert_int_equal(natsMsg_Create(&m, subject, NULL, (const char *)buf, (int)len), NATS_OK);
-    natsMsgHeader_Set(m, "Nats-Msg-Id", event_id);
-    natsMsgHeader_Set(m, "Oms-Type", msg->descriptor->name);
-    assert_int_equal(js_publish_sync(js, m), OMS_OK);
-    natsMsg_Destroy(m);
-    free(buf);
+    testenv_publish_event(js, subject, event_id, msg);
 }
 
 static void stock_reserved(js_conn *js, const char *order_id)

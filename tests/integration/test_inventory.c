@@ -33,12 +33,8 @@ static void publish_raw(js_conn *js, const char *subject, const char *type, cons
         assert_int_equal(js_publish_async(js, subject, type, event_id, data, len), OMS_OK);
         return;
     }
-    natsMsg *m = NULL;
-    assert_int_equal(natsMsg_Create(&m, subject, NULL, data, (int)len), NATS_OK);
-    natsMsgHeader_Set(m, JS_HDR_MSG_ID, event_id);
-    natsMsgHeader_Set(m, JS_HDR_TYPE, type);
-    assert_int_equal(js_publish_sync(js, m), OMS_OK);
-    natsMsg_Destroy(m);
+    const char *headers[] = {JS_HDR_MSG_ID, event_id, JS_HDR_TYPE, type, NULL};
+    testenv_publish(js, subject, data, len, headers);
 }
 
 static void publish_pb(js_conn *js, const char *subject, const char *event_id,

@@ -47,20 +47,19 @@ static void publish(js_conn *js, const char *subject, const char *msg_id, const 
                     const char *first_row, const char *end_rows, const void *body, size_t len,
                     const char *type)
 {
-    natsMsg *m = NULL;
-    assert_int_equal(natsMsg_Create(&m, subject, NULL, body, (int)len), NATS_OK);
+    const char *headers[11] = {NULL};
+    int h = 0;
     if (msg_id)
-        natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id);
+        headers[h++] = "Nats-Msg-Id", headers[h++] = msg_id;
     if (import_id)
-        natsMsgHeader_Set(m, "Oms-Import-Id", import_id);
+        headers[h++] = "Oms-Import-Id", headers[h++] = import_id;
     if (first_row)
-        natsMsgHeader_Set(m, "Oms-First-Row", first_row);
+        headers[h++] = "Oms-First-Row", headers[h++] = first_row;
     if (end_rows)
-        natsMsgHeader_Set(m, "Oms-Import-End", end_rows);
+        headers[h++] = "Oms-Import-End", headers[h++] = end_rows;
     if (type)
-        natsMsgHeader_Set(m, "Oms-Type", type);
-    assert_int_equal(js_publish_sync(js, m), OMS_OK);
-    natsMsg_Destroy(m);
+        headers[h++] = "Oms-Type", headers[h++] = type;
+    testenv_publish(js, subject, body, len, headers);
 }
 
 static void load_product(js_conn *js, const char *sku, long on_hand)
@@ -74,10 +73,7 @@ static void load_product(js_conn *js, const char *sku, long on_hand)
     ev.name = (char *)sku;
     ev.on_hand = on_hand;
     ev.price_cents = 100;
-    size_t len = protobuf_c_message_get_packed_size(&ev.base);
-    uint8_t buf[256];
-    protobuf_c_message_pack(&ev.base, buf);
-    publish(js, "catalog.product", id, NULL, NULL, NULL, buf, len, "oms.v1.ProductUpserted");
+    testenv_publish_event(js, "catalog.product", id, &ev.base);
 }
 
 /* Sends rows (no header, default column order) as one import in chunks. */

@@ -55,27 +55,13 @@ static void publish_reserved(js_conn *js, const char *order_id, int64_t total_ce
     ev.customer_id = "C-1";
     ev.total_cents = total_cents;
     ev.currency = "USD";
-    size_t len = protobuf_c_message_get_packed_size(&ev.base);
-    uint8_t *buf = malloc(len ? len : 1);
-    protobuf_c_message_pack(&ev.base, buf);
-    natsMsg *m = NULL;
-    assert_int_equal(natsMsg_Create(&m, "stock.reserved", NULL, (const char *)buf, (int)len),
-                     NATS_OK);
-    natsMsgHeader_Set(m, "Nats-Msg-Id", event_id);
-    natsMsgHeader_Set(m, "Oms-Type", ev.base.descriptor->name);
-    assert_int_equal(js_publish_sync(js, m), OMS_OK);
-    natsMsg_Destroy(m);
-    free(buf);
+    testenv_publish_event(js, "stock.reserved", event_id, &ev.base);
 }
 
 static void publish_raw(js_conn *js, const char *event_id, const void *data, size_t len)
 {
-    natsMsg *m = NULL;
-    assert_int_equal(natsMsg_Create(&m, "stock.reserved", NULL, data, (int)len), NATS_OK);
-    natsMsgHeader_Set(m, "Nats-Msg-Id", event_id);
-    natsMsgHeader_Set(m, "Oms-Type", "oms.v1.StockReserved");
-    assert_int_equal(js_publish_sync(js, m), OMS_OK);
-    natsMsg_Destroy(m);
+    const char *headers[] = {"Nats-Msg-Id", event_id, "Oms-Type", "oms.v1.StockReserved", NULL};
+    testenv_publish(js, "stock.reserved", data, len, headers);
 }
 
 /* ---- reading back ----------------------------------------------------- */

@@ -168,6 +168,29 @@ void testenv_service_kill(pid_t pid)
 
 /* ---- streams --------------------------------------------------------- */
 
+void testenv_publish(js_conn *js, const char *subject, const void *data, size_t len,
+                     const char *const *headers)
+{
+    natsMsg *m = NULL;
+    assert_int_equal(natsMsg_Create(&m, subject, NULL, data, (int)len), NATS_OK);
+    for (const char *const *h = headers; h && h[0] && h[1]; h += 2)
+        natsMsgHeader_Set(m, h[0], h[1]);
+    assert_int_equal(js_publish_sync(js, m), OMS_OK);
+    natsMsg_Destroy(m);
+}
+
+void testenv_publish_event(js_conn *js, const char *subject, const char *event_id,
+                           const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(len ? len : 1);
+    assert_non_null(buf);
+    protobuf_c_message_pack(msg, buf);
+    const char *headers[] = {"Nats-Msg-Id", event_id, "Oms-Type", msg->descriptor->name, NULL};
+    testenv_publish(js, subject, buf, len, headers);
+    free(buf);
+}
+
 long testenv_stream_count(js_conn *js, const char *stream)
 {
     jsStreamInfo *si = NULL;

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <libpq-fe.h>
+#include <protobuf-c/protobuf-c.h>
 
 #include "js.h"
 #include "oms.h"
@@ -65,6 +66,16 @@ typedef struct testenv_msg {
 size_t testenv_stream_read(js_conn *js, const char *stream, const char *filter,
                            testenv_msg **out);
 void testenv_msgs_free(testenv_msg *msgs, size_t n);
+
+/* Publishes data on subject with the given headers ("Key", "value" pairs,
+ * NULL-terminated; may be NULL) and waits for the PubAck. */
+void testenv_publish(js_conn *js, const char *subject, const void *data, size_t len,
+                     const char *const *headers);
+
+/* Packs msg and publishes it as an event of the contract: Nats-Msg-Id =
+ * event_id, Oms-Type = its protobuf type. Waits for the PubAck. */
+void testenv_publish_event(js_conn *js, const char *subject, const char *event_id,
+                           const ProtobufCMessage *msg);
 
 /* Number of messages in a stream. */
 long testenv_stream_count(js_conn *js, const char *stream);
