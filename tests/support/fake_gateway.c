@@ -78,6 +78,7 @@ typedef struct gateway {
     json_t *callbacks; /* every callback sent, in order */
     long charges_total;
     delivery *queue;
+    long in_flight;    /* deliveries taken off the queue and being sent */
     atomic_int stop;
 } gateway;
 
@@ -199,6 +200,8 @@ static void h_stats(void *ctx, const http_request *req, http_response *resp)
     pthread_mutex_lock(&g->lock);
     for (delivery *d = g->queue; d != NULL; d = d->next)
         pending++;
+    /* One being sent may still have steps to go: it is pending too. */
+    pending += g->in_flight;
     json_t *stats = json_pack("{s:I,s:O,s:O,s:I}", "charges_total", (json_int_t)g->charges_total,
                               "charges", g->charges, "callbacks", g->callbacks,
                               "deliveries_pending", (json_int_t)pending);
@@ -277,6 +280,7 @@ static delivery *take_due(gateway *g)
     delivery *d = *best;
     *best = d->next;
     d->next = NULL;
+    g->in_flight++;
     return d;
 }
 
@@ -311,6 +315,7 @@ static void send_step(gateway *g, delivery *d)
         g->queue = d;
         d = NULL;
     }
+    g->in_flight--;
     pthread_mutex_unlock(&g->lock);
     if (d != NULL)
         delivery_free(d);
