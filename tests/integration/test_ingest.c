@@ -25,17 +25,7 @@ static const char *const FAST_SEAL[] = {"OMS_INGEST_SEAL_MS=200", NULL};
 static void publish(js_conn *js, const char *msg_id, const char *import_id, const char *first_row,
                     const char *end_rows, const char *body)
 {
-    const char *headers[9] = {NULL};
-    int h = 0;
-    if (msg_id)
-        headers[h++] = "Nats-Msg-Id", headers[h++] = msg_id;
-    if (import_id)
-        headers[h++] = "Oms-Import-Id", headers[h++] = import_id;
-    if (first_row)
-        headers[h++] = "Oms-First-Row", headers[h++] = first_row;
-    if (end_rows)
-        headers[h++] = "Oms-Import-End", headers[h++] = end_rows;
-    testenv_publish(js, "ingest.rows", body, strlen(body), headers);
+    testenv_publish_rows(js, msg_id, import_id, first_row, end_rows, body, strlen(body));
 }
 
 /* Sends csv (header line + one row per line) as an import in chunks of

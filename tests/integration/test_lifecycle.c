@@ -43,25 +43,6 @@ static void stop_all(stack *s)
     testenv_service_stop(s->payment);
 }
 
-static void publish(js_conn *js, const char *subject, const char *msg_id, const char *import_id,
-                    const char *first_row, const char *end_rows, const void *body, size_t len,
-                    const char *type)
-{
-    const char *headers[11] = {NULL};
-    int h = 0;
-    if (msg_id)
-        headers[h++] = "Nats-Msg-Id", headers[h++] = msg_id;
-    if (import_id)
-        headers[h++] = "Oms-Import-Id", headers[h++] = import_id;
-    if (first_row)
-        headers[h++] = "Oms-First-Row", headers[h++] = first_row;
-    if (end_rows)
-        headers[h++] = "Oms-Import-End", headers[h++] = end_rows;
-    if (type)
-        headers[h++] = "Oms-Type", headers[h++] = type;
-    testenv_publish(js, subject, body, len, headers);
-}
-
 static void load_product(js_conn *js, const char *sku, long on_hand)
 {
     Oms__V1__ProductUpserted ev = OMS__V1__PRODUCT_UPSERTED__INIT;
@@ -89,13 +70,13 @@ static void send_rows(js_conn *js, const char *import_id, char **rows, int n, in
             len += (size_t)snprintf(body + len, cap - len, "%s\n", rows[i]);
         snprintf(id, sizeof id, "%s:%d", import_id, chunk);
         snprintf(row, sizeof row, "%d", first + 1);
-        publish(js, "ingest.rows", id, import_id, row, NULL, body, len, NULL);
+        testenv_publish_rows(js, id, import_id, row, NULL, body, len);
         free(body);
     }
     char id[128], total[16];
     snprintf(id, sizeof id, "%s:end", import_id);
     snprintf(total, sizeof total, "%d", n);
-    publish(js, "ingest.rows", id, import_id, NULL, total, "", 0, NULL);
+    testenv_publish_rows(js, id, import_id, NULL, total, "", 0);
 }
 
 static char **make_rows(int n, const char *fmt_prefix)

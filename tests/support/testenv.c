@@ -179,6 +179,23 @@ void testenv_publish(js_conn *js, const char *subject, const void *data, size_t 
     natsMsg_Destroy(m);
 }
 
+void testenv_publish_rows(js_conn *js, const char *msg_id, const char *import_id,
+                          const char *first_row, const char *end_rows, const void *body,
+                          size_t len)
+{
+    const char *names[] = {"Nats-Msg-Id", "Oms-Import-Id", "Oms-First-Row", "Oms-Import-End"};
+    const char *values[] = {msg_id, import_id, first_row, end_rows};
+    const char *headers[9] = {NULL};
+    int h = 0;
+    for (int i = 0; i < 4; i++) {
+        if (values[i] != NULL) {
+            headers[h++] = names[i];
+            headers[h++] = values[i];
+        }
+    }
+    testenv_publish(js, "ingest.rows", body, len, headers);
+}
+
 void testenv_publish_event(js_conn *js, const char *subject, const char *event_id,
                            const ProtobufCMessage *msg)
 {

@@ -72,6 +72,12 @@ void testenv_msgs_free(testenv_msg *msgs, size_t n);
 void testenv_publish(js_conn *js, const char *subject, const void *data, size_t len,
                      const char *const *headers);
 
+/* Publishes a chunk of CSV rows on ingest.rows with the ingest headers that
+ * are not NULL (Nats-Msg-Id, Oms-Import-Id, Oms-First-Row, Oms-Import-End). */
+void testenv_publish_rows(js_conn *js, const char *msg_id, const char *import_id,
+                          const char *first_row, const char *end_rows, const void *body,
+                          size_t len);
+
 /* Packs msg and publishes it as an event of the contract: Nats-Msg-Id =
  * event_id, Oms-Type = its protobuf type. Waits for the PubAck. */
 void testenv_publish_event(js_conn *js, const char *subject, const char *event_id,
