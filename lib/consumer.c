@@ -17,6 +17,19 @@
 
 #define NAK_DELAY_MS 1000
 #define MAX_BACKOFF_MS 5000
+#define TALLY_MAX 32
+#define TALLY_LABELS_LEN 160
+
+/* Counter increments of one transaction, published only after its COMMIT. */
+struct consumer_tally {
+    struct metrics *m;
+    size_t n;
+    struct {
+        const char *name; /* a string literal of the service: borrowed */
+        char labels[TALLY_LABELS_LEN];
+        double v;
+    } add[TALLY_MAX];
+};
 
 struct consumer {
     const consumer_spec *spec;
@@ -27,6 +40,7 @@ struct consumer {
     PGconn *conn;
     natsSubscription *sub;
     outbox_batch outbox;
+    struct consumer_tally tally;
     char last_error[CONSUMER_REASON_LEN];
 };
 
@@ -37,6 +51,32 @@ void consumer_reject(consumer_batch *b, size_t i, const char *fmt, ...)
     vsnprintf(b->msgs[i].reason, sizeof b->msgs[i].reason, fmt, ap);
     va_end(ap);
     b->msgs[i].rejected = true;
+}
+
+void consumer_count(consumer_batch *b, const char *name, const char *labels, double v)
+{
+    struct consumer_tally *t = b->tally;
+    for (size_t i = 0; i < t->n; i++) {
+        if (strcmp(t->add[i].name, name) == 0 && strcmp(t->add[i].labels, labels) == 0) {
+            t->add[i].v += v;
+            return;
+        }
+    }
+    if (t->n == TALLY_MAX || strlen(labels) >= TALLY_LABELS_LEN) {
+        metrics_counter_add(t->m, name, labels, v); /* more series than a batch should touch */
+        return;
+    }
+    t->add[t->n].name = name;
+    snprintf(t->add[t->n].labels, TALLY_LABELS_LEN, "%s", labels);
+    t->add[t->n].v = v;
+    t->n++;
+}
+
+static void tally_publish(struct consumer_tally *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        metrics_counter_add(t->m, t->add[i].name, t->add[i].labels, t->add[i].v);
+    t->n = 0;
 }
 
 const char *oms_msg_header(const oms_msg *m, const char *key)
@@ -215,9 +255,11 @@ static void rollback(PGconn *conn)
  * back and c->last_error holds PostgreSQL's message. */
 static oms_status apply_tx(consumer *c, oms_msg *msgs, size_t n, size_t *dead)
 {
-    consumer_batch b = {c->conn, msgs, n, &c->outbox, c->env->schema};
+    consumer_batch b = {c->conn, msgs, n, &c->outbox, c->env->schema, &c->tally};
     oms_status s;
     *dead = 0;
+    c->tally.m = c->env->m;
+    c->tally.n = 0;
     pgcopy_reset(&c->outbox.rows);
     if ((s = pg_exec(c->conn, "BEGIN")) != OMS_OK)
         goto fail;
@@ -229,6 +271,7 @@ static oms_status apply_tx(consumer *c, oms_msg *msgs, size_t n, size_t *dead)
         (s = outbox_batch_flush(&c->outbox, c->conn)) != OMS_OK ||
         (s = pg_exec(c->conn, "COMMIT")) != OMS_OK)
         goto fail;
+    tally_publish(&c->tally);
     return OMS_OK;
 fail:
     remember_error(c);
@@ -460,7 +503,12 @@ oms_status consumer_replay(const consumer_spec *spec, const consumer_env *env, P
     msg.len = len;
     js_msg_event_id(nm, msg.event_id, sizeof msg.event_id);
     outbox_batch_init(&ob);
-    consumer_batch b = {conn, &msg, 1, &ob, env->schema};
+    /* Static: a tally is too big for an HTTP thread's stack, and replays are
+     * serialised by the caller's connection lock. */
+    static struct consumer_tally tally;
+    tally.m = env->m;
+    tally.n = 0;
+    consumer_batch b = {conn, &msg, 1, &ob, env->schema, &tally};
     s = spec->apply(spec->ctx, &b);
     if (s == OMS_OK && msg.rejected) {
         snprintf(reason_out, CONSUMER_REASON_LEN, "%s", msg.reason);
@@ -468,6 +516,8 @@ oms_status consumer_replay(const consumer_spec *spec, const consumer_env *env, P
     } else if (s == OMS_OK) {
         s = outbox_batch_flush(&ob, conn);
     }
+    if (s == OMS_OK)
+        tally_publish(&tally); /* the caller commits next; a failed COMMIT over-counts one */
     outbox_batch_fini(&ob);
     natsMsg_Destroy(nm);
     return s;

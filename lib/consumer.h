@@ -40,12 +40,15 @@ typedef struct oms_msg {
 } oms_msg;
 
 /* What a service's apply function sees: an open transaction on conn. */
+struct consumer_tally;
+
 typedef struct consumer_batch {
     PGconn *conn;
     oms_msg *msgs;
     size_t n;
     outbox_batch *outbox;  /* flushed by the consumer after apply, before COMMIT */
     const char *producer;  /* the service name, for EventMeta.producer */
+    struct consumer_tally *tally; /* counts waiting for COMMIT (consumer_count) */
 } consumer_batch;
 
 /* Applies every message of b that is neither duplicate nor rejected, using
@@ -57,6 +60,11 @@ typedef oms_status (*consumer_apply_fn)(void *ctx, consumer_batch *b);
 /* Marks message i as rejected (dead letter) with a formatted reason. */
 void consumer_reject(consumer_batch *b, size_t i, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Adds v to the counter name{labels} of the service's metrics once the batch
+ * commits; a batch that rolls back (and is retried) counts nothing, so domain
+ * counters never count an event twice. labels is copied. */
+void consumer_count(consumer_batch *b, const char *name, const char *labels, double v);
 
 /* Value of header key of m, or NULL. Borrowed from the message. */
 const char *oms_msg_header(const oms_msg *m, const char *key);

@@ -89,8 +89,8 @@ static oms_status emit_terminal(outbox_batch *ob, PGresult *res, int r, const ch
 
 /* Moves the orders of t from one of `from` (a SQL list) to `to`, records the
  * history, and publishes order.<to> when to is terminal. */
-static oms_status apply_transitions(ingest_ctx *ctx, consumer_batch *b, transitions *t,
-                                    const char *to, const char *from)
+static oms_status apply_transitions(consumer_batch *b, transitions *t, const char *to,
+                                    const char *from)
 {
     char sql[1024];
     PGresult *res = NULL;
@@ -123,7 +123,7 @@ static oms_status apply_transitions(ingest_ctx *ctx, consumer_batch *b, transiti
     if (s == OMS_OK && res != NULL) {
         char labels[48];
         snprintf(labels, sizeof labels, "status=\"%s\"", to);
-        metrics_counter_add(ctx->m, "oms_ingest_order_transitions_total", labels, PQntuples(res));
+        consumer_count(b, "oms_ingest_order_transitions_total", labels, PQntuples(res));
     }
     PQclear(res);
     return s;
@@ -131,6 +131,7 @@ static oms_status apply_transitions(ingest_ctx *ctx, consumer_batch *b, transiti
 
 oms_status ingest_apply_stock_reserved(void *arg, consumer_batch *b)
 {
+    (void)arg; /* counters go through consumer_count */
     transitions t;
     oms_status s = OMS_OK;
     transitions_init(&t);
@@ -147,13 +148,14 @@ oms_status ingest_apply_stock_reserved(void *arg, consumer_batch *b)
         oms__v1__stock_reserved__free_unpacked(ev, NULL);
     }
     if (s == OMS_OK)
-        s = apply_transitions(arg, b, &t, "reserved", "'created'");
+        s = apply_transitions(b, &t, "reserved", "'created'");
     transitions_fini(&t);
     return s;
 }
 
 oms_status ingest_apply_stock_rejected(void *arg, consumer_batch *b)
 {
+    (void)arg; /* counters go through consumer_count */
     transitions t;
     oms_status s = OMS_OK;
     transitions_init(&t);
@@ -172,13 +174,14 @@ oms_status ingest_apply_stock_rejected(void *arg, consumer_batch *b)
         oms__v1__stock_rejected__free_unpacked(ev, NULL);
     }
     if (s == OMS_OK)
-        s = apply_transitions(arg, b, &t, "failed", "'created', 'reserved'");
+        s = apply_transitions(b, &t, "failed", "'created', 'reserved'");
     transitions_fini(&t);
     return s;
 }
 
 oms_status ingest_apply_payment_settled(void *arg, consumer_batch *b)
 {
+    (void)arg; /* counters go through consumer_count */
     transitions paid, failed;
     oms_status s = OMS_OK;
     transitions_init(&paid);
@@ -203,9 +206,9 @@ oms_status ingest_apply_payment_settled(void *arg, consumer_batch *b)
         oms__v1__payment_settled__free_unpacked(ev, NULL);
     }
     if (s == OMS_OK)
-        s = apply_transitions(arg, b, &paid, "paid", "'created', 'reserved'");
+        s = apply_transitions(b, &paid, "paid", "'created', 'reserved'");
     if (s == OMS_OK)
-        s = apply_transitions(arg, b, &failed, "failed", "'created', 'reserved'");
+        s = apply_transitions(b, &failed, "failed", "'created', 'reserved'");
     transitions_fini(&paid);
     transitions_fini(&failed);
     return s;

@@ -256,7 +256,7 @@ static oms_status insert_lines(order_batch *ob)
 }
 
 /* Adds the events in event order and counts the outcomes. */
-static oms_status emit_all(order_batch *ob, metrics *m)
+static oms_status emit_all(order_batch *ob)
 {
     consumer_batch *b = ob->b;
     oms_status s = OMS_OK;
@@ -278,15 +278,15 @@ static oms_status emit_all(order_batch *ob, metrics *m)
         }
     }
     if (s == OMS_OK) {
-        metrics_counter_add(m, "oms_inventory_reservations_total", "result=\"reserved\"",
+        consumer_count(b, "oms_inventory_reservations_total", "result=\"reserved\"",
                             (double)reserved);
-        metrics_counter_add(m, "oms_inventory_reservations_total", "result=\"rejected\"",
+        consumer_count(b, "oms_inventory_reservations_total", "result=\"rejected\"",
                             (double)rejected);
     }
     return s;
 }
 
-static oms_status reserve(order_batch *ob, metrics *m)
+static oms_status reserve(order_batch *ob)
 {
     oms_status s;
     if ((s = claim(ob)) != OMS_OK ||
@@ -298,12 +298,12 @@ static oms_status reserve(order_batch *ob, metrics *m)
     if ((s = update_products(ob)) != OMS_OK || (s = update_rejected(ob)) != OMS_OK ||
         (s = insert_lines(ob)) != OMS_OK)
         return s;
-    return emit_all(ob, m);
+    return emit_all(ob);
 }
 
 oms_status inv_apply_orders(void *arg, consumer_batch *b)
 {
-    inv_ctx *ctx = arg;
+    (void)arg;
     order_batch ob = {.b = b};
     size_t n = b->n ? b->n : 1;
     oms_status s = OMS_ENOMEM;
@@ -313,7 +313,7 @@ oms_status inv_apply_orders(void *arg, consumer_batch *b)
     ob.msg_of = calloc(n, sizeof *ob.msg_of);
     if (ob.events && ob.orders && ob.msg_of && (s = decode_all(&ob)) == OMS_OK &&
         ob.n_orders > 0)
-        s = reserve(&ob, ctx->m);
+        s = reserve(&ob);
     inv_plan_fini(&ob.plan);
     for (size_t i = 0; ob.events && i < b->n; i++)
         if (ob.events[i] != NULL)

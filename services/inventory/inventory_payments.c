@@ -275,7 +275,7 @@ static oms_status emit(payment_batch *pb, size_t i)
     return s;
 }
 
-static oms_status emit_all(payment_batch *pb, metrics *m, long ignored)
+static oms_status emit_all(payment_batch *pb, long ignored)
 {
     oms_status s = OMS_OK;
     long committed = 0, released = 0;
@@ -289,17 +289,17 @@ static oms_status emit_all(payment_batch *pb, metrics *m, long ignored)
             released++;
     }
     if (s == OMS_OK) {
-        metrics_counter_add(m, "oms_inventory_settlements_total", "result=\"committed\"",
+        consumer_count(pb->b, "oms_inventory_settlements_total", "result=\"committed\"",
                             (double)committed);
-        metrics_counter_add(m, "oms_inventory_settlements_total", "result=\"released\"",
+        consumer_count(pb->b, "oms_inventory_settlements_total", "result=\"released\"",
                             (double)released);
-        metrics_counter_add(m, "oms_inventory_settlements_total", "result=\"ignored\"",
+        consumer_count(pb->b, "oms_inventory_settlements_total", "result=\"ignored\"",
                             (double)ignored);
     }
     return s;
 }
 
-static oms_status settle(payment_batch *pb, metrics *m)
+static oms_status settle(payment_batch *pb)
 {
     oms_status s;
     long ignored = 0;
@@ -313,12 +313,12 @@ static oms_status settle(payment_batch *pb, metrics *m)
         any = pb->settles[i] >= 0;
     if (any && ((s = update_products(pb)) != OMS_OK || (s = update_reservations(pb)) != OMS_OK))
         return s;
-    return emit_all(pb, m, ignored);
+    return emit_all(pb, ignored);
 }
 
 oms_status inv_apply_payments(void *arg, consumer_batch *b)
 {
-    inv_ctx *ctx = arg;
+    (void)arg;
     payment_batch pb = {.b = b};
     size_t n = b->n ? b->n : 1;
     oms_status s = OMS_ENOMEM;
@@ -333,7 +333,7 @@ oms_status inv_apply_payments(void *arg, consumer_batch *b)
             decode(&pb, i);
         any = any || pb.events[i] != NULL;
     }
-    s = any ? settle(&pb, ctx->m) : OMS_OK;
+    s = any ? settle(&pb) : OMS_OK;
 out:
     for (size_t i = 0; pb.events && i < b->n; i++)
         if (pb.events[i] != NULL)

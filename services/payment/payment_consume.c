@@ -110,7 +110,7 @@ static oms_status collect(payment_ctx *ctx, consumer_batch *b, new_payments *p)
     return s;
 }
 
-static oms_status insert_payments(payment_ctx *ctx, consumer_batch *b, new_payments *p)
+static oms_status insert_payments(consumer_batch *b, new_payments *p)
 {
     const char *params[] = {
         pg_array_literal(&p->payment_id), pg_array_literal(&p->order_id),
@@ -135,10 +135,10 @@ static oms_status insert_payments(payment_ctx *ctx, consumer_batch *b, new_payme
         snprintf(ignored, sizeof ignored, "%zu", p->order_id.count - (size_t)PQntuples(res));
         log_info("stock.reserved for orders already charged ignored", "orders", ignored, NULL);
     }
-    /* Counted before COMMIT (the consumer commits): a batch retried after a
-     * failed COMMIT counts twice; the events themselves are exact. */
-    if (s == OMS_OK)
-        payment_tally_report(ctx->m, &tally);
+    if (s == OMS_OK) {
+        consumer_count(b, "oms_payments_total", "status=\"succeeded\"", (double)tally.succeeded);
+        consumer_count(b, "oms_payments_total", "status=\"failed\"", (double)tally.failed);
+    }
     PQclear(res);
     return s;
 }
@@ -154,7 +154,7 @@ oms_status payment_apply_stock_reserved(void *arg, consumer_batch *b)
          * call's latency per batch, not per payment. */
         if (ctx->cfg.gateway == PAYMENT_GATEWAY_MOCK && ctx->cfg.latency_ms > 0)
             oms_sleep_ms(ctx->cfg.latency_ms, ctx->stopping);
-        s = insert_payments(ctx, b, &p);
+        s = insert_payments(b, &p);
     }
     new_payments_fini(&p);
     return s;
