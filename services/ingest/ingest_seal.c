@@ -70,6 +70,20 @@ static const char *const SQL_DUPLICATES =
     " FROM existing e WHERE r.import_id = ANY($1::text[]) AND r.reason IS NULL"
     "  AND r.order_id = e.order_id";
 
+/* Imports sealed together may carry the same order: the import that arrived
+ * first keeps it (its rows may still fail on their own), the others' rows are
+ * duplicates; two creations of one order would fail the whole seal forever. */
+static const char *const SQL_SAME_SEAL =
+    "UPDATE import_rows r SET field = 'order_id',"
+    "  reason = format('row %s: order %s is also in import %s, received earlier;"
+    " a row for an existing order is a duplicate', r.row_no, r.order_id, d.first_import)"
+    " FROM (SELECT DISTINCT ON (x.order_id) x.order_id, x.import_id AS first_import"
+    "       FROM import_rows x JOIN imports i ON i.import_id = x.import_id"
+    "       WHERE x.import_id = ANY($1::text[]) AND x.order_id <> ''"
+    "       ORDER BY x.order_id, i.first_row_at, x.import_id) d"
+    " WHERE r.import_id = ANY($1::text[]) AND r.reason IS NULL AND r.order_id = d.order_id"
+    "  AND r.import_id <> d.first_import";
+
 static const char *const SQL_CASCADE =
     "UPDATE import_rows r SET field = '',"
     "  reason = format('row %s: order %s not created: row %s was rejected',"
@@ -100,7 +114,9 @@ static oms_status reject_invalid_orders(PGconn *conn, const char *ids)
         (s = pg_exec(conn, SQL_CONTRADICTIONS)) != OMS_OK ||
         (s = pg_exec(conn, SQL_TOO_BIG)) != OMS_OK ||
         (s = pg_query(conn, "seal duplicates", SQL_DUPLICATES, 1, params, PGRES_COMMAND_OK,
-                      NULL)) != OMS_OK)
+                      NULL)) != OMS_OK ||
+        (s = pg_query(conn, "seal same-seal duplicates", SQL_SAME_SEAL, 1, params,
+                      PGRES_COMMAND_OK, NULL)) != OMS_OK)
         return s;
     return pg_query(conn, "seal cascade", SQL_CASCADE, 1, params, PGRES_COMMAND_OK, NULL);
 }
@@ -335,10 +351,13 @@ static oms_status finish_imports(seal_run *run, const char *ids)
         "UPDATE imports i SET sealed_at = now(),"
         " timed_out = NOT (kind = 'live' OR (expected_rows IS NOT NULL"
         "                  AND received_rows >= expected_rows)),"
-        " (valid_rows, rejected_rows) = (SELECT count(*) FILTER (WHERE reason IS NULL),"
-        "   count(*) FILTER (WHERE reason IS NOT NULL) FROM import_rows r"
-        "   WHERE r.import_id = i.import_id),"
-        " orders = (SELECT count(*) FROM orders o WHERE o.import_id = i.import_id)"
+        /* Every row of an order that was not created carries a reason, so
+         * the orders are the distinct order ids of the valid rows (orders has
+         * no index on import_id: counting there scanned the whole table). */
+        " (valid_rows, rejected_rows, orders) = (SELECT count(*) FILTER (WHERE reason IS NULL),"
+        "   count(*) FILTER (WHERE reason IS NOT NULL),"
+        "   count(DISTINCT order_id) FILTER (WHERE reason IS NULL) FROM import_rows r"
+        "   WHERE r.import_id = i.import_id)"
         " WHERE import_id = ANY($1::text[])"
         " RETURNING import_id, kind, coalesce(expected_rows, received_rows), received_rows,"
         "  valid_rows, rejected_rows, orders, timed_out",

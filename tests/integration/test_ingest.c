@@ -230,6 +230,49 @@ static void test_import_creates_exactly_the_orders(void **state)
     testenv_service_stop(pid);
 }
 
+/* Two imports carrying the same order, sealed in one go (both arrived while
+ * ingest was down): the earlier keeps the order, the other's rows are
+ * duplicates, and the seal goes through instead of failing forever. */
+static void test_same_order_in_imports_sealed_together(void **state)
+{
+    (void)state;
+    testenv_reset(SCHEMAS);
+    pid_t pid = testenv_service_start("ingest", PORT, FAST_SEAL);
+    testenv_service_stop(pid); /* streams and schema exist; ingest is down */
+    js_conn *js = testenv_js();
+    send_import(js, "imp-twin-a", "order_id,customer_id,sku,qty,unit_price_cents\n"
+                                  "TWIN-1,C1,SKU-A,1,100\nSOLO-A,C2,SKU-A,2,100\n", 10);
+    send_import(js, "imp-twin-b", "order_id,customer_id,sku,qty,unit_price_cents\n"
+                                  "TWIN-1,C1,SKU-B,5,100\nSOLO-B,C3,SKU-B,1,100\n", 10);
+    pid = testenv_service_start("ingest", PORT, FAST_SEAL);
+    wait_import("imp-twin-a", 20000);
+    wait_import("imp-twin-b", 20000);
+
+    PGconn *c = testenv_pg();
+    assert_int_equal(testenv_pg_long(c, "SELECT count(DISTINCT sealed_at) FROM ingest.imports"), 1);
+    assert_int_equal(testenv_pg_long(c, "SELECT total_cents FROM ingest.orders WHERE order_id = 'TWIN-1'"),
+                     100);
+    PQfinish(c);
+    testenv_msg *imp = NULL;
+    size_t m = testenv_stream_read(js, "IMPORTS", NULL, &imp);
+    Oms__V1__ImportCompleted *a = completed_for(imp, m, "imp-twin-a");
+    Oms__V1__ImportCompleted *b = completed_for(imp, m, "imp-twin-b");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(a->orders, 2);
+    assert_int_equal(b->orders, 1);
+    assert_int_equal(b->rejected_rows, 1);
+    assert_reason(imp, m, "imp-twin-b", 2,
+                  "row 2: order TWIN-1 is also in import imp-twin-a, received earlier; a row for an "
+                  "existing order is a duplicate");
+    oms__v1__import_completed__free_unpacked(a, NULL);
+    oms__v1__import_completed__free_unpacked(b, NULL);
+    testenv_msgs_free(imp, m);
+    assert_int_equal(testenv_stream_count(js, "ORDERS"), 3);
+    js_conn_destroy(js);
+    testenv_service_stop(pid);
+}
+
 /* A message redelivered after the server's duplicate window is recognised by
  * the inbox: its rows are not counted or stored twice. */
 static void test_redelivered_message_is_applied_once(void **state)
@@ -555,6 +598,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_import_creates_exactly_the_orders, testenv_cleanup),
+        cmocka_unit_test_teardown(test_same_order_in_imports_sealed_together, testenv_cleanup),
         cmocka_unit_test_teardown(test_redelivered_message_is_applied_once, testenv_cleanup),
         cmocka_unit_test_teardown(test_poison_message_is_dead_lettered, testenv_cleanup),
         cmocka_unit_test_teardown(test_live_rows_seal_per_order, testenv_cleanup),
