@@ -554,7 +554,7 @@ static void check_callback_refusals(PGconn *pg, const char *order_id, const char
 static void test_http_success_decline_and_refusal(void **state)
 {
     (void)state;
-    char e1[37], e2[37], e3[37];
+    char e1[37], e2[37], e3[37], e4[37];
     testenv_reset(SCHEMAS);
     gateway_start("normal", 100);
     pid_t pid = testenv_service_start("payment", PORT, HTTP_ENV);
@@ -562,17 +562,19 @@ static void test_http_success_decline_and_refusal(void **state)
     PGconn *pg = testenv_pg();
     publish_reserved(js, "PTH-OK", 2500, e1);
     publish_reserved(js, "PTH-FUNDS", 1013, e2);
-    publish_reserved(js, "PTH-ZERO", 0, e3);
+    publish_reserved(js, "PTH-REFUSED", 742, e3);
+    publish_reserved(js, "PTH-FREE", 0, e4);
     wait_status(pg, "PTH-OK", "succeeded", 15000);
     wait_status(pg, "PTH-FUNDS", "failed", 15000);
-    wait_status(pg, "PTH-ZERO", "failed", 15000);
+    wait_status(pg, "PTH-REFUSED", "failed", 15000);
+    wait_status(pg, "PTH-FREE", "succeeded", 15000);
     wait_outbox_empty(pg);
-    wait_settled_count(js, 3);
+    wait_settled_count(js, 4);
 
     char *ok = payment_id_of(pg, "PTH-OK"), *funds = payment_id_of(pg, "PTH-FUNDS");
-    char *zero = payment_id_of(pg, "PTH-ZERO"), ref[32];
+    char *zero = payment_id_of(pg, "PTH-REFUSED"), ref[32];
     settled s = read_settled(js);
-    assert_int_equal(s.n, 3);
+    assert_int_equal(s.n, 4);
     Oms__V1__PaymentSettled *ev = settled_for(&s, "PTH-OK");
     snprintf(ref, sizeof ref, "fgw-%.8s", ok);
     assert_int_equal(ev->status, OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_SUCCEEDED);
@@ -586,18 +588,25 @@ static void test_http_success_decline_and_refusal(void **state)
     assert_int_equal(ev->status, OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_FAILED);
     assert_string_equal(ev->reason, "insufficient funds");
     assert_string_equal(ev->meta->causation_id, e2);
-    ev = settled_for(&s, "PTH-ZERO");
+    ev = settled_for(&s, "PTH-REFUSED");
     assert_int_equal(ev->status, OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_FAILED);
-    assert_string_equal(ev->reason, "amount_cents must be positive");
+    assert_string_equal(ev->reason, "card rejected");
     assert_string_equal(ev->gateway_ref, "");
     assert_int_equal(ev->attempts, 1);
+    /* A free order has nothing to charge: settled without the gateway. */
+    ev = settled_for(&s, "PTH-FREE");
+    assert_int_equal(ev->status, OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_SUCCEEDED);
+    assert_string_equal(ev->gateway_ref, "free");
+    assert_string_equal(ev->meta->causation_id, e4);
+    assert_int_equal(ev->amount_cents, 0);
+    assert_int_equal(ev->attempts, 0);
     settled_free(&s);
 
     json_t *stats = gateway_stats();
     assert_int_equal(json_integer_value(json_object_get(stats, "charges_total")), 3);
     assert_charged(stats, ok, 1, 2500);
     assert_charged(stats, funds, 1, 1013);
-    assert_charged(stats, zero, 1, 0);
+    assert_charged(stats, zero, 1, 742);
     json_decref(stats);
     assert_callbacks(ok, "valid:200");
     assert_callbacks(funds, "valid:200");
@@ -608,7 +617,7 @@ static void test_http_success_decline_and_refusal(void **state)
 
     check_callback_refusals(pg, "PTH-OK", ok);
     usleep(300000);
-    assert_int_equal(settled_count(js), 3);
+    assert_int_equal(settled_count(js), 4);
 
     char *answer = NULL;
     assert_int_equal(testenv_http("GET", PORT, "/payments/PTH-FUNDS", NULL, &answer), 200);

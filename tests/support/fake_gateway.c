@@ -10,7 +10,8 @@
  * 200), POSTs {payment_id, status, gateway_ref, reason} to callback_url:
  * "succeeded", or "failed" with "insufficient funds" when the amount ends in
  * 13 cents. amount_cents <= 0 answers 422 {"error": "amount_cents must be
- * positive"}; a malformed charge 400. A charge repeated with a key already
+ * positive"}, and so does an amount ending in 42 cents with {"error": "card
+ * rejected"}; a malformed charge 400. A charge repeated with a key already
  * accepted answers 202 again and calls back no second time. A callback that
  * gets no answer or a 5xx is retried every 200 ms for 60 s (a 4xx is final).
  *
@@ -154,6 +155,9 @@ static int charge_answer(gateway *g, json_t *req, const char *payment_id, const 
     } else if (amount <= 0) {
         status = 422;
         *error = "amount_cents must be positive";
+    } else if (amount % 100 == 42) {
+        status = 422;
+        *error = "card rejected";
     } else if (!json_is_true(json_object_get(rec, "accepted"))) {
         json_object_set_new(rec, "accepted", json_true());
         enqueue(g, payment_id, json_string_value(json_object_get(req, "callback_url")), amount);
