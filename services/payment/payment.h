@@ -54,6 +54,9 @@ typedef struct payment_settings {
     int max_attempts;               /* OMS_PAYMENT_MAX_ATTEMPTS, default 5 */
     int64_t timeout_ms;             /* OMS_PAYMENT_GATEWAY_TIMEOUT_MS, default 10000 */
     int64_t connect_timeout_ms;     /* OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS, default 2000 */
+    int64_t callback_timeout_ms;    /* OMS_PAYMENT_CALLBACK_TIMEOUT_MS, default 300000: a
+                                       submitted charge without a callback for this long
+                                       is looked up at the gateway */
 } payment_settings;
 
 /* Reads and validates the OMS_PAYMENT_* variables. On a bad value returns
@@ -194,6 +197,37 @@ typedef struct payment_callback {
  * message naming the field in err. */
 oms_status payment_callback_parse(const char *body, size_t len, payment_callback *out,
                                   char err[PAYMENT_ERR_LEN]);
+
+typedef enum payment_settle_result {
+    PAYMENT_SETTLED_NOW = 0,  /* this answer settled the payment */
+    PAYMENT_SETTLED_BEFORE,   /* it was settled already: nothing changed */
+    PAYMENT_SETTLE_UNKNOWN,   /* no such payment */
+} payment_settle_result;
+
+/* Settles the payment cb names, with its payment.settled, in one transaction
+ * on c, unless it is settled already; counts it in tally. */
+oms_status payment_settle(PGconn *c, const payment_callback *cb, payment_settle_result *result,
+                          payment_tally *tally);
+
+/* ---- reconciliation (payment_reconcile.c, payment_gateway.c) ---- */
+
+typedef enum payment_lookup {
+    PAYMENT_LOOKUP_SETTLED = 0, /* 200, succeeded or failed: *out holds the answer */
+    PAYMENT_LOOKUP_OPEN,        /* 200, not decided yet */
+    PAYMENT_LOOKUP_UNKNOWN,     /* 404: the gateway never accepted the charge */
+    PAYMENT_LOOKUP_ERROR,       /* no answer, or another status: ask again later */
+} payment_lookup;
+
+/* GET cfg->charges_url/<payment_id>: what became of an accepted charge. The
+ * answer has the callback's body. err says why on PAYMENT_LOOKUP_ERROR. */
+payment_lookup payment_gateway_lookup(const payment_settings *cfg, const char *payment_id,
+                                      payment_callback *out, char err[PAYMENT_ERR_LEN]);
+
+/* Looks up submitted payments whose callback is overdue: settles those the
+ * gateway decided (the callback was lost), charges again (same idempotency
+ * key) those it never received, and leaves the others for another timeout.
+ * *looked_up gets how many were asked about. */
+oms_status payment_reconcile_due(payment_ctx *ctx, PGconn *conn, int *looked_up);
 
 /* ---- HTTP (payment_http.c) ---- */
 

@@ -92,12 +92,8 @@ oms_status payment_callback_parse(const char *body, size_t len, payment_callback
 
 /* ---- applying one ----------------------------------------------------- */
 
-typedef enum applied { APPLIED, REPLAY, UNKNOWN } applied;
-
-/* Settles the payment in one transaction with its payment.settled; *result
- * says whether it was applied, already settled, or unknown. */
-static oms_status apply(PGconn *c, const payment_callback *cb, applied *result,
-                        payment_tally *tally)
+oms_status payment_settle(PGconn *c, const payment_callback *cb, payment_settle_result *result,
+                          payment_tally *tally)
 {
     const char *params[] = {cb->payment_id, cb->succeeded ? "succeeded" : "failed",
                             cb->gateway_ref, cb->reason};
@@ -119,13 +115,13 @@ static oms_status apply(PGconn *c, const payment_callback *cb, applied *result,
         s = pg_query(c, "payment lookup", "SELECT 1 FROM payments WHERE payment_id = $1", 1,
                      params, PGRES_TUPLES_OK, &res);
         if (s == OMS_OK)
-            *result = PQntuples(res) > 0 ? REPLAY : UNKNOWN;
+            *result = PQntuples(res) > 0 ? PAYMENT_SETTLED_BEFORE : PAYMENT_SETTLE_UNKNOWN;
         goto out;
     }
     if (s != OMS_OK || (s = payment_emit_settled(&ob, res, 0, tally)) != OMS_OK ||
         (s = outbox_batch_flush(&ob, c)) != OMS_OK || (s = pg_exec(c, "COMMIT")) != OMS_OK)
         goto out;
-    *result = APPLIED;
+    *result = PAYMENT_SETTLED_NOW;
 out:
     if (PQtransactionStatus(c) != PQTRANS_IDLE) {
         PGresult *r = PQexec(c, "ROLLBACK");
@@ -146,29 +142,29 @@ static void count(metrics *m, const char *result)
 /* Answers a verified, parsed callback. */
 static void settle(payment_ctx *ctx, const payment_callback *cb, http_response *resp)
 {
-    applied result = UNKNOWN;
+    payment_settle_result result = PAYMENT_SETTLE_UNKNOWN;
     payment_tally tally = {0, 0};
     PGconn *c = service_pg_acquire(ctx->svc);
     if (c == NULL) {
         http_respond_error(resp, 503, "PostgreSQL is unavailable; retry later");
         return;
     }
-    oms_status s = apply(c, cb, &result, &tally);
+    oms_status s = payment_settle(c, cb, &result, &tally);
     service_pg_release(ctx->svc);
     if (s != OMS_OK) {
         http_respond_error(resp, 503, "cannot record the callback; retry later");
-    } else if (result == UNKNOWN) {
+    } else if (result == PAYMENT_SETTLE_UNKNOWN) {
         count(ctx->m, "unknown");
         http_respond_error(resp, 404, "no payment %s", cb->payment_id);
     } else {
-        count(ctx->m, result == APPLIED ? "applied" : "replay");
+        count(ctx->m, result == PAYMENT_SETTLED_NOW ? "applied" : "replay");
         payment_tally_report(ctx->m, &tally);
-        if (result == APPLIED)
+        if (result == PAYMENT_SETTLED_NOW)
             log_info("payment settled by callback", "payment_id", cb->payment_id, "status",
                      cb->succeeded ? "succeeded" : "failed", NULL);
         http_respond_json(resp, 200,
                           json_pack("{s:s,s:s}", "payment_id", cb->payment_id, "result",
-                                    result == APPLIED ? "applied" : "already settled"));
+                                    result == PAYMENT_SETTLED_NOW ? "applied" : "already settled"));
     }
 }
 

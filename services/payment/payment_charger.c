@@ -228,8 +228,10 @@ static void *charger_main(void *arg)
                 continue;
             }
         }
-        int charged = 0;
+        int charged = 0, looked_up = 0;
         oms_status s = payment_charge_due(ch->ctx, conn, &charged);
+        if (s == OMS_OK)
+            s = payment_reconcile_due(ch->ctx, conn, &looked_up);
         if (s != OMS_OK) {
             backoff_ms = backoff_ms < RECONNECT_MAX_MS ? backoff_ms * 2 : RECONNECT_MAX_MS;
             oms_sleep_ms(backoff_ms, stop);
@@ -237,7 +239,7 @@ static void *charger_main(void *arg)
         }
         backoff_ms = 100;
         /* A full group suggests more are due: go on at once. */
-        if (charged < PAYMENT_CLAIM_MAX)
+        if (charged < PAYMENT_CLAIM_MAX && looked_up < PAYMENT_CLAIM_MAX)
             oms_sleep_ms(IDLE_POLL_MS, stop);
     }
     PQfinish(conn);

@@ -44,6 +44,8 @@ static oms_status read_numbers(payment_settings *cfg, char err[CONFIG_ERR_LEN])
                    err) != OMS_OK ||
         config_int("OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS", 2000, 100, 60000,
                    &cfg->connect_timeout_ms, err) != OMS_OK ||
+        config_int("OMS_PAYMENT_CALLBACK_TIMEOUT_MS", 300000, 100, 86400000,
+                   &cfg->callback_timeout_ms, err) != OMS_OK ||
         config_int("OMS_PAYMENT_MAX_ATTEMPTS", 5, 1, 100, &v, err) != OMS_OK)
         return OMS_EINVAL;
     cfg->max_attempts = (int)v;

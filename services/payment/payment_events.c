@@ -17,12 +17,19 @@ void payment_metrics_declare(metrics *m)
     static const char *const callbacks[] = {"applied", "replay", "unauthorized", "bad_request",
                                             "unknown"};
     static const char *const requests[] = {"accepted", "rejected", "error"};
+    static const char *const lookups[] = {"settled", "open", "unknown", "error"};
     char labels[48];
     metrics_counter_declare(m, "oms_payments_total", "Payments settled, by status");
     metrics_counter_declare(m, "oms_payment_gateway_requests_total",
                             "Charge requests sent to the payment gateway, by result");
     metrics_counter_declare(m, "oms_payment_callbacks_total",
                             "Payment gateway callbacks received, by result");
+    metrics_counter_declare(m, "oms_payment_lookups_total",
+                            "Overdue charges looked up at the payment gateway, by answer");
+    for (size_t i = 0; i < sizeof lookups / sizeof lookups[0]; i++) {
+        snprintf(labels, sizeof labels, "result=\"%s\"", lookups[i]);
+        metrics_counter_add(m, "oms_payment_lookups_total", labels, 0);
+    }
     metrics_counter_add(m, "oms_payments_total", "status=\"succeeded\"", 0);
     metrics_counter_add(m, "oms_payments_total", "status=\"failed\"", 0);
     for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {

@@ -192,3 +192,54 @@ out:
     free(rqs);
     return s;
 }
+
+/* ---- looking a charge up ---------------------------------------------- */
+
+payment_lookup payment_gateway_lookup(const payment_settings *cfg, const char *payment_id,
+                                      payment_callback *out, char err[PAYMENT_ERR_LEN])
+{
+    request rq;
+    payment_lookup result = PAYMENT_LOOKUP_ERROR;
+    long status = 0;
+    char url[PAYMENT_URL_LEN + PAYMENT_ID_MAX + 2];
+    memset(&rq, 0, sizeof rq);
+    char *escaped = NULL;
+    if ((rq.easy = curl_easy_init()) == NULL ||
+        (escaped = curl_easy_escape(rq.easy, payment_id, 0)) == NULL) {
+        snprintf(err, PAYMENT_ERR_LEN, "out of memory");
+        goto out;
+    }
+    snprintf(url, sizeof url, "%s/%s", cfg->charges_url, escaped);
+    curl_easy_setopt(rq.easy, CURLOPT_URL, url);
+    curl_easy_setopt(rq.easy, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
+    curl_easy_setopt(rq.easy, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
+    curl_easy_setopt(rq.easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(rq.easy, CURLOPT_WRITEFUNCTION, on_response);
+    curl_easy_setopt(rq.easy, CURLOPT_WRITEDATA, &rq);
+    CURLcode rc = curl_easy_perform(rq.easy);
+    if (rc != CURLE_OK) {
+        snprintf(err, PAYMENT_ERR_LEN, "%s", curl_easy_strerror(rc));
+        goto out;
+    }
+    curl_easy_getinfo(rq.easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status == 404) {
+        result = PAYMENT_LOOKUP_UNKNOWN;
+    } else if (status != 200) {
+        snprintf(err, PAYMENT_ERR_LEN, "HTTP %ld", status);
+    } else if (payment_callback_parse(rq.response, rq.response_len, out, err) == OMS_OK) {
+        result = strcmp(out->payment_id, payment_id) == 0 ? PAYMENT_LOOKUP_SETTLED
+                                                          : PAYMENT_LOOKUP_ERROR;
+        if (result == PAYMENT_LOOKUP_ERROR)
+            snprintf(err, PAYMENT_ERR_LEN, "the answer names another payment");
+    } else {
+        /* A well-formed answer whose status is not final yet. */
+        json_t *json = json_loadb(rq.response, rq.response_len, 0, NULL);
+        if (json_is_string(json_object_get(json, "status")))
+            result = PAYMENT_LOOKUP_OPEN;
+        json_decref(json);
+    }
+out:
+    curl_free(escaped);
+    request_fini(&rq);
+    return result;
+}

@@ -772,6 +772,49 @@ static void test_http_stale_signature_is_refused(void **state)
     gateway_stop();
 }
 
+/* A gateway that decides but never calls back: once the callback is
+ * overdue, the charges are looked up and settled, each exactly once. */
+static void test_http_lost_callback_is_looked_up(void **state)
+{
+    (void)state;
+    static const char *const env[] = {HTTP_MODE, GATEWAY_URL,
+                                      "OMS_PAYMENT_CALLBACK_TIMEOUT_MS=400", NULL};
+    char e1[37], e2[37];
+    testenv_reset(SCHEMAS);
+    gateway_start("no_callback", 100);
+    pid_t pid = testenv_service_start("payment", PORT, env);
+    js_conn *js = testenv_js();
+    PGconn *pg = testenv_pg();
+    publish_reserved(js, "PTL-OK", 1500, e1);
+    publish_reserved(js, "PTL-FUNDS", 913, e2);
+    wait_status(pg, "PTL-OK", "submitted", 10000);
+    wait_status(pg, "PTL-OK", "succeeded", 15000);
+    wait_status(pg, "PTL-FUNDS", "failed", 15000);
+    wait_outbox_empty(pg);
+    wait_settled_count(js, 2);
+
+    settled s = read_settled(js);
+    Oms__V1__PaymentSettled *ev = settled_for(&s, "PTL-FUNDS");
+    assert_int_equal(ev->status, OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_FAILED);
+    assert_string_equal(ev->reason, "insufficient funds");
+    assert_string_equal(ev->meta->causation_id, e2);
+    settled_free(&s);
+    json_t *stats = gateway_stats();
+    assert_int_equal(json_integer_value(json_object_get(stats, "charges_total")), 2);
+    assert_true(json_integer_value(json_object_get(stats, "lookups")) >= 2);
+    assert_int_equal(json_array_size(json_object_get(stats, "callbacks")), 0);
+    json_decref(stats);
+    assert_true(metric("oms_payment_lookups_total{result=\"settled\"}") == 2);
+    assert_true(metric("oms_payments_total{status=\"succeeded\"}") == 1);
+    usleep(1000 * 1000); /* past another timeout: nothing is looked up or settled again */
+    assert_int_equal(settled_count(js), 2);
+    assert_true(metric("oms_payment_lookups_total{result=\"settled\"}") == 2);
+    PQfinish(pg);
+    js_conn_destroy(js);
+    testenv_service_stop(pid);
+    gateway_stop();
+}
+
 /* The same signed callback twice: 200 both times, one payment.settled. */
 static void test_http_replayed_callback_settles_once(void **state)
 {
@@ -916,6 +959,7 @@ int main(void)
         cmocka_unit_test_teardown(test_http_bad_signature_is_refused, teardown),
         cmocka_unit_test_teardown(test_http_stale_signature_is_refused, teardown),
         cmocka_unit_test_teardown(test_http_replayed_callback_settles_once, teardown),
+        cmocka_unit_test_teardown(test_http_lost_callback_is_looked_up, teardown),
         cmocka_unit_test_teardown(test_kill9_between_charge_and_callback, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,7 +18,12 @@
  * Modes: normal (default); fail_first_n=N: 503 to the first N charge attempts
  * of each payment; bad_signature: a callback signed with the wrong secret
  * first, then the right one; replay: the valid callback, byte for byte,
- * twice; stale: one signed 20 minutes ago first, then a valid one.
+ * twice; stale: one signed 20 minutes ago first, then a valid one;
+ * no_callback: charges are accepted and decided, but never called back.
+ *
+ * GET /charges/{payment_id} answers what became of an accepted charge,
+ * {payment_id, status: "succeeded"|"failed", gateway_ref, reason}, and 404
+ * for a charge it never accepted; each lookup is counted in "lookups".
  *
  * GET /stats answers what it saw, for the tests to assert on:
  *   {"charges_total": n,
@@ -56,6 +61,7 @@ typedef enum mode {
     MODE_BAD_SIGNATURE,
     MODE_REPLAY,
     MODE_STALE,
+    MODE_NO_CALLBACK,
 } mode;
 
 /* The callbacks of one accepted charge, sent in order. */
@@ -78,6 +84,7 @@ typedef struct gateway {
     json_t *charges;   /* payment_id -> what was seen */
     json_t *callbacks; /* every callback sent, in order */
     long charges_total;
+    long lookups;      /* GET /charges/{id} answered */
     delivery *queue;
     long in_flight;    /* deliveries taken off the queue and being sent */
     atomic_int stop;
@@ -109,15 +116,23 @@ static void key_seen(json_t *rec, const char *key)
     json_array_append_new(keys, json_string(key));
 }
 
-static void enqueue(gateway *g, const char *payment_id, const char *url, int64_t amount_cents)
+/* The gateway's decision on an accepted charge, as a callback body. */
+static json_t *outcome(const char *payment_id, int64_t amount_cents)
 {
-    delivery *d = calloc(1, sizeof *d);
     char ref[32];
     bool failed = amount_cents % 100 == 13;
     snprintf(ref, sizeof ref, "fgw-%.8s", payment_id);
-    json_t *body = json_pack("{s:s,s:s,s:s,s:s}", "payment_id", payment_id, "status",
-                             failed ? "failed" : "succeeded", "gateway_ref", ref, "reason",
-                             failed ? "insufficient funds" : "");
+    return json_pack("{s:s,s:s,s:s,s:s}", "payment_id", payment_id, "status",
+                     failed ? "failed" : "succeeded", "gateway_ref", ref, "reason",
+                     failed ? "insufficient funds" : "");
+}
+
+static void enqueue(gateway *g, const char *payment_id, const char *url, int64_t amount_cents)
+{
+    if (g->mode == MODE_NO_CALLBACK)
+        return;
+    delivery *d = calloc(1, sizeof *d);
+    json_t *body = outcome(payment_id, amount_cents);
     d->payment_id = strdup(payment_id);
     d->url = strdup(url);
     d->body = json_dumps(body, JSON_COMPACT);
@@ -196,6 +211,24 @@ static void h_charges(void *ctx, const http_request *req, http_response *resp)
     json_decref(charge);
 }
 
+static void h_charge_lookup(void *ctx, const http_request *req, http_response *resp)
+{
+    gateway *g = ctx;
+    const char *payment_id = http_path_param(req, 0);
+    json_t *answer = NULL;
+    pthread_mutex_lock(&g->lock);
+    g->lookups++;
+    json_t *rec = json_object_get(g->charges, payment_id ? payment_id : "");
+    if (rec != NULL && json_is_true(json_object_get(rec, "accepted")))
+        answer = outcome(payment_id, json_integer_value(json_object_get(rec, "amount_cents")));
+    pthread_mutex_unlock(&g->lock);
+    if (answer == NULL) {
+        http_respond_json(resp, 404, json_pack("{s:s}", "error", "no such charge"));
+        return;
+    }
+    http_respond_json(resp, 200, answer);
+}
+
 static void h_stats(void *ctx, const http_request *req, http_response *resp)
 {
     gateway *g = ctx;
@@ -206,9 +239,10 @@ static void h_stats(void *ctx, const http_request *req, http_response *resp)
         pending++;
     /* One being sent may still have steps to go: it is pending too. */
     pending += g->in_flight;
-    json_t *stats = json_pack("{s:I,s:O,s:O,s:I}", "charges_total", (json_int_t)g->charges_total,
-                              "charges", g->charges, "callbacks", g->callbacks,
-                              "deliveries_pending", (json_int_t)pending);
+    json_t *stats = json_pack("{s:I,s:O,s:O,s:I,s:I}", "charges_total",
+                              (json_int_t)g->charges_total, "charges", g->charges, "callbacks",
+                              g->callbacks, "deliveries_pending", (json_int_t)pending, "lookups",
+                              (json_int_t)g->lookups);
     /* Serialised under the lock: the handlers change these objects. */
     char *text = json_dumps(stats, JSON_COMPACT);
     json_decref(stats);
@@ -353,6 +387,8 @@ static bool parse_mode(gateway *g, const char *v)
         g->mode = MODE_REPLAY;
     else if (strcmp(v, "stale") == 0)
         g->mode = MODE_STALE;
+    else if (strcmp(v, "no_callback") == 0)
+        g->mode = MODE_NO_CALLBACK;
     else if (strncmp(v, "fail_first_n=", 13) == 0) {
         g->mode = MODE_FAIL_FIRST_N;
         g->fail_first_n = strtol(v + 13, &end, 10);
@@ -392,7 +428,7 @@ int main(int argc, char **argv)
     int sig = 0, rc = 1;
     if (!parse_args(&g, argc, argv, addr, sizeof addr)) {
         fprintf(stderr, "usage: fake_gateway port=<n> secret=<s> [mode=normal|fail_first_n=N|"
-                        "bad_signature|replay|stale] [delay_ms=<n>]\n");
+                        "bad_signature|replay|stale|no_callback] [delay_ms=<n>]\n");
         return 2;
     }
     /* Blocked in every thread (they inherit the mask), taken by sigwait. */
@@ -407,6 +443,7 @@ int main(int argc, char **argv)
     if (http_server_create(&http, addr, NULL) != OMS_OK ||
         http_route(http, "POST", "/charges", false, h_charges, &g) != OMS_OK ||
         http_route(http, "GET", "/stats", false, h_stats, &g) != OMS_OK ||
+        http_route(http, "GET", "/charges/{}", false, h_charge_lookup, &g) != OMS_OK ||
         http_server_start(http) != OMS_OK)
         goto out;
     if (pthread_create(&sender, NULL, sender_main, &g) != 0)
