@@ -129,87 +129,109 @@ static oms_status apply_transitions(consumer_batch *b, transitions *t, const cha
     return s;
 }
 
-oms_status ingest_apply_stock_reserved(void *arg, consumer_batch *b)
+/* ---- events to transitions -------------------------------------------- */
+
+typedef enum target { TO_RESERVED, TO_PAID, TO_FAILED, TARGETS } target;
+
+/* The status each target moves an order to, and from which (a SQL list). */
+static const struct {
+    const char *to, *from;
+} TARGET_SQL[TARGETS] = {
+    [TO_RESERVED] = {"reserved", "'created'"},
+    [TO_PAID] = {"paid", "'created', 'reserved'"},
+    [TO_FAILED] = {"failed", "'created', 'reserved'"},
+};
+
+/* What one event asks of its order. */
+typedef struct wanted {
+    const char *order_id, *cause; /* borrowed from the event */
+    target to;
+    char reason[512];
+} wanted;
+
+/* Reads a decoded event into *w; false when the event is not valid. */
+typedef bool (*read_fn)(const ProtobufCMessage *msg, wanted *w);
+
+/* Decodes every message of the batch with d, rejects those read refuses
+ * (the reason names the type: invalid), and applies the transitions. */
+static oms_status apply_events(consumer_batch *b, const ProtobufCMessageDescriptor *d,
+                               read_fn read, const char *invalid)
 {
-    (void)arg; /* counters go through consumer_count */
-    transitions t;
+    transitions t[TARGETS];
     oms_status s = OMS_OK;
-    transitions_init(&t);
+    for (int k = 0; k < TARGETS; k++)
+        transitions_init(&t[k]);
     for (size_t i = 0; i < b->n && s == OMS_OK; i++) {
         oms_msg *m = &b->msgs[i];
         if (m->duplicate || m->rejected)
             continue;
-        Oms__V1__StockReserved *ev = oms__v1__stock_reserved__unpack(NULL, m->len, m->data);
-        if (ev == NULL || ev->meta == NULL || *ev->order_id == '\0') {
-            consumer_reject(b, i, "%s: not a valid oms.v1.StockReserved", m->subject);
-        } else {
-            s = transitions_add(&t, ev->order_id, "", ev->meta->event_id);
-        }
-        oms__v1__stock_reserved__free_unpacked(ev, NULL);
+        ProtobufCMessage *pm = protobuf_c_message_unpack(d, NULL, m->len, m->data);
+        wanted w = {.reason = ""};
+        if (pm == NULL || !read(pm, &w) || *w.order_id == '\0')
+            consumer_reject(b, i, "%s: not a valid %s", m->subject, invalid);
+        else
+            s = transitions_add(&t[w.to], w.order_id, w.reason, w.cause);
+        if (pm != NULL)
+            protobuf_c_message_free_unpacked(pm, NULL);
     }
-    if (s == OMS_OK)
-        s = apply_transitions(b, &t, "reserved", "'created'");
-    transitions_fini(&t);
+    for (int k = 0; k < TARGETS && s == OMS_OK; k++)
+        if (t[k].ids.count > 0)
+            s = apply_transitions(b, &t[k], TARGET_SQL[k].to, TARGET_SQL[k].from);
+    for (int k = 0; k < TARGETS; k++)
+        transitions_fini(&t[k]);
     return s;
+}
+
+static bool read_reserved(const ProtobufCMessage *msg, wanted *w)
+{
+    const Oms__V1__StockReserved *ev = (const Oms__V1__StockReserved *)msg;
+    if (ev->meta == NULL)
+        return false;
+    *w = (wanted){ev->order_id, ev->meta->event_id, TO_RESERVED, ""};
+    return true;
+}
+
+static bool read_rejected(const ProtobufCMessage *msg, wanted *w)
+{
+    const Oms__V1__StockRejected *ev = (const Oms__V1__StockRejected *)msg;
+    if (ev->meta == NULL)
+        return false;
+    *w = (wanted){ev->order_id, ev->meta->event_id, TO_FAILED, ""};
+    snprintf(w->reason, sizeof w->reason, "out of stock: %s", ev->reason);
+    return true;
+}
+
+static bool read_settled(const ProtobufCMessage *msg, wanted *w)
+{
+    const Oms__V1__PaymentSettled *ev = (const Oms__V1__PaymentSettled *)msg;
+    bool paid = ev->status == OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_SUCCEEDED;
+    if (ev->meta == NULL || (!paid && ev->status != OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_FAILED))
+        return false;
+    *w = (wanted){ev->order_id, ev->meta->event_id, paid ? TO_PAID : TO_FAILED, ""};
+    if (!paid)
+        snprintf(w->reason, sizeof w->reason, "payment failed: %s", ev->reason);
+    return true;
+}
+
+/* Counters go through consumer_count: the context is not needed. */
+
+oms_status ingest_apply_stock_reserved(void *arg, consumer_batch *b)
+{
+    (void)arg;
+    return apply_events(b, &oms__v1__stock_reserved__descriptor, read_reserved,
+                        "oms.v1.StockReserved");
 }
 
 oms_status ingest_apply_stock_rejected(void *arg, consumer_batch *b)
 {
-    (void)arg; /* counters go through consumer_count */
-    transitions t;
-    oms_status s = OMS_OK;
-    transitions_init(&t);
-    for (size_t i = 0; i < b->n && s == OMS_OK; i++) {
-        oms_msg *m = &b->msgs[i];
-        if (m->duplicate || m->rejected)
-            continue;
-        Oms__V1__StockRejected *ev = oms__v1__stock_rejected__unpack(NULL, m->len, m->data);
-        if (ev == NULL || ev->meta == NULL || *ev->order_id == '\0') {
-            consumer_reject(b, i, "%s: not a valid oms.v1.StockRejected", m->subject);
-        } else {
-            char reason[512];
-            snprintf(reason, sizeof reason, "out of stock: %s", ev->reason);
-            s = transitions_add(&t, ev->order_id, reason, ev->meta->event_id);
-        }
-        oms__v1__stock_rejected__free_unpacked(ev, NULL);
-    }
-    if (s == OMS_OK)
-        s = apply_transitions(b, &t, "failed", "'created', 'reserved'");
-    transitions_fini(&t);
-    return s;
+    (void)arg;
+    return apply_events(b, &oms__v1__stock_rejected__descriptor, read_rejected,
+                        "oms.v1.StockRejected");
 }
 
 oms_status ingest_apply_payment_settled(void *arg, consumer_batch *b)
 {
-    (void)arg; /* counters go through consumer_count */
-    transitions paid, failed;
-    oms_status s = OMS_OK;
-    transitions_init(&paid);
-    transitions_init(&failed);
-    for (size_t i = 0; i < b->n && s == OMS_OK; i++) {
-        oms_msg *m = &b->msgs[i];
-        if (m->duplicate || m->rejected)
-            continue;
-        Oms__V1__PaymentSettled *ev = oms__v1__payment_settled__unpack(NULL, m->len, m->data);
-        if (ev == NULL || ev->meta == NULL || *ev->order_id == '\0' ||
-            (ev->status != OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_SUCCEEDED &&
-             ev->status != OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_FAILED)) {
-            consumer_reject(b, i, "%s: not a valid oms.v1.PaymentSettled (status SUCCEEDED or FAILED)",
-                            m->subject);
-        } else if (ev->status == OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_SUCCEEDED) {
-            s = transitions_add(&paid, ev->order_id, "", ev->meta->event_id);
-        } else {
-            char reason[512];
-            snprintf(reason, sizeof reason, "payment failed: %s", ev->reason);
-            s = transitions_add(&failed, ev->order_id, reason, ev->meta->event_id);
-        }
-        oms__v1__payment_settled__free_unpacked(ev, NULL);
-    }
-    if (s == OMS_OK)
-        s = apply_transitions(b, &paid, "paid", "'created', 'reserved'");
-    if (s == OMS_OK)
-        s = apply_transitions(b, &failed, "failed", "'created', 'reserved'");
-    transitions_fini(&paid);
-    transitions_fini(&failed);
-    return s;
+    (void)arg;
+    return apply_events(b, &oms__v1__payment_settled__descriptor, read_settled,
+                        "oms.v1.PaymentSettled (status SUCCEEDED or FAILED)");
 }
