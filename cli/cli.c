@@ -240,3 +240,29 @@ out:
         fclose(f);
     return s;
 }
+
+int cli_parse_show(int argc, char **argv, const char *cmd, void (*help)(FILE *out),
+                   const char *arg_name, bool *json, const char **arg)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    *json = false;
+    *arg = NULL;
+    while ((opt = cli_getopt(argc, argv, "h", opts, cmd)) != -1) {
+        if (opt == 'h') {
+            help(stdout);
+            return -1;
+        }
+        if (opt == '?')
+            return CLI_EXIT_USAGE;
+        *json = true;
+    }
+    if (optind + 1 < argc)
+        return cli_usage_error(cmd, "one %s at a time, got \"%s\" too", arg_name, argv[optind + 1]);
+    *arg = optind < argc ? argv[optind] : NULL;
+    return CLI_EXIT_OK;
+}

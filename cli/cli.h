@@ -50,6 +50,13 @@ int cli_getopt(int argc, char *const argv[], const char *shortopts,
 
 /* Parses option `name`'s value as an integer in [min, max]. On error prints
  * which option, the value and the range, and returns OMS_EINVAL. */
+/* Parses the arguments of a show command: "[--json] [-h|--help] [ARG]".
+ * --help prints help(stdout) and returns -1; a bad option or a second ARG is
+ * a usage error (CLI_EXIT_USAGE, reported naming arg_name); otherwise
+ * CLI_EXIT_OK with *arg the argument or NULL when none was given. */
+int cli_parse_show(int argc, char **argv, const char *cmd, void (*help)(FILE *out),
+                   const char *arg_name, bool *json, const char **arg);
+
 oms_status cli_parse_int(const char *cmd, const char *name, const char *text, long long min,
                          long long max, long long *out);
 

@@ -42,27 +42,11 @@ static void print_help(FILE *out)
 
 static int parse_args(int argc, char **argv, show_args *a)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int opt;
-    *a = (show_args){0};
-    while ((opt = cli_getopt(argc, argv, "h", opts, CMD)) != -1) {
-        if (opt == 'h') {
-            print_help(stdout);
-            return -1;
-        }
-        if (opt == '?')
-            return CLI_EXIT_USAGE;
-        a->json = true;
-    }
-    if (optind >= argc)
+    int rc = cli_parse_show(argc, argv, CMD, print_help, "ORDER_ID", &a->json, &a->order_id);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    if (a->order_id == NULL)
         return cli_usage_error(CMD, "which order? give its ORDER_ID");
-    if (optind + 1 < argc)
-        return cli_usage_error(CMD, "one ORDER_ID at a time, got \"%s\" too", argv[optind + 1]);
-    a->order_id = argv[optind];
     if (*a->order_id == '\0' || strlen(a->order_id) > ORDER_FIELD_MAX)
         return cli_usage_error(CMD, "an order id has 1 to %d bytes, got %zu", ORDER_FIELD_MAX,
                                strlen(a->order_id));

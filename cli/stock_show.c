@@ -39,25 +39,9 @@ static void print_help(FILE *out)
 
 static int parse_args(int argc, char **argv, show_args *a)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int opt;
-    *a = (show_args){0};
-    while ((opt = cli_getopt(argc, argv, "h", opts, CMD)) != -1) {
-        if (opt == 'h') {
-            print_help(stdout);
-            return -1;
-        }
-        if (opt == '?')
-            return CLI_EXIT_USAGE;
-        a->json = true;
-    }
-    if (optind + 1 < argc)
-        return cli_usage_error(CMD, "one SKU at a time, got \"%s\" too", argv[optind + 1]);
-    a->sku = optind < argc ? argv[optind] : NULL;
+    int rc = cli_parse_show(argc, argv, CMD, print_help, "SKU", &a->json, &a->sku);
+    if (rc != CLI_EXIT_OK)
+        return rc;
     if (a->sku != NULL && (*a->sku == '\0' || strlen(a->sku) > SKU_MAX_BYTES))
         return cli_usage_error(CMD, "a SKU has 1 to %d bytes, got %zu", SKU_MAX_BYTES,
                                strlen(a->sku));
