@@ -30,12 +30,12 @@ bool notify_channel_parse(const char *name, size_t len, notify_channel *out)
     return false;
 }
 
-/* Parses "log,email" (spaces around names allowed); at least one channel. */
+/* Parses "log,email" (spaces around names allowed). An empty variable means
+ * the default, so at least one channel is always enabled. */
 static oms_status read_channels(notify_settings *cfg, char err[CONFIG_ERR_LEN])
 {
     const char *text = config_str("OMS_NOTIFY_CHANNELS", "log");
     const char *p = text;
-    int count = 0;
     while (*p != '\0') {
         const char *end = strchr(p, ',');
         size_t len = end ? (size_t)(end - p) : strlen(p);
@@ -52,18 +52,11 @@ static oms_status read_channels(notify_settings *cfg, char err[CONFIG_ERR_LEN])
                      text, (int)(len > 32 ? 32 : len), p);
             return OMS_EINVAL;
         }
-        count += !cfg->enabled[c];
         cfg->enabled[c] = true;
         p += len;
         p += strspn(p, " ");
         if (*p == ',')
             p++;
-    }
-    if (count == 0) {
-        snprintf(err, CONFIG_ERR_LEN,
-                 "OMS_NOTIFY_CHANNELS=\"%s\" is invalid: name at least one of log, email, webhook",
-                 text);
-        return OMS_EINVAL;
     }
     return OMS_OK;
 }

@@ -12,6 +12,7 @@
 #include "notify.h"
 
 #include "log.h"
+#include "money.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,16 +37,6 @@ typedef struct order_event {
     const char *refund_id;
     int64_t total_cents, refund_cents, refunded_total_cents, occurred_at_ms;
 } order_event;
-
-static bool currency_ok(const char *c)
-{
-    if (strlen(c) != 3)
-        return false;
-    for (int i = 0; i < 3; i++)
-        if (c[i] < 'A' || c[i] > 'Z')
-            return false;
-    return true;
-}
 
 /* The fields the three event types share (same names in each). */
 #define VIEW_COMMON(e, ev, m, default_status)                                         \
@@ -106,7 +97,7 @@ static const char *invalid_reason(const oms_msg *m, const ProtobufCMessage *pb,
         return "meta.event_id must be shorter than 128 bytes";
     if (e->total_cents < 0)
         return "total_cents must not be negative";
-    if (*e->currency != '\0' && !currency_ok(e->currency))
+    if (*e->currency != '\0' && !money_currency_valid(e->currency))
         return "currency must be an ISO 4217 code such as USD";
     if (strcmp(m->subject, "order.refunded") == 0 &&
         (e->refund_cents < 0 || e->refunded_total_cents < 0))

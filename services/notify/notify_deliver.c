@@ -10,6 +10,7 @@
  */
 #include "notify.h"
 
+#include "curlrun.h"
 #include "hmac.h"
 #include "log.h"
 
@@ -173,8 +174,9 @@ static void deliver_log(notify_msg *n)
     n->result = NOTIFY_SENT;
 }
 
-static void record_answer(transfer *t, CURLcode rc)
+static void record_answer(void *priv, CURLcode rc)
 {
+    transfer *t = priv;
     notify_msg *n = t->msg;
     long code = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
@@ -190,27 +192,6 @@ static void record_answer(transfer *t, CURLcode rc)
             snprintf(n->error, sizeof n->error, "webhook: %s", detail);
         else if (n->result != NOTIFY_SENT)
             snprintf(n->error, sizeof n->error, "webhook answered HTTP %ld", code);
-    }
-}
-
-/* Runs every added transfer to completion (each bounded by its timeout). */
-static void perform_all(CURLM *multi)
-{
-    int running = 0;
-    do {
-        if (curl_multi_perform(multi, &running) != CURLM_OK)
-            break;
-        if (running > 0 && curl_multi_poll(multi, NULL, 0, POLL_MS, NULL) != CURLM_OK)
-            break;
-    } while (running > 0);
-    CURLMsg *msg;
-    int left = 0;
-    while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
-        transfer *t = NULL;
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-        record_answer(t, msg->data.result);
     }
 }
 
@@ -258,7 +239,7 @@ oms_status notify_deliver(const notify_settings *cfg, notify_msg *msgs, size_t n
             goto out;
         }
     }
-    perform_all(multi);
+    curlrun_perform(multi, POLL_MS, record_answer);
 out:
     for (size_t i = 0; ts != NULL && i < n; i++) {
         if (multi != NULL && ts[i].easy != NULL)

@@ -19,17 +19,15 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "pgworker.h"
 
 #include <curl/curl.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define IDLE_POLL_MS 200
 #define LEASE_MARGIN_MS 5000
-#define RECONNECT_MAX_MS 5000
 #define RECORD_RETRY_MS 250
 #define BACKLOG_EVERY_MS 1000
 
@@ -37,8 +35,7 @@ static const double LATENCY_BUCKETS[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1,   2.5,  
                                          30,   60,   120, 300,  600, 1800, 3600, 21600};
 
 struct notify_sender {
-    pthread_t thread;
-    atomic_int stop;
+    pgworker *worker;
     notify_ctx *ctx;
     int64_t backlog_at_ms; /* when the pending gauge was last refreshed */
 };
@@ -257,7 +254,7 @@ out:
 static void refresh_backlog(notify_sender *sd, PGconn *conn)
 {
     PGresult *res = NULL;
-    if (oms_mono_ms() - sd->backlog_at_ms < BACKLOG_EVERY_MS)
+    if (conn == NULL || oms_mono_ms() - sd->backlog_at_ms < BACKLOG_EVERY_MS)
         return;
     sd->backlog_at_ms = oms_mono_ms();
     if (pg_query(conn, "notification backlog",
@@ -268,38 +265,16 @@ static void refresh_backlog(notify_sender *sd, PGconn *conn)
     PQclear(res);
 }
 
-static void *sender_main(void *arg)
+static oms_status sender_round(void *arg, PGconn **conn, bool *more)
 {
     notify_sender *sd = arg;
-    const atomic_int *stop = &sd->stop;
-    PGconn *conn = NULL;
-    int64_t backoff_ms = 100;
-    while (!atomic_load(stop)) {
-        if (!pg_ok(conn)) {
-            PQfinish(conn);
-            conn = NULL;
-            if (pg_connect(&conn, sd->ctx->dsn, NOTIFY_PRODUCER, "notify-sender") != OMS_OK) {
-                oms_sleep_ms(backoff_ms, stop);
-                backoff_ms = backoff_ms < RECONNECT_MAX_MS ? backoff_ms * 2 : RECONNECT_MAX_MS;
-                continue;
-            }
-        }
-        int claimed = 0;
-        oms_status s = notify_send_due(sd->ctx, &conn, &claimed);
-        if (s != OMS_OK) {
-            backoff_ms = backoff_ms < RECONNECT_MAX_MS ? backoff_ms * 2 : RECONNECT_MAX_MS;
-            oms_sleep_ms(backoff_ms, stop);
-            continue;
-        }
-        backoff_ms = 100;
-        if (conn != NULL)
-            refresh_backlog(sd, conn);
-        /* A full group suggests more are due: go on at once. */
-        if (claimed < NOTIFY_CLAIM_MAX)
-            oms_sleep_ms(IDLE_POLL_MS, stop);
-    }
-    PQfinish(conn);
-    return NULL;
+    int claimed = 0;
+    oms_status s = notify_send_due(sd->ctx, conn, &claimed);
+    if (s == OMS_OK)
+        refresh_backlog(sd, *conn);
+    /* A full group suggests more are due: go on at once. */
+    *more = claimed == NOTIFY_CLAIM_MAX;
+    return s;
 }
 
 oms_status notify_sender_start(notify_ctx *ctx)
@@ -314,13 +289,13 @@ oms_status notify_sender_start(notify_ctx *ctx)
     }
     sd->ctx = ctx;
     sd->backlog_at_ms = oms_mono_ms() - BACKLOG_EVERY_MS;
-    ctx->sender = sd;
-    if (pthread_create(&sd->thread, NULL, sender_main, sd) != 0) {
-        ctx->sender = NULL;
+    if (pgworker_start(&sd->worker, ctx->dsn, NOTIFY_PRODUCER, "notify-sender", IDLE_POLL_MS,
+                       sender_round, sd) != OMS_OK) {
         free(sd);
         curl_global_cleanup();
         return OMS_ENOMEM;
     }
+    ctx->sender = sd;
     return OMS_OK;
 }
 
@@ -330,8 +305,7 @@ void notify_sender_stop(notify_ctx *ctx)
     if (sd == NULL)
         return;
     /* A group in flight finishes (bounded by the timeout) and is recorded. */
-    atomic_store(&sd->stop, 1);
-    pthread_join(sd->thread, NULL);
+    pgworker_stop(sd->worker);
     free(sd);
     ctx->sender = NULL;
     curl_global_cleanup();
