@@ -45,6 +45,13 @@ const char *notify_channel_name(notify_channel c);
 /* Parses a channel name; false when unknown. */
 bool notify_channel_parse(const char *name, size_t len, notify_channel *out);
 
+/* STARTTLS on an smtp:// URL (smtps:// is TLS from the start). */
+typedef enum notify_smtp_tls {
+    NOTIFY_TLS_AUTO = 0, /* when the server offers it */
+    NOTIFY_TLS_REQUIRE,  /* refuse to send without it */
+    NOTIFY_TLS_OFF,      /* never */
+} notify_smtp_tls;
+
 /* The notify settings, read once at start. Strings point into the
  * environment or static defaults. */
 typedef struct notify_settings {
@@ -53,6 +60,7 @@ typedef struct notify_settings {
     const char *smtp_from;           /* OMS_SMTP_FROM, needed by email */
     const char *smtp_user;           /* OMS_SMTP_USER, optional */
     const char *smtp_password;       /* OMS_SMTP_PASSWORD, optional */
+    notify_smtp_tls smtp_tls;        /* OMS_SMTP_TLS: auto (default), require, off */
     const char *webhook_url;         /* OMS_WEBHOOK_URL, needed by webhook */
     const char *webhook_secret;      /* OMS_WEBHOOK_SECRET, needed by webhook */
     int max_attempts;                /* OMS_NOTIFY_MAX_ATTEMPTS, default 6 */

@@ -102,6 +102,18 @@ static oms_status read_email(notify_settings *cfg, char err[CONFIG_ERR_LEN])
     cfg->smtp_from = config_str("OMS_SMTP_FROM", NULL);
     cfg->smtp_user = config_str("OMS_SMTP_USER", NULL);
     cfg->smtp_password = config_str("OMS_SMTP_PASSWORD", NULL);
+    const char *tls = config_str("OMS_SMTP_TLS", "auto");
+    if (strcmp(tls, "auto") == 0)
+        cfg->smtp_tls = NOTIFY_TLS_AUTO;
+    else if (strcmp(tls, "require") == 0)
+        cfg->smtp_tls = NOTIFY_TLS_REQUIRE;
+    else if (strcmp(tls, "off") == 0)
+        cfg->smtp_tls = NOTIFY_TLS_OFF;
+    else {
+        snprintf(err, CONFIG_ERR_LEN,
+                 "OMS_SMTP_TLS=\"%.32s\" is invalid: expected auto, require or off", tls);
+        return OMS_EINVAL;
+    }
     if (!cfg->enabled[NOTIFY_EMAIL])
         return OMS_OK;
     if (!has_prefix(cfg->smtp_url, "smtp://") && !has_prefix(cfg->smtp_url, "smtps://")) {

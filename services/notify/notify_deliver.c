@@ -115,6 +115,11 @@ static oms_status email_init(transfer *t, const notify_settings *cfg)
     curl_easy_setopt(e, CURLOPT_READFUNCTION, read_payload);
     curl_easy_setopt(e, CURLOPT_READDATA, t);
     curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->payload_len);
+    /* A server's own certificate is verified whenever TLS is used. */
+    curl_easy_setopt(e, CURLOPT_USE_SSL,
+                     cfg->smtp_tls == NOTIFY_TLS_REQUIRE ? (long)CURLUSESSL_ALL
+                     : cfg->smtp_tls == NOTIFY_TLS_OFF   ? (long)CURLUSESSL_NONE
+                                                         : (long)CURLUSESSL_TRY);
     if (cfg->smtp_user != NULL) {
         curl_easy_setopt(e, CURLOPT_USERNAME, cfg->smtp_user);
         curl_easy_setopt(e, CURLOPT_PASSWORD, cfg->smtp_password ? cfg->smtp_password : "");

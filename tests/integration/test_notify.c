@@ -13,15 +13,12 @@
 #include "oms_events.pb-c.h"
 #include "outbox.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,65 +50,13 @@ static char mail_dir[64];
 
 /* ---- peers ------------------------------------------------------------ */
 
-static bool port_open(int port)
-{
-    struct sockaddr_in addr;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-/* Starts a peer with its arguments, logging to <build>/Testing/<name>.log,
- * and waits until it listens on port. */
-static pid_t peer_start(const char *path, const char *name, int port, const char *a1,
-                        const char *a2, const char *a3)
-{
-    char log[1024];
-    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
-    snprintf(log, sizeof log, "%s/Testing/%s-%d.log", bin ? bin : ".", name, port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        FILE *f = freopen(log, "a", stderr);
-        (void)f;
-        execl(path, path, a1, a2, a3, (char *)NULL);
-        fprintf(stderr, "cannot exec %s\n", path);
-        _exit(127);
-    }
-    for (int i = 0; i < 200; i++) {
-        if (port_open(port))
-            return pid;
-        assert_int_equal(waitpid(pid, NULL, WNOHANG), 0);
-        usleep(50000);
-    }
-    fail_msg("%s not listening on port %d", name, port);
-    return -1;
-}
-
-/* SIGTERM and a clean exit. */
-static void peer_stop(pid_t *pid)
-{
-    int status = 0;
-    kill(*pid, SIGTERM);
-    assert_int_equal(waitpid(*pid, &status, 0), *pid);
-    *pid = 0;
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-}
-
 static void webhook_start(const char *mode)
 {
     char port[32], mode_arg[32];
     snprintf(port, sizeof port, "port=%d", WEBHOOK_PORT);
     snprintf(mode_arg, sizeof mode_arg, "mode=%s", mode);
-    webhook_pid =
-        peer_start(OMS_WEBHOOK_SINK, "webhook_sink", WEBHOOK_PORT, port, "secret=" SECRET, mode_arg);
+    const char *args[] = {port, "secret=" SECRET, mode_arg, NULL};
+    webhook_pid = testenv_peer_start(OMS_WEBHOOK_SINK, "webhook_sink", WEBHOOK_PORT, args);
 }
 
 static void smtp_start(const char *mode)
@@ -122,7 +67,8 @@ static void smtp_start(const char *mode)
     snprintf(port, sizeof port, "port=%d", SMTP_PORT);
     snprintf(dir, sizeof dir, "dir=%s", mail_dir);
     snprintf(mode_arg, sizeof mode_arg, "mode=%s", mode);
-    smtp_pid = peer_start(OMS_SMTP_SINK, "smtp_sink", SMTP_PORT, port, dir, mode_arg);
+    const char *args[] = {port, dir, mode_arg, NULL};
+    smtp_pid = testenv_peer_start(OMS_SMTP_SINK, "smtp_sink", SMTP_PORT, args);
 }
 
 static void mail_dir_remove(void)
@@ -145,13 +91,8 @@ static void mail_dir_remove(void)
 
 static int teardown(void **state)
 {
-    pid_t *peers[] = {&smtp_pid, &webhook_pid};
-    for (size_t i = 0; i < 2; i++)
-        if (*peers[i] > 0) {
-            kill(*peers[i], SIGKILL);
-            waitpid(*peers[i], NULL, 0);
-            *peers[i] = 0;
-        }
+    testenv_peer_kill(&smtp_pid);
+    testenv_peer_kill(&webhook_pid);
     if (mail_dir[0] != '\0')
         mail_dir_remove();
     return testenv_cleanup(state);
@@ -161,12 +102,7 @@ static int teardown(void **state)
 
 static json_t *webhook_stats(void)
 {
-    char *body = NULL;
-    assert_int_equal(testenv_http("GET", WEBHOOK_PORT, "/stats", NULL, &body), 200);
-    json_t *stats = json_loads(body, 0, NULL);
-    free(body);
-    assert_non_null(stats);
-    return stats;
+    return testenv_http_json(WEBHOOK_PORT, "/stats");
 }
 
 static long stat_long(json_t *stats, const char *key)
@@ -364,7 +300,7 @@ static void republish_paid(js_conn *js, const order *o, const char *event_id)
     free(buf);
 }
 
-/* n paid orders <prefix>-<i>, each with an email; ids written to ids. */
+/* n paid orders <prefix>-<nnn>, each with its own email address. */
 static void publish_paid_orders(js_conn *js, const char *prefix, int n)
 {
     for (int i = 1; i <= n; i++) {
@@ -546,8 +482,8 @@ static void test_each_event_notifies_once_per_channel(void **state)
         metric("oms_notification_delivery_seconds_count{channel=\"webhook\"}"), events);
 
     testenv_service_stop(notify);
-    peer_stop(&webhook_pid);
-    peer_stop(&smtp_pid);
+    testenv_peer_stop(&webhook_pid);
+    testenv_peer_stop(&smtp_pid);
     PQfinish(pg);
     js_conn_destroy(js);
 }
@@ -584,7 +520,7 @@ static void test_webhook_outage_then_recovery(void **state)
     assert_int_equal(count_rows(pg, "sent_at IS NOT NULL AND last_error = ''"), 12);
 
     testenv_service_stop(notify);
-    peer_stop(&webhook_pid);
+    testenv_peer_stop(&webhook_pid);
     PQfinish(pg);
     js_conn_destroy(js);
 }
@@ -623,7 +559,7 @@ static void test_failing_peers_dead_then_retry(void **state)
     char *text = NULL;
     assert_int_equal(omsctl("notifications retry", &text), 2);
     free(text);
-    peer_stop(&webhook_pid);
+    testenv_peer_stop(&webhook_pid);
     webhook_start("ok");
     assert_int_equal(omsctl("notifications retry --dead", &text), 0);
     assert_contains(text, "4 dead notifications re-queued");
@@ -637,8 +573,8 @@ static void test_failing_peers_dead_then_retry(void **state)
     json_decref(stats);
 
     testenv_service_stop(notify);
-    peer_stop(&webhook_pid);
-    peer_stop(&smtp_pid);
+    testenv_peer_stop(&webhook_pid);
+    testenv_peer_stop(&smtp_pid);
     PQfinish(pg);
     js_conn_destroy(js);
 }
@@ -686,8 +622,8 @@ static void test_kill9_mid_delivery(void **state)
     assert_true(mails >= (size_t)events && mails <= (size_t)events + 16);
 
     testenv_service_stop(notify);
-    peer_stop(&webhook_pid);
-    peer_stop(&smtp_pid);
+    testenv_peer_stop(&webhook_pid);
+    testenv_peer_stop(&smtp_pid);
     PQfinish(pg);
     js_conn_destroy(js);
 }

@@ -14,7 +14,7 @@ static const char *const VARS[] = {
     "OMS_NOTIFY_CHANNELS",      "OMS_NOTIFY_MAX_ATTEMPTS",      "OMS_NOTIFY_RETRY_BASE_MS",
     "OMS_NOTIFY_RETRY_MAX_MS",  "OMS_NOTIFY_TIMEOUT_MS",        "OMS_NOTIFY_CONNECT_TIMEOUT_MS",
     "OMS_SMTP_URL",             "OMS_SMTP_FROM",                "OMS_SMTP_USER",
-    "OMS_SMTP_PASSWORD",        "OMS_WEBHOOK_URL",              "OMS_WEBHOOK_SECRET",
+    "OMS_SMTP_PASSWORD",        "OMS_WEBHOOK_URL",              "OMS_WEBHOOK_SECRET",           "OMS_SMTP_TLS",
     NULL};
 
 static int clear_env(void **state)
@@ -49,6 +49,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.retry_max_ms, 3600000);
     assert_int_equal(cfg.timeout_ms, 10000);
     assert_int_equal(cfg.connect_timeout_ms, 3000);
+    assert_int_equal(cfg.smtp_tls, NOTIFY_TLS_AUTO);
 }
 
 static void test_every_channel(void **state)
@@ -66,6 +67,11 @@ static void test_every_channel(void **state)
                 cfg.enabled[NOTIFY_WEBHOOK]);
     assert_string_equal(cfg.smtp_url, "smtp://127.0.0.1:1025");
     assert_string_equal(cfg.webhook_secret, "0123456789abcdef");
+    setenv("OMS_SMTP_TLS", "require", 1);
+    assert_int_equal(notify_config(&cfg, err), OMS_OK);
+    assert_int_equal(cfg.smtp_tls, NOTIFY_TLS_REQUIRE);
+    setenv("OMS_SMTP_TLS", "starttls", 1);
+    refused("OMS_SMTP_TLS=\"starttls\" is invalid: expected auto, require or off");
 }
 
 static void test_refused(void **state)
