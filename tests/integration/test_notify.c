@@ -217,19 +217,25 @@ typedef struct order {
     int64_t total_cents;
 } order;
 
+/* The fields the three order events share, from o. */
+#define ORDER_FIELDS(ev, o, customer, st)                                                   \
+    do {                                                                                   \
+        (ev).order_id = (char *)(o)->id;                                                   \
+        (ev).customer_id = (customer);                                                     \
+        (ev).customer_email = (char *)(o)->email;                                          \
+        (ev).customer_name = (char *)(o)->name;                                            \
+        (ev).status = (char *)(st);                                                        \
+        (ev).total_cents = (o)->total_cents;                                               \
+        (ev).currency = "USD";                                                             \
+    } while (0)
+
 static void publish_paid(js_conn *js, const order *o, char event_id[37])
 {
     Oms__V1__OrderPaid ev = OMS__V1__ORDER_PAID__INIT;
     Oms__V1__EventMeta meta;
     outbox_meta_init(&meta, event_id, "ingest", o->id, "");
     ev.meta = &meta;
-    ev.order_id = (char *)o->id;
-    ev.customer_id = "C-7";
-    ev.customer_email = (char *)o->email;
-    ev.customer_name = (char *)o->name;
-    ev.status = "paid";
-    ev.total_cents = o->total_cents;
-    ev.currency = "USD";
+    ORDER_FIELDS(ev, o, "C-7", "paid");
     testenv_publish_event(js, "order.paid", event_id, &ev.base);
 }
 
@@ -240,13 +246,7 @@ static void publish_failed(js_conn *js, const order *o, const char *reason)
     Oms__V1__EventMeta meta;
     outbox_meta_init(&meta, event_id, "ingest", o->id, "");
     ev.meta = &meta;
-    ev.order_id = (char *)o->id;
-    ev.customer_id = "C-8";
-    ev.customer_email = (char *)o->email;
-    ev.customer_name = (char *)o->name;
-    ev.status = "failed";
-    ev.total_cents = o->total_cents;
-    ev.currency = "USD";
+    ORDER_FIELDS(ev, o, "C-8", "failed");
     ev.reason = (char *)reason;
     testenv_publish_event(js, "order.failed", event_id, &ev.base);
 }
@@ -259,13 +259,7 @@ static void publish_refunded(js_conn *js, const order *o, int64_t refund_cents,
     Oms__V1__EventMeta meta;
     outbox_meta_init(&meta, event_id, "ingest", o->id, "");
     ev.meta = &meta;
-    ev.order_id = (char *)o->id;
-    ev.customer_id = "C-9";
-    ev.customer_email = (char *)o->email;
-    ev.customer_name = (char *)o->name;
-    ev.status = (char *)status;
-    ev.total_cents = o->total_cents;
-    ev.currency = "USD";
+    ORDER_FIELDS(ev, o, "C-9", status);
     ev.refund_id = "RF-1";
     ev.amount_cents = refund_cents;
     ev.refunded_total_cents = refunded_total_cents;
@@ -284,13 +278,7 @@ static void republish_paid(js_conn *js, const order *o, const char *event_id)
     meta.producer = "ingest";
     meta.occurred_at_ms = oms_now_ms();
     ev.meta = &meta;
-    ev.order_id = (char *)o->id;
-    ev.customer_id = "C-7";
-    ev.customer_email = (char *)o->email;
-    ev.customer_name = (char *)o->name;
-    ev.status = "paid";
-    ev.total_cents = o->total_cents;
-    ev.currency = "USD";
+    ORDER_FIELDS(ev, o, "C-7", "paid");
     size_t len = oms__v1__order_paid__get_packed_size(&ev);
     uint8_t *buf = malloc(len);
     oms__v1__order_paid__pack(&ev, buf);
@@ -332,17 +320,9 @@ static long wait_rows(PGconn *pg, const char *where, long want, int timeout_ms)
     return got;
 }
 
-/* The value of one metric series, from GET /metrics; -1 when absent. */
 static double metric(const char *series)
 {
-    char *body = NULL;
-    double v = -1;
-    assert_int_equal(testenv_http("GET", PORT, "/metrics", NULL, &body), 200);
-    for (char *line = strtok(body, "\n"); line != NULL; line = strtok(NULL, "\n"))
-        if (strncmp(line, series, strlen(series)) == 0 && line[strlen(series)] == ' ')
-            v = atof(line + strlen(series) + 1);
-    free(body);
-    return v;
+    return testenv_metric(PORT, series);
 }
 
 /* Runs omsctl with args against this test's notify; returns its exit

@@ -176,17 +176,9 @@ static void wait_settled_count(js_conn *js, long want)
     assert_int_equal(n, want);
 }
 
-/* The value of one metric series, from GET /metrics; -1 when absent. */
 static double metric(const char *series)
 {
-    char *body = NULL;
-    double v = -1;
-    assert_int_equal(testenv_http("GET", PORT, "/metrics", NULL, &body), 200);
-    for (char *line = strtok(body, "\n"); line != NULL; line = strtok(NULL, "\n"))
-        if (strncmp(line, series, strlen(series)) == 0 && line[strlen(series)] == ' ')
-            v = atof(line + strlen(series) + 1);
-    free(body);
-    return v;
+    return testenv_metric(PORT, series);
 }
 
 /* ---- posting callbacks ------------------------------------------------ */

@@ -429,3 +429,17 @@ json_t *testenv_http_json(int port, const char *path)
     assert_non_null(json);
     return json;
 }
+
+double testenv_metric(int port, const char *series)
+{
+    char *body = NULL, *save = NULL;
+    double v = -1;
+    size_t len = strlen(series);
+    assert_int_equal(testenv_http("GET", port, "/metrics", NULL, &body), 200);
+    for (char *line = strtok_r(body, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save))
+        if (strncmp(line, series, len) == 0 && line[len] == ' ')
+            v = atof(line + len + 1);
+    free(body);
+    return v;
+}

@@ -115,4 +115,8 @@ void testenv_peer_kill(pid_t *pid);
  * (caller decrefs). */
 struct json_t *testenv_http_json(int port, const char *path);
 
+/* The value of one series ("name{labels}") from GET /metrics on
+ * 127.0.0.1:port; -1 when absent. */
+double testenv_metric(int port, const char *series);
+
 #endif
