@@ -22,7 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define PORT 19084
+#define PORT 19580
 #define WEBHOOK_PORT 19585
 #define SMTP_PORT 19586
 #define SECRET "whsec_notify_integration_0123"
@@ -50,13 +50,19 @@ static char mail_dir[64];
 
 /* ---- peers ------------------------------------------------------------ */
 
-static void webhook_start(const char *mode)
+static void webhook_start_slow(const char *mode, int delay_ms)
 {
-    char port[32], mode_arg[32];
+    char port[32], mode_arg[32], delay[32];
     snprintf(port, sizeof port, "port=%d", WEBHOOK_PORT);
     snprintf(mode_arg, sizeof mode_arg, "mode=%s", mode);
-    const char *args[] = {port, "secret=" SECRET, mode_arg, NULL};
+    snprintf(delay, sizeof delay, "delay_ms=%d", delay_ms);
+    const char *args[] = {port, "secret=" SECRET, mode_arg, delay, NULL};
     webhook_pid = testenv_peer_start(OMS_WEBHOOK_SINK, "webhook_sink", WEBHOOK_PORT, args);
+}
+
+static void webhook_start(const char *mode)
+{
+    webhook_start_slow(mode, 0);
 }
 
 static void smtp_start(const char *mode)
@@ -608,6 +614,70 @@ static void test_kill9_mid_delivery(void **state)
     js_conn_destroy(js);
 }
 
+/* A receiver that answers after the delivery timeout: attempts end in a
+ * timeout and are retried, while consumption goes on at full speed (every
+ * event is recorded long before a single delivery could succeed). */
+static void test_slow_receiver_times_out_without_blocking(void **state)
+{
+    (void)state;
+    static const char *const env[] = {"OMS_NOTIFY_CHANNELS=webhook", WEBHOOK_ENV,
+                                      "OMS_NOTIFY_TIMEOUT_MS=400",
+                                      "OMS_NOTIFY_CONNECT_TIMEOUT_MS=200",
+                                      "OMS_NOTIFY_RETRY_BASE_MS=60000", NULL};
+    testenv_reset(SCHEMAS);
+    webhook_start_slow("ok", 3000);
+    pid_t notify = testenv_service_start("notify", PORT, env);
+    js_conn *js = testenv_js();
+    PGconn *pg = testenv_pg();
+    int64_t start = oms_mono_ms();
+    publish_paid_orders(js, "ORD-SLOW", 200);
+    wait_rows(pg, "true", 200, 5000);
+    fprintf(stderr, "200 events recorded in %lld ms with a receiver taking 3 s\n",
+            (long long)(oms_mono_ms() - start));
+    /* The first group timed out (the error says so) and waits its backoff. */
+    wait_rows(pg, "state = 'pending' AND attempts = 1 AND last_error LIKE '%timed out%'", 16,
+              5000);
+    assert_int_equal(count_rows(pg, "state = 'sent'"), 0);
+    testenv_service_stop(notify);
+    testenv_peer_stop(&webhook_pid);
+    PQfinish(pg);
+    js_conn_destroy(js);
+}
+
+/* Two notify processes on the same database share the work and never
+ * deliver the same notification twice. */
+static void test_two_replicas_send_each_once(void **state)
+{
+    (void)state;
+    static const char *const env[] = {"OMS_NOTIFY_CHANNELS=webhook", WEBHOOK_ENV, FAST_RETRY,
+                                      FAST_TIMEOUT, NULL};
+    const long events = 300;
+    testenv_reset(SCHEMAS);
+    webhook_start("ok");
+    pid_t a = testenv_service_start("notify", PORT, env);
+    pid_t b = testenv_service_start("notify", PORT + 1, env);
+    js_conn *js = testenv_js();
+    PGconn *pg = testenv_pg();
+    publish_paid_orders(js, "ORD-R", (int)events);
+    wait_rows(pg, "state = 'sent' AND attempts = 1", events, 30000);
+    usleep(500000);
+    json_t *stats = webhook_stats();
+    size_t distinct = 0;
+    assert_int_equal(webhook_received(stats, &distinct), events);
+    assert_int_equal(distinct, events);
+    json_decref(stats);
+    double sent_a = metric("oms_notifications_total{channel=\"webhook\",state=\"sent\"}");
+    double sent_b =
+        testenv_metric(PORT + 1, "oms_notifications_total{channel=\"webhook\",state=\"sent\"}");
+    fprintf(stderr, "replica a sent %.0f, replica b %.0f\n", sent_a, sent_b);
+    assert_int_equal((long)(sent_a + sent_b), events);
+    testenv_service_stop(a);
+    testenv_service_stop(b);
+    testenv_peer_stop(&webhook_pid);
+    PQfinish(pg);
+    js_conn_destroy(js);
+}
+
 /* Runs oms-notify with env and expects exit status 2 with want on stderr. */
 static void config_refused(const char *const *env, const char *want)
 {
@@ -663,6 +733,8 @@ int main(void)
         cmocka_unit_test_teardown(test_each_event_notifies_once_per_channel, teardown),
         cmocka_unit_test_teardown(test_webhook_outage_then_recovery, teardown),
         cmocka_unit_test_teardown(test_failing_peers_dead_then_retry, teardown),
+        cmocka_unit_test_teardown(test_slow_receiver_times_out_without_blocking, teardown),
+        cmocka_unit_test_teardown(test_two_replicas_send_each_once, teardown),
         cmocka_unit_test_teardown(test_kill9_mid_delivery, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,11 +3,12 @@
  * real HTTP server (lib/http.h) that checks each request's Oms-Signature
  * (lib/hmac.h) the way a subscriber would, and keeps what it received.
  *
- *   webhook_sink port=<n> secret=<webhook secret> [mode=ok|fail]
+ *   webhook_sink port=<n> secret=<webhook secret> [mode=ok|fail] [delay_ms=<n>]
  *
  * POST /hook: a bad or missing signature answers 401 (counted); mode=fail
  * answers 500 to every request (counted); otherwise the notification is kept
- * and answered 200.
+ * and answered 200. delay_ms holds every answer that long (a slow receiver;
+ * what arrives is kept when it arrives, answered or not).
  *
  * GET /stats answers what it saw, for the tests to assert on:
  *   {"posts": n, "bad_signatures": n, "failed": n,
@@ -26,6 +27,7 @@
 typedef struct receiver {
     const char *secret;
     bool fail;
+    long delay_ms;
     pthread_mutex_t lock;
     json_t *received;
     long posts, bad_signatures, failed;
@@ -51,6 +53,8 @@ static void h_hook(void *ctx, const http_request *req, http_response *resp)
     pthread_mutex_unlock(&r->lock);
     fprintf(stderr, "webhook_sink: %s %s\n", key ? key : "-",
             v != HMAC_VALID ? hmac_result_text(v) : r->fail ? "failed (mode=fail)" : "kept");
+    if (r->delay_ms > 0)
+        oms_sleep_ms(r->delay_ms, NULL);
     if (v != HMAC_VALID)
         http_respond_error(resp, 401, "%s", hmac_result_text(v));
     else if (r->fail)
@@ -90,13 +94,15 @@ int main(int argc, char **argv)
             port = strtol(argv[i] + 5, NULL, 10);
         else if (strncmp(argv[i], "secret=", 7) == 0)
             r.secret = argv[i] + 7;
+        else if (strncmp(argv[i], "delay_ms=", 9) == 0)
+            r.delay_ms = strtol(argv[i] + 9, NULL, 10);
         else if (strcmp(argv[i], "mode=fail") == 0)
             r.fail = true;
         else if (strcmp(argv[i], "mode=ok") != 0)
             port = 0;
     }
-    if (port <= 0 || port > 65535 || r.secret == NULL) {
-        fprintf(stderr, "usage: webhook_sink port=<n> secret=<s> [mode=ok|fail]\n");
+    if (port <= 0 || port > 65535 || r.secret == NULL || r.delay_ms < 0) {
+        fprintf(stderr, "usage: webhook_sink port=<n> secret=<s> [mode=ok|fail] [delay_ms=<n>]\n");
         return 2;
     }
     snprintf(addr, sizeof addr, "127.0.0.1:%ld", port);
