@@ -22,10 +22,11 @@
 #include "consumer.h"
 #include "service.h"
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #define NOTIFY_PRODUCER "notify"
-#define NOTIFY_CLAIM_MAX 16        /* notifications the sender delivers at once */
+#define NOTIFY_CLAIM_MAX 32        /* notifications the sender delivers at once */
 #define NOTIFY_ERROR_LEN 512       /* bytes of a delivery error kept */
 #define NOTIFY_ID_MAX 256          /* bytes of an order or customer id */
 #define NOTIFY_EMAIL_MAX 254       /* bytes of an address (RFC 5321 path limit) */
@@ -150,10 +151,13 @@ void notify_decide(const notify_msg *n, const notify_settings *cfg, notify_outco
 
 /* ---- delivering (notify_deliver.c, libcurl) ---- */
 
-/* Delivers every notification (log at once; email and webhook in parallel,
- * each bounded by the configured timeouts) and sets result and error on each.
- * OMS_ENOMEM when the transfers cannot be set up (no result is meaningful). */
-oms_status notify_deliver(const notify_settings *cfg, notify_msg *msgs, size_t n);
+/* Delivers every notification (log at once; email and webhook in parallel on
+ * multi, each bounded by the configured timeouts) and sets result and error
+ * on each. multi is borrowed and kept from group to group, so its connection
+ * cache lets SMTP sessions and HTTP keep-alive connections serve the next
+ * group. OMS_ENOMEM when the transfers cannot be set up (no result is
+ * meaningful). */
+oms_status notify_deliver(const notify_settings *cfg, CURLM *multi, notify_msg *msgs, size_t n);
 
 /* Classifies an SMTP transfer: curl_ok false and reply the last SMTP reply
  * code (0 when none). */

@@ -2,7 +2,9 @@
  * notify_deliver.c - delivering a claimed group of notifications: the log
  * channel at once, email (SMTP) and webhooks (HTTP POST) in parallel through
  * one curl multi handle, so a slow peer costs one timeout per group, not
- * per notification. The only file of the service that calls libcurl.
+ * per notification; the multi handle outlives the group, so the next group
+ * reuses its SMTP sessions and keep-alive connections. The only file of the
+ * service that sends through libcurl.
  *
  * Every delivery names its event: webhooks carry Idempotency-Key: <event_id>
  * and emails Message-ID: <event_id@oms.notify>, so a receiver can drop the
@@ -21,6 +23,7 @@
 
 #define POLL_MS 100
 #define USER_AGENT "oms-notify/1"
+#define KEEP_CONNECTION_S 60 /* an idle connection older than this is not reused */
 
 typedef struct transfer {
     notify_msg *msg;
@@ -91,6 +94,7 @@ static void common_options(CURL *e, const notify_settings *cfg, transfer *t)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, (long)KEEP_CONNECTION_S);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
 }
@@ -227,12 +231,11 @@ static oms_status prepare(transfer *t, const notify_settings *cfg, notify_msg *n
     return s;
 }
 
-oms_status notify_deliver(const notify_settings *cfg, notify_msg *msgs, size_t n)
+oms_status notify_deliver(const notify_settings *cfg, CURLM *multi, notify_msg *msgs, size_t n)
 {
     oms_status s = OMS_OK;
     transfer *ts = calloc(n ? n : 1, sizeof *ts);
-    CURLM *multi = curl_multi_init();
-    if (ts == NULL || multi == NULL) {
+    if (ts == NULL) {
         s = OMS_ENOMEM;
         goto out;
     }
@@ -247,12 +250,10 @@ oms_status notify_deliver(const notify_settings *cfg, notify_msg *msgs, size_t n
     curlrun_perform(multi, POLL_MS, record_answer);
 out:
     for (size_t i = 0; ts != NULL && i < n; i++) {
-        if (multi != NULL && ts[i].easy != NULL)
+        if (ts[i].easy != NULL)
             curl_multi_remove_handle(multi, ts[i].easy);
         transfer_fini(&ts[i]);
     }
-    if (multi != NULL)
-        curl_multi_cleanup(multi);
     free(ts);
     return s;
 }

@@ -30,12 +30,18 @@
 #define LEASE_MARGIN_MS 5000
 #define RECORD_RETRY_MS 250
 #define BACKLOG_EVERY_MS 1000
+/* Idle connections kept for the next group (at most 60 s each, see
+ * notify_deliver.c): enough to
+ * reuse SMTP sessions and keep-alive connections under load, few enough
+ * not to hold a receiver's connection slots when it is quiet. */
+#define KEEP_CONNECTIONS 8
 
 static const double LATENCY_BUCKETS[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1,   2.5,  5,   10,
                                          30,   60,   120, 300,  600, 1800, 3600, 21600};
 
 struct notify_sender {
     pgworker *worker;
+    CURLM *multi;          /* kept across groups: its connections are reused */
     notify_ctx *ctx;
     int64_t backlog_at_ms; /* when the pending gauge was last refreshed */
 };
@@ -233,7 +239,7 @@ oms_status notify_send_due(notify_ctx *ctx, PGconn **conn, int *claimed)
     if (n == 0)
         goto out;
     /* Out of memory: the rows stay claimed and are tried again after the lease. */
-    if ((s = notify_deliver(&ctx->cfg, msgs, (size_t)n)) != OMS_OK)
+    if ((s = notify_deliver(&ctx->cfg, ctx->sender->multi, msgs, (size_t)n)) != OMS_OK)
         goto out;
     for (int r = 0; r < n && s == OMS_OK; r++)
         s = outcomes_add(&o, &msgs[r], &ctx->cfg);
@@ -289,13 +295,18 @@ oms_status notify_sender_start(notify_ctx *ctx)
     }
     sd->ctx = ctx;
     sd->backlog_at_ms = oms_mono_ms() - BACKLOG_EVERY_MS;
-    if (pgworker_start(&sd->worker, ctx->dsn, NOTIFY_PRODUCER, "notify-sender", IDLE_POLL_MS,
+    ctx->sender = sd;
+    if ((sd->multi = curl_multi_init()) == NULL ||
+        curl_multi_setopt(sd->multi, CURLMOPT_MAXCONNECTS, (long)KEEP_CONNECTIONS) != CURLM_OK ||
+        pgworker_start(&sd->worker, ctx->dsn, NOTIFY_PRODUCER, "notify-sender", IDLE_POLL_MS,
                        sender_round, sd) != OMS_OK) {
+        if (sd->multi != NULL)
+            curl_multi_cleanup(sd->multi);
+        ctx->sender = NULL;
         free(sd);
         curl_global_cleanup();
         return OMS_ENOMEM;
     }
-    ctx->sender = sd;
     return OMS_OK;
 }
 
@@ -306,6 +317,7 @@ void notify_sender_stop(notify_ctx *ctx)
         return;
     /* A group in flight finishes (bounded by the timeout) and is recorded. */
     pgworker_stop(sd->worker);
+    curl_multi_cleanup(sd->multi);
     free(sd);
     ctx->sender = NULL;
     curl_global_cleanup();
