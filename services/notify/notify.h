@@ -69,6 +69,7 @@ typedef struct notify_settings {
     int64_t retry_max_ms;            /* OMS_NOTIFY_RETRY_MAX_MS, default 3600000 */
     int64_t timeout_ms;              /* OMS_NOTIFY_TIMEOUT_MS, default 10000 */
     int64_t connect_timeout_ms;      /* OMS_NOTIFY_CONNECT_TIMEOUT_MS, default 3000 */
+    int64_t retention_days;          /* OMS_NOTIFY_RETENTION_DAYS, default 90; 0 keeps all */
 } notify_settings;
 
 /* Reads and validates the OMS_NOTIFY_*, OMS_SMTP_* and OMS_WEBHOOK_*
@@ -172,6 +173,11 @@ notify_result notify_classify_webhook(bool curl_ok, long http_status);
  * the outcomes: one round of the sender thread. *conn may be reconnected.
  * Sets *claimed to the number claimed. */
 oms_status notify_send_due(notify_ctx *ctx, PGconn **conn, int *claimed);
+
+/* Deletes up to limit sent and failed notifications created more than
+ * retention_days ago (dead ones stay until retried); *deleted receives the
+ * count. The sender calls it at start and hourly. */
+oms_status notify_prune(PGconn *conn, int64_t retention_days, int limit, long *deleted);
 
 /* Starts/stops the sender thread (own PostgreSQL connection). Stopping lets
  * the group in flight finish and be recorded. */

@@ -71,7 +71,9 @@ static oms_status read_numbers(notify_settings *cfg, char err[CONFIG_ERR_LEN])
                    err) != OMS_OK ||
         config_int("OMS_NOTIFY_TIMEOUT_MS", 10000, 100, 120000, &cfg->timeout_ms, err) != OMS_OK ||
         config_int("OMS_NOTIFY_CONNECT_TIMEOUT_MS", 3000, 100, 60000, &cfg->connect_timeout_ms,
-                   err) != OMS_OK)
+                   err) != OMS_OK ||
+        config_int("OMS_NOTIFY_RETENTION_DAYS", 90, 0, 36500, &cfg->retention_days, err) !=
+            OMS_OK)
         return OMS_EINVAL;
     cfg->max_attempts = (int)attempts;
     if (cfg->retry_max_ms < cfg->retry_base_ms) {

@@ -30,6 +30,8 @@
 #define LEASE_MARGIN_MS 5000
 #define RECORD_RETRY_MS 250
 #define BACKLOG_EVERY_MS 1000
+#define PRUNE_EVERY_MS (3600 * 1000)
+#define PRUNE_ROWS 10000 /* per statement: a short transaction, the rest next time */
 /* Idle connections kept for the next group (at most 60 s each, see
  * notify_deliver.c): enough to
  * reuse SMTP sessions and keep-alive connections under load, few enough
@@ -44,6 +46,7 @@ struct notify_sender {
     CURLM *multi;          /* kept across groups: its connections are reused */
     notify_ctx *ctx;
     int64_t backlog_at_ms; /* when the pending gauge was last refreshed */
+    int64_t pruned_at_ms;  /* when old notifications were last deleted */
 };
 
 void notify_metrics_declare(metrics *m, const notify_settings *cfg)
@@ -271,13 +274,55 @@ static void refresh_backlog(notify_sender *sd, PGconn *conn)
     PQclear(res);
 }
 
+oms_status notify_prune(PGconn *conn, int64_t retention_days, int limit, long *deleted)
+{
+    char days[24], rows[16];
+    PGresult *res = NULL;
+    snprintf(days, sizeof days, "%lld", (long long)retention_days);
+    snprintf(rows, sizeof rows, "%d", limit);
+    const char *params[] = {days, rows};
+    /* Oldest ids first through the (state, id) index; ids grow with time. */
+    oms_status s = pg_query(conn, "notification prune",
+                            "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications"
+                            " WHERE state IN ('sent', 'failed')"
+                            "   AND created_at < now() - $1::int * interval '1 day'"
+                            " ORDER BY id LIMIT $2::int)",
+                            2, params, PGRES_COMMAND_OK, &res);
+    if (s == OMS_OK)
+        *deleted = atol(PQcmdTuples(res));
+    PQclear(res);
+    return s;
+}
+
+/* Deletes expired notifications at start and then hourly: one slice per
+ * round, so a long history to catch up on never holds up delivery. */
+static void prune_expired(notify_sender *sd, PGconn *conn)
+{
+    long deleted = 0;
+    if (conn == NULL || sd->ctx->cfg.retention_days == 0 ||
+        oms_mono_ms() - sd->pruned_at_ms < PRUNE_EVERY_MS)
+        return;
+    if (notify_prune(conn, sd->ctx->cfg.retention_days, PRUNE_ROWS, &deleted) != OMS_OK)
+        return;
+    /* A full slice: more to go, the next round goes on. */
+    if (deleted < PRUNE_ROWS)
+        sd->pruned_at_ms = oms_mono_ms();
+    if (deleted > 0) {
+        char n[24];
+        snprintf(n, sizeof n, "%ld", deleted);
+        log_info("old notifications deleted", "notifications", n, NULL);
+    }
+}
+
 static oms_status sender_round(void *arg, PGconn **conn, bool *more)
 {
     notify_sender *sd = arg;
     int claimed = 0;
     oms_status s = notify_send_due(sd->ctx, conn, &claimed);
-    if (s == OMS_OK)
+    if (s == OMS_OK) {
         refresh_backlog(sd, *conn);
+        prune_expired(sd, *conn);
+    }
     /* A full group suggests more are due: go on at once. */
     *more = claimed == NOTIFY_CLAIM_MAX;
     return s;
@@ -295,6 +340,7 @@ oms_status notify_sender_start(notify_ctx *ctx)
     }
     sd->ctx = ctx;
     sd->backlog_at_ms = oms_mono_ms() - BACKLOG_EVERY_MS;
+    sd->pruned_at_ms = oms_mono_ms() - PRUNE_EVERY_MS;
     ctx->sender = sd;
     if ((sd->multi = curl_multi_init()) == NULL ||
         curl_multi_setopt(sd->multi, CURLMOPT_MAXCONNECTS, (long)KEEP_CONNECTIONS) != CURLM_OK ||

@@ -682,6 +682,33 @@ static void test_two_replicas_send_each_once(void **state)
     js_conn_destroy(js);
 }
 
+/* Sent and failed notifications older than OMS_NOTIFY_RETENTION_DAYS are
+ * deleted when notify starts (then hourly); dead ones and recent ones stay. */
+static void test_old_notifications_are_pruned(void **state)
+{
+    (void)state;
+    static const char *const env[] = {"OMS_NOTIFY_CHANNELS=log", "OMS_NOTIFY_RETENTION_DAYS=30",
+                                      NULL};
+    testenv_reset(SCHEMAS);
+    pid_t notify = testenv_service_start("notify", PORT, env);
+    js_conn *js = testenv_js();
+    PGconn *pg = testenv_pg();
+    publish_paid_orders(js, "ORD-OLD", 4);
+    wait_rows(pg, "state = 'sent'", 4, 10000);
+    testenv_service_stop(notify);
+    PQclear(PQexec(pg, "UPDATE notify.notifications SET created_at = now() - interval '31 days'"
+                       " WHERE order_id IN ('ORD-OLD-001', 'ORD-OLD-002', 'ORD-OLD-003')"));
+    PQclear(PQexec(pg, "UPDATE notify.notifications SET state = 'dead'"
+                       " WHERE order_id = 'ORD-OLD-003'"));
+    notify = testenv_service_start("notify", PORT, env);
+    wait_rows(pg, "true", 2, 5000);
+    assert_int_equal(count_rows(pg, "order_id = 'ORD-OLD-003' AND state = 'dead'"), 1);
+    assert_int_equal(count_rows(pg, "order_id = 'ORD-OLD-004' AND state = 'sent'"), 1);
+    testenv_service_stop(notify);
+    PQfinish(pg);
+    js_conn_destroy(js);
+}
+
 /* Runs oms-notify with env and expects exit status 2 with want on stderr. */
 static void config_refused(const char *const *env, const char *want)
 {
@@ -739,6 +766,7 @@ int main(void)
         cmocka_unit_test_teardown(test_failing_peers_dead_then_retry, teardown),
         cmocka_unit_test_teardown(test_slow_receiver_times_out_without_blocking, teardown),
         cmocka_unit_test_teardown(test_two_replicas_send_each_once, teardown),
+        cmocka_unit_test_teardown(test_old_notifications_are_pruned, teardown),
         cmocka_unit_test_teardown(test_kill9_mid_delivery, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,11 +11,11 @@
 #include <string.h>
 
 static const char *const VARS[] = {
-    "OMS_NOTIFY_CHANNELS",      "OMS_NOTIFY_MAX_ATTEMPTS",      "OMS_NOTIFY_RETRY_BASE_MS",
-    "OMS_NOTIFY_RETRY_MAX_MS",  "OMS_NOTIFY_TIMEOUT_MS",        "OMS_NOTIFY_CONNECT_TIMEOUT_MS",
-    "OMS_SMTP_URL",             "OMS_SMTP_FROM",                "OMS_SMTP_USER",
-    "OMS_SMTP_PASSWORD",        "OMS_WEBHOOK_URL",              "OMS_WEBHOOK_SECRET",           "OMS_SMTP_TLS",
-    NULL};
+    "OMS_NOTIFY_CHANNELS",     "OMS_NOTIFY_MAX_ATTEMPTS",       "OMS_NOTIFY_RETRY_BASE_MS",
+    "OMS_NOTIFY_RETRY_MAX_MS", "OMS_NOTIFY_TIMEOUT_MS",         "OMS_NOTIFY_CONNECT_TIMEOUT_MS",
+    "OMS_SMTP_URL",            "OMS_SMTP_FROM",                 "OMS_SMTP_USER",
+    "OMS_SMTP_PASSWORD",       "OMS_SMTP_TLS",                  "OMS_WEBHOOK_URL",
+    "OMS_WEBHOOK_SECRET",      "OMS_NOTIFY_RETENTION_DAYS",     NULL};
 
 static int clear_env(void **state)
 {
@@ -50,6 +50,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.timeout_ms, 10000);
     assert_int_equal(cfg.connect_timeout_ms, 3000);
     assert_int_equal(cfg.smtp_tls, NOTIFY_TLS_AUTO);
+    assert_int_equal(cfg.retention_days, 90);
 }
 
 static void test_every_channel(void **state)
