@@ -215,6 +215,12 @@ static oms_status prepare(transfer *t, const notify_settings *cfg, notify_msg *n
         deliver_log(n);
         return OMS_OK;
     }
+    /* The claim takes enabled channels only; this guards a caller that does not. */
+    if (!cfg->enabled[n->channel]) {
+        snprintf(n->error, sizeof n->error, "channel %s is not enabled (OMS_NOTIFY_CHANNELS)",
+                 notify_channel_name(n->channel));
+        return OMS_OK;
+    }
     if (n->channel == NOTIFY_EMAIL && !notify_email_valid(n->customer_email)) {
         n->result = NOTIFY_REFUSED;
         snprintf(n->error, sizeof n->error, "%s",

@@ -84,20 +84,28 @@ void notify_metrics_declare(metrics *m, const notify_settings *cfg)
     " n.refund_cents, n.refunded_total_cents,"                                              \
     " (extract(epoch FROM n.occurred_at) * 1000)::bigint, n.attempts"
 
+/* Claims due rows of the enabled channels only: a channel switched off
+ * keeps its notifications pending until it is switched on again. */
 static oms_status claim(notify_ctx *ctx, PGconn *conn, PGresult **out)
 {
-    char lease[24], limit[16];
+    char lease[24], limit[16], channels[64] = "{";
     snprintf(lease, sizeof lease, "%lld", (long long)(ctx->cfg.timeout_ms + LEASE_MARGIN_MS));
     snprintf(limit, sizeof limit, "%d", NOTIFY_CLAIM_MAX);
-    const char *params[] = {lease, limit};
+    for (int c = 0; c < NOTIFY_N_CHANNELS; c++)
+        if (ctx->cfg.enabled[c])
+            snprintf(channels + strlen(channels), sizeof channels - strlen(channels), "%s%s",
+                     channels[1] ? "," : "", notify_channel_name((notify_channel)c));
+    strncat(channels, "}", sizeof channels - strlen(channels) - 1);
+    const char *params[] = {lease, limit, channels};
     return pg_query(conn, "notification claim",
                     "UPDATE notifications n SET attempts = n.attempts + 1, updated_at = now(),"
                     " next_attempt_at = now() + $1::bigint * interval '1 ms'"
                     " FROM (SELECT id FROM notifications"
                     "       WHERE state = 'pending' AND next_attempt_at <= now()"
+                    "         AND channel = ANY($3::text[])"
                     "       ORDER BY next_attempt_at LIMIT $2::int FOR UPDATE SKIP LOCKED) due"
                     " WHERE n.id = due.id RETURNING " CLAIM_COLUMNS,
-                    2, params, PGRES_TUPLES_OK, out);
+                    3, params, PGRES_TUPLES_OK, out);
 }
 
 /* Fills msgs from the claim's rows (borrowing res); returns how many. */

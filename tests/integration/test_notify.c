@@ -709,6 +709,36 @@ static void test_old_notifications_are_pruned(void **state)
     js_conn_destroy(js);
 }
 
+/* A channel switched off keeps its notifications pending (not claimed, not
+ * failed) while the others go on. */
+static void test_disabled_channel_stays_pending(void **state)
+{
+    (void)state;
+    static const char *const both[] = {"OMS_NOTIFY_CHANNELS=log,webhook", WEBHOOK_ENV,
+                                       "OMS_NOTIFY_RETRY_BASE_MS=200", FAST_TIMEOUT, NULL};
+    static const char *const log_only[] = {"OMS_NOTIFY_CHANNELS=log", FAST_RETRY, NULL};
+    testenv_reset(SCHEMAS);
+    pid_t notify = testenv_service_start("notify", PORT, both);
+    js_conn *js = testenv_js();
+    PGconn *pg = testenv_pg();
+    publish_paid_orders(js, "ORD-OFF", 3);
+    wait_rows(pg, "channel = 'webhook' AND state = 'pending' AND attempts >= 1", 3, 10000);
+    testenv_service_stop(notify);
+    long attempts = testenv_pg_long(pg, "SELECT sum(attempts) FROM notify.notifications"
+                                        " WHERE channel = 'webhook'");
+    notify = testenv_service_start("notify", PORT, log_only);
+    publish_paid_orders(js, "ORD-ON", 2);
+    wait_rows(pg, "channel = 'log' AND state = 'sent'", 5, 10000);
+    usleep(800000);
+    assert_int_equal(count_rows(pg, "channel = 'webhook' AND state = 'pending'"), 3);
+    assert_int_equal(testenv_pg_long(pg, "SELECT sum(attempts) FROM notify.notifications"
+                                         " WHERE channel = 'webhook'"),
+                     attempts);
+    testenv_service_stop(notify);
+    PQfinish(pg);
+    js_conn_destroy(js);
+}
+
 /* Runs oms-notify with env and expects exit status 2 with want on stderr. */
 static void config_refused(const char *const *env, const char *want)
 {
@@ -767,6 +797,7 @@ int main(void)
         cmocka_unit_test_teardown(test_slow_receiver_times_out_without_blocking, teardown),
         cmocka_unit_test_teardown(test_two_replicas_send_each_once, teardown),
         cmocka_unit_test_teardown(test_old_notifications_are_pruned, teardown),
+        cmocka_unit_test_teardown(test_disabled_channel_stays_pending, teardown),
         cmocka_unit_test_teardown(test_kill9_mid_delivery, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
