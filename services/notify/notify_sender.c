@@ -33,9 +33,9 @@
 #define PRUNE_EVERY_MS (3600 * 1000)
 #define PRUNE_ROWS 10000 /* per statement: a short transaction, the rest next time */
 /* Idle connections kept for the next group (at most 60 s each, see
- * notify_deliver.c): enough to
- * reuse SMTP sessions and keep-alive connections under load, few enough
- * not to hold a receiver's connection slots when it is quiet. */
+ * notify_deliver.c): enough to reuse SMTP sessions and keep-alive
+ * connections under load, few enough not to hold a receiver's connection
+ * slots when it is quiet. */
 #define KEEP_CONNECTIONS 8
 
 static const double LATENCY_BUCKETS[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1,   2.5,  5,   10,
