@@ -70,6 +70,7 @@ typedef struct notify_settings {
     int64_t timeout_ms;              /* OMS_NOTIFY_TIMEOUT_MS, default 10000 */
     int64_t connect_timeout_ms;      /* OMS_NOTIFY_CONNECT_TIMEOUT_MS, default 3000 */
     int64_t retention_days;          /* OMS_NOTIFY_RETENTION_DAYS, default 90; 0 keeps all */
+    int64_t max_age_ms;              /* OMS_NOTIFY_MAX_AGE_H, default 48; 0: no limit */
 } notify_settings;
 
 /* Reads and validates the OMS_NOTIFY_*, OMS_SMTP_* and OMS_WEBHOOK_*
@@ -104,8 +105,8 @@ void notify_metrics_declare(struct metrics *m, const notify_settings *cfg);
 /* ---- consuming (notify_consume.c) ---- */
 
 /* consumer_apply_fn for order.paid, order.failed and order.refunded: one
- * pending row per enabled channel (email without a usable address: a failed
- * row saying so). */
+ * pending row per enabled channel (email without a usable address, or an
+ * event older than the maximum age: a failed row saying so). */
 oms_status notify_apply_orders(void *ctx, consumer_batch *b);
 
 /* ---- one notification (notify_message.c) ---- */

@@ -63,7 +63,7 @@ static oms_status read_channels(notify_settings *cfg, char err[CONFIG_ERR_LEN])
 
 static oms_status read_numbers(notify_settings *cfg, char err[CONFIG_ERR_LEN])
 {
-    int64_t attempts;
+    int64_t attempts, max_age_h;
     if (config_int("OMS_NOTIFY_MAX_ATTEMPTS", 6, 1, 100, &attempts, err) != OMS_OK ||
         config_int("OMS_NOTIFY_RETRY_BASE_MS", 60000, 10, 86400000, &cfg->retry_base_ms, err) !=
             OMS_OK ||
@@ -73,9 +73,11 @@ static oms_status read_numbers(notify_settings *cfg, char err[CONFIG_ERR_LEN])
         config_int("OMS_NOTIFY_CONNECT_TIMEOUT_MS", 3000, 100, 60000, &cfg->connect_timeout_ms,
                    err) != OMS_OK ||
         config_int("OMS_NOTIFY_RETENTION_DAYS", 90, 0, 36500, &cfg->retention_days, err) !=
-            OMS_OK)
+            OMS_OK ||
+        config_int("OMS_NOTIFY_MAX_AGE_H", 48, 0, 87600, &max_age_h, err) != OMS_OK)
         return OMS_EINVAL;
     cfg->max_attempts = (int)attempts;
+    cfg->max_age_ms = max_age_h * 3600 * 1000;
     if (cfg->retry_max_ms < cfg->retry_base_ms) {
         snprintf(err, CONFIG_ERR_LEN,
                  "OMS_NOTIFY_RETRY_MAX_MS=%lld is invalid: it must not be below "

@@ -6,8 +6,10 @@
  * The key is the event's meta.event_id, so an event published again under
  * another Nats-Msg-Id (which the inbox cannot recognise) still notifies
  * once. Nothing is sent here: the rows are pending and the sender delivers
- * them after COMMIT. An email notification for a customer without a usable
- * address is written failed at once, with the reason.
+ * them after COMMIT. A notification that must not go out is written failed
+ * at once, with the reason: an email for a customer without a usable
+ * address, or any notification of an event older than OMS_NOTIFY_MAX_AGE_H
+ * (a first start on a stream holding days of events must not mail them all).
  */
 #include "notify.h"
 
@@ -27,7 +29,6 @@ enum column {
 /* The columns of the new rows of one batch, as array literals. */
 typedef struct new_rows {
     pg_array col[N_COLUMNS];
-    size_t failed_email; /* rows written failed: no usable address */
 } new_rows;
 
 /* One event of any of the three types, its strings borrowed from the
@@ -105,15 +106,24 @@ static const char *invalid_reason(const oms_msg *m, const ProtobufCMessage *pb,
     return NULL;
 }
 
-static oms_status add_row(new_rows *r, const order_event *e, const char *subject,
-                          notify_channel ch, const char *currency)
+/* Why a notification of e on ch must not be sent, or NULL. */
+static const char *refusal(const notify_ctx *ctx, const order_event *e, notify_channel ch)
 {
-    const char *state = "pending", *error = "";
+    int64_t occurred_ms = e->occurred_at_ms > 0 ? e->occurred_at_ms : oms_now_ms();
+    if (ctx->cfg.max_age_ms > 0 && oms_now_ms() - occurred_ms > ctx->cfg.max_age_ms)
+        return "event is older than OMS_NOTIFY_MAX_AGE_H: not sent";
     if (ch == NOTIFY_EMAIL && *e->email == '\0')
-        state = "failed", error = "customer has no email address";
-    else if (ch == NOTIFY_EMAIL && !notify_email_valid(e->email))
-        state = "failed", error = "customer_email is not a valid address";
-    r->failed_email += *error != '\0';
+        return "customer has no email address";
+    if (ch == NOTIFY_EMAIL && !notify_email_valid(e->email))
+        return "customer_email is not a valid address";
+    return NULL;
+}
+
+static oms_status add_row(const notify_ctx *ctx, new_rows *r, const order_event *e,
+                          const char *subject, notify_channel ch)
+{
+    const char *error = refusal(ctx, e, ch), *currency = ctx->currency;
+    const char *state = error ? "failed" : "pending";
     pg_array *c = r->col;
     if (pg_array_add(&c[COL_EVENT_ID], e->event_id) ||
         pg_array_add(&c[COL_CHANNEL], notify_channel_name(ch)) ||
@@ -128,7 +138,7 @@ static oms_status add_row(new_rows *r, const order_event *e, const char *subject
         pg_array_add_int(&c[COL_REFUNDED], e->refunded_total_cents) ||
         pg_array_add_int(&c[COL_OCCURRED], e->occurred_at_ms > 0 ? e->occurred_at_ms
                                                                  : oms_now_ms()) ||
-        pg_array_add(&c[COL_STATE], state) || pg_array_add(&c[COL_ERROR], error))
+        pg_array_add(&c[COL_STATE], state) || pg_array_add(&c[COL_ERROR], error ? error : ""))
         return OMS_ENOMEM;
     return OMS_OK;
 }
@@ -148,7 +158,7 @@ static oms_status collect(notify_ctx *ctx, consumer_batch *b, new_rows *r)
             consumer_reject(b, i, "%s: %s", m->subject, why);
         for (int ch = 0; why == NULL && s == OMS_OK && ch < NOTIFY_N_CHANNELS; ch++)
             if (ctx->cfg.enabled[ch])
-                s = add_row(r, &e, m->subject, (notify_channel)ch, ctx->currency);
+                s = add_row(ctx, r, &e, m->subject, (notify_channel)ch);
         if (pb != NULL)
             protobuf_c_message_free_unpacked(pb, NULL);
     }

@@ -235,14 +235,22 @@ typedef struct order {
         (ev).currency = "USD";                                                             \
     } while (0)
 
-static void publish_paid(js_conn *js, const order *o, char event_id[37])
+/* order.paid that happened at occurred_ms (0: now). */
+static void publish_paid_at(js_conn *js, const order *o, char event_id[37], int64_t occurred_ms)
 {
     Oms__V1__OrderPaid ev = OMS__V1__ORDER_PAID__INIT;
     Oms__V1__EventMeta meta;
     outbox_meta_init(&meta, event_id, "ingest", o->id, "");
+    if (occurred_ms > 0)
+        meta.occurred_at_ms = occurred_ms;
     ev.meta = &meta;
     ORDER_FIELDS(ev, o, "C-7", "paid");
     testenv_publish_event(js, "order.paid", event_id, &ev.base);
+}
+
+static void publish_paid(js_conn *js, const order *o, char event_id[37])
+{
+    publish_paid_at(js, o, event_id, 0);
 }
 
 static void publish_failed(js_conn *js, const order *o, const char *reason)
@@ -739,6 +747,49 @@ static void test_disabled_channel_stays_pending(void **state)
     js_conn_destroy(js);
 }
 
+/* An event older than OMS_NOTIFY_MAX_AGE_H (a stream replayed to a new
+ * notify) is recorded failed on every channel, not sent; `omsctl
+ * notifications retry --failed --order` sends it when somebody wants it. */
+static void test_stale_event_is_not_sent(void **state)
+{
+    (void)state;
+    static const char *const env[] = {"OMS_NOTIFY_CHANNELS=log,webhook", WEBHOOK_ENV,
+                                      "OMS_NOTIFY_MAX_AGE_H=24", FAST_RETRY, FAST_TIMEOUT,
+                                      NULL};
+    testenv_reset(SCHEMAS);
+    webhook_start("ok");
+    pid_t notify = testenv_service_start("notify", PORT, env);
+    js_conn *js = testenv_js();
+    PGconn *pg = testenv_pg();
+    char event_id[37];
+    order stale = {"ORD-STALE", "old@example.com", "Old", 100};
+    order fresh = {"ORD-FRESH", "new@example.com", "New", 200};
+    publish_paid_at(js, &stale, event_id, oms_now_ms() - 25LL * 3600 * 1000);
+    publish_paid(js, &fresh, event_id);
+    wait_rows(pg, "order_id = 'ORD-FRESH' AND state = 'sent'", 2, 10000);
+    wait_rows(pg, "order_id = 'ORD-STALE' AND state = 'failed' AND attempts = 0"
+                  " AND last_error = 'event is older than OMS_NOTIFY_MAX_AGE_H: not sent'",
+              2, 1000);
+    size_t distinct = 0;
+    json_t *stats = webhook_stats();
+    assert_int_equal(webhook_received(stats, &distinct), 1);
+    json_decref(stats);
+
+    char *text = NULL;
+    assert_int_equal(omsctl("notifications retry --failed --order ORD-STALE", &text), 0);
+    assert_contains(text, "2 failed notifications re-queued");
+    free(text);
+    wait_rows(pg, "order_id = 'ORD-STALE' AND state = 'sent'", 2, 10000);
+    stats = webhook_stats();
+    webhook_for(stats, "ORD-STALE");
+    assert_int_equal(webhook_received(stats, &distinct), 2);
+    json_decref(stats);
+    testenv_service_stop(notify);
+    testenv_peer_stop(&webhook_pid);
+    PQfinish(pg);
+    js_conn_destroy(js);
+}
+
 /* Runs oms-notify with env and expects exit status 2 with want on stderr. */
 static void config_refused(const char *const *env, const char *want)
 {
@@ -798,6 +849,7 @@ int main(void)
         cmocka_unit_test_teardown(test_two_replicas_send_each_once, teardown),
         cmocka_unit_test_teardown(test_old_notifications_are_pruned, teardown),
         cmocka_unit_test_teardown(test_disabled_channel_stays_pending, teardown),
+        cmocka_unit_test_teardown(test_stale_event_is_not_sent, teardown),
         cmocka_unit_test_teardown(test_kill9_mid_delivery, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

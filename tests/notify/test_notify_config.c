@@ -15,7 +15,8 @@ static const char *const VARS[] = {
     "OMS_NOTIFY_RETRY_MAX_MS", "OMS_NOTIFY_TIMEOUT_MS",         "OMS_NOTIFY_CONNECT_TIMEOUT_MS",
     "OMS_SMTP_URL",            "OMS_SMTP_FROM",                 "OMS_SMTP_USER",
     "OMS_SMTP_PASSWORD",       "OMS_SMTP_TLS",                  "OMS_WEBHOOK_URL",
-    "OMS_WEBHOOK_SECRET",      "OMS_NOTIFY_RETENTION_DAYS",     NULL};
+    "OMS_WEBHOOK_SECRET",      "OMS_NOTIFY_RETENTION_DAYS",     "OMS_NOTIFY_MAX_AGE_H",
+    NULL};
 
 static int clear_env(void **state)
 {
@@ -51,6 +52,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.connect_timeout_ms, 3000);
     assert_int_equal(cfg.smtp_tls, NOTIFY_TLS_AUTO);
     assert_int_equal(cfg.retention_days, 90);
+    assert_int_equal(cfg.max_age_ms, 48LL * 3600 * 1000);
 }
 
 static void test_every_channel(void **state)
