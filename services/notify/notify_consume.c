@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_TIME_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z, PostgreSQL's limit is later */
+
 enum column {
     COL_EVENT_ID, COL_CHANNEL, COL_SUBJECT, COL_ORDER_ID, COL_CUSTOMER_ID, COL_EMAIL, COL_NAME,
     COL_STATUS, COL_TOTAL, COL_CURRENCY, COL_REASON, COL_REFUND_ID, COL_REFUND, COL_REFUNDED,
@@ -43,7 +45,8 @@ typedef struct order_event {
 #define VIEW_COMMON(e, ev, m, default_status)                                         \
     do {                                                                             \
         (e)->event_id = *(ev)->meta->event_id ? (ev)->meta->event_id : (m)->event_id; \
-        (e)->occurred_at_ms = (ev)->meta->occurred_at_ms;                             \
+        (e)->occurred_at_ms = (ev)->meta->occurred_at_ms > 0 ? (ev)->meta->occurred_at_ms \
+                                                             : oms_now_ms();         \
         (e)->order_id = (ev)->order_id, (e)->customer_id = (ev)->customer_id;         \
         (e)->email = (ev)->customer_email, (e)->name = (ev)->customer_name;           \
         (e)->status = *(ev)->status ? (ev)->status : (default_status);               \
@@ -96,6 +99,8 @@ static const char *invalid_reason(const oms_msg *m, const ProtobufCMessage *pb,
         return "customer_id must be at most 256 bytes";
     if (strlen(e->event_id) >= CONSUMER_EVENT_ID_LEN)
         return "meta.event_id must be shorter than 128 bytes";
+    if (e->occurred_at_ms > MAX_TIME_MS)
+        return "meta.occurred_at_ms is after the year 9999";
     if (e->total_cents < 0)
         return "total_cents must not be negative";
     if (*e->currency != '\0' && !money_currency_valid(e->currency))
@@ -109,8 +114,7 @@ static const char *invalid_reason(const oms_msg *m, const ProtobufCMessage *pb,
 /* Why a notification of e on ch must not be sent, or NULL. */
 static const char *refusal(const notify_ctx *ctx, const order_event *e, notify_channel ch)
 {
-    int64_t occurred_ms = e->occurred_at_ms > 0 ? e->occurred_at_ms : oms_now_ms();
-    if (ctx->cfg.max_age_ms > 0 && oms_now_ms() - occurred_ms > ctx->cfg.max_age_ms)
+    if (ctx->cfg.max_age_ms > 0 && oms_now_ms() - e->occurred_at_ms > ctx->cfg.max_age_ms)
         return "event is older than OMS_NOTIFY_MAX_AGE_H: not sent";
     if (ch == NOTIFY_EMAIL && *e->email == '\0')
         return "customer has no email address";
@@ -136,8 +140,7 @@ static oms_status add_row(const notify_ctx *ctx, new_rows *r, const order_event 
         pg_array_add(&c[COL_REASON], e->reason) || pg_array_add(&c[COL_REFUND_ID], e->refund_id) ||
         pg_array_add_int(&c[COL_REFUND], e->refund_cents) ||
         pg_array_add_int(&c[COL_REFUNDED], e->refunded_total_cents) ||
-        pg_array_add_int(&c[COL_OCCURRED], e->occurred_at_ms > 0 ? e->occurred_at_ms
-                                                                 : oms_now_ms()) ||
+        pg_array_add_int(&c[COL_OCCURRED], e->occurred_at_ms) ||
         pg_array_add(&c[COL_STATE], state) || pg_array_add(&c[COL_ERROR], error ? error : ""))
         return OMS_ENOMEM;
     return OMS_OK;

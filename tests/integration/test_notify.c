@@ -389,12 +389,17 @@ static void test_each_event_notifies_once_per_channel(void **state)
     const char junk[] = "not a protobuf \xff\xff";
     const char *junk_headers[] = {"Nats-Msg-Id", "junk-1", "Oms-Type", "oms.v1.OrderPaid", NULL};
     testenv_publish(js, "order.paid", junk, sizeof junk - 1, junk_headers);
+    order negative = {"ORD-NEG", "neg@example.com", "", -1};
+    publish_paid(js, &negative, event_id);
 
     const long events = 34;
     wait_rows(pg, "state = 'sent'", 3 * events - 1, 20000);
     wait_rows(pg, "state = 'failed'", 1, 1000);
     assert_int_equal(count_rows(pg, "true"), 3 * events);
-    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM notify.dead_letters"), 1);
+    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM notify.dead_letters"), 2);
+    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM notify.dead_letters WHERE reason ="
+                                         " 'order.paid: total_cents must not be negative'"),
+                     1);
     usleep(500000); /* nothing more arrives: no second delivery */
 
     char **mails = NULL;
