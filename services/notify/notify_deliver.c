@@ -72,6 +72,17 @@ static size_t read_payload(char *buf, size_t size, size_t n, void *arg)
     return take;
 }
 
+/* Lets libcurl start the upload again, e.g. when a reused SMTP session
+ * turns out to be closed and it retries on a new connection. */
+static int seek_payload(void *arg, curl_off_t offset, int origin)
+{
+    transfer *t = arg;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > t->payload_len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    t->sent = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
 static void transfer_fini(transfer *t)
 {
     if (t->easy != NULL)
@@ -118,6 +129,8 @@ static oms_status email_init(transfer *t, const notify_settings *cfg)
     curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(e, CURLOPT_READFUNCTION, read_payload);
     curl_easy_setopt(e, CURLOPT_READDATA, t);
+    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_payload);
+    curl_easy_setopt(e, CURLOPT_SEEKDATA, t);
     curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->payload_len);
     /* A server's own certificate is verified whenever TLS is used. */
     curl_easy_setopt(e, CURLOPT_USE_SSL,

@@ -795,6 +795,32 @@ static void test_stale_event_is_not_sent(void **state)
     js_conn_destroy(js);
 }
 
+/* The SMTP server restarts between two groups: the sessions notify keeps
+ * for reuse are dead, and the next emails still go out (on new ones). */
+static void test_smtp_restart_between_groups(void **state)
+{
+    (void)state;
+    static const char *const env[] = {"OMS_NOTIFY_CHANNELS=email", SMTP_ENV, FAST_RETRY,
+                                      FAST_TIMEOUT, NULL};
+    testenv_reset(SCHEMAS);
+    smtp_start("ok");
+    pid_t notify = testenv_service_start("notify", PORT, env);
+    js_conn *js = testenv_js();
+    PGconn *pg = testenv_pg();
+    publish_paid_orders(js, "ORD-S1", 5);
+    wait_rows(pg, "state = 'sent'", 5, 10000);
+    testenv_peer_stop(&smtp_pid);
+    mail_dir_remove();
+    smtp_start("ok");
+    publish_paid_orders(js, "ORD-S2", 5);
+    wait_rows(pg, "state = 'sent'", 10, 10000);
+    assert_int_equal(mail_count(), 5);
+    testenv_service_stop(notify);
+    testenv_peer_stop(&smtp_pid);
+    PQfinish(pg);
+    js_conn_destroy(js);
+}
+
 /* Runs oms-notify with env and expects exit status 2 with want on stderr. */
 static void config_refused(const char *const *env, const char *want)
 {
@@ -855,6 +881,7 @@ int main(void)
         cmocka_unit_test_teardown(test_old_notifications_are_pruned, teardown),
         cmocka_unit_test_teardown(test_disabled_channel_stays_pending, teardown),
         cmocka_unit_test_teardown(test_stale_event_is_not_sent, teardown),
+        cmocka_unit_test_teardown(test_smtp_restart_between_groups, teardown),
         cmocka_unit_test_teardown(test_kill9_mid_delivery, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
