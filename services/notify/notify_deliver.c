@@ -165,7 +165,7 @@ static oms_status webhook_init(transfer *t, const notify_settings *cfg)
         return OMS_ENOMEM;
     snprintf(header, sizeof header, "%s: %s", HMAC_HEADER, signature);
     snprintf(key, sizeof key, "Idempotency-Key: %s", n->event_id);
-    snprintf(type, sizeof type, "Oms-Type: %s", n->subject);
+    snprintf(type, sizeof type, "Oms-Event: %s", n->subject);
     /* An empty Expect: the body is small; do not wait for 100-continue. */
     const char *headers[] = {"Content-Type: application/json", header, key, type, "Expect:"};
     for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++)

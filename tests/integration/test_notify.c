@@ -125,6 +125,8 @@ static size_t webhook_received(json_t *stats, size_t *distinct)
         const char *key = json_string_value(json_object_get(r, "idempotency_key"));
         json_t *body = json_object_get(r, "body");
         assert_string_equal(key, json_string_value(json_object_get(body, "event_id")));
+        assert_string_equal(json_string_value(json_object_get(r, "type")),
+                            json_string_value(json_object_get(body, "type")));
         json_object_set_new(seen, key, json_true());
     }
     *distinct = json_object_size(seen);

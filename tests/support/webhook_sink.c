@@ -41,7 +41,7 @@ static void h_hook(void *ctx, const http_request *req, http_response *resp)
     hmac_result v = hmac_verify(r->secret, http_header(req, HMAC_HEADER), body, len,
                                 oms_now_ms() / 1000, HMAC_TOLERANCE_S);
     json_t *json = v == HMAC_VALID ? json_loadb(body, len, 0, NULL) : NULL;
-    const char *key = http_header(req, "Idempotency-Key"), *type = http_header(req, "Oms-Type");
+    const char *key = http_header(req, "Idempotency-Key"), *type = http_header(req, "Oms-Event");
     pthread_mutex_lock(&r->lock);
     r->posts++;
     r->bad_signatures += v != HMAC_VALID;
