@@ -8,11 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The domain context: the settings read once at start, plus what init
- * borrows from the service. Static rather than allocated in init because
- * service_main calls fini before it stops the HTTP server (which keeps
- * serving while the outbox drains): a request may still run after fini, so
- * its context must live until exit. */
+/* The domain context: the settings, read in main before service_main (so a
+ * bad one exits 2 at once), plus what init borrows from the service. */
 static notify_ctx domain;
 
 static oms_status notify_init(oms_service *svc, void **out)
