@@ -22,6 +22,7 @@ typedef struct command {
 static const command COMMANDS[] = {
     {"import", cmd_import}, {"order", cmd_order}, {"stock", cmd_stock},
     {"events", cmd_events}, {"status", cmd_status}, {"dlq", cmd_dlq},
+    {"notifications", cmd_notifications},
 };
 
 static void print_help(FILE *out)
@@ -43,6 +44,10 @@ static void print_help(FILE *out)
           "                         list dead letters of one or every service\n"
           "  dlq retry ID --service S\n"
           "                         re-apply a dead letter once its cause is fixed\n"
+          "  notifications [--order ID] [--state S] [--json]\n"
+          "                         notification history: email, webhook, log\n"
+          "  notifications retry --dead|--failed\n"
+          "                         send dead or failed notifications again\n"
           "\n"
           "Every command has --help (`omsctl import --help`).\n"
           "\n"

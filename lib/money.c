@@ -61,3 +61,13 @@ void money_format_currency(int64_t cents, const char *currency, char *out, size_
     money_format(cents, amount, sizeof amount);
     snprintf(out, out_len, "%s %s", amount, currency);
 }
+
+bool money_currency_valid(const char *code)
+{
+    if (strlen(code) != 3)
+        return false;
+    for (int i = 0; i < 3; i++)
+        if (code[i] < 'A' || code[i] > 'Z')
+            return false;
+    return true;
+}

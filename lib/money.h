@@ -19,4 +19,7 @@ void money_format(int64_t cents, char *out, size_t out_len);
 /* Formats cents as "1,234.56 USD". */
 void money_format_currency(int64_t cents, const char *currency, char *out, size_t out_len);
 
+/* True for a currency code of ISO 4217's form: three upper-case ASCII letters. */
+bool money_currency_valid(const char *code);
+
 #endif

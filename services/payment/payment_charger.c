@@ -17,22 +17,18 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "pgworker.h"
 
 #include <curl/curl.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define IDLE_POLL_MS 100
 #define LEASE_MARGIN_MS 5000
-#define RECONNECT_MAX_MS 5000
 
 struct payment_charger {
-    pthread_t thread;
-    atomic_int stop;
-    payment_ctx *ctx;
+    pgworker *worker;
 };
 
 int64_t payment_backoff_ms(int failed_attempts)
@@ -212,38 +208,15 @@ out:
 
 /* ---- the thread ------------------------------------------------------- */
 
-static void *charger_main(void *arg)
+static oms_status charger_round(void *arg, PGconn **conn, bool *more)
 {
-    payment_charger *ch = arg;
-    const atomic_int *stop = &ch->stop;
-    PGconn *conn = NULL;
-    int64_t backoff_ms = 100;
-    while (!atomic_load(&ch->stop)) {
-        if (!pg_ok(conn)) {
-            PQfinish(conn);
-            conn = NULL;
-            if (pg_connect(&conn, ch->ctx->dsn, PAYMENT_PRODUCER, "payment-charger") != OMS_OK) {
-                oms_sleep_ms(backoff_ms, stop);
-                backoff_ms = backoff_ms < RECONNECT_MAX_MS ? backoff_ms * 2 : RECONNECT_MAX_MS;
-                continue;
-            }
-        }
-        int charged = 0, looked_up = 0;
-        oms_status s = payment_charge_due(ch->ctx, conn, &charged);
-        if (s == OMS_OK)
-            s = payment_reconcile_due(ch->ctx, conn, &looked_up);
-        if (s != OMS_OK) {
-            backoff_ms = backoff_ms < RECONNECT_MAX_MS ? backoff_ms * 2 : RECONNECT_MAX_MS;
-            oms_sleep_ms(backoff_ms, stop);
-            continue;
-        }
-        backoff_ms = 100;
-        /* A full group suggests more are due: go on at once. */
-        if (charged < PAYMENT_CLAIM_MAX && looked_up < PAYMENT_CLAIM_MAX)
-            oms_sleep_ms(IDLE_POLL_MS, stop);
-    }
-    PQfinish(conn);
-    return NULL;
+    int charged = 0, looked_up = 0;
+    oms_status s = payment_charge_due(arg, *conn, &charged);
+    if (s == OMS_OK)
+        s = payment_reconcile_due(arg, *conn, &looked_up);
+    /* A full group suggests more are due: go on at once. */
+    *more = charged == PAYMENT_CLAIM_MAX || looked_up == PAYMENT_CLAIM_MAX;
+    return s;
 }
 
 oms_status payment_charger_start(payment_ctx *ctx)
@@ -256,8 +229,8 @@ oms_status payment_charger_start(payment_ctx *ctx)
         curl_global_cleanup();
         return OMS_ENOMEM;
     }
-    ch->ctx = ctx;
-    if (pthread_create(&ch->thread, NULL, charger_main, ch) != 0) {
+    if (pgworker_start(&ch->worker, ctx->dsn, PAYMENT_PRODUCER, "payment-charger", IDLE_POLL_MS,
+                       charger_round, ctx) != OMS_OK) {
         free(ch);
         curl_global_cleanup();
         return OMS_ENOMEM;
@@ -274,8 +247,7 @@ void payment_charger_stop(payment_ctx *ctx)
     if (ch == NULL)
         return;
     /* A group in flight finishes (bounded by the gateway timeout) and is recorded. */
-    atomic_store(&ch->stop, 1);
-    pthread_join(ch->thread, NULL);
+    pgworker_stop(ch->worker);
     free(ch);
     ctx->charger = NULL;
     curl_global_cleanup();

@@ -13,6 +13,7 @@
 #include "payment.h"
 
 #include "log.h"
+#include "money.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,16 +41,6 @@ static void new_payments_fini(new_payments *p)
     pg_array_fini(&p->gateway_ref), pg_array_fini(&p->reason), pg_array_fini(&p->cause);
 }
 
-static bool currency_ok(const char *c)
-{
-    if (strlen(c) != 3)
-        return false;
-    for (int i = 0; i < 3; i++)
-        if (c[i] < 'A' || c[i] > 'Z')
-            return false;
-    return true;
-}
-
 /* Checks an event fully before anything is written for it; NULL when valid,
  * else the reason (static text). */
 static const char *invalid_reason(const Oms__V1__StockReserved *ev)
@@ -60,7 +51,7 @@ static const char *invalid_reason(const Oms__V1__StockReserved *ev)
         return "order_id must be 1 to 256 bytes";
     if (ev->total_cents < 0)
         return "total_cents must not be negative";
-    if (*ev->currency != '\0' && !currency_ok(ev->currency))
+    if (*ev->currency != '\0' && !money_currency_valid(ev->currency))
         return "currency must be an ISO 4217 code such as USD";
     return NULL;
 }

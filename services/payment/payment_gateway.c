@@ -9,6 +9,8 @@
  */
 #include "payment.h"
 
+#include "curlrun.h"
+
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -116,8 +118,9 @@ static oms_status request_init(request *rq, const payment_settings *cfg, payment
     return OMS_OK;
 }
 
-static void record_answer(request *rq, CURLcode rc)
+static void record_answer(void *priv, CURLcode rc)
 {
+    request *rq = priv;
     payment_charge *c = rq->charge;
     long status = 0;
     if (rc == CURLE_OK)
@@ -131,27 +134,6 @@ static void record_answer(request *rq, CURLcode rc)
         snprintf(c->detail, sizeof c->detail, "%s", curl_easy_strerror(rc));
     else
         snprintf(c->detail, sizeof c->detail, "HTTP %ld", status);
-}
-
-/* Runs every added request to completion (each bounded by its timeout). */
-static void perform_all(CURLM *multi)
-{
-    int running = 0;
-    do {
-        if (curl_multi_perform(multi, &running) != CURLM_OK)
-            break;
-        if (running > 0 && curl_multi_poll(multi, NULL, 0, POLL_MS, NULL) != CURLM_OK)
-            break;
-    } while (running > 0);
-    CURLMsg *msg;
-    int left = 0;
-    while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
-        request *rq = NULL;
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&rq);
-        record_answer(rq, msg->data.result);
-    }
 }
 
 oms_status payment_gateway_send(const payment_settings *cfg, payment_charge *charges, size_t n)
@@ -180,7 +162,7 @@ oms_status payment_gateway_send(const payment_settings *cfg, payment_charge *cha
             goto out;
         }
     }
-    perform_all(multi);
+    curlrun_perform(multi, POLL_MS, record_answer);
 out:
     for (size_t i = 0; rqs != NULL && i < n; i++) {
         if (multi != NULL && rqs[i].easy != NULL)

@@ -176,17 +176,9 @@ static void wait_settled_count(js_conn *js, long want)
     assert_int_equal(n, want);
 }
 
-/* The value of one metric series, from GET /metrics; -1 when absent. */
 static double metric(const char *series)
 {
-    char *body = NULL;
-    double v = -1;
-    assert_int_equal(testenv_http("GET", PORT, "/metrics", NULL, &body), 200);
-    for (char *line = strtok(body, "\n"); line != NULL; line = strtok(NULL, "\n"))
-        if (strncmp(line, series, strlen(series)) == 0 && line[strlen(series)] == ' ')
-            v = atof(line + strlen(series) + 1);
-    free(body);
-    return v;
+    return testenv_metric(PORT, series);
 }
 
 /* ---- posting callbacks ------------------------------------------------ */
@@ -260,61 +252,30 @@ static void callback_expect(const char *body, const char *secret, int64_t offset
 
 static void gateway_start(const char *mode, int delay_ms)
 {
-    char port[32], delay[32], mode_arg[64], log[1024];
+    char port[32], delay[32], mode_arg[64];
     const char *path = getenv("OMS_FAKE_GATEWAY") ? getenv("OMS_FAKE_GATEWAY") : OMS_FAKE_GATEWAY;
-    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
     snprintf(port, sizeof port, "port=%d", GATEWAY_PORT);
     snprintf(delay, sizeof delay, "delay_ms=%d", delay_ms);
     snprintf(mode_arg, sizeof mode_arg, "mode=%s", mode);
-    snprintf(log, sizeof log, "%s/Testing/fake_gateway-%d.log", bin ? bin : ".", GATEWAY_PORT);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        FILE *f = freopen(log, "a", stderr);
-        (void)f;
-        execl(path, path, port, "secret=" SECRET, mode_arg, delay, (char *)NULL);
-        fprintf(stderr, "cannot exec %s\n", path);
-        _exit(127);
-    }
-    gateway_pid = pid;
-    for (int i = 0; i < 200; i++) {
-        if (testenv_http("GET", GATEWAY_PORT, "/stats", NULL, NULL) == 200)
-            return;
-        assert_int_equal(waitpid(pid, NULL, WNOHANG), 0);
-        usleep(50000);
-    }
-    fail_msg("fake gateway not answering on port %d", GATEWAY_PORT);
+    const char *args[] = {port, "secret=" SECRET, mode_arg, delay, NULL};
+    gateway_pid = testenv_peer_start(path, "fake_gateway", GATEWAY_PORT, args);
 }
 
 /* SIGTERM and a clean exit (0: no leak under ASan either). */
 static void gateway_stop(void)
 {
-    int status = 0;
-    kill(gateway_pid, SIGTERM);
-    assert_int_equal(waitpid(gateway_pid, &status, 0), gateway_pid);
-    gateway_pid = 0;
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    testenv_peer_stop(&gateway_pid);
 }
 
 static int teardown(void **state)
 {
-    if (gateway_pid > 0) {
-        kill(gateway_pid, SIGKILL);
-        waitpid(gateway_pid, NULL, 0);
-        gateway_pid = 0;
-    }
+    testenv_peer_kill(&gateway_pid);
     return testenv_cleanup(state);
 }
 
 static json_t *gateway_stats(void)
 {
-    char *body = NULL;
-    assert_int_equal(testenv_http("GET", GATEWAY_PORT, "/stats", NULL, &body), 200);
-    json_t *stats = json_loads(body, 0, NULL);
-    free(body);
-    assert_non_null(stats);
-    return stats;
+    return testenv_http_json(GATEWAY_PORT, "/stats");
 }
 
 static json_t *charge_stats(json_t *stats, const char *payment_id)

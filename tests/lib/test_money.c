@@ -192,6 +192,18 @@ static void test_format_parse_round_trip(void **state)
     }
 }
 
+static void test_currency_valid(void **state)
+{
+    (void)state;
+    assert_true(money_currency_valid("USD"));
+    assert_true(money_currency_valid("EUR"));
+    assert_false(money_currency_valid(""));
+    assert_false(money_currency_valid("usd"));
+    assert_false(money_currency_valid("US"));
+    assert_false(money_currency_valid("USDX"));
+    assert_false(money_currency_valid("U1D"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +218,7 @@ int main(void)
         cmocka_unit_test(test_format_truncates_to_buffer),
         cmocka_unit_test(test_format_currency),
         cmocka_unit_test(test_format_parse_round_trip),
+        cmocka_unit_test(test_currency_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,11 @@
  */
 #include "testenv.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,4 +350,96 @@ long testenv_http(const char *method, int port, const char *path, const char *to
     else
         free(b.data);
     return status;
+}
+
+/* ---- peers ------------------------------------------------------------ */
+
+static bool port_open(int port)
+{
+    struct sockaddr_in addr;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+pid_t testenv_peer_start(const char *path, const char *name, int port,
+                         const char *const *args)
+{
+    char log[1024];
+    const char *argv[16] = {path};
+    size_t n = 1;
+    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
+    snprintf(log, sizeof log, "%s/Testing/%s-%d.log", bin ? bin : ".", name, port);
+    for (const char *const *a = args; a && *a && n < 15; a++)
+        argv[n++] = *a;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *f = freopen(log, "a", stderr);
+        (void)f;
+        execv(path, (char *const *)argv);
+        fprintf(stderr, "cannot exec %s\n", path);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) {
+        if (port_open(port))
+            return pid;
+        assert_int_equal(waitpid(pid, NULL, WNOHANG), 0);
+        usleep(50000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fail_msg("%s not listening on port %d after 10 s", name, port);
+    return -1;
+}
+
+void testenv_peer_stop(pid_t *pid)
+{
+    int status = 0;
+    kill(*pid, SIGTERM);
+    assert_int_equal(waitpid(*pid, &status, 0), *pid);
+    *pid = 0;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+void testenv_peer_kill(pid_t *pid)
+{
+    if (*pid <= 0)
+        return;
+    kill(*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    *pid = 0;
+}
+
+json_t *testenv_http_json(int port, const char *path)
+{
+    char *body = NULL;
+    assert_int_equal(testenv_http("GET", port, path, NULL, &body), 200);
+    json_t *json = json_loads(body, 0, NULL);
+    if (json == NULL)
+        fprintf(stderr, "GET %s on port %d: not JSON: %s\n", path, port, body);
+    free(body);
+    assert_non_null(json);
+    return json;
+}
+
+double testenv_metric(int port, const char *series)
+{
+    char *body = NULL, *save = NULL;
+    double v = -1;
+    size_t len = strlen(series);
+    assert_int_equal(testenv_http("GET", port, "/metrics", NULL, &body), 200);
+    for (char *line = strtok_r(body, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save))
+        if (strncmp(line, series, len) == 0 && line[len] == ' ')
+            v = atof(line + len + 1);
+    free(body);
+    return v;
 }

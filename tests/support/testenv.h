@@ -98,4 +98,25 @@ long testenv_wait_pg(PGconn *c, const char *sql, long want, int timeout_ms);
 long testenv_http(const char *method, int port, const char *path, const char *token,
                   char **body);
 
+/* Starts a peer we do not ship (a test server from tests/support/) as path
+ * with args (NULL-terminated), its stderr appended to
+ * <build>/Testing/<name>-<port>.log, and waits until it accepts TCP
+ * connections on 127.0.0.1:port (fails the test after 10 s or if it exits). */
+pid_t testenv_peer_start(const char *path, const char *name, int port,
+                         const char *const *args);
+
+/* SIGTERM, waits, asserts a clean exit (status 0) and sets *pid to 0. */
+void testenv_peer_stop(pid_t *pid);
+
+/* kill -9 and reap when *pid > 0 (for teardowns); sets *pid to 0. */
+void testenv_peer_kill(pid_t *pid);
+
+/* GETs path on 127.0.0.1:port, asserts 200 and a JSON body, returns it
+ * (caller decrefs). */
+struct json_t *testenv_http_json(int port, const char *path);
+
+/* The value of one series ("name{labels}") from GET /metrics on
+ * 127.0.0.1:port; -1 when absent. */
+double testenv_metric(int port, const char *series);
+
 #endif

@@ -1,0 +1,81 @@
+/*
+ * pgworker.c - rounds on a table from a thread of their own (see pgworker.h).
+ */
+#include "pgworker.h"
+
+#include "pg.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct pgworker {
+    pthread_t thread;
+    atomic_int stop;
+    const char *dsn, *schema, *app;
+    int64_t idle_ms;
+    pgworker_round_fn round;
+    void *ctx;
+};
+
+static int64_t longer(int64_t backoff_ms)
+{
+    return backoff_ms < BACKOFF_MAX_MS ? backoff_ms * 2 : BACKOFF_MAX_MS;
+}
+
+static void *worker_main(void *arg)
+{
+    pgworker *w = arg;
+    PGconn *conn = NULL;
+    int64_t backoff_ms = BACKOFF_MIN_MS;
+    while (!atomic_load(&w->stop)) {
+        if (!pg_ok(conn)) {
+            PQfinish(conn);
+            conn = NULL;
+            if (pg_connect(&conn, w->dsn, w->schema, w->app) != OMS_OK) {
+                oms_sleep_ms(backoff_ms, &w->stop);
+                backoff_ms = longer(backoff_ms);
+                continue;
+            }
+        }
+        bool more = false;
+        if (w->round(w->ctx, &conn, &more) != OMS_OK) {
+            backoff_ms = longer(backoff_ms);
+            oms_sleep_ms(backoff_ms, &w->stop);
+            continue;
+        }
+        backoff_ms = BACKOFF_MIN_MS;
+        if (!more)
+            oms_sleep_ms(w->idle_ms, &w->stop);
+    }
+    PQfinish(conn);
+    return NULL;
+}
+
+oms_status pgworker_start(pgworker **out, const char *dsn, const char *schema, const char *app,
+                          int64_t idle_ms, pgworker_round_fn round, void *ctx)
+{
+    pgworker *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return OMS_ENOMEM;
+    *w = (pgworker){.dsn = dsn, .schema = schema, .app = app, .idle_ms = idle_ms,
+                    .round = round, .ctx = ctx};
+    atomic_init(&w->stop, 0);
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        free(w);
+        return OMS_ENOMEM;
+    }
+    *out = w;
+    return OMS_OK;
+}
+
+void pgworker_stop(pgworker *w)
+{
+    if (w == NULL)
+        return;
+    atomic_store(&w->stop, 1);
+    pthread_join(w->thread, NULL);
+    free(w);
+}

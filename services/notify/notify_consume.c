@@ -1,0 +1,222 @@
+/*
+ * notify_consume.c - order.paid, order.failed and order.refunded: one row
+ * per (event, enabled channel), per batch one set-based INSERT ... SELECT
+ * FROM unnest ... ON CONFLICT (event_id, channel) DO NOTHING.
+ *
+ * The key is the event's meta.event_id, so an event published again under
+ * another Nats-Msg-Id (which the inbox cannot recognise) still notifies
+ * once. Nothing is sent here: the rows are pending and the sender delivers
+ * them after COMMIT. A notification that must not go out is written failed
+ * at once, with the reason: an email for a customer without a usable
+ * address, or any notification of an event older than OMS_NOTIFY_MAX_AGE_H
+ * (a first start on a stream holding days of events must not mail them all).
+ */
+#include "notify.h"
+
+#include "log.h"
+#include "money.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_TIME_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z, PostgreSQL's limit is later */
+
+enum column {
+    COL_EVENT_ID, COL_CHANNEL, COL_SUBJECT, COL_ORDER_ID, COL_CUSTOMER_ID, COL_EMAIL, COL_NAME,
+    COL_STATUS, COL_TOTAL, COL_CURRENCY, COL_REASON, COL_REFUND_ID, COL_REFUND, COL_REFUNDED,
+    COL_OCCURRED, COL_STATE, COL_ERROR, N_COLUMNS
+};
+
+/* The columns of the new rows of one batch, as array literals. */
+typedef struct new_rows {
+    pg_array col[N_COLUMNS];
+} new_rows;
+
+/* One event of any of the three types, its strings borrowed from the
+ * unpacked message. */
+typedef struct order_event {
+    const char *event_id, *order_id, *customer_id, *email, *name, *status, *currency, *reason;
+    const char *refund_id;
+    int64_t total_cents, refund_cents, refunded_total_cents, occurred_at_ms;
+} order_event;
+
+/* The fields the three event types share (same names in each). */
+#define VIEW_COMMON(e, ev, m, default_status)                                         \
+    do {                                                                             \
+        (e)->event_id = *(ev)->meta->event_id ? (ev)->meta->event_id : (m)->event_id; \
+        (e)->occurred_at_ms = (ev)->meta->occurred_at_ms > 0 ? (ev)->meta->occurred_at_ms \
+                                                             : oms_now_ms();         \
+        (e)->order_id = (ev)->order_id, (e)->customer_id = (ev)->customer_id;         \
+        (e)->email = (ev)->customer_email, (e)->name = (ev)->customer_name;           \
+        (e)->status = *(ev)->status ? (ev)->status : (default_status);               \
+        (e)->currency = (ev)->currency, (e)->reason = (ev)->reason;                   \
+        (e)->total_cents = (ev)->total_cents, (e)->refund_id = "";                    \
+    } while (0)
+
+/* Unpacks m into *e (strings borrowed from the returned message, which the
+ * caller frees). e->order_id stays NULL when the payload is not the
+ * subject's message or has no meta. */
+static ProtobufCMessage *unpack(const oms_msg *m, order_event *e)
+{
+    memset(e, 0, sizeof *e);
+    if (strcmp(m->subject, "order.paid") == 0) {
+        Oms__V1__OrderPaid *ev = oms__v1__order_paid__unpack(NULL, m->len, m->data);
+        if (ev != NULL && ev->meta != NULL)
+            VIEW_COMMON(e, ev, m, "paid");
+        return ev ? &ev->base : NULL;
+    }
+    if (strcmp(m->subject, "order.failed") == 0) {
+        Oms__V1__OrderFailed *ev = oms__v1__order_failed__unpack(NULL, m->len, m->data);
+        if (ev != NULL && ev->meta != NULL)
+            VIEW_COMMON(e, ev, m, "failed");
+        return ev ? &ev->base : NULL;
+    }
+    if (strcmp(m->subject, "order.refunded") != 0)
+        return NULL;
+    Oms__V1__OrderRefunded *ev = oms__v1__order_refunded__unpack(NULL, m->len, m->data);
+    if (ev != NULL && ev->meta != NULL) {
+        VIEW_COMMON(e, ev, m, "refunded");
+        e->refund_id = ev->refund_id;
+        e->refund_cents = ev->amount_cents;
+        e->refunded_total_cents = ev->refunded_total_cents;
+    }
+    return ev ? &ev->base : NULL;
+}
+
+/* Checks an event fully before anything is written for it; NULL when valid,
+ * else the reason (static text). */
+static const char *invalid_reason(const oms_msg *m, const ProtobufCMessage *pb,
+                                  const order_event *e)
+{
+    if (pb == NULL)
+        return "payload is not a valid protobuf message of the subject's type";
+    if (e->order_id == NULL)
+        return "meta is missing";
+    if (*e->order_id == '\0' || strlen(e->order_id) > NOTIFY_ID_MAX)
+        return "order_id must be 1 to 256 bytes";
+    if (strlen(e->customer_id) > NOTIFY_ID_MAX)
+        return "customer_id must be at most 256 bytes";
+    if (strlen(e->event_id) >= CONSUMER_EVENT_ID_LEN)
+        return "meta.event_id must be shorter than 128 bytes";
+    if (e->occurred_at_ms > MAX_TIME_MS)
+        return "meta.occurred_at_ms is after the year 9999";
+    if (e->total_cents < 0)
+        return "total_cents must not be negative";
+    if (*e->currency != '\0' && !money_currency_valid(e->currency))
+        return "currency must be an ISO 4217 code such as USD";
+    if (strcmp(m->subject, "order.refunded") == 0 &&
+        (e->refund_cents < 0 || e->refunded_total_cents < 0))
+        return "amount_cents and refunded_total_cents must not be negative";
+    return NULL;
+}
+
+/* Why a notification of e on ch must not be sent, or NULL. */
+static const char *refusal(const notify_ctx *ctx, const order_event *e, notify_channel ch)
+{
+    if (ctx->cfg.max_age_ms > 0 && oms_now_ms() - e->occurred_at_ms > ctx->cfg.max_age_ms)
+        return "event is older than OMS_NOTIFY_MAX_AGE_H: not sent";
+    if (ch == NOTIFY_EMAIL && *e->email == '\0')
+        return "customer has no email address";
+    if (ch == NOTIFY_EMAIL && !notify_email_valid(e->email))
+        return "customer_email is not a valid address";
+    return NULL;
+}
+
+static oms_status add_row(const notify_ctx *ctx, new_rows *r, const order_event *e,
+                          const char *subject, notify_channel ch)
+{
+    const char *error = refusal(ctx, e, ch), *currency = ctx->currency;
+    const char *state = error ? "failed" : "pending";
+    pg_array *c = r->col;
+    if (pg_array_add(&c[COL_EVENT_ID], e->event_id) ||
+        pg_array_add(&c[COL_CHANNEL], notify_channel_name(ch)) ||
+        pg_array_add(&c[COL_SUBJECT], subject) || pg_array_add(&c[COL_ORDER_ID], e->order_id) ||
+        pg_array_add(&c[COL_CUSTOMER_ID], e->customer_id) ||
+        pg_array_add(&c[COL_EMAIL], e->email) || pg_array_add(&c[COL_NAME], e->name) ||
+        pg_array_add(&c[COL_STATUS], e->status) ||
+        pg_array_add_int(&c[COL_TOTAL], e->total_cents) ||
+        pg_array_add(&c[COL_CURRENCY], *e->currency ? e->currency : currency) ||
+        pg_array_add(&c[COL_REASON], e->reason) || pg_array_add(&c[COL_REFUND_ID], e->refund_id) ||
+        pg_array_add_int(&c[COL_REFUND], e->refund_cents) ||
+        pg_array_add_int(&c[COL_REFUNDED], e->refunded_total_cents) ||
+        pg_array_add_int(&c[COL_OCCURRED], e->occurred_at_ms) ||
+        pg_array_add(&c[COL_STATE], state) || pg_array_add(&c[COL_ERROR], error ? error : ""))
+        return OMS_ENOMEM;
+    return OMS_OK;
+}
+
+/* Decodes and validates the batch into r; invalid messages are rejected. */
+static oms_status collect(notify_ctx *ctx, consumer_batch *b, new_rows *r)
+{
+    oms_status s = OMS_OK;
+    for (size_t i = 0; i < b->n && s == OMS_OK; i++) {
+        oms_msg *m = &b->msgs[i];
+        order_event e;
+        if (m->duplicate || m->rejected)
+            continue;
+        ProtobufCMessage *pb = unpack(m, &e);
+        const char *why = invalid_reason(m, pb, &e);
+        if (why != NULL)
+            consumer_reject(b, i, "%s: %s", m->subject, why);
+        for (int ch = 0; why == NULL && s == OMS_OK && ch < NOTIFY_N_CHANNELS; ch++)
+            if (ctx->cfg.enabled[ch])
+                s = add_row(ctx, r, &e, m->subject, (notify_channel)ch);
+        if (pb != NULL)
+            protobuf_c_message_free_unpacked(pb, NULL);
+    }
+    return s;
+}
+
+static oms_status insert_rows(consumer_batch *b, new_rows *r)
+{
+    const char *params[N_COLUMNS];
+    PGresult *res = NULL;
+    for (int i = 0; i < N_COLUMNS; i++)
+        params[i] = pg_array_literal(&r->col[i]);
+    oms_status s = pg_query(
+        b->conn, "notification insert",
+        "INSERT INTO notifications (event_id, channel, subject, order_id, customer_id,"
+        " customer_email, customer_name, status, total_cents, currency, reason, refund_id,"
+        " refund_cents, refunded_total_cents, occurred_at, state, last_error)"
+        " SELECT e, ch, su, o, cu, em, na, st, t, cur, re, ri, rc, rt,"
+        "  to_timestamp(oc / 1000.0), sta, er"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+        "  $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[],"
+        "  $13::bigint[], $14::bigint[], $15::bigint[], $16::text[], $17::text[])"
+        "  AS x(e, ch, su, o, cu, em, na, st, t, cur, re, ri, rc, rt, oc, sta, er)"
+        " ON CONFLICT (event_id, channel) DO NOTHING RETURNING channel, state",
+        N_COLUMNS, params, PGRES_TUPLES_OK, &res);
+    if (s != OMS_OK)
+        return s;
+    int inserted = PQntuples(res);
+    for (int i = 0; i < inserted; i++) {
+        if (strcmp(PQgetvalue(res, i, 1), "failed") != 0)
+            continue;
+        char labels[64];
+        snprintf(labels, sizeof labels, "channel=\"%s\",state=\"failed\"", PQgetvalue(res, i, 0));
+        consumer_count(b, "oms_notifications_total", labels, 1);
+    }
+    if ((size_t)inserted < r->col[COL_EVENT_ID].count) {
+        char ignored[24];
+        snprintf(ignored, sizeof ignored, "%zu", r->col[COL_EVENT_ID].count - (size_t)inserted);
+        log_info("notifications already recorded ignored", "notifications", ignored, NULL);
+    }
+    PQclear(res);
+    return OMS_OK;
+}
+
+oms_status notify_apply_orders(void *arg, consumer_batch *b)
+{
+    notify_ctx *ctx = arg;
+    new_rows r;
+    memset(&r, 0, sizeof r);
+    for (int i = 0; i < N_COLUMNS; i++)
+        pg_array_init(&r.col[i]);
+    oms_status s = collect(ctx, b, &r);
+    if (s == OMS_OK && r.col[COL_EVENT_ID].count > 0)
+        s = insert_rows(b, &r);
+    for (int i = 0; i < N_COLUMNS; i++)
+        pg_array_fini(&r.col[i]);
+    return s;
+}
