@@ -8,10 +8,9 @@
 #include <stdio.h>
 
 /* The domain context: the settings read once at start, plus what init
- * borrows from the service. Static rather than allocated in init because
- * service_main calls fini before it stops the HTTP server (which keeps
- * serving probes while the outbox drains): a gateway callback may still run
- * after fini, so its context must live until exit. */
+ * borrows from the service. service_main stops consumers and the HTTP
+ * server (so no gateway callback runs any more) before fini; the context is
+ * static only because a service has exactly one. */
 static payment_ctx domain;
 
 static oms_status payment_init(oms_service *svc, void **out)
