@@ -98,4 +98,8 @@ long testenv_wait_pg(PGconn *c, const char *sql, long want, int timeout_ms);
 long testenv_http(const char *method, int port, const char *path, const char *token,
                   char **body);
 
+/* As testenv_http, with request_body (JSON, "" for none) sent by a POST. */
+long testenv_http_post_json(const char *method, int port, const char *path, const char *token,
+                            const char *request_body, char **body);
+
 #endif
