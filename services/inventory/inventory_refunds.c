@@ -168,6 +168,7 @@ static void decide(restock_batch *rb)
                      ev->refund_id, "order_id", ev->order_id, NULL);
             oms__v1__refund_processed__free_unpacked(ev, NULL);
             rb->events[i] = NULL;
+            consumer_count(rb->b, "oms_inventory_restocks_ignored_total", "", 1);
             continue;
         }
         rb->units[i] = decide_one(rb, ev);

@@ -342,6 +342,48 @@ static void check_order_refunded_events(js_conn *js)
     }
 }
 
+/* Polls a counter on a service's /metrics until it reaches want. */
+static bool metric_reaches(int port, const char *series, long want)
+{
+    for (int i = 0; i < 100; i++) {
+        char *body = NULL;
+        assert_int_equal(testenv_http("GET", port, "/metrics", NULL, &body), 200);
+        const char *line = strstr(body, series);
+        long v = line ? atol(line + strlen(series)) : 0;
+        free(body);
+        if (v >= want)
+            return v == want;
+        usleep(100000);
+    }
+    return false;
+}
+
+/* The first refund.processed of R-1 again, under another event id (as a
+ * producer bug or a replayed stream would send it): ingest and inventory
+ * apply a refund once per refund id. */
+static void redeliver_first_refund(js_conn *js, PGconn *pg)
+{
+    refund_events ev;
+    char id[37];
+    read_refund_events(js, "R-1", &ev);
+    assert_true(ev.n_processed >= 1);
+    Oms__V1__RefundProcessed *first = ev.processed[0];
+    char *original = first->meta->event_id;
+    oms_uuid4(id);
+    first->meta->event_id = id;
+    testenv_publish_event(js, "refund.processed", id, &first->base);
+    first->meta->event_id = original;
+    assert_true(metric_reaches(INGEST_PORT, "\noms_ingest_refunds_ignored_total ", 1));
+    assert_true(metric_reaches(INVENTORY_PORT, "\noms_inventory_restocks_ignored_total ", 1));
+    refund_events_free(&ev);
+    assert_int_equal(pg_long(pg, "SELECT count(*) FROM ingest.order_refunds WHERE order_id = '%s'",
+                             "R-1"), 3);
+    assert_int_equal(pg_long(pg, "SELECT refunded_cents FROM ingest.orders WHERE order_id = '%s'",
+                             "R-1"), 5000);
+    assert_int_equal(on_hand(pg, "SKU-RB"), 5);
+    check_order_refunded_events(js);
+}
+
 static void test_partial_partial_full_with_restock(void **state)
 {
     (void)state;
@@ -382,6 +424,7 @@ static void test_partial_partial_full_with_restock(void **state)
     assert_int_equal(pg_long(pg, "SELECT count(*) FROM ingest.order_status_history WHERE"
                                  " order_id = '%s' AND status LIKE '%%refunded'", "R-1"), 3);
     check_order_refunded_events(js);
+    redeliver_first_refund(js, pg);
 
     /* Nothing is left; a failed order and an unknown one cannot be refunded. */
     publish_request(js, "R-1-d", "R-1", 500, false, NULL);
