@@ -182,5 +182,6 @@ int stock_show(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_dlq(int argc, char **argv);
+int cmd_refund(int argc, char **argv);
 
 #endif

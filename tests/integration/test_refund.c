@@ -588,6 +588,68 @@ static void test_http_requests(void **state)
     testenv_service_stop(refund);
 }
 
+/* ---- omsctl refund ---------------------------------------------------------- */
+
+/* Runs omsctl with args; returns its exit status and its stdout in *out. */
+static int omsctl(const char *args, char **out)
+{
+    char cmd[1024], buf[4096];
+    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
+    size_t len = 0;
+    snprintf(cmd, sizeof cmd, "%s/cli/omsctl %s 2>&1", bin ? bin : ".", args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n;
+    while ((n = fread(buf + len, 1, sizeof buf - 1 - len, p)) > 0 && len < sizeof buf - 1)
+        len += n;
+    buf[len] = '\0';
+    int status = pclose(p);
+    *out = strdup(buf);
+    fprintf(stderr, "omsctl %s -> %d\n%s", args, WEXITSTATUS(status), buf);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void expect_omsctl(const char *args, int want_rc, const char *want_text)
+{
+    char *out = NULL;
+    assert_int_equal(omsctl(args, &out), want_rc);
+    if (strstr(out, want_text) == NULL)
+        fail_msg("omsctl %s printed %s, not %s", args, out, want_text);
+    free(out);
+}
+
+static void test_omsctl_refund(void **state)
+{
+    (void)state;
+    testenv_reset(SCHEMAS);
+    setenv("OMS_REFUND_URL", "http://127.0.0.1:19685", 1);
+    pid_t refund = testenv_service_start("refund", REFUND_PORT, NULL);
+    js_conn *js = testenv_js();
+    PGconn *pg = testenv_pg();
+    publish_paid(js, "RO-1", "C-O", 5000);
+    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'",
+                             "RO-1"), 1);
+    expect_omsctl("refund RO-1 12.50 --key cli-1 --reason 'wrong size'", 0,
+                  "refunded 12.50 USD (12.50 USD refunded on the order in total)");
+    /* The same command again: the first outcome, nothing refunded twice. */
+    expect_omsctl("refund RO-1 12.50 --key cli-1 --reason 'wrong size'", 0,
+                  "refund cli-1 on RO-1: processed");
+    expect_omsctl("refund RO-1 40.00 --key cli-2", 1,
+                  "rejected: refund of 40.00 USD exceeds the 37.50 USD still refundable on RO-1");
+    expect_omsctl("refund RO-1", 0, "(50.00 USD refunded on the order in total, in full)");
+    expect_omsctl("refund status --order RO-1", 0, "order RO-1: paid 50.00 USD, refunded 50.00 USD");
+    expect_omsctl("refund status --key cli-2", 0, "refund cli-2 on RO-1: rejected");
+    expect_omsctl("refund status --key no-such-key", 1, "no refund request with key no-such-key");
+    expect_omsctl("refund RO-1 1.001", 2, "AMOUNT \"1.001\" must be a decimal");
+    assert_int_equal(pg_long(pg, "SELECT refunded_cents FROM refund.paid_orders WHERE"
+                                 " order_id = '%s'", "RO-1"), 5000);
+    assert_int_equal(pg_long(pg, "SELECT count(*) FROM refund.refunds WHERE order_id = '%s'",
+                             "RO-1"), 3);
+    js_conn_destroy(js);
+    PQfinish(pg);
+    testenv_service_stop(refund);
+}
+
 /* ---- concurrency ----------------------------------------------------------- */
 
 /* 20 requests of 7.00 on an order paid 100.00, published at once and shared
@@ -741,6 +803,7 @@ int main(void)
         cmocka_unit_test_teardown(test_partial_partial_full_with_restock, teardown),
         cmocka_unit_test_teardown(test_same_key_twice, teardown),
         cmocka_unit_test_teardown(test_http_requests, teardown),
+        cmocka_unit_test_teardown(test_omsctl_refund, teardown),
         cmocka_unit_test_teardown(test_concurrent_requests_never_exceed_paid, teardown),
         cmocka_unit_test_teardown(test_kill9_while_the_gateway_answers, teardown),
     };
