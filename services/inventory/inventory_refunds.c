@@ -8,7 +8,9 @@
  *   - Without lines, a refund that leaves the order refunded in full (full)
  *     restocks everything of the order not restocked yet; a partial one
  *     restocks nothing (which goods came back is not known).
- *   - Only a committed reservation (a sale) has units to give back.
+ *   - Only a committed reservation (a sale) has units to give back; a refund
+ *     that arrives while the order's reservation is still waiting for its
+ *     payment.settled rolls the batch back to be retried.
  *
  * Steps: lock the batch's reservations by order id with their lines (as
  * inventory_payments.c does), read which refunds were restocked before
@@ -268,10 +270,27 @@ static oms_status write_restocks(restock_batch *rb)
     return s;
 }
 
+/* A refund can overtake its order's payment.settled here (they travel on
+ * different streams): a sale not committed yet is waited for, not skipped. */
+static bool sale_in_flight(restock_batch *rb)
+{
+    for (int r = 0; r < PQntuples(rb->rows); r++)
+        if (strcmp(PQgetvalue(rb->rows, r, 1), "reserved") == 0) {
+            log_warn("refund.processed before its sale was committed: retried later",
+                     "order_id", PQgetvalue(rb->rows, r, 0), NULL);
+            return true;
+        }
+    return false;
+}
+
 static oms_status restock(restock_batch *rb)
 {
     oms_status s;
-    if ((s = read_state(rb)) != OMS_OK || (s = index_state(rb)) != OMS_OK)
+    if ((s = read_state(rb)) != OMS_OK)
+        return s;
+    if (sale_in_flight(rb))
+        return OMS_ETRANSIENT;
+    if ((s = index_state(rb)) != OMS_OK)
         return s;
     decide(rb);
     if ((s = write_products(rb)) != OMS_OK || (s = write_lines(rb)) != OMS_OK)

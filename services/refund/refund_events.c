@@ -26,6 +26,13 @@ void refund_metrics_declare(metrics *m)
     metrics_counter_add(m, "oms_refunded_cents_total", "", 0);
 }
 
+static void lines_free(Oms__V1__RefundLine *lines, Oms__V1__RefundLine **ptrs, size_t n)
+{
+    for (size_t i = 0; lines != NULL && i < n; i++)
+        free(lines[i].sku);
+    free(lines), free(ptrs);
+}
+
 /* Restock lines from their JSON text; *out NULL when there are none. */
 static oms_status lines_decode(const char *text, Oms__V1__RefundLine **out_lines,
                                Oms__V1__RefundLine ***out_ptrs, size_t *n)
@@ -51,17 +58,15 @@ static oms_status lines_decode(const char *text, Oms__V1__RefundLine **out_lines
         lines[i].sku = strdup(sku != NULL ? sku : "");
         lines[i].qty = (int32_t)json_integer_value(json_object_get(l, "qty"));
         ptrs[i] = &lines[i];
+        if (lines[i].sku == NULL) {
+            lines_free(lines, ptrs, i);
+            json_decref(arr);
+            return OMS_ENOMEM;
+        }
     }
     json_decref(arr);
     *out_lines = lines, *out_ptrs = ptrs, *n = count;
     return OMS_OK;
-}
-
-static void lines_free(Oms__V1__RefundLine *lines, Oms__V1__RefundLine **ptrs, size_t n)
-{
-    for (size_t i = 0; lines != NULL && i < n; i++)
-        free(lines[i].sku);
-    free(lines), free(ptrs);
 }
 
 oms_status refund_emit_processed(outbox_batch *ob, const refund_outcome *o)

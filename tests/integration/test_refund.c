@@ -443,7 +443,14 @@ static void test_partial_partial_full_with_restock(void **state)
     assert_non_null(strstr(why, "R-F cannot be refunded: it is not a paid order"));
     free(why);
     refund_events ev;
-    read_refund_events(js, "R-F", &ev);
+    /* Decided is committed; published is the outbox relay's next round. */
+    for (int i = 0; i < 50; i++) {
+        read_refund_events(js, "R-F", &ev);
+        if (ev.n_rejected > 0)
+            break;
+        refund_events_free(&ev);
+        usleep(100000);
+    }
     assert_int_equal(ev.n_processed, 0);
     assert_int_equal(ev.n_rejected, 1);
     assert_string_equal(ev.rejected[0]->idempotency_key, "R-F-a");
