@@ -731,6 +731,69 @@ static void test_concurrent_requests_never_exceed_paid(void **state)
     testenv_service_stop(two);
 }
 
+/* ---- kill -9 in the middle of a batch (mock gateway) ----------------------- */
+
+#define CRASH_ORDERS 150
+
+static long count_events(js_conn *js, const char *subject)
+{
+    testenv_msg *msgs = NULL;
+    size_t n = testenv_stream_read(js, "REFUNDS", subject, &msgs);
+    testenv_msgs_free(msgs, n);
+    return (long)n;
+}
+
+/* Two requests of 6.00 per order paid 10.00, decided a few at a time; the
+ * service is killed while it works through them and restarted: every key
+ * gets one outcome, one of each pair is processed, and every outcome is
+ * published once. */
+static void test_kill9_mid_batch_decides_each_key_once(void **state)
+{
+    (void)state;
+    testenv_reset(SCHEMAS);
+    const char *const env[] = {"OMS_BATCH_MAX=4", "OMS_ACK_WAIT_S=2", NULL};
+    char order[32], key[48];
+    js_conn *js = testenv_js();
+    PGconn *pg = testenv_pg();
+    pid_t refund = testenv_service_start("refund", REFUND_PORT, env);
+    for (int i = 0; i < CRASH_ORDERS; i++) {
+        snprintf(order, sizeof order, "RX-%03d", i);
+        publish_paid(js, order, "C-X", 1000);
+    }
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM refund.paid_orders", CRASH_ORDERS,
+                                     20000), CRASH_ORDERS);
+    testenv_service_stop(refund);
+    for (int i = 0; i < CRASH_ORDERS; i++)
+        for (int k = 0; k < 2; k++) {
+            snprintf(order, sizeof order, "RX-%03d", i);
+            snprintf(key, sizeof key, "crash-%03d-%d", i, k);
+            publish_request(js, key, order, 600, false, NULL);
+        }
+    refund = testenv_service_start("refund", REFUND_PORT, env);
+    long decided = 0;
+    for (int i = 0; i < 200 && decided < CRASH_ORDERS / 2; i++) {
+        decided = testenv_pg_long(pg, "SELECT count(*) FROM refund.refunds");
+        usleep(10000);
+    }
+    testenv_service_kill(refund);
+    fprintf(stderr, "killed refund with %ld of %d requests decided\n", decided, 2 * CRASH_ORDERS);
+    assert_true(decided < 2 * CRASH_ORDERS);
+    refund = testenv_service_start("refund", REFUND_PORT, env);
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM refund.refunds", 2 * CRASH_ORDERS,
+                                     30000), 2 * CRASH_ORDERS);
+    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM refund.refunds"
+                                         " WHERE state = 'processed'"), CRASH_ORDERS);
+    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM refund.paid_orders"
+                                         " WHERE refunded_cents <> 600"), 0);
+    for (int i = 0; i < 100 && count_events(js, "refund.rejected") < CRASH_ORDERS; i++)
+        usleep(100000);
+    assert_int_equal(count_events(js, "refund.processed"), CRASH_ORDERS);
+    assert_int_equal(count_events(js, "refund.rejected"), CRASH_ORDERS);
+    js_conn_destroy(js);
+    PQfinish(pg);
+    testenv_service_stop(refund);
+}
+
 /* ---- the http gateway and kill -9 ------------------------------------------ */
 
 static const char *const HTTP_ENV[] = {"OMS_PAYMENT_GATEWAY=http",
@@ -812,6 +875,7 @@ int main(void)
         cmocka_unit_test_teardown(test_http_requests, teardown),
         cmocka_unit_test_teardown(test_omsctl_refund, teardown),
         cmocka_unit_test_teardown(test_concurrent_requests_never_exceed_paid, teardown),
+        cmocka_unit_test_teardown(test_kill9_mid_batch_decides_each_key_once, teardown),
         cmocka_unit_test_teardown(test_kill9_while_the_gateway_answers, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
