@@ -19,6 +19,7 @@
 
 #define ISO_MS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 #define ERR_LEN 512
+#define REFUNDS_LISTED_MAX "1000" /* an order's refunds shown by GET /refunds?order_id= */
 #define REFUND_COLUMNS                                                                          \
     "refund_id, idempotency_key, order_id, requested_cents, amount_cents, currency, reason,"   \
     " restock, lines::text, requested_by, state, reject_reason, refunded_total_cents,"         \
@@ -251,7 +252,7 @@ static void by_order(PGconn *c, const char *order_id, http_response *resp)
                  1, params, PGRES_TUPLES_OK, &order) != OMS_OK ||
         pg_query(c, "refunds of order",
                  "SELECT " REFUND_COLUMNS " FROM refunds WHERE order_id = $1"
-                 " ORDER BY created_at, refund_id",
+                 " ORDER BY created_at, refund_id LIMIT " REFUNDS_LISTED_MAX,
                  1, params, PGRES_TUPLES_OK, &res) != OMS_OK) {
         http_respond_error(resp, 503, "cannot read refunds");
         goto out;
