@@ -867,6 +867,58 @@ static void test_kill9_while_the_gateway_answers(void **state)
     gateway_stop();
 }
 
+/* 503s before the gateway answers: retried with backoff under one key;
+ * never answered within OMS_REFUND_MAX_ATTEMPTS: rejected, and the held
+ * amount is refundable again. */
+static void test_gateway_retries_then_gives_up(void **state)
+{
+    (void)state;
+    testenv_reset(SCHEMAS);
+    gateway_start("refund_fail_first_n=2");
+    pid_t refund = testenv_service_start("refund", REFUND_PORT, HTTP_ENV);
+    js_conn *js = testenv_js();
+    PGconn *pg = testenv_pg();
+    publish_paid(js, "RR-1", "C-R", 3000);
+    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM refund.paid_orders WHERE"
+                                           " order_id = '%s'", "RR-1"), 1);
+    publish_request(js, "retry-1", "RR-1", 1000, false, NULL);
+    expect_outcome(pg, "retry-1", "processed");
+    assert_int_equal(pg_long(pg, "SELECT attempts FROM refund.refunds WHERE idempotency_key = '%s'",
+                             "retry-1"), 3);
+    char *refund_id = pg_text(pg, "SELECT refund_id FROM refund.refunds WHERE"
+                                  " idempotency_key = '%s'", "retry-1");
+    json_t *stats = gateway_stats();
+    json_t *rec = json_object_get(json_object_get(stats, "refunds"), refund_id);
+    assert_non_null(rec);
+    json_t *answers = json_object_get(rec, "answers");
+    assert_int_equal(json_array_size(answers), 3);
+    assert_int_equal(json_integer_value(json_array_get(answers, 0)), 503);
+    assert_int_equal(json_integer_value(json_array_get(answers, 2)), 200);
+    json_decref(stats);
+    free(refund_id);
+    testenv_service_stop(refund);
+
+    const char *const give_up_env[] = {"OMS_PAYMENT_GATEWAY=http",
+                                       "OMS_PAYMENT_GATEWAY_URL=http://127.0.0.1:19690",
+                                       "OMS_REFUND_MAX_ATTEMPTS=2", NULL};
+    refund = testenv_service_start("refund", REFUND_PORT, give_up_env);
+    publish_request(js, "retry-2", "RR-1", 0, false, NULL);
+    expect_outcome(pg, "retry-2", "rejected");
+    char *why = pg_text(pg, "SELECT reject_reason FROM refund.refunds WHERE idempotency_key = '%s'",
+                        "retry-2");
+    assert_string_equal(why, "the payment gateway did not answer the refund after 2 attempts "
+                             "(last: a 5xx answer)");
+    free(why);
+    assert_int_equal(pg_long(pg, "SELECT pending_cents FROM refund.paid_orders WHERE"
+                                 " order_id = '%s'", "RR-1"), 0);
+    assert_int_equal(pg_long(pg, "SELECT refunded_cents FROM refund.paid_orders WHERE"
+                                 " order_id = '%s'", "RR-1"), 1000);
+    js_conn_destroy(js);
+    PQfinish(pg);
+    testenv_service_stop(refund);
+    gateway_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -877,6 +929,7 @@ int main(void)
         cmocka_unit_test_teardown(test_concurrent_requests_never_exceed_paid, teardown),
         cmocka_unit_test_teardown(test_kill9_mid_batch_decides_each_key_once, teardown),
         cmocka_unit_test_teardown(test_kill9_while_the_gateway_answers, teardown),
+        cmocka_unit_test_teardown(test_gateway_retries_then_gives_up, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
