@@ -49,21 +49,11 @@ oms_status refund_config(refund_settings *cfg, char err[CONFIG_ERR_LEN])
     int64_t attempts;
     memset(cfg, 0, sizeof *cfg);
     if (read_gateway(cfg, err) != OMS_OK ||
-        config_int("OMS_PAYMENT_GATEWAY_TIMEOUT_MS", 10000, 100, 120000, &cfg->timeout_ms, err) !=
-            OMS_OK ||
-        config_int("OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS", 2000, 100, 60000,
-                   &cfg->connect_timeout_ms, err) != OMS_OK ||
+        config_gateway_timeouts(&cfg->timeout_ms, &cfg->connect_timeout_ms, err) != OMS_OK ||
         config_int("OMS_REFUND_MAX_ATTEMPTS", 8, 1, 100, &attempts, err) != OMS_OK ||
         config_int("OMS_REFUND_LEASE_MARGIN_MS", 5000, 100, 600000, &cfg->lease_margin_ms,
                    err) != OMS_OK)
         return OMS_EINVAL;
     cfg->max_attempts = (int)attempts;
-    if (cfg->connect_timeout_ms > cfg->timeout_ms) {
-        snprintf(err, CONFIG_ERR_LEN,
-                 "OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS=%lld is invalid: it must not exceed "
-                 "OMS_PAYMENT_GATEWAY_TIMEOUT_MS (%lld)",
-                 (long long)cfg->connect_timeout_ms, (long long)cfg->timeout_ms);
-        return OMS_EINVAL;
-    }
     return OMS_OK;
 }
