@@ -386,8 +386,8 @@ static int refund_request(int argc, char **argv)
     fprintf(a->json ? stderr : stdout, "idempotency key: %s\n", a->key);
     fflush(stdout);
     rc = CLI_EXIT_FAIL;
-    if (cli_connect(&c, CLI_CONNECT_WAIT_MS) == OMS_OK && cli_require_stream(c, "REFUNDS") == OMS_OK &&
-        publish(c, a, a->key) == OMS_OK) {
+    if (cli_connect(&c, CLI_CONNECT_WAIT_MS) == OMS_OK &&
+        cli_require_stream(c, "REFUNDS") == OMS_OK && publish(c, a, a->key) == OMS_OK) {
         cli_catch_signals();
         rc = a->wait_s > 0 ? wait_outcome(a, a->key) : CLI_EXIT_OK;
         if (a->wait_s == 0)

@@ -132,14 +132,15 @@ static oms_status lock_and_record(refund_batch *rb)
                      " ORDER BY o.order_id FOR UPDATE OF o",
                      1, p1, PGRES_TUPLES_OK, &rb->locked);
     if (s == OMS_OK)
-        s = pg_query(rb->b->conn, "order refunds insert",
-                     "INSERT INTO order_refunds (refund_id, order_id, amount_cents, event_id)"
-                     " SELECT x.r, x.o, x.a, x.c"
-                     " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS x(o, r, a, c)"
-                     " JOIN orders o ON o.order_id = x.o"
-                     " WHERE o.status IN ('paid', 'partially_refunded', 'refunded')"
-                     " ON CONFLICT (refund_id) DO NOTHING RETURNING refund_id",
-                     4, p2, PGRES_TUPLES_OK, &rb->fresh);
+        s = pg_query(
+            rb->b->conn, "order refunds insert",
+            "INSERT INTO order_refunds (refund_id, order_id, amount_cents, event_id)"
+            " SELECT x.r, x.o, x.a, x.c"
+            " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS x(o, r, a, c)"
+            " JOIN orders o ON o.order_id = x.o"
+            " WHERE o.status IN ('paid', 'partially_refunded', 'refunded')"
+            " ON CONFLICT (refund_id) DO NOTHING RETURNING refund_id",
+            4, p2, PGRES_TUPLES_OK, &rb->fresh);
     if (s == OMS_OK)
         s = index_orders(rb);
     pg_array_fini(&ids), pg_array_fini(&refund_ids), pg_array_fini(&amounts);

@@ -93,8 +93,8 @@ static bool get_lines(json_t *body, Oms__V1__RefundRequested *ev, Oms__V1__Refun
         json_t *qty = json_object_get(l, "qty");
         if (sku == NULL || !json_is_integer(qty) || json_integer_value(qty) < 1 ||
             json_integer_value(qty) > INT32_MAX) {
-            snprintf(err, ERR_LEN, "lines[%zu] must be {\"sku\": string, \"qty\": positive integer}",
-                     i);
+            snprintf(err, ERR_LEN,
+                     "lines[%zu] must be {\"sku\": string, \"qty\": positive integer}", i);
             return false;
         }
         oms__v1__refund_line__init(&lines[i]);
@@ -120,7 +120,8 @@ static bool parse_request(json_t *body, Oms__V1__RefundRequested *ev, Oms__V1__R
     if (!get_string(body, "order_id", true, &order_id, err) ||
         !get_string(body, "idempotency_key", false, &k, err) ||
         !get_string(body, "reason", false, &reason, err) ||
-        !get_string(body, "requested_by", false, &by, err) || !get_amount(body, &ev->amount_cents, err))
+        !get_string(body, "requested_by", false, &by, err) ||
+        !get_amount(body, &ev->amount_cents, err))
         return false;
     if (restock != NULL && !json_is_boolean(restock)) {
         snprintf(err, ERR_LEN, "restock must be true or false");
@@ -229,8 +230,9 @@ static void by_key(PGconn *c, const char *key, http_response *resp)
 {
     PGresult *res = NULL;
     const char *params[] = {key};
-    if (pg_query(c, "refund by key", "SELECT " REFUND_COLUMNS " FROM refunds WHERE idempotency_key = $1",
-                 1, params, PGRES_TUPLES_OK, &res) != OMS_OK)
+    if (pg_query(c, "refund by key",
+                 "SELECT " REFUND_COLUMNS " FROM refunds WHERE idempotency_key = $1", 1, params,
+                 PGRES_TUPLES_OK, &res) != OMS_OK)
         http_respond_error(resp, 503, "cannot read refunds");
     else if (PQntuples(res) == 0)
         http_respond_error(resp, 404,
@@ -261,7 +263,8 @@ static void by_order(PGconn *c, const char *order_id, http_response *resp)
     for (int r = 0; r < PQntuples(res); r++)
         json_array_append_new(refunds, refund_json(res, r));
     bool paid = PQntuples(order) > 0;
-    json_t *out = json_pack("{s:s,s:b,s:o}", "order_id", order_id, "paid", paid, "refunds", refunds);
+    json_t *out =
+        json_pack("{s:s,s:b,s:o}", "order_id", order_id, "paid", paid, "refunds", refunds);
     if (paid) {
         json_object_set_new(out, "paid_total_cents", json_integer(atoll(PQgetvalue(order, 0, 0))));
         json_object_set_new(out, "refunded_cents", json_integer(atoll(PQgetvalue(order, 0, 1))));

@@ -352,7 +352,8 @@ static oms_status cols_add(refund_cols *c, const req_batch *rb, const item *it, 
     if (it->kind == OUT_PROCESSED)
         snprintf(ref, sizeof ref, "mock-%.8s", it->refund_id);
     if (pg_array_add(&c->id, it->refund_id) || pg_array_add(&c->key, ev->idempotency_key) ||
-        pg_array_add(&c->order, ev->order_id) || pg_array_add_int(&c->requested, ev->amount_cents) ||
+        pg_array_add(&c->order, ev->order_id) ||
+        pg_array_add_int(&c->requested, ev->amount_cents) ||
         pg_array_add_int(&c->amount, it->kind == OUT_REJECTED ? 0 : it->amount_cents) ||
         pg_array_add(&c->currency, currency) || pg_array_add(&c->reason, ev->reason) ||
         pg_array_add(&c->restock, ev->restock ? "t" : "f") ||

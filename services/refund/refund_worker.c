@@ -214,29 +214,31 @@ static oms_status finalise(PGconn *conn, PGresult *claimed, const answer *answer
     for (int r = 0; s == OMS_OK && r < PQntuples(claimed); r++)
         if (pg_array_add(&ids, PQgetvalue(claimed, r, C_ID)) ||
             pg_array_add(&states, answers[r].state) || pg_array_add(&whys, answers[r].why) ||
-            pg_array_add(&refs, answers[r].ref) || pg_array_add_int(&delays, answers[r].retry_in_ms))
+            pg_array_add(&refs, answers[r].ref) ||
+            pg_array_add_int(&delays, answers[r].retry_in_ms))
             s = OMS_ENOMEM;
     const char *params[] = {pg_array_literal(&ids), pg_array_literal(&states),
                             pg_array_literal(&whys), pg_array_literal(&refs),
                             pg_array_literal(&delays)};
     if (s == OMS_OK)
-        s = pg_query(conn, "refund outcome",
-                     "UPDATE refunds r SET state = a.state, reject_reason = a.why,"
-                     " gateway_ref = a.ref,"
-                     " amount_cents = CASE WHEN a.state = 'rejected' THEN 0 ELSE r.amount_cents END,"
-                     " decided_at = CASE WHEN a.state <> 'pending' THEN now() END,"
-                     " next_attempt_at = CASE WHEN a.state = 'pending'"
-                     "   THEN now() + a.delay * interval '1 ms' ELSE r.next_attempt_at END"
-                     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])"
-                     "  AS a(refund_id, state, why, ref, delay)"
-                     " WHERE r.refund_id = a.refund_id AND r.state = 'pending'"
-                     /* The subquery reads the statement's snapshot: the amount
-                      * held before a rejection zeroed it. */
-                     " RETURNING r.refund_id, r.idempotency_key, r.order_id,"
-                     " (SELECT h.amount_cents FROM refunds h WHERE h.refund_id = r.refund_id),"
-                     " r.currency, r.reason, r.restock, r.lines::text, r.request_event_id,"
-                     " r.state, r.reject_reason, r.gateway_ref",
-                     5, params, PGRES_TUPLES_OK, out);
+        s = pg_query(
+            conn, "refund outcome",
+            "UPDATE refunds r SET state = a.state, reject_reason = a.why,"
+            " gateway_ref = a.ref,"
+            " amount_cents = CASE WHEN a.state = 'rejected' THEN 0 ELSE r.amount_cents END,"
+            " decided_at = CASE WHEN a.state <> 'pending' THEN now() END,"
+            " next_attempt_at = CASE WHEN a.state = 'pending'"
+            "   THEN now() + a.delay * interval '1 ms' ELSE r.next_attempt_at END"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])"
+            "  AS a(refund_id, state, why, ref, delay)"
+            " WHERE r.refund_id = a.refund_id AND r.state = 'pending'"
+            /* The subquery reads the statement's snapshot: the amount
+             * held before a rejection zeroed it. */
+            " RETURNING r.refund_id, r.idempotency_key, r.order_id,"
+            " (SELECT h.amount_cents FROM refunds h WHERE h.refund_id = r.refund_id),"
+            " r.currency, r.reason, r.restock, r.lines::text, r.request_event_id,"
+            " r.state, r.reject_reason, r.gateway_ref",
+            5, params, PGRES_TUPLES_OK, out);
     pg_array_fini(&ids), pg_array_fini(&states), pg_array_fini(&whys), pg_array_fini(&refs);
     pg_array_fini(&delays);
     return s;
@@ -279,7 +281,8 @@ static oms_status settle_rows(outbox_batch *ob, PGresult *fin, orders *o, pg_arr
             .reject_reason = PQgetvalue(fin, r, F_WHY),
         };
         if (processed) {
-            if (pg_array_add(ids, out.refund_id) || pg_array_add_int(totals, out.refunded_total_cents) ||
+            if (pg_array_add(ids, out.refund_id) ||
+                pg_array_add_int(totals, out.refunded_total_cents) ||
                 pg_array_add(fulls, out.full ? "t" : "f"))
                 return OMS_ENOMEM;
             s = refund_emit_processed(ob, &out);
@@ -304,12 +307,13 @@ static oms_status write_totals(PGconn *conn, orders *o, pg_array *ids, pg_array 
                         pg_array_literal(&pending)};
     const char *p2[] = {pg_array_literal(ids), pg_array_literal(totals), pg_array_literal(fulls)};
     if (s == OMS_OK && o->n > 0)
-        s = pg_query(conn, "refund worker orders",
-                     "UPDATE paid_orders p SET refunded_cents = x.refunded,"
-                     " pending_cents = x.pending, updated_at = now()"
-                     " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(id, refunded, pending)"
-                     " WHERE p.order_id = x.id",
-                     3, p1, PGRES_COMMAND_OK, NULL);
+        s = pg_query(
+            conn, "refund worker orders",
+            "UPDATE paid_orders p SET refunded_cents = x.refunded,"
+            " pending_cents = x.pending, updated_at = now()"
+            " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(id, refunded, pending)"
+            " WHERE p.order_id = x.id",
+            3, p1, PGRES_COMMAND_OK, NULL);
     if (s == OMS_OK && ids->count > 0)
         s = pg_query(conn, "refund worker totals",
                      "UPDATE refunds r SET refunded_total_cents = x.total, full_refund = x.is_full"

@@ -141,8 +141,10 @@ static char *pg_text(PGconn *pg, const char *fmt, ...)
 /* Waits until the key has a final outcome; returns its state. */
 static char *wait_outcome(PGconn *pg, const char *key)
 {
-    assert_int_equal(wait_pg(pg, 1, 20000, "SELECT count(*) FROM refund.refunds WHERE idempotency_key = '%s'"
-                             " AND state <> 'pending'", key),
+    assert_int_equal(wait_pg(pg, 1, 20000,
+                             "SELECT count(*) FROM refund.refunds WHERE idempotency_key = '%s'"
+                             " AND state <> 'pending'",
+                             key),
                      1);
     return pg_text(pg, "SELECT state FROM refund.refunds WHERE idempotency_key = '%s'", key);
 }
@@ -305,16 +307,28 @@ static void import_two_orders(js_conn *js, PGconn *pg)
     testenv_publish_rows(js, "refund-import:0", "refund-import", "2", NULL, rows,
                          sizeof rows - 1);
     testenv_publish_rows(js, "refund-import:end", "refund-import", NULL, "3", "", 0);
-    assert_int_equal(wait_pg(pg, 1, 30000, "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
-                                 " AND status = 'paid'", "R-1"), 1);
-    assert_int_equal(wait_pg(pg, 1, 30000, "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
-                                 " AND status = 'failed'", "R-F"), 1);
+    assert_int_equal(wait_pg(pg, 1, 30000,
+                             "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
+                             " AND status = 'paid'",
+                             "R-1"),
+                     1);
+    assert_int_equal(wait_pg(pg, 1, 30000,
+                             "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
+                             " AND status = 'failed'",
+                             "R-F"),
+                     1);
     /* The sale is committed: 3 and 1 units left on hand. */
-    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM inventory.reservations WHERE order_id = '%s'"
-                                 " AND status = 'committed'", "R-1"), 1);
+    assert_int_equal(wait_pg(pg, 1, 10000,
+                             "SELECT count(*) FROM inventory.reservations WHERE order_id = '%s'"
+                             " AND status = 'committed'",
+                             "R-1"),
+                     1);
     assert_int_equal(on_hand(pg, "SKU-RA"), 7);
     assert_int_equal(on_hand(pg, "SKU-RB"), 4);
-    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'", "R-1"), 1);
+    assert_int_equal(wait_pg(pg, 1, 10000,
+                             "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'",
+                             "R-1"),
+                     1);
 }
 
 static void check_order_refunded_events(js_conn *js)
@@ -400,15 +414,23 @@ static void test_partial_partial_full_with_restock(void **state)
     const char *const rb[] = {"SKU-RB:1", NULL};
     publish_request(js, "R-1-a", "R-1", 1000, true, rb);
     expect_outcome(pg, "R-1-a", "processed");
-    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
-                                 " AND status = 'partially_refunded'", "R-1"), 1);
-    assert_int_equal(wait_pg(pg, 5, 10000, "SELECT on_hand FROM inventory.products WHERE sku = '%s'", "SKU-RB"), 5);
+    assert_int_equal(wait_pg(pg, 1, 10000,
+                             "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
+                             " AND status = 'partially_refunded'",
+                             "R-1"),
+                     1);
+    assert_int_equal(
+        wait_pg(pg, 5, 10000, "SELECT on_hand FROM inventory.products WHERE sku = '%s'", "SKU-RB"),
+        5);
     assert_int_equal(on_hand(pg, "SKU-RA"), 7);
 
     /* 15.00 without restock: stock does not move. */
     publish_request(js, "R-1-b", "R-1", 1500, false, NULL);
     expect_outcome(pg, "R-1-b", "processed");
-    assert_int_equal(wait_pg(pg, 2500, 10000, "SELECT refunded_cents FROM ingest.orders WHERE order_id = '%s'", "R-1"), 2500);
+    assert_int_equal(wait_pg(pg, 2500, 10000,
+                             "SELECT refunded_cents FROM ingest.orders WHERE order_id = '%s'",
+                             "R-1"),
+                     2500);
     assert_int_equal(pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
                                  " AND status = 'partially_refunded'", "R-1"), 1);
 
@@ -417,9 +439,14 @@ static void test_partial_partial_full_with_restock(void **state)
     expect_outcome(pg, "R-1-c", "processed");
     assert_int_equal(pg_long(pg, "SELECT amount_cents FROM refund.refunds WHERE"
                                  " idempotency_key = '%s'", "R-1-c"), 2500);
-    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
-                                 " AND status = 'refunded'", "R-1"), 1);
-    assert_int_equal(wait_pg(pg, 10, 10000, "SELECT on_hand FROM inventory.products WHERE sku = '%s'", "SKU-RA"), 10);
+    assert_int_equal(wait_pg(pg, 1, 10000,
+                             "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
+                             " AND status = 'refunded'",
+                             "R-1"),
+                     1);
+    assert_int_equal(
+        wait_pg(pg, 10, 10000, "SELECT on_hand FROM inventory.products WHERE sku = '%s'", "SKU-RA"),
+        10);
     assert_int_equal(on_hand(pg, "SKU-RB"), 5);
     assert_int_equal(pg_long(pg, "SELECT count(*) FROM ingest.order_status_history WHERE"
                                  " order_id = '%s' AND status LIKE '%%refunded'", "R-1"), 3);
@@ -478,7 +505,10 @@ static void test_same_key_twice(void **state)
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
     publish_paid(js, "RK-1", "C-K", 10000);
-    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'", "RK-1"), 1);
+    assert_int_equal(wait_pg(pg, 1, 10000,
+                             "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'",
+                             "RK-1"),
+                     1);
     publish_request(js, "key-A", "RK-1", 3000, false, NULL);
     expect_outcome(pg, "key-A", "processed");
     /* The same request again (another event id): nothing happens. */
@@ -547,7 +577,10 @@ static void test_http_requests(void **state)
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
     publish_paid(js, "RH-1", "C-H", 5000);
-    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'", "RH-1"), 1);
+    assert_int_equal(wait_pg(pg, 1, 10000,
+                             "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'",
+                             "RH-1"),
+                     1);
     char *body = NULL;
     const char *good = "{\"order_id\": \"RH-1\", \"amount\": \"12.34\", \"idempotency_key\": "
                        "\"http-1\", \"reason\": \"late\"}";
@@ -634,8 +667,10 @@ static void test_omsctl_refund(void **state)
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
     publish_paid(js, "RO-1", "C-O", 5000);
-    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'",
-                             "RO-1"), 1);
+    assert_int_equal(wait_pg(pg, 1, 10000,
+                             "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'",
+                             "RO-1"),
+                     1);
     expect_omsctl("refund RO-1 12.50 --key cli-1 --reason 'wrong size'", 0,
                   "refunded 12.50 USD (12.50 USD refunded on the order in total)");
     /* The same command again: the first outcome, nothing refunded twice. */
@@ -644,7 +679,8 @@ static void test_omsctl_refund(void **state)
     expect_omsctl("refund RO-1 40.00 --key cli-2", 1,
                   "rejected: refund of 40.00 USD exceeds the 37.50 USD still refundable on RO-1");
     expect_omsctl("refund RO-1", 0, "(50.00 USD refunded on the order in total, in full)");
-    expect_omsctl("refund status --order RO-1", 0, "order RO-1: paid 50.00 USD, refunded 50.00 USD");
+    expect_omsctl("refund status --order RO-1", 0,
+                  "order RO-1: paid 50.00 USD, refunded 50.00 USD");
     expect_omsctl("refund status --key cli-2", 0, "refund cli-2 on RO-1: rejected");
     expect_omsctl("refund status --key no-such-key", 1, "no refund request with key no-such-key");
     expect_omsctl("refund RO-1 1.001", 2, "AMOUNT \"1.001\" must be a decimal");
@@ -673,14 +709,20 @@ static void test_concurrent_requests_never_exceed_paid(void **state)
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
     publish_paid(js, "RC-1", "C-C", 10000);
-    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'", "RC-1"), 1);
+    assert_int_equal(wait_pg(pg, 1, 10000,
+                             "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'",
+                             "RC-1"),
+                     1);
     char key[32];
     for (int i = 0; i < 20; i++) {
         snprintf(key, sizeof key, "race-%02d", i);
         publish_request(js, key, "RC-1", 700, false, NULL);
     }
-    assert_int_equal(wait_pg(pg, 20, 20000, "SELECT count(*) FROM refund.refunds WHERE order_id = '%s'"
-                                 " AND state <> 'pending'", "RC-1"), 20);
+    assert_int_equal(wait_pg(pg, 20, 20000,
+                             "SELECT count(*) FROM refund.refunds WHERE order_id = '%s'"
+                             " AND state <> 'pending'",
+                             "RC-1"),
+                     20);
     assert_int_equal(pg_long(pg, "SELECT count(*) FROM refund.refunds WHERE order_id = '%s'"
                                  " AND state = 'processed'", "RC-1"), 14);
     assert_int_equal(pg_long(pg, "SELECT sum(amount_cents) FROM refund.refunds WHERE"
@@ -810,7 +852,10 @@ static void test_kill9_while_the_gateway_answers(void **state)
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
     publish_paid(js, "RG-1", "C-G", 9000);
-    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'", "RG-1"), 1);
+    assert_int_equal(wait_pg(pg, 1, 10000,
+                             "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'",
+                             "RG-1"),
+                     1);
     publish_request(js, "gw-1", "RG-1", 2500, false, NULL);
     /* The gateway has it and is still answering: kill the service. */
     json_t *stats = NULL;

@@ -63,7 +63,8 @@ static void test_parallel_posts(void **state)
 
     assert_true(posts[0].answered);
     assert_int_equal(posts[0].status, 200);
-    assert_string_equal(posts[0].response, "{\"key\":\"k-200\",\"body\":\"{\\\"amount_cents\\\":1}\"}");
+    assert_string_equal(posts[0].response,
+                        "{\"key\":\"k-200\",\"body\":\"{\\\"amount_cents\\\":1}\"}");
     assert_false(httpc_retryable(&posts[0]));
 
     assert_int_equal(posts[1].status, 503);

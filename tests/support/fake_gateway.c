@@ -261,7 +261,8 @@ static int refund_answer(gateway *g, json_t *req, const char *key, const char **
             g->refunded_cents += (long)amount;
     }
     if (status == 422)
-        *error = amount <= 0 ? "amount_cents must be positive" : "refund declined by the card issuer";
+        *error =
+            amount <= 0 ? "amount_cents must be positive" : "refund declined by the card issuer";
     json_array_append_new(json_object_get(rec, "answers"), json_integer(status));
     return status;
 }
