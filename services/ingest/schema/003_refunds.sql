@@ -1,11 +1,17 @@
 -- Refunds: paid -> partially_refunded -> refunded, from refund.processed.
 -- order_refunds keeps every refund applied (once per refund id, whatever
 -- event id it arrives under), and the order keeps the sum.
+--
+-- The new constraints are NOT VALID: the status check replaces a stricter
+-- one and refunded_cents starts at 0, so every existing row satisfies both,
+-- and a large orders table is not scanned under an exclusive lock. New and
+-- updated rows are checked as usual.
 ALTER TABLE orders
     DROP CONSTRAINT orders_status_valid,
     ADD CONSTRAINT orders_status_valid CHECK (status IN ('created', 'reserved', 'paid', 'failed',
-                                                        'partially_refunded', 'refunded')),
-    ADD COLUMN refunded_cents bigint NOT NULL DEFAULT 0 CHECK (refunded_cents >= 0);
+                                                        'partially_refunded', 'refunded')) NOT VALID,
+    ADD COLUMN refunded_cents bigint NOT NULL DEFAULT 0,
+    ADD CONSTRAINT orders_refunded_not_negative CHECK (refunded_cents >= 0) NOT VALID;
 
 CREATE TABLE order_refunds (
     refund_id     text PRIMARY KEY,
