@@ -1,31 +1,19 @@
 /*
- * payment_gateway.c - the http gateway's client, on libcurl (the only file
- * of the service that calls it).
+ * payment_gateway.c - the http gateway's client, on lib/httpc (libcurl).
  *
- * A claimed group of charges is sent in parallel through one curl multi
- * handle, so a slow gateway costs one timeout per group, not per payment.
+ * A claimed group of charges is sent in parallel (httpc_post_all), so a
+ * slow gateway costs one timeout per group, not per payment.
  * Each request carries Idempotency-Key: <payment_id>: a charge re-sent after
  * a timeout or a crash is one charge to the gateway.
  */
 #include "payment.h"
 
-#include <curl/curl.h>
+#include "httpc.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define RESPONSE_MAX_BYTES 4096
-#define POLL_MS 100
-
-typedef struct request {
-    payment_charge *charge;
-    CURL *easy;
-    struct curl_slist *headers;
-    char *body;
-    char response[RESPONSE_MAX_BYTES + 1];
-    size_t response_len;
-} request;
 
 payment_gateway_result payment_gateway_classify(bool curl_ok, long http_status)
 {
@@ -57,109 +45,40 @@ void payment_gateway_reason(const char *body, size_t len, long http_status, char
     json_decref(json);
 }
 
-/* Keeps the first RESPONSE_MAX_BYTES of the answer; the rest is read and dropped. */
-static size_t on_response(char *data, size_t size, size_t n, void *arg)
+/* The charge as the gateway's JSON into *out (caller frees): OMS_EINVAL when
+ * it cannot be encoded (text that is not UTF-8), OMS_ENOMEM otherwise. */
+static oms_status charge_body(const payment_settings *cfg, const payment_charge *c, char **out)
 {
-    request *rq = arg;
-    size_t len = size * n, room = RESPONSE_MAX_BYTES - rq->response_len;
-    size_t take = len < room ? len : room;
-    memcpy(rq->response + rq->response_len, data, take);
-    rq->response_len += take;
-    rq->response[rq->response_len] = '\0';
-    return len;
-}
-
-static void request_fini(request *rq)
-{
-    if (rq->easy != NULL)
-        curl_easy_cleanup(rq->easy);
-    curl_slist_free_all(rq->headers);
-    free(rq->body);
-}
-
-/* Prepares one POST; OMS_EINVAL when the charge cannot be encoded as JSON
- * (text that is not UTF-8), OMS_ENOMEM otherwise. */
-static oms_status request_init(request *rq, const payment_settings *cfg, payment_charge *c)
-{
-    char key[64 + PAYMENT_ID_MAX];
-    struct curl_slist *h;
-    memset(rq, 0, sizeof *rq);
-    rq->charge = c;
     json_t *json = json_pack("{s:s,s:s,s:I,s:s,s:s}", "payment_id", c->payment_id, "order_id",
                              c->order_id, "amount_cents", (json_int_t)c->amount_cents,
                              "currency", c->currency, "callback_url", cfg->callback_url);
     if (json == NULL)
         return OMS_EINVAL;
-    rq->body = json_dumps(json, JSON_COMPACT);
+    *out = json_dumps(json, JSON_COMPACT);
     json_decref(json);
-    snprintf(key, sizeof key, "Idempotency-Key: %s", c->payment_id);
-    if (rq->body == NULL || (rq->easy = curl_easy_init()) == NULL)
-        return OMS_ENOMEM;
-    /* An empty Expect: the body is small; do not wait for 100-continue. */
-    const char *headers[] = {"Content-Type: application/json", "Accept: application/json", key,
-                             "Expect:"};
-    for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
-        if ((h = curl_slist_append(rq->headers, headers[i])) == NULL)
-            return OMS_ENOMEM;
-        rq->headers = h;
-    }
-    CURL *e = rq->easy;
-    curl_easy_setopt(e, CURLOPT_URL, cfg->charges_url);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->body);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, rq->headers);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_response);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, rq);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, rq);
-    return OMS_OK;
+    return *out != NULL ? OMS_OK : OMS_ENOMEM;
 }
 
-static void record_answer(request *rq, CURLcode rc)
+static void record_answer(payment_charge *c, const httpc_post *p)
 {
-    payment_charge *c = rq->charge;
-    long status = 0;
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(rq->easy, CURLINFO_RESPONSE_CODE, &status);
-    c->http_status = status;
-    c->result = payment_gateway_classify(rc == CURLE_OK, status);
+    c->http_status = p->answered ? p->status : 0;
+    c->result = payment_gateway_classify(p->answered, p->status);
     if (c->result == PAYMENT_GW_REJECTED)
-        payment_gateway_reason(rq->response, rq->response_len, status, c->detail,
+        payment_gateway_reason(p->response, p->response_len, p->status, c->detail,
                                sizeof c->detail);
-    else if (rc != CURLE_OK)
-        snprintf(c->detail, sizeof c->detail, "%s", curl_easy_strerror(rc));
+    else if (!p->answered)
+        snprintf(c->detail, sizeof c->detail, "%s", p->error);
     else
-        snprintf(c->detail, sizeof c->detail, "HTTP %ld", status);
-}
-
-/* Runs every added request to completion (each bounded by its timeout). */
-static void perform_all(CURLM *multi)
-{
-    int running = 0;
-    do {
-        if (curl_multi_perform(multi, &running) != CURLM_OK)
-            break;
-        if (running > 0 && curl_multi_poll(multi, NULL, 0, POLL_MS, NULL) != CURLM_OK)
-            break;
-    } while (running > 0);
-    CURLMsg *msg;
-    int left = 0;
-    while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
-        request *rq = NULL;
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&rq);
-        record_answer(rq, msg->data.result);
-    }
+        snprintf(c->detail, sizeof c->detail, "HTTP %ld", p->status);
 }
 
 oms_status payment_gateway_send(const payment_settings *cfg, payment_charge *charges, size_t n)
 {
     oms_status s = OMS_OK;
-    request *rqs = calloc(n ? n : 1, sizeof *rqs);
-    CURLM *multi = curl_multi_init();
-    if (rqs == NULL || multi == NULL) {
+    httpc_post *posts = calloc(n ? n : 1, sizeof *posts);
+    char **bodies = calloc(n ? n : 1, sizeof *bodies);
+    size_t *charge_of = calloc(n ? n : 1, sizeof *charge_of), m = 0;
+    if (posts == NULL || bodies == NULL || charge_of == NULL) {
         s = OMS_ENOMEM;
         goto out;
     }
@@ -168,27 +87,29 @@ oms_status payment_gateway_send(const payment_settings *cfg, payment_charge *cha
         c->result = PAYMENT_GW_ERROR;
         c->http_status = 0;
         snprintf(c->detail, sizeof c->detail, "no answer");
-        oms_status rs = request_init(&rqs[i], cfg, c);
-        if (rs == OMS_EINVAL) {
+        oms_status bs = charge_body(cfg, c, &bodies[m]);
+        if (bs == OMS_EINVAL) {
             /* Would fail the same way every time: a refusal, not an outage. */
             c->result = PAYMENT_GW_REJECTED;
             snprintf(c->detail, sizeof c->detail, "order id or currency is not valid UTF-8");
             continue;
         }
-        if (rs != OMS_OK || curl_multi_add_handle(multi, rqs[i].easy) != CURLM_OK) {
-            s = OMS_ENOMEM;
+        if (bs != OMS_OK) {
+            s = bs;
             goto out;
         }
+        posts[m] = (httpc_post){.url = cfg->charges_url, .body = bodies[m],
+                                .idempotency_key = c->payment_id};
+        charge_of[m++] = i;
     }
-    perform_all(multi);
+    if ((s = httpc_post_all(posts, m, (long)cfg->connect_timeout_ms, (long)cfg->timeout_ms)) !=
+        OMS_OK)
+        goto out;
+    for (size_t k = 0; k < m; k++)
+        record_answer(&charges[charge_of[k]], &posts[k]);
 out:
-    for (size_t i = 0; rqs != NULL && i < n; i++) {
-        if (multi != NULL && rqs[i].easy != NULL)
-            curl_multi_remove_handle(multi, rqs[i].easy);
-        request_fini(&rqs[i]);
-    }
-    if (multi != NULL)
-        curl_multi_cleanup(multi);
-    free(rqs);
+    for (size_t k = 0; bodies != NULL && k < m; k++)
+        free(bodies[k]);
+    free(posts), free(bodies), free(charge_of);
     return s;
 }
