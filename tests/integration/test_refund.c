@@ -495,6 +495,74 @@ static void test_partial_partial_full_with_restock(void **state)
     testenv_service_stop(ingest);
 }
 
+/* ---- a refund that overtakes its sale ------------------------------------- */
+
+/* refund.processed may reach inventory before the payment.settled that
+ * commits the sale (different streams): inventory waits for the sale rather
+ * than skipping the restock. Events published straight to inventory. */
+static void test_restock_waits_for_the_sale(void **state)
+{
+    (void)state;
+    testenv_reset(SCHEMAS);
+    pid_t inventory = testenv_service_start("inventory", INVENTORY_PORT, NULL);
+    js_conn *js = testenv_js();
+    PGconn *pg = testenv_pg();
+    char id[37];
+    load_product(js, "SKU-W", 10);
+    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM inventory.products WHERE"
+                                           " sku = '%s'", "SKU-W"), 1);
+    Oms__V1__OrderCreated order = OMS__V1__ORDER_CREATED__INIT;
+    Oms__V1__OrderLine line = OMS__V1__ORDER_LINE__INIT, *lines[] = {&line};
+    Oms__V1__EventMeta meta;
+    outbox_meta_init(&meta, id, "test", "RW-1", "");
+    line.sku = "SKU-W";
+    line.qty = 4;
+    line.unit_price_cents = 250;
+    order.meta = &meta;
+    order.order_id = "RW-1";
+    order.customer_id = "C-W";
+    order.total_cents = 1000;
+    order.currency = "USD";
+    order.lines = lines;
+    order.n_lines = 1;
+    testenv_publish_event(js, "order.created", id, &order.base);
+    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM inventory.reservations WHERE"
+                                           " order_id = '%s' AND status = 'reserved'", "RW-1"), 1);
+
+    Oms__V1__RefundProcessed refund = OMS__V1__REFUND_PROCESSED__INIT;
+    outbox_meta_init(&meta, id, "test", "RW-1", "");
+    refund.meta = &meta;
+    refund.refund_id = "refund-rw-1";
+    refund.order_id = "RW-1";
+    refund.amount_cents = 1000;
+    refund.full = true;
+    refund.restock = true;
+    testenv_publish_event(js, "refund.processed", id, &refund.base);
+    usleep(1500 * 1000);
+    assert_int_equal(pg_long(pg, "SELECT count(*) FROM inventory.restocks WHERE refund_id = '%s'",
+                             "refund-rw-1"), 0);
+    assert_int_equal(on_hand(pg, "SKU-W"), 10);
+
+    Oms__V1__PaymentSettled paid = OMS__V1__PAYMENT_SETTLED__INIT;
+    outbox_meta_init(&meta, id, "test", "RW-1", "");
+    paid.meta = &meta;
+    paid.order_id = "RW-1";
+    paid.payment_id = "pay-rw-1";
+    paid.status = OMS__V1__PAYMENT_STATUS__PAYMENT_STATUS_SUCCEEDED;
+    paid.amount_cents = 1000;
+    paid.currency = "USD";
+    testenv_publish_event(js, "payment.settled", id, &paid.base);
+    /* Sold (10 -> 6), then the retried refund puts the 4 back. */
+    assert_int_equal(wait_pg(pg, 1, 15000, "SELECT count(*) FROM inventory.restocks WHERE"
+                                           " refund_id = '%s' AND units = 4", "refund-rw-1"), 1);
+    assert_int_equal(on_hand(pg, "SKU-W"), 10);
+    assert_int_equal(pg_long(pg, "SELECT restocked FROM inventory.reservation_lines WHERE"
+                                 " order_id = '%s'", "RW-1"), 4);
+    js_conn_destroy(js);
+    PQfinish(pg);
+    testenv_service_stop(inventory);
+}
+
 /* ---- idempotency keys and POST /refunds ----------------------------------- */
 
 static void test_same_key_twice(void **state)
@@ -968,6 +1036,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_partial_partial_full_with_restock, teardown),
+        cmocka_unit_test_teardown(test_restock_waits_for_the_sale, teardown),
         cmocka_unit_test_teardown(test_same_key_twice, teardown),
         cmocka_unit_test_teardown(test_http_requests, teardown),
         cmocka_unit_test_teardown(test_omsctl_refund, teardown),
