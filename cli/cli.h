@@ -190,5 +190,6 @@ int cmd_events(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_dlq(int argc, char **argv);
 int cmd_notifications(int argc, char **argv);
+int cmd_refund(int argc, char **argv);
 
 #endif

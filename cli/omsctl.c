@@ -23,6 +23,7 @@ static const command COMMANDS[] = {
     {"import", cmd_import}, {"order", cmd_order}, {"stock", cmd_stock},
     {"events", cmd_events}, {"status", cmd_status}, {"dlq", cmd_dlq},
     {"notifications", cmd_notifications},
+    {"refund", cmd_refund},
 };
 
 static void print_help(FILE *out)
@@ -48,6 +49,10 @@ static void print_help(FILE *out)
           "                         notification history: email, webhook, log\n"
           "  notifications retry --dead|--failed\n"
           "                         send dead or failed notifications again\n"
+          "  refund ORDER_ID [AMOUNT] [--key KEY] [--reason TEXT] [--restock] [--line SKU:QTY]\n"
+          "                         ask for a refund (AMOUNT like 25.00; none: all that is left)\n"
+          "  refund status (--order ORDER_ID | --key KEY) [--json]\n"
+          "                         an order's refunds, or one request's outcome\n"
           "\n"
           "Every command has --help (`omsctl import --help`).\n"
           "\n"
@@ -86,7 +91,7 @@ static int dispatch(int argc, char **argv)
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (strcmp(COMMANDS[i].name, name) == 0)
             return COMMANDS[i].run(argc - 1, argv + 1);
-    cli_error("unknown command \"%s\" (commands: import, order, stock, events, status, dlq)", name);
+    cli_error("unknown command \"%s\" (commands: import, order, stock, events, status, dlq, refund)", name);
     fputs("run `omsctl --help` for usage\n", stderr);
     return CLI_EXIT_USAGE;
 }

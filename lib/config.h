@@ -48,4 +48,11 @@ oms_status config_double(const char *name, double def, double min, double max,
 /* Returns the variable, or def when absent or empty. */
 const char *config_str(const char *name, const char *def);
 
+/* The payment gateway's request timeouts (config_gateway.c):
+ * OMS_PAYMENT_GATEWAY_TIMEOUT_MS (default 10000, 100..120000) and
+ * OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS (default 2000, 100..60000, not more
+ * than the timeout). Outputs set only on success. */
+oms_status config_gateway_timeouts(int64_t *timeout_ms, int64_t *connect_timeout_ms,
+                                   char err[CONFIG_ERR_LEN]);
+
 #endif

@@ -18,5 +18,7 @@ echo "== importing samples/orders.csv (300 orders, a few bad rows on purpose)"
 omsctl import samples/orders.csv
 echo "== stock after the import"
 omsctl stock show
+echo "== a partial refund of ORD-1001 (the same key on a second run refunds nothing twice)"
+omsctl refund ORD-1001 5.00 --key demo-ORD-1001-a --reason "demo: scratched on arrival" || true
 echo
 echo "Next: omsctl order show ORD-1001 · omsctl events tail 'order.*' · omsctl status · make status"

@@ -68,6 +68,11 @@ oms_status ingest_apply_stock_reserved(void *ctx, consumer_batch *b);
 oms_status ingest_apply_stock_rejected(void *ctx, consumer_batch *b);
 oms_status ingest_apply_payment_settled(void *ctx, consumer_batch *b);
 
+/* ---- refunds (ingest_refunds.c) ---- */
+/* consumer_apply_fn for refund.processed: the order becomes partially_refunded
+ * or refunded, and order.refunded is published once per refund. */
+oms_status ingest_apply_refund_processed(void *ctx, consumer_batch *b);
+
 /* ---- queries (ingest_http.c) ---- */
 void ingest_routes(oms_service *svc, http_server *http, void *ctx);
 

@@ -61,6 +61,11 @@ static const consumer_spec CONSUMERS[] = {
      .durable = "ingest-payments",
      .filter = "payment.settled",
      .apply = ingest_apply_payment_settled},
+    {.name = "ingest-refunds",
+     .stream = "REFUNDS",
+     .durable = "ingest-refunds",
+     .filter = "refund.processed",
+     .apply = ingest_apply_refund_processed},
 };
 
 int main(void)

@@ -43,6 +43,10 @@ oms_status inv_apply_orders(void *ctx, consumer_batch *b);
  * (FAILED) a reserved order's units; any other settlement is ignored. */
 oms_status inv_apply_payments(void *ctx, consumer_batch *b);
 
+/* consumer_apply_fn for refund.processed (inventory_refunds.c): with restock,
+ * puts the refunded units of a sold order back on hand, once per refund. */
+oms_status inv_apply_refunds(void *ctx, consumer_batch *b);
+
 /* Registers GET /products and GET /products/{sku}; ctx is unused. */
 void inv_routes(oms_service *svc, http_server *http, void *ctx);
 

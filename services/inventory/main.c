@@ -38,6 +38,11 @@ static const consumer_spec CONSUMERS[] = {
      .durable = "inventory-payments",
      .filter = "payment.settled",
      .apply = inv_apply_payments},
+    {.name = "inventory-refunds",
+     .stream = "REFUNDS",
+     .durable = "inventory-refunds",
+     .filter = "refund.processed",
+     .apply = inv_apply_refunds},
 };
 
 int main(void)

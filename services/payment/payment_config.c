@@ -40,22 +40,12 @@ static oms_status read_numbers(payment_settings *cfg, char err[CONFIG_ERR_LEN])
             OMS_OK ||
         config_int("OMS_PAYMENT_LATENCY_MS", 0, 0, MAX_LATENCY_MS, &cfg->latency_ms, err) !=
             OMS_OK ||
-        config_int("OMS_PAYMENT_GATEWAY_TIMEOUT_MS", 10000, 100, 120000, &cfg->timeout_ms,
-                   err) != OMS_OK ||
-        config_int("OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS", 2000, 100, 60000,
-                   &cfg->connect_timeout_ms, err) != OMS_OK ||
+        config_gateway_timeouts(&cfg->timeout_ms, &cfg->connect_timeout_ms, err) != OMS_OK ||
         config_int("OMS_PAYMENT_CALLBACK_TIMEOUT_MS", 300000, 100, 86400000,
                    &cfg->callback_timeout_ms, err) != OMS_OK ||
         config_int("OMS_PAYMENT_MAX_ATTEMPTS", 5, 1, 100, &v, err) != OMS_OK)
         return OMS_EINVAL;
     cfg->max_attempts = (int)v;
-    if (cfg->connect_timeout_ms > cfg->timeout_ms) {
-        snprintf(err, CONFIG_ERR_LEN,
-                 "OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS=%lld is invalid: it must not exceed "
-                 "OMS_PAYMENT_GATEWAY_TIMEOUT_MS (%lld)",
-                 (long long)cfg->connect_timeout_ms, (long long)cfg->timeout_ms);
-        return OMS_EINVAL;
-    }
     return OMS_OK;
 }
 

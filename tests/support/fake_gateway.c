@@ -1,9 +1,10 @@
 /*
- * fake_gateway.c - a payment gateway for the payment integration tests: a
+ * fake_gateway.c - a payment gateway for the payment and refund integration tests: a
  * real HTTP server (lib/http.h) that accepts charges and calls back, signed
  * as lib/hmac.h describes, the way a card processor's webhooks do.
  *
  *   fake_gateway port=<n> secret=<webhook secret> [mode=<mode>] [delay_ms=<n>]
+ *                [refund_delay_ms=<n>] [refund_fail_first_n=<n>]
  *
  * POST /charges {payment_id, order_id, amount_cents, currency, callback_url}
  * with an Idempotency-Key header answers 202, then, delay_ms later (default
@@ -25,13 +26,24 @@
  * {payment_id, status: "succeeded"|"failed", gateway_ref, reason}, and 404
  * for a charge it never accepted; each lookup is counted in "lookups".
  *
+ * POST /refunds {refund_id, order_id, amount_cents, currency, ...} with an
+ * Idempotency-Key header answers, refund_delay_ms later (default 0; the
+ * refund is recorded before the wait, so a client that gives up or dies
+ * meanwhile finds it done when it retries), 200 {"refund_id", "status":
+ * "succeeded", "gateway_ref"}; 422 {"error": "refund declined by the card
+ * issuer"} when the amount ends in 13 cents, or {"error": "amount_cents must
+ * be positive"}. The same key again gets the same answer and refunds nothing
+ * twice. refund_fail_first_n=N: 503 to the first N attempts of each key.
+ *
  * GET /stats answers what it saw, for the tests to assert on:
  *   {"charges_total": n,
  *    "charges": {"<payment_id>": {"order_id", "amount_cents", "currency",
  *                "callback_url", "attempts", "attempt_ms": [...],
  *                "idempotency_keys": [...], "answers": [503, 202, ...]}},
  *    "callbacks": [{"payment_id", "kind", "status" (0: no answer)}],
- *    "deliveries_pending": n}
+ *    "deliveries_pending": n,
+ *    "refunds_total": n (requests), "refunded_cents": n (each key once),
+ *    "refunds": {"<key>": {"order_id", "amount_cents", "attempts", "answers"}}}
  * SIGTERM or SIGINT: exits 0.
  */
 #include "hmac.h"
@@ -85,6 +97,11 @@ typedef struct gateway {
     json_t *callbacks; /* every callback sent, in order */
     long charges_total;
     long lookups;      /* GET /charges/{id} answered */
+    json_t *refunds;   /* Idempotency-Key -> what was seen and answered */
+    long refunds_total;
+    long refunded_cents;
+    int64_t refund_delay_ms;
+    long refund_fail_first_n;
     delivery *queue;
     long in_flight;    /* deliveries taken off the queue and being sent */
     atomic_int stop;
@@ -239,9 +256,11 @@ static void h_stats(void *ctx, const http_request *req, http_response *resp)
         pending++;
     /* One being sent may still have steps to go: it is pending too. */
     pending += g->in_flight;
-    json_t *stats = json_pack("{s:I,s:O,s:O,s:I,s:I}", "charges_total",
+    json_t *stats = json_pack("{s:I,s:O,s:O,s:I,s:I,s:I,s:O,s:I}", "charges_total",
                               (json_int_t)g->charges_total, "charges", g->charges, "callbacks",
-                              g->callbacks, "deliveries_pending", (json_int_t)pending, "lookups",
+                              g->callbacks, "deliveries_pending", (json_int_t)pending,
+                              "refunds_total", (json_int_t)g->refunds_total, "refunded_cents",
+                              (json_int_t)g->refunded_cents, "refunds", g->refunds, "lookups",
                               (json_int_t)g->lookups);
     /* Serialised under the lock: the handlers change these objects. */
     char *text = json_dumps(stats, JSON_COMPACT);
@@ -249,6 +268,75 @@ static void h_stats(void *ctx, const http_request *req, http_response *resp)
     pthread_mutex_unlock(&g->lock);
     http_respond_text(resp, 200, "application/json", text ? text : "{}");
     free(text);
+}
+
+/* ---- refunds ---------------------------------------------------------- */
+
+/* Decides the answer to one refund attempt; called under the lock. */
+static int refund_answer(gateway *g, json_t *req, const char *key, const char **error)
+{
+    json_t *rec = json_object_get(g->refunds, key);
+    json_int_t amount = json_integer_value(json_object_get(req, "amount_cents"));
+    if (rec == NULL) {
+        rec = json_pack("{s:O,s:I,s:i,s:[],s:n}", "order_id", json_object_get(req, "order_id"),
+                        "amount_cents", amount, "attempts", 0, "answers", "decided");
+        json_object_set_new(g->refunds, key, rec);
+    }
+    json_int_t attempts = json_integer_value(json_object_get(rec, "attempts")) + 1;
+    json_object_set_new(rec, "attempts", json_integer(attempts));
+    g->refunds_total++;
+    int status;
+    json_t *decided = json_object_get(rec, "decided");
+    if (attempts <= g->refund_fail_first_n) {
+        status = 503;
+        *error = "gateway temporarily unavailable";
+    } else if (json_is_integer(decided)) {
+        status = (int)json_integer_value(decided); /* the same key: the same answer */
+    } else {
+        status = amount <= 0 || amount % 100 == 13 ? 422 : 200;
+        json_object_set_new(rec, "decided", json_integer(status));
+        if (status == 200)
+            g->refunded_cents += (long)amount;
+    }
+    if (status == 422)
+        *error =
+            amount <= 0 ? "amount_cents must be positive" : "refund declined by the card issuer";
+    json_array_append_new(json_object_get(rec, "answers"), json_integer(status));
+    return status;
+}
+
+static void h_refunds(void *ctx, const http_request *req, http_response *resp)
+{
+    gateway *g = ctx;
+    size_t len = 0;
+    const char *body = http_body(req, &len);
+    const char *key = http_header(req, "Idempotency-Key");
+    const char *error = NULL;
+    char ref[48];
+    json_t *refund = json_loadb(body, len, 0, NULL);
+    const char *refund_id = json_string_value(json_object_get(refund, "refund_id"));
+    if (refund_id == NULL || !json_is_string(json_object_get(refund, "order_id")) ||
+        !json_is_integer(json_object_get(refund, "amount_cents")) || key == NULL) {
+        http_respond_error(resp, 400, "a refund needs refund_id, order_id, amount_cents and an "
+                                      "Idempotency-Key header");
+        json_decref(refund);
+        return;
+    }
+    pthread_mutex_lock(&g->lock);
+    int status = refund_answer(g, refund, key, &error);
+    pthread_mutex_unlock(&g->lock);
+    fprintf(stderr, "fake_gateway: refund %s -> %d\n", key, status);
+    /* Decided and recorded first: a client that dies while waiting finds
+     * the refund done when it asks again under the same key. */
+    if (g->refund_delay_ms > 0)
+        oms_sleep_ms(g->refund_delay_ms, NULL);
+    snprintf(ref, sizeof ref, "fgr-%.8s", key);
+    if (error != NULL)
+        http_respond_error(resp, status, "%s", error);
+    else
+        http_respond_json(resp, status, json_pack("{s:s,s:s,s:s}", "refund_id", refund_id,
+                                                  "status", "succeeded", "gateway_ref", ref));
+    json_decref(refund);
 }
 
 /* ---- callbacks -------------------------------------------------------- */
@@ -411,6 +499,10 @@ static bool parse_args(gateway *g, int argc, char **argv, char *addr, size_t add
             g->secret = eq + 1;
         else if (strncmp(a, "delay_ms=", 9) == 0)
             g->delay_ms = strtol(eq + 1, NULL, 10);
+        else if (strncmp(a, "refund_delay_ms=", 16) == 0)
+            g->refund_delay_ms = strtol(eq + 1, NULL, 10);
+        else if (strncmp(a, "refund_fail_first_n=", 20) == 0)
+            g->refund_fail_first_n = strtol(eq + 1, NULL, 10);
         else if (strncmp(a, "mode=", 5) != 0 || !parse_mode(g, eq + 1))
             return false;
     }
@@ -428,7 +520,8 @@ int main(int argc, char **argv)
     int sig = 0, rc = 1;
     if (!parse_args(&g, argc, argv, addr, sizeof addr)) {
         fprintf(stderr, "usage: fake_gateway port=<n> secret=<s> [mode=normal|fail_first_n=N|"
-                        "bad_signature|replay|stale|no_callback] [delay_ms=<n>]\n");
+                        "bad_signature|replay|stale|no_callback] [delay_ms=<n>]"
+                        " [refund_delay_ms=<n>] [refund_fail_first_n=<n>]\n");
         return 2;
     }
     /* Blocked in every thread (they inherit the mask), taken by sigwait. */
@@ -440,10 +533,12 @@ int main(int argc, char **argv)
     pthread_mutex_init(&g.lock, NULL);
     g.charges = json_object();
     g.callbacks = json_array();
+    g.refunds = json_object();
     if (http_server_create(&http, addr, NULL) != OMS_OK ||
         http_route(http, "POST", "/charges", false, h_charges, &g) != OMS_OK ||
         http_route(http, "GET", "/stats", false, h_stats, &g) != OMS_OK ||
         http_route(http, "GET", "/charges/{}", false, h_charge_lookup, &g) != OMS_OK ||
+        http_route(http, "POST", "/refunds", false, h_refunds, &g) != OMS_OK ||
         http_server_start(http) != OMS_OK)
         goto out;
     if (pthread_create(&sender, NULL, sender_main, &g) != 0)
@@ -462,6 +557,7 @@ out:
     }
     json_decref(g.charges);
     json_decref(g.callbacks);
+    json_decref(g.refunds);
     pthread_mutex_destroy(&g.lock);
     curl_global_cleanup();
     return rc;

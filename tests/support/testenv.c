@@ -322,6 +322,12 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 long testenv_http(const char *method, int port, const char *path, const char *token,
                   char **body)
 {
+    return testenv_http_post_json(method, port, path, token, "", body);
+}
+
+long testenv_http_post_json(const char *method, int port, const char *path, const char *token,
+                            const char *request_body, char **body)
+{
     char url[512], auth[512];
     body_buf b = {NULL, 0};
     struct curl_slist *headers = NULL;
@@ -334,13 +340,16 @@ long testenv_http(const char *method, int port, const char *path, const char *to
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(curl, CURLOPT_POST, 1L);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request_body);
+        if (*request_body != '\0')
+            headers = curl_slist_append(headers, "Content-Type: application/json");
     }
     if (token != NULL) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
         headers = curl_slist_append(headers, auth);
-        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     }
+    if (headers != NULL)
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     if (curl_easy_perform(curl) == CURLE_OK)
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(headers);

@@ -118,5 +118,8 @@ struct json_t *testenv_http_json(int port, const char *path);
 /* The value of one series ("name{labels}") from GET /metrics on
  * 127.0.0.1:port; -1 when absent. */
 double testenv_metric(int port, const char *series);
+/* As testenv_http, with request_body (JSON, "" for none) sent by a POST. */
+long testenv_http_post_json(const char *method, int port, const char *path, const char *token,
+                            const char *request_body, char **body);
 
 #endif
