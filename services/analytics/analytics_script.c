@@ -115,6 +115,9 @@ static oms_status encode_fields(const analytics_ctx *ctx, oms_msg *m, const even
     } else if (strcmp(f->kind, "failed") != 0 && strcasecmp(f->currency, ctx->currency) != 0) {
         rconsumer_reject(m, "%s: order %s: currency \"%s\" is not %s (OMS_CURRENCY)", m->subject,
                          f->order_id, f->currency, ctx->currency);
+    } else if (f->at_ms == 0) {
+        rconsumer_reject(m, "%s: order %s: %s is not set (nor meta.occurred_at_ms)", m->subject,
+                         f->order_id, f->at_field);
     } else if (analytics_day_of(f->at_ms, day, month) != OMS_OK) {
         rconsumer_reject(m, "%s: order %s: %s %lld is not a time from 1970 to 9999", m->subject,
                          f->order_id, f->at_field, (long long)f->at_ms);
