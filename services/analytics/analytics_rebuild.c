@@ -313,6 +313,8 @@ int analytics_rebuild_main(void)
     rb.ctx.seen_ttl_s = rb.cfg.stream_max_age_ms / 1000 + 86400;
     rb.m = metrics_create();
     rb.ctx.m = rb.m;
+    if (rb.m != NULL)
+        analytics_metrics_declare(rb.m);
     oms_status s = rb.m ? run(&rb) : OMS_ENOMEM;
     redis_conn_destroy(rb.redis);
     js_conn_destroy(rb.js);
