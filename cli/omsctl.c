@@ -22,6 +22,7 @@ typedef struct command {
 static const command COMMANDS[] = {
     {"import", cmd_import}, {"order", cmd_order}, {"stock", cmd_stock},
     {"events", cmd_events}, {"status", cmd_status}, {"dlq", cmd_dlq},
+    {"kpi", cmd_kpi}, {"leaderboard", cmd_leaderboard},
 };
 
 static void print_help(FILE *out)
@@ -43,6 +44,12 @@ static void print_help(FILE *out)
           "                         list dead letters of one or every service\n"
           "  dlq retry ID --service S\n"
           "                         re-apply a dead letter once its cause is fixed\n"
+          "  kpi [--date D | --from D --to D] [--json]\n"
+          "                         daily KPIs: orders, revenue, refunds, average order value\n"
+          "  kpi snapshot [--date D]\n"
+          "                         copy a day's KPIs and leaderboard into PostgreSQL\n"
+          "  leaderboard [--month YYYY-MM] [--limit N] [--json]\n"
+          "                         customers ranked by net spend\n"
           "\n"
           "Every command has --help (`omsctl import --help`).\n"
           "\n"
