@@ -36,6 +36,8 @@ struct rconsumer {
     redis_args *calls;       /* batch_max argument vectors, reused */
     redisReply **replies;
     size_t *slot;            /* calls[k] belongs to msgs[slot[k]] */
+    bool *retry;             /* msgs[i] met a transient Redis error: nak it */
+    size_t batch;            /* entries of calls, replies, slot, retry */
     char labels[128];        /* consumer="<name>" */
 };
 
@@ -83,9 +85,9 @@ static oms_status dead_letters_write(rconsumer *c, oms_msg *msgs, size_t n, size
 
 /* ---- one batch --------------------------------------------------------- */
 
-static void msgs_init(oms_msg *msgs, natsMsgList *list)
+static void msgs_init(oms_msg *msgs, size_t n, natsMsgList *list)
 {
-    for (int i = 0; i < list->Count; i++) {
+    for (size_t i = 0; i < n; i++) {
         oms_msg *m = &msgs[i];
         m->nmsg = list->Msgs[i];
         m->subject = natsMsg_GetSubject(m->nmsg);
@@ -113,13 +115,34 @@ static oms_status encode_all(rconsumer *c, oms_msg *msgs, size_t n, size_t *ncal
     return OMS_OK;
 }
 
-/* Reads the script's answers: integers are results, errors reject the event. */
+/* Errors that say Redis cannot take writes right now (loading, a busy
+ * script, maxmemory, a replica after failover...), not that the event is bad. */
+static bool transient_error(const redisReply *r)
+{
+    static const char *const prefixes[] = {"LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN",
+                                           "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF",
+                                           "NOSCRIPT"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(r->str, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* Reads the script's answers: integers are results; an error rejects the
+ * event, unless Redis is only unable to write now (then it is retried). */
 static void take_replies(rconsumer *c, oms_msg *msgs, size_t ncalls)
 {
+    bool logged = false;
     for (size_t k = 0; k < ncalls; k++) {
         oms_msg *m = &msgs[c->slot[k]];
         redisReply *r = c->replies[k];
-        if (r->type == REDIS_REPLY_INTEGER) {
+        if (r->type == REDIS_REPLY_ERROR && transient_error(r)) {
+            if (!logged)
+                log_warn("Redis cannot apply now, will retry", "consumer", c->spec->name,
+                         "error", r->str, NULL);
+            logged = true;
+            c->retry[c->slot[k]] = true;
+        } else if (r->type == REDIS_REPLY_INTEGER) {
             if (r->integer == 1)
                 atomic_fetch_add(&c->applied, 1);
             m->duplicate = r->integer == 0;
@@ -137,6 +160,11 @@ static void take_replies(rconsumer *c, oms_msg *msgs, size_t ncalls)
 static void settle(rconsumer *c, oms_msg *msgs, size_t n, bool dead_lettered)
 {
     for (size_t i = 0; i < n; i++) {
+        if (c->retry[i]) {
+            natsMsg_NakWithDelay(msgs[i].nmsg, NAK_DELAY_MS, NULL);
+            metrics_counter_add(c->env->m, "oms_consumer_retries_total", "", 1);
+            continue;
+        }
         if (msgs[i].rejected && !c->spec->replay) {
             if (!dead_lettered) {
                 natsMsg_NakWithDelay(msgs[i].nmsg, NAK_DELAY_MS, NULL);
@@ -181,11 +209,18 @@ static void observe_position(rconsumer *c, natsMsg *last)
 static void process(rconsumer *c, natsMsgList *list)
 {
     size_t n = (size_t)list->Count, ncalls = 0, dead = 0;
-    oms_msg *msgs = calloc(n, sizeof *msgs);
     int64_t t0 = oms_mono_ms();
+    if (n > c->batch) {
+        /* More than asked for (nats.c 3.4.1's fetch can overrun its batch):
+         * the rest stay unacked and come back after ack_wait. */
+        log_warn("fetch returned more messages than the batch", "consumer", c->spec->name, NULL);
+        n = c->batch;
+    }
+    oms_msg *msgs = calloc(n, sizeof *msgs);
     if (msgs == NULL)
         return; /* unacked: redelivered after ack_wait */
-    msgs_init(msgs, list);
+    msgs_init(msgs, n, list);
+    memset(c->retry, 0, n * sizeof *c->retry);
     oms_status s = encode_all(c, msgs, n, &ncalls);
     if (s == OMS_OK && ncalls > 0)
         s = redis_eval_pipeline(c->redis, &c->script, c->calls, ncalls, c->replies);
@@ -318,11 +353,13 @@ oms_status rconsumer_start(rconsumer **out, const rconsumer_spec *spec, const rc
     c->spec = spec;
     c->env = env;
     c->script.source = spec->script;
+    c->batch = batch;
     snprintf(c->labels, sizeof c->labels, "consumer=\"%s\"", spec->name);
     c->calls = calloc(batch, sizeof *c->calls);
     c->replies = calloc(batch, sizeof *c->replies);
     c->slot = calloc(batch, sizeof *c->slot);
-    if (c->calls == NULL || c->replies == NULL || c->slot == NULL)
+    c->retry = calloc(batch, sizeof *c->retry);
+    if (c->calls == NULL || c->replies == NULL || c->slot == NULL || c->retry == NULL)
         goto fail;
     for (size_t i = 0; i < batch; i++)
         redis_args_init(&c->calls[i]);
@@ -335,6 +372,7 @@ fail:
     free(c->calls);
     free(c->replies);
     free(c->slot);
+    free(c->retry);
     free(c);
     return OMS_ENOMEM;
 }
@@ -351,11 +389,12 @@ void rconsumer_stop(rconsumer *c)
     }
     redis_conn_destroy(c->redis);
     PQfinish(c->pg);
-    for (int i = 0; i < (c->spec->batch_max > 0 ? c->spec->batch_max : 1); i++)
+    for (size_t i = 0; i < c->batch; i++)
         redis_args_fini(&c->calls[i]);
     free(c->calls);
     free(c->replies);
     free(c->slot);
+    free(c->retry);
     free(c);
 }
 

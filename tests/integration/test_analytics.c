@@ -93,6 +93,8 @@ static void stop_all(stack *s)
 
 static int teardown(void **state)
 {
+    if (redis_url_setting[0] != '\0')
+        redis_run("CONFIG SET maxmemory 0"); /* whatever a failed test left */
     if (prometheus_pid > 0) {
         kill(prometheus_pid, SIGKILL);
         waitpid(prometheus_pid, NULL, 0);
@@ -565,6 +567,10 @@ static void test_crash_and_redis_faults(void **state)
         usleep(10000);
     redis_run("SCRIPT FLUSH");
     redis_run("CLIENT KILL TYPE normal SKIPME yes");
+    /* Redis refusing writes (maxmemory) for a while: retried, not dead-lettered. */
+    redis_run("CONFIG SET maxmemory 1mb");
+    sleep(2);
+    redis_run("CONFIG SET maxmemory 0");
     for (int i = 0; i < 3000 && pg_count(pg, terminal) < 1400; i++)
         usleep(10000);
     testenv_service_kill(s.analytics);
@@ -573,6 +579,7 @@ static void test_crash_and_redis_faults(void **state)
     publish_refunds(js, pg, 5, "CR");
     wait_projection(n, 5);
     assert_equals_truth(pg);
+    assert_int_equal(pg_count(pg, "SELECT count(*) FROM analytics.dead_letters"), 0);
     PQfinish(pg);
     js_conn_destroy(js);
     stop_all(&s);
