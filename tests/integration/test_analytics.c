@@ -11,6 +11,7 @@
 #include "testenv.h"
 
 #include "oms_events.pb-c.h"
+#include "money.h"
 #include "outbox.h"
 #include "redis.h"
 
@@ -377,6 +378,50 @@ static double metric_value(int port, const char *series)
     return v;
 }
 
+/* Runs omsctl with args against the test's analytics; returns its stdout. */
+static char *omsctl(const char *args)
+{
+    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
+    char cmd[1024], buf[4096];
+    snprintf(cmd, sizeof cmd, "OMS_ANALYTICS_URL=http://127.0.0.1:%d %s/cli/omsctl %s",
+             ANALYTICS_PORT, bin ? bin : ".", args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t len = fread(buf, 1, sizeof buf - 1, p);
+    buf[len] = '\0';
+    assert_int_equal(pclose(p), 0);
+    return strdup(buf);
+}
+
+/* omsctl's leaderboard shows the API's top customer with money formatted. */
+static void assert_omsctl_leaderboard(void)
+{
+    json_t *lb = http_json(ANALYTICS_PORT, "/leaderboard?period=all&limit=1");
+    json_t *top = json_array_get(json_object_get(lb, "leaders"), 0);
+    long long cents = jint(top, "net_spend_cents");
+    char money[64];
+    money_format_currency(cents, "USD", money, sizeof money);
+    char *out = omsctl("leaderboard --limit 1");
+    /* The header, then one row: rank 1, the customer, the name, the money. */
+    char *row = strchr(out, '\n');
+    assert_non_null(row);
+    row++;
+    if (strncmp(row, "   1  ", 6) != 0 ||
+        strstr(row, json_string_value(json_object_get(top, "customer_id"))) == NULL ||
+        strstr(row, json_string_value(json_object_get(top, "name"))) == NULL ||
+        strstr(row, money) == NULL)
+        fail_msg("omsctl leaderboard printed:\n%s\nexpected rank 1, %s and %s", out,
+                 json_string_value(json_object_get(top, "customer_id")), money);
+    free(out);
+    json_decref(lb);
+    out = omsctl("kpi --json");
+    json_t *k = json_loads(out, 0, NULL);
+    assert_non_null(k);
+    assert_true(jint(k, "order_count") > 0);
+    json_decref(k);
+    free(out);
+}
+
 /* ---- Prometheus ------------------------------------------------------- */
 
 static void start_prometheus(void)
@@ -485,6 +530,7 @@ static void test_projection_equals_truth(void **state)
     const char *hdr[] = {"Nats-Msg-Id", "redelivery-1", NULL};
     testenv_publish(js, "order.paid", msgs[0].data, msgs[0].len, hdr);
     testenv_msgs_free(msgs, nm);
+    assert_omsctl_leaderboard();
     char *before = api_view();
     for (int i = 0; i < 100 && metric_value(ANALYTICS_PORT,
              "oms_events_consumed_total{subject=\"order.paid\",result=\"duplicate\"}") < 1; i++)
