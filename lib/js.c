@@ -229,11 +229,46 @@ oms_status js_pull_subscribe(js_conn *c, const char *stream, const char *durable
     return OMS_OK;
 }
 
+/*
+ * Why fetching takes two requests: nats.c 3.4.1's fetch first takes messages
+ * already waiting in the subscription (late deliveries for an earlier pull
+ * request that expired on the client first), sends a pull request for the
+ * remainder of the batch, and then loops until its count EQUALS that
+ * remainder. With more than half a batch waiting, the count is already past
+ * the remainder, so it keeps storing messages past the end of its array until
+ * the wait runs out: heap corruption, seen as "corrupted size vs. prev_size"
+ * under load. Late deliveries come from requests that wait, so the waiting
+ * request asks for one message only (at most one can be late), the batch is
+ * taken with a no-wait request (answered at once, nothing lingers), and no
+ * request asks for fewer than twice what is already waiting.
+ */
+static natsStatus fetch_request(natsMsgList *list, natsSubscription *sub, int batch,
+                                int64_t wait_ms, bool no_wait)
+{
+    jsFetchRequest req;
+    int waiting = 0;
+    natsSubscription_GetPending(sub, &waiting, NULL);
+    jsFetchRequest_Init(&req);
+    req.Batch = batch > 2 * waiting + 2 ? batch : 2 * waiting + 2;
+    req.NoWait = no_wait;
+    req.Expires = wait_ms * 1000000; /* nanoseconds; also the client's wait */
+    return natsSubscription_FetchRequest(list, sub, &req);
+}
+
+static bool fetch_empty(natsStatus st)
+{
+    return st == NATS_TIMEOUT || st == NATS_NOT_FOUND;
+}
+
 oms_status js_fetch(natsSubscription *sub, int batch, int64_t wait_ms, natsMsgList *list)
 {
-    memset(list, 0, sizeof *list);
-    natsStatus st = natsSubscription_Fetch(list, sub, batch, wait_ms, NULL);
-    if (st == NATS_OK || st == NATS_TIMEOUT)
+    natsStatus st = fetch_request(list, sub, batch, wait_ms, true);
+    if (fetch_empty(st)) {
+        int waiting = 0;
+        natsSubscription_GetPending(sub, &waiting, NULL);
+        st = waiting > 0 ? NATS_TIMEOUT : fetch_request(list, sub, 1, wait_ms, false);
+    }
+    if (st == NATS_OK || fetch_empty(st))
         return OMS_OK;
     natsMsgList_Destroy(list);
     memset(list, 0, sizeof *list);
