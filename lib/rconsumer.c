@@ -37,7 +37,8 @@ struct rconsumer {
     redisReply **replies;
     size_t *slot;            /* calls[k] belongs to msgs[slot[k]] */
     bool *retry;             /* msgs[i] met a transient Redis error: nak it */
-    size_t batch;            /* entries of calls, replies, slot, retry */
+    size_t batch;            /* entries of replies, slot and retry */
+    size_t calls_cap;        /* entries of calls (initialised) */
     char labels[128];        /* consumer="<name>" */
 };
 
@@ -206,19 +207,46 @@ static void observe_position(rconsumer *c, natsMsg *last)
     jsMsgMetaData_Destroy(meta);
 }
 
+/* Grows the per-message arrays to n: js_fetch may return more than the
+ * batch when more messages are already buffered. */
+static oms_status reserve(rconsumer *c, size_t n)
+{
+    if (n <= c->batch)
+        return OMS_OK;
+    if (n > c->calls_cap) {
+        redis_args *calls = realloc(c->calls, n * sizeof *calls);
+        if (calls == NULL)
+            return OMS_ENOMEM;
+        c->calls = calls;
+        for (size_t i = c->calls_cap; i < n; i++)
+            redis_args_init(&c->calls[i]);
+        c->calls_cap = n;
+    }
+    redisReply **replies = realloc(c->replies, n * sizeof *replies);
+    if (replies == NULL)
+        return OMS_ENOMEM;
+    c->replies = replies;
+    size_t *slot = realloc(c->slot, n * sizeof *slot);
+    if (slot == NULL)
+        return OMS_ENOMEM;
+    c->slot = slot;
+    bool *retry = realloc(c->retry, n * sizeof *retry);
+    if (retry == NULL)
+        return OMS_ENOMEM;
+    c->retry = retry;
+    c->batch = n;
+    return OMS_OK;
+}
+
 static void process(rconsumer *c, natsMsgList *list)
 {
     size_t n = (size_t)list->Count, ncalls = 0, dead = 0;
     int64_t t0 = oms_mono_ms();
-    if (n > c->batch) {
-        /* More than asked for (nats.c 3.4.1's fetch can overrun its batch):
-         * the rest stay unacked and come back after ack_wait. */
-        log_warn("fetch returned more messages than the batch", "consumer", c->spec->name, NULL);
-        n = c->batch;
-    }
     oms_msg *msgs = calloc(n, sizeof *msgs);
-    if (msgs == NULL)
+    if (msgs == NULL || reserve(c, n) != OMS_OK) {
+        free(msgs);
         return; /* unacked: redelivered after ack_wait */
+    }
     msgs_init(msgs, n, list);
     memset(c->retry, 0, n * sizeof *c->retry);
     oms_status s = encode_all(c, msgs, n, &ncalls);
@@ -354,6 +382,7 @@ oms_status rconsumer_start(rconsumer **out, const rconsumer_spec *spec, const rc
     c->env = env;
     c->script.source = spec->script;
     c->batch = batch;
+    c->calls_cap = batch;
     snprintf(c->labels, sizeof c->labels, "consumer=\"%s\"", spec->name);
     c->calls = calloc(batch, sizeof *c->calls);
     c->replies = calloc(batch, sizeof *c->replies);
@@ -389,7 +418,7 @@ void rconsumer_stop(rconsumer *c)
     }
     redis_conn_destroy(c->redis);
     PQfinish(c->pg);
-    for (size_t i = 0; i < c->batch; i++)
+    for (size_t i = 0; i < c->calls_cap; i++)
         redis_args_fini(&c->calls[i]);
     free(c->calls);
     free(c->replies);
