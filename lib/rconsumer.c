@@ -309,10 +309,22 @@ static oms_status ensure_bound(rconsumer *c)
 static void check_caught_up(rconsumer *c)
 {
     jsConsumerInfo *ci = NULL;
-    if (!c->spec->replay || natsSubscription_GetConsumerInfo(&ci, c->sub, NULL, NULL) != NATS_OK)
+    jsErrCode code = 0;
+    if (!c->spec->replay)
         return;
+    /* By name: nats.c 3.4.1 answers "Invalid Subscription" for a pull
+     * subscription bound to an existing durable. */
+    natsStatus st = js_GetConsumerInfo(&ci, js_ctx(c->env->js), c->spec->stream,
+                                       c->spec->durable, NULL, &code);
+    if (st != NATS_OK) {
+        log_warn("cannot read the consumer's position", "consumer", c->spec->name, "error",
+                 natsStatus_GetText(st), NULL);
+        return;
+    }
     if (ci->NumPending == 0 && ci->NumAckPending == 0)
         atomic_store(&c->caught_up, 1);
+    else
+        log_debug("replay not caught up", "consumer", c->spec->name, NULL);
     jsConsumerInfo_Destroy(ci);
 }
 

@@ -23,8 +23,8 @@
 #include <string.h>
 
 #define LOCK_KEY "analytics:rebuild_lock"
-#define LOCK_TTL_S 600
-#define LOCK_TTL_TEXT "600"
+#define LOCK_TTL_S 60
+#define LOCK_TTL_TEXT "60"
 #define REDIS_TIMEOUT_MS 10000
 #define SWAP_GRACE_MS 2000
 #define SCAN_COUNT "1000"
