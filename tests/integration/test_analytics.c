@@ -463,6 +463,52 @@ static void assert_omsctl_leaderboard(void)
     free(out);
 }
 
+/* A bad parameter answers 400 with an error naming it and the value. */
+static void assert_400(const char *path, const char *names)
+{
+    char *body = NULL;
+    long status = testenv_http("GET", ANALYTICS_PORT, path, NULL, &body);
+    if (status != 400 || strstr(body, names) == NULL)
+        fail_msg("GET %s answered %ld %s, expected 400 naming %s", path, status, body, names);
+    free(body);
+}
+
+static void assert_bad_requests(void)
+{
+    assert_400("/kpi/2026-13-01", "date \\\"2026-13-01\\\" is invalid");
+    assert_400("/kpi/2026-02-29", "2026-02-29");
+    assert_400("/kpi?from=2026-11-02&to=2026-11-01", "to=\\\"2026-11-01\\\" is before from");
+    assert_400("/kpi?from=2026-11-01", "parameter to is required");
+    assert_400("/kpi?from=2020-01-01&to=2026-01-01", "at most 366");
+    assert_400("/leaderboard?limit=0", "limit=\\\"0\\\" is invalid");
+    assert_400("/leaderboard?limit=abc", "limit=\\\"abc\\\"");
+    assert_400("/leaderboard?period=2026-13", "period=\\\"2026-13\\\" is invalid");
+}
+
+/* POST /kpi/snapshot needs the token; the snapshot's rows equal the API. */
+static void assert_snapshot(PGconn *pg)
+{
+    const char *token = testenv_require("OMS_ADMIN_TOKEN");
+    char *body = NULL;
+    assert_int_equal(testenv_http("POST", ANALYTICS_PORT, "/kpi/snapshot", NULL, &body), 401);
+    free(body);
+    assert_int_equal(testenv_http("POST", ANALYTICS_PORT, "/kpi/snapshot", token, &body), 200);
+    json_t *snap = json_loads(body, 0, NULL);
+    free(body);
+    assert_non_null(snap);
+    json_t *today = http_json(ANALYTICS_PORT, "/kpi/today");
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT revenue_cents FROM analytics.kpi_snapshots WHERE day = '%s'",
+             json_string_value(json_object_get(today, "date")));
+    assert_int_equal(testenv_pg_long(pg, sql), jint(today, "revenue_cents"));
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM analytics.leaderboard_snapshots WHERE day = '%s'",
+             json_string_value(json_object_get(today, "date")));
+    assert_int_equal(testenv_pg_long(pg, sql), jint(snap, "leaders"));
+    assert_true(jint(snap, "leaders") > 0);
+    json_decref(today);
+    json_decref(snap);
+}
+
 /* ---- Prometheus ------------------------------------------------------- */
 
 static void start_prometheus(void)
@@ -572,6 +618,8 @@ static void test_projection_equals_truth(void **state)
     testenv_publish(js, "order.paid", msgs[0].data, msgs[0].len, hdr);
     testenv_msgs_free(msgs, nm);
     assert_omsctl_leaderboard();
+    assert_bad_requests();
+    assert_snapshot(pg);
     char *before = api_view();
     for (int i = 0; i < 100 && metric_value(ANALYTICS_PORT,
              "oms_events_consumed_total{subject=\"order.paid\",result=\"duplicate\"}") < 1; i++)
