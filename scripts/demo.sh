@@ -18,5 +18,11 @@ echo "== importing samples/orders.csv (300 orders, a few bad rows on purpose)"
 omsctl import samples/orders.csv
 echo "== stock after the import"
 omsctl stock show
+if omsctl kpi >/dev/null 2>&1; then
+    sleep 1 # analytics trails the last order's status by a batch
+    echo "== today's KPIs and top customers (analytics)"
+    omsctl kpi
+    omsctl leaderboard --limit 5
+fi
 echo
 echo "Next: omsctl order show ORD-1001 · omsctl events tail 'order.*' · omsctl status · make status"
