@@ -202,7 +202,9 @@ static void observe_position(rconsumer *c, natsMsg *last)
     metrics_gauge_set(c->env->m, "oms_consumer_pending", c->labels, (double)meta->NumPending);
     double lag_s = (double)(oms_now_ms() - meta->Timestamp / 1000000) / 1000.0;
     metrics_gauge_set(c->env->m, "oms_consumer_lag_seconds", c->labels, lag_s > 0 ? lag_s : 0);
-    if (c->spec->replay && meta->NumPending == 0)
+    if (c->spec->replay && (meta->NumPending == 0 || (c->spec->replay_until_seq > 0 &&
+                                                      meta->Sequence.Stream >=
+                                                          c->spec->replay_until_seq)))
         atomic_store(&c->caught_up, 1);
     jsMsgMetaData_Destroy(meta);
 }

@@ -53,6 +53,8 @@ typedef struct rconsumer_spec {
     rconsumer_done_fn done;
     void *ctx;
     bool replay;          /* stop being useful once caught up: see rconsumer_caught_up */
+    uint64_t replay_until_seq; /* replay: also caught up once past this stream sequence
+                                * (0: only when nothing is pending) */
 } rconsumer_spec;
 
 /* What the consumers of a service share; borrowed for the consumer's life.
@@ -76,8 +78,9 @@ void rconsumer_stop(rconsumer *c);
 /* True once bound to the durable and connected to Redis. */
 bool rconsumer_ready(rconsumer *c);
 
-/* Replay mode: true once a fetch found nothing pending on the durable
- * (everything the stream held when it was checked has been applied). */
+/* Replay mode: true once nothing was pending on the durable, or a message
+ * at or past replay_until_seq was applied (a stream that never stops growing
+ * still ends a replay). */
 bool rconsumer_caught_up(rconsumer *c);
 
 /* Messages applied (script answered 1) since start. */

@@ -186,6 +186,24 @@ static void delete_durables(rebuild *rb)
         js_DeleteConsumer(js_ctx(rb->js), rb->specs[i].stream, rb->specs[i].durable, NULL, NULL);
 }
 
+/* Where each replay may stop: the last sequence its stream held once the new
+ * generation was being written (later events reach it through the live
+ * consumers). */
+static oms_status set_replay_ends(rebuild *rb)
+{
+    for (size_t i = 0; i < ANALYTICS_N_CONSUMERS; i++) {
+        jsStreamInfo *si = NULL;
+        jsErrCode code = 0;
+        if (js_GetStreamInfo(&si, js_ctx(rb->js), rb->specs[i].stream, NULL, &code) != NATS_OK) {
+            fprintf(stderr, "analytics rebuild: cannot read stream %s\n", rb->specs[i].stream);
+            return OMS_ENATS;
+        }
+        rb->specs[i].replay_until_seq = si->State.LastSeq;
+        jsStreamInfo_Destroy(si);
+    }
+    return OMS_OK;
+}
+
 static oms_status replay(rebuild *rb)
 {
     rconsumer_env env = {rb->cfg.redis_url, rb->cfg.pg_dsn, "analytics", rb->js, rb->m};
@@ -276,7 +294,8 @@ static oms_status run(rebuild *rb)
     if ((s = begin(rb)) == OMS_OK) {
         log_info("rebuild started", "generation", rb->ctx.target_gen, NULL);
         analytics_specs_init(rb->specs, &rb->ctx, &rb->cfg, "analytics-rebuild", true);
-        s = replay(rb);
+        if ((s = set_replay_ends(rb)) == OMS_OK)
+            s = replay(rb);
     }
     if (s == OMS_OK)
         s = swap(rb, old);
