@@ -191,5 +191,12 @@ int cmd_status(int argc, char **argv);
 int cmd_dlq(int argc, char **argv);
 int cmd_notifications(int argc, char **argv);
 int cmd_refund(int argc, char **argv);
+int cmd_kpi(int argc, char **argv);
+int cmd_leaderboard(int argc, char **argv);
+
+/* Calls path on the analytics service (cmd_kpi.c). On 200 with a JSON object
+ * *out gets it (caller decrefs) and CLI_EXIT_OK is returned; otherwise prints
+ * why (a 400's message as a usage error) and returns the exit status. */
+int cli_analytics_call(const char *method, const char *path, const char *token, json_t **out);
 
 #endif

@@ -24,6 +24,7 @@ static const command COMMANDS[] = {
     {"events", cmd_events}, {"status", cmd_status}, {"dlq", cmd_dlq},
     {"notifications", cmd_notifications},
     {"refund", cmd_refund},
+    {"kpi", cmd_kpi}, {"leaderboard", cmd_leaderboard},
 };
 
 static void print_help(FILE *out)
@@ -53,6 +54,12 @@ static void print_help(FILE *out)
           "                         ask for a refund (AMOUNT like 25.00; none: all that is left)\n"
           "  refund status (--order ORDER_ID | --key KEY) [--json]\n"
           "                         an order's refunds, or one request's outcome\n"
+          "  kpi [--date D | --from D --to D] [--json]\n"
+          "                         daily KPIs: orders, revenue, refunds, average order value\n"
+          "  kpi snapshot [--date D]\n"
+          "                         copy a day's KPIs and leaderboard into PostgreSQL\n"
+          "  leaderboard [--month YYYY-MM] [--limit N] [--json]\n"
+          "                         customers ranked by net spend\n"
           "\n"
           "Every command has --help (`omsctl import --help`).\n"
           "\n"
@@ -91,7 +98,8 @@ static int dispatch(int argc, char **argv)
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (strcmp(COMMANDS[i].name, name) == 0)
             return COMMANDS[i].run(argc - 1, argv + 1);
-    cli_error("unknown command \"%s\" (commands: import, order, stock, events, status, dlq, refund)", name);
+    cli_error("unknown command \"%s\" (commands: import, order, stock, events, status, dlq, "
+              "notifications, refund, kpi, leaderboard)", name);
     fputs("run `omsctl --help` for usage\n", stderr);
     return CLI_EXIT_USAGE;
 }

@@ -522,3 +522,8 @@ oms_status consumer_replay(const consumer_spec *spec, const consumer_env *env, P
     natsMsg_Destroy(nm);
     return s;
 }
+
+oms_status consumer_dead_letters_insert(PGconn *conn, oms_msg *msgs, size_t n, size_t *count)
+{
+    return dead_letter_insert(conn, msgs, n, count);
+}

@@ -107,6 +107,12 @@ oms_status consumer_replay(const consumer_spec *spec, const consumer_env *env, P
                            const char *subject, const char *headers, const void *data,
                            size_t len, char reason_out[CONSUMER_REASON_LEN]);
 
+/* Writes the messages of msgs[0..n) that are rejected and not duplicate to
+ * dead_letters (subject, event id, headers, payload, reason) with one
+ * statement inside the caller's open transaction on conn; *count gets how
+ * many. For consumers whose effect lives outside PostgreSQL (lib/rconsumer). */
+oms_status consumer_dead_letters_insert(PGconn *conn, oms_msg *msgs, size_t n, size_t *count);
+
 /* True when a NATS subject filter (with * and >) matches subject. */
 bool consumer_subject_matches(const char *filter, const char *subject);
 

@@ -149,6 +149,8 @@ static void h_readyz(void *ctx, const http_request *req, http_response *resp)
     bool nats = js_connected(svc->js), consumers = true;
     for (size_t i = 0; i < svc->def->n_consumers; i++)
         consumers = consumers && consumer_ready(svc->consumers[i]);
+    if (svc->def->ready != NULL && svc->ctx != NULL)
+        consumers = consumers && svc->def->ready(svc->ctx);
     PGconn *c = service_pg_acquire(svc);
     bool pg = c != NULL;
     if (c != NULL)

@@ -30,6 +30,9 @@ typedef struct service_def {
     void (*fini)(void *ctx);
     /* Registers the service's own HTTP routes. Optional. */
     void (*routes)(oms_service *svc, http_server *http, void *ctx);
+    /* Whether the domain's own workers are ready, for /readyz (consumers
+     * that are not lib/consumer ones). Optional. */
+    bool (*ready)(void *ctx);
 } service_def;
 
 /* Runs the service until SIGTERM/SIGINT; returns the process exit status

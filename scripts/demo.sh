@@ -20,5 +20,11 @@ echo "== stock after the import"
 omsctl stock show
 echo "== a partial refund of ORD-1001 (the same key on a second run refunds nothing twice)"
 omsctl refund ORD-1001 5.00 --key demo-ORD-1001-a --reason "demo: scratched on arrival" || true
+if omsctl kpi >/dev/null 2>&1; then
+    sleep 1 # analytics trails the last order's status by a batch
+    echo "== today's KPIs and top customers (analytics)"
+    omsctl kpi
+    omsctl leaderboard --limit 5
+fi
 echo
 echo "Next: omsctl order show ORD-1001 · omsctl events tail 'order.*' · omsctl status · make status"

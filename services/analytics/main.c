@@ -1,0 +1,101 @@
+/*
+ * main.c - the analytics service: wiring only (see analytics.h).
+ *
+ *   oms-analytics            runs the projection and the query API
+ *   oms-analytics rebuild    rebuilds the projection from the streams, then exits
+ */
+#include "analytics.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct analytics_service {
+    analytics_ctx live;
+    analytics_http http;
+    rconsumer_env env;
+    rconsumer_spec specs[ANALYTICS_N_CONSUMERS];
+    rconsumer *consumers[ANALYTICS_N_CONSUMERS];
+    analytics_snapshotter *snapshotter;
+    int64_t snapshot_delay_s;
+} analytics_service;
+
+/* Static: HTTP handlers borrow it until the process exits. */
+static analytics_service domain;
+
+static oms_status analytics_init(oms_service *svc, void **out)
+{
+    analytics_service *a = &domain;
+    const oms_config *cfg = service_config(svc);
+    oms_status s;
+    a->live.currency = cfg->currency;
+    a->live.seen_ttl_s = cfg->stream_max_age_ms / 1000 + 86400;
+    a->live.m = service_metrics(svc);
+    analytics_metrics_declare(a->live.m);
+    a->http = (analytics_http){.svc = svc, .redis_url = cfg->redis_url, .currency = cfg->currency};
+    pthread_mutex_init(&a->http.lock, NULL);
+    a->env = (rconsumer_env){cfg->redis_url, cfg->pg_dsn, "analytics", service_js(svc),
+                             service_metrics(svc)};
+    analytics_specs_init(a->specs, &a->live, cfg, "analytics", false);
+    for (size_t i = 0; i < ANALYTICS_N_CONSUMERS; i++)
+        if ((s = rconsumer_start(&a->consumers[i], &a->specs[i], &a->env)) != OMS_OK)
+            return s;
+    s = analytics_snapshotter_start(&a->snapshotter, &a->http, a->snapshot_delay_s,
+                                    service_stopping(svc));
+    if (s != OMS_OK)
+        return s;
+    *out = a;
+    return OMS_OK;
+}
+
+static void analytics_fini(void *ctx)
+{
+    analytics_service *a = ctx;
+    analytics_snapshotter_stop(a->snapshotter);
+    for (size_t i = 0; i < ANALYTICS_N_CONSUMERS; i++)
+        rconsumer_stop(a->consumers[i]);
+    redis_conn_destroy(a->http.redis);
+    a->http.redis = NULL;
+}
+
+static void routes(oms_service *svc, http_server *http, void *ctx)
+{
+    (void)svc;
+    analytics_routes(http, &((analytics_service *)ctx)->http);
+}
+
+static bool analytics_ready(void *ctx)
+{
+    analytics_service *a = ctx;
+    for (size_t i = 0; i < ANALYTICS_N_CONSUMERS; i++)
+        if (!rconsumer_ready(a->consumers[i]))
+            return false;
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    char err[CONFIG_ERR_LEN];
+    if (argc == 2 && strcmp(argv[1], "rebuild") == 0)
+        return analytics_rebuild_main();
+    if (argc != 1) {
+        fprintf(stderr, "usage: oms-analytics [rebuild]\n");
+        return 2;
+    }
+    if (config_int("OMS_ANALYTICS_SNAPSHOT_DELAY_S", 900, 0, 86399, &domain.snapshot_delay_s,
+                   err) != OMS_OK) {
+        fprintf(stderr, "analytics: configuration error: %s\n", err);
+        return 2;
+    }
+    service_def def = {
+        .name = "analytics",
+        .http_port = 18086,
+        .migrations = analytics_migrations,
+        .init = analytics_init,
+        .fini = analytics_fini,
+        .routes = routes,
+        .ready = analytics_ready,
+    };
+    return service_main(&def);
+}
