@@ -29,12 +29,14 @@
 #define INGEST_PORT 19481
 #define INVENTORY_PORT 19482
 #define PAYMENT_PORT 19483
+#define REFUND_PORT 19485
 #define ANALYTICS_PORT 19486
 #define PROMETHEUS_PORT 19490
 #define REDIS_DB "3"
 #define DAY_MS 86400000LL
 
-static const char *const SCHEMAS[] = {"ingest", "inventory", "payment", "analytics", NULL};
+static const char *const SCHEMAS[] = {"ingest", "inventory", "payment", "refund", "analytics",
+                                      NULL};
 static const char *const INGEST_ENV[] = {"OMS_INGEST_SEAL_MS=200", NULL};
 static const char *const PAY_ENV[] = {"OMS_PAYMENT_SUCCESS_RATE=0.8", NULL};
 static char redis_url_setting[300]; /* "OMS_REDIS_URL=redis://.../3" */
@@ -151,7 +153,9 @@ static void refund_table(PGconn *pg)
 {
     PGresult *r = PQexec(pg, "CREATE TEMP TABLE IF NOT EXISTS published_refunds (event_id text,"
                              " order_id text, customer_id text, amount_cents bigint,"
-                             " processed_at timestamptz)");
+                             " processed_at timestamptz);"
+                             " CREATE OR REPLACE TEMP VIEW truth_refunds AS SELECT order_id,"
+                             " customer_id, amount_cents, processed_at FROM published_refunds");
     assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
 }
@@ -194,15 +198,24 @@ static void publish_refunds(js_conn *js, PGconn *pg, int n, const char *prefix)
 
 /* ---- the truth, computed by PostgreSQL -------------------------------- */
 
-/* The refunds relation: (order_id, customer_id, amount_cents, processed_at).
- * The refund service's own table takes the test's place once it exists. */
-#define REFUNDS_RELATION \
-    "(SELECT order_id, customer_id, amount_cents, processed_at FROM published_refunds)"
+/* The refunds relation: (order_id, customer_id, amount_cents, processed_at),
+ * a temp view over what the test published itself, or over the refund
+ * service's own tables when refunds went through it. */
+#define REFUNDS_RELATION "truth_refunds"
+
+/* Every order's terminal status (paid or failed) and when it was reached,
+ * from ingest's status history: a refund moves a paid order on to
+ * partially_refunded or refunded, and its payment still counts when it was
+ * paid. */
+#define TERMINAL_RELATION                                                                  \
+    "(SELECT o.customer_id, o.total_cents, h.status, h.at FROM ingest.orders o"            \
+    "  JOIN ingest.order_status_history h ON h.order_id = o.order_id"                      \
+    "  AND h.status IN ('paid', 'failed'))"
 
 /* Per UTC day: revenue, paid, failed, refunded cents, refunds. */
 static const char TRUTH_KPI_SQL[] =
-    "WITH o AS (SELECT status, total_cents, (updated_at AT TIME ZONE 'UTC')::date AS day"
-    "   FROM ingest.orders WHERE status IN ('paid', 'failed')),"
+    "WITH o AS (SELECT status, total_cents, (at AT TIME ZONE 'UTC')::date AS day"
+    "   FROM " TERMINAL_RELATION " t),"
     " r AS (SELECT amount_cents, (processed_at AT TIME ZONE 'UTC')::date AS day FROM "
     REFUNDS_RELATION " x),"
     " d AS (SELECT day FROM o UNION SELECT day FROM r)"
@@ -217,9 +230,9 @@ static const char TRUTH_KPI_SQL[] =
 /* Per customer in period $1 ("YYYY-MM" or "all"): net spend (paid - refunded
  * in the period, by the UTC month of payment and of refund), paid orders. */
 static const char TRUTH_LEADERS_SQL[] =
-    "WITH p AS (SELECT customer_id, sum(total_cents) AS paid, count(*) AS n FROM ingest.orders"
-    "   WHERE status = 'paid' AND ($1 = 'all' OR"
-    "   to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM') = $1) GROUP BY customer_id),"
+    "WITH p AS (SELECT customer_id, sum(total_cents) AS paid, count(*) AS n FROM "
+    TERMINAL_RELATION " t WHERE status = 'paid' AND ($1 = 'all' OR"
+    "   to_char(at AT TIME ZONE 'UTC', 'YYYY-MM') = $1) GROUP BY customer_id),"
     " r AS (SELECT customer_id, sum(amount_cents) AS refunded FROM " REFUNDS_RELATION " x"
     "   WHERE $1 = 'all' OR to_char(processed_at AT TIME ZONE 'UTC', 'YYYY-MM') = $1"
     "   GROUP BY customer_id)"
@@ -606,7 +619,8 @@ static void test_projection_equals_truth(void **state)
     publish_refunds(js, pg, refunds, "AN");
     wait_projection(n, refunds);
     assert_equals_truth(pg);
-    long paid = pg_count(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'paid'");
+    long paid = pg_count(pg, "SELECT count(*) FROM ingest.orders"
+                                 " WHERE status IN ('paid', 'partially_refunded', 'refunded')");
     assert_true(paid > 0 && paid < n);
 
     /* A redelivered event moves nothing: the same OrderPaid again (under a
@@ -646,7 +660,8 @@ static void test_projection_equals_truth(void **state)
     assert_prometheus("sum(oms_orders_total{status=\"failed\"})", (double)(n - paid));
     assert_prometheus("sum(oms_revenue_cents_total)",
                       (double)pg_count(pg, "SELECT sum(total_cents) FROM ingest.orders"
-                                           " WHERE status = 'paid'"));
+                                           " WHERE status IN ('paid', 'partially_refunded',"
+                                           " 'refunded')"));
     assert_prometheus("sum(oms_refunds_total)", refunds);
     assert_prometheus("sum(oms_refunds_cents_total)",
                       (double)pg_count(pg, "SELECT sum(amount_cents) FROM published_refunds"));
@@ -674,6 +689,88 @@ static void test_projection_equals_truth(void **state)
 
     PQfinish(pg);
     js_conn_destroy(js);
+    stop_all(&s);
+    teardown(NULL);
+}
+
+/* ---- refunds through the refund service ------------------------------ */
+
+static void request_refund(js_conn *js, const char *key, const char *order_id, int64_t cents)
+{
+    Oms__V1__RefundRequested ev = OMS__V1__REFUND_REQUESTED__INIT;
+    Oms__V1__EventMeta meta;
+    char id[37];
+    outbox_meta_init(&meta, id, "test", order_id, "");
+    ev.meta = &meta;
+    ev.idempotency_key = (char *)key;
+    ev.order_id = (char *)order_id;
+    ev.amount_cents = cents;
+    ev.reason = (char *)"analytics test";
+    testenv_publish_event(js, "refund.requested", id, &ev.base);
+}
+
+/* Partial, full, over-the-limit and repeated refund requests on paid orders
+ * go through the refund service; analytics' KPIs and leaderboard equal the
+ * truth in ingest's and refund's schemas, to the cent. */
+static void test_refund_service_equals_truth(void **state)
+{
+    (void)state;
+    const int n = 120;
+    stack s;
+    start_all(&s);
+    pid_t refund = testenv_service_start("refund", REFUND_PORT, NULL);
+    js_conn *js = testenv_js();
+    PGconn *pg = testenv_pg();
+    PGresult *r = PQexec(pg, "CREATE TEMP VIEW truth_refunds AS SELECT r.order_id, p.customer_id,"
+                             " r.amount_cents, r.decided_at AS processed_at FROM refund.refunds r"
+                             " JOIN refund.paid_orders p USING (order_id)"
+                             " WHERE r.state = 'processed'");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    load_product(js, "SKU-A", 1000);
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM inventory.products", 1, 10000), 1);
+    import_orders(js, "imp-rf", "RF", n);
+    const char *terminal = "SELECT count(*) FROM ingest.orders WHERE status IN ('paid','failed')";
+    assert_int_equal(testenv_wait_pg(pg, terminal, n, 60000), n);
+    long paid = pg_count(pg, "SELECT count(*) FROM ingest.orders"
+                                 " WHERE status IN ('paid', 'partially_refunded', 'refunded')");
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM refund.paid_orders", paid, 20000),
+                     paid);
+
+    PGresult *res = PQexec(pg, "SELECT order_id, total_cents FROM ingest.orders"
+                               " WHERE status = 'paid' ORDER BY order_id LIMIT 30");
+    assert_int_equal(PQntuples(res), 30);
+    int requests = 0;
+    for (int i = 0; i < 30; i++, requests++) {
+        char key[64];
+        const char *order = PQgetvalue(res, i, 0);
+        int64_t total = atoll(PQgetvalue(res, i, 1));
+        snprintf(key, sizeof key, "an-rf-%d", i);
+        if (i % 3 == 0) { /* a third, then all that is left */
+            request_refund(js, key, order, total / 3);
+            snprintf(key, sizeof key, "an-rf-%d-rest", i);
+            request_refund(js, key, order, 0);
+            requests++;
+        } else if (i % 3 == 1) { /* one cent too many: rejected */
+            request_refund(js, key, order, total + 1);
+        } else { /* a part, asked twice under one key */
+            request_refund(js, key, order, total / 4 + 1);
+            request_refund(js, key, order, total / 4 + 1);
+        }
+    }
+    PQclear(res);
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM refund.refunds"
+                                         " WHERE state <> 'pending'", requests, 30000), requests);
+    long processed = pg_count(pg, "SELECT count(*) FROM truth_refunds");
+    assert_int_equal(processed, 30); /* 10 partial + 10 rest + 10 part; 10 rejected */
+    wait_projection(n, processed);
+    assert_equals_truth(pg);
+    long refunded = pg_count(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'refunded'");
+    assert_int_equal(refunded, 10);
+
+    PQfinish(pg);
+    js_conn_destroy(js);
+    testenv_service_stop(refund);
     stop_all(&s);
     teardown(NULL);
 }
@@ -729,6 +826,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_projection_equals_truth, teardown),
         cmocka_unit_test_teardown(test_crash_and_redis_faults, teardown),
+        cmocka_unit_test_teardown(test_refund_service_equals_truth, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
