@@ -765,8 +765,8 @@ static void test_refund_service_equals_truth(void **state)
     assert_int_equal(processed, 30); /* 10 partial + 10 rest + 10 part; 10 rejected */
     wait_projection(n, processed);
     assert_equals_truth(pg);
-    long refunded = pg_count(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'refunded'");
-    assert_int_equal(refunded, 10);
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders"
+                                         " WHERE status = 'refunded'", 10, 20000), 10);
 
     PQfinish(pg);
     js_conn_destroy(js);
