@@ -237,10 +237,13 @@ oms_status js_pull_subscribe(js_conn *c, const char *stream, const char *durable
  * remainder. With more than half a batch waiting, the count is already past
  * the remainder, so it keeps storing messages past the end of its array until
  * the wait runs out: heap corruption, seen as "corrupted size vs. prev_size"
- * under load. Late deliveries come from requests that wait, so the waiting
- * request asks for one message only (at most one can be late), the batch is
- * taken with a no-wait request (answered at once, nothing lingers), and no
- * request asks for fewer than twice what is already waiting.
+ * under load. So: messages already waiting are taken by fetches of one (a
+ * fetch of one cannot overshoot, and asks the server nothing while a waiting
+ * message answers it); the batch is taken with a no-wait request (answered
+ * at once, nothing lingers) that never asks for fewer than twice what waits;
+ * and the request that waits asks for one message only, so at most one can
+ * arrive late. Late answers also come from a slow or newly elected consumer
+ * leader in a cluster.
  */
 static natsStatus fetch_request(natsMsgList *list, natsSubscription *sub, int batch,
                                 int64_t wait_ms, bool no_wait)
@@ -260,13 +263,46 @@ static bool fetch_empty(natsStatus st)
     return st == NATS_TIMEOUT || st == NATS_NOT_FOUND;
 }
 
+/* Takes up to batch messages already waiting in the subscription, by
+ * fetches of one. list->Msgs is ours (calloc), as natsMsgList_Destroy expects. */
+static natsStatus fetch_waiting(natsSubscription *sub, int batch, int64_t wait_ms,
+                                natsMsgList *list)
+{
+    natsMsg **msgs = calloc((size_t)batch, sizeof *msgs);
+    natsStatus st = NATS_OK;
+    int n = 0, waiting = 0;
+    if (msgs == NULL)
+        return NATS_NO_MEMORY;
+    while (n < batch && natsSubscription_GetPending(sub, &waiting, NULL) == NATS_OK &&
+           waiting > 0) {
+        natsMsgList one;
+        st = natsSubscription_Fetch(&one, sub, 1, wait_ms, NULL);
+        if (st != NATS_OK)
+            break; /* only a status message was waiting, or the link failed */
+        for (int i = 0; i < one.Count && n < batch; i++) {
+            msgs[n++] = one.Msgs[i];
+            one.Msgs[i] = NULL; /* moved: Destroy skips NULL */
+        }
+        natsMsgList_Destroy(&one);
+    }
+    list->Msgs = msgs;
+    list->Count = n;
+    return n > 0 || fetch_empty(st) ? NATS_OK : st;
+}
+
 oms_status js_fetch(natsSubscription *sub, int batch, int64_t wait_ms, natsMsgList *list)
 {
-    natsStatus st = fetch_request(list, sub, batch, wait_ms, true);
-    if (fetch_empty(st)) {
-        int waiting = 0;
-        natsSubscription_GetPending(sub, &waiting, NULL);
-        st = waiting > 0 ? NATS_TIMEOUT : fetch_request(list, sub, 1, wait_ms, false);
+    natsStatus st;
+    int waiting = 0;
+    memset(list, 0, sizeof *list);
+    if (natsSubscription_GetPending(sub, &waiting, NULL) == NATS_OK && waiting > 0) {
+        st = fetch_waiting(sub, batch, wait_ms, list);
+    } else {
+        st = fetch_request(list, sub, batch, wait_ms, true);
+        if (fetch_empty(st)) {
+            natsSubscription_GetPending(sub, &waiting, NULL);
+            st = waiting > 0 ? NATS_TIMEOUT : fetch_request(list, sub, 1, wait_ms, false);
+        }
     }
     if (st == NATS_OK || fetch_empty(st))
         return OMS_OK;

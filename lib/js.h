@@ -40,9 +40,10 @@ oms_status js_ensure_streams(js_conn *c, int replicas, int64_t max_age_ms, int64
 oms_status js_pull_subscribe(js_conn *c, const char *stream, const char *durable,
                              const char *filter, int64_t ack_wait_ms, natsSubscription **out);
 
-/* Fetches the messages available now, up to batch (more when more are already
- * buffered); when none are, waits up to wait_ms for the first one and returns
- * it alone. Nothing is OMS_OK with list->Count == 0. */
+/* Fetches the messages available now, up to batch (on a rare race up to twice
+ * what arrived late meanwhile: callers take any count); when none are, waits
+ * up to wait_ms for the first one and returns it alone. Nothing is OMS_OK
+ * with list->Count == 0. See js.c for why (a nats.c 3.4.1 overrun). */
 oms_status js_fetch(natsSubscription *sub, int batch, int64_t wait_ms, natsMsgList *list);
 
 /* Publishes asynchronously with Nats-Msg-Id = event_id and Oms-Type = type
