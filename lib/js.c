@@ -79,6 +79,12 @@ static oms_status nats_fail(natsStatus st, const char *what)
 oms_status js_connect(js_conn **out, const char *url, const char *user, const char *password,
                       const char *name)
 {
+    js_identity id = {.user = user, .password = password, .inbox_prefix = NULL};
+    return js_connect_as(out, url, &id, name);
+}
+
+oms_status js_connect_as(js_conn **out, const char *url, const js_identity *id, const char *name)
+{
     natsOptions *opts = NULL;
     js_conn *c = calloc(1, sizeof *c);
     natsStatus st = NATS_OK;
@@ -98,8 +104,14 @@ oms_status js_connect(js_conn **out, const char *url, const char *user, const ch
         s = nats_fail(st, "options");
         goto out;
     }
-    if (user != NULL && (st = natsOptions_SetUserInfo(opts, user, password)) != NATS_OK) {
+    if (id->user != NULL &&
+        (st = natsOptions_SetUserInfo(opts, id->user, id->password)) != NATS_OK) {
         s = nats_fail(st, "user info");
+        goto out;
+    }
+    if (id->inbox_prefix != NULL &&
+        (st = natsOptions_SetCustomInboxPrefix(opts, id->inbox_prefix)) != NATS_OK) {
+        s = nats_fail(st, "inbox prefix");
         goto out;
     }
     /* With retry-on-failed-connect and a connected callback, Connect returns

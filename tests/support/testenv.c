@@ -25,7 +25,9 @@ const char *testenv_require(const char *name)
 js_conn *testenv_js(void)
 {
     js_conn *js = NULL;
-    assert_int_equal(js_connect(&js, testenv_require("OMS_NATS_URL"), NULL, NULL, "test"), OMS_OK);
+    assert_int_equal(js_connect(&js, testenv_require("OMS_NATS_URL"), getenv("OMS_NATS_USER"),
+                                getenv("OMS_NATS_PASSWORD"), "test"),
+                     OMS_OK);
     return js;
 }
 
@@ -107,6 +109,26 @@ int testenv_cleanup(void **state)
     return 0;
 }
 
+/* In a child about to exec service name: it connects to NATS as its own user
+ * (deploy/nats/auth.conf), with the password .oms/env exports as
+ * OMS_NATS_PASSWORD_<NAME>, and its own inbox prefix. */
+static void service_nats_identity(const char *name)
+{
+    char var[64], prefix[64];
+    size_t i = 0;
+    int n = snprintf(var, sizeof var, "OMS_NATS_PASSWORD_");
+    for (; name[i] != '\0' && (size_t)n + i + 1 < sizeof var; i++)
+        var[(size_t)n + i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
+    var[(size_t)n + i] = '\0';
+    const char *password = getenv(var);
+    if (password == NULL)
+        return; /* a stack without authorization */
+    snprintf(prefix, sizeof prefix, "_INBOX.%s", name);
+    setenv("OMS_NATS_USER", name, 1);
+    setenv("OMS_NATS_PASSWORD", password, 1);
+    setenv("OMS_NATS_INBOX_PREFIX", prefix, 1);
+}
+
 static void exec_service(const char *name, int port, const char *const *extra_env)
 {
     char path[1024], addr[64], log[1024];
@@ -115,6 +137,7 @@ static void exec_service(const char *name, int port, const char *const *extra_en
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     snprintf(log, sizeof log, "%s/Testing/%s-%d.log", bin ? bin : ".", name, port);
     setenv("OMS_HTTP_ADDR", addr, 1);
+    service_nats_identity(name);
     for (const char *const *e = extra_env; e && *e; e++)
         putenv((char *)*e);
     FILE *f = freopen(log, "a", stderr);
