@@ -70,6 +70,26 @@ static void on_reconnected(natsConnection *nc, void *closure)
     log_info("reconnected to NATS", NULL);
 }
 
+/* natsOptions_SetURL takes one URL: a comma-separated list (every node of a
+ * cluster, as js.h promises) goes to natsOptions_SetServers instead. */
+natsStatus js_options_set_servers(natsOptions *opts, const char *url)
+{
+    enum { MAX_SERVERS = 16 };
+    const char *servers[MAX_SERVERS];
+    int n = 0;
+    if (strchr(url, ',') == NULL)
+        return natsOptions_SetURL(opts, url);
+    char *list = strdup(url), *save = NULL;
+    if (list == NULL)
+        return NATS_NO_MEMORY;
+    for (char *tok = strtok_r(list, ", ", &save); tok != NULL && n < MAX_SERVERS;
+         tok = strtok_r(NULL, ", ", &save))
+        servers[n++] = tok;
+    natsStatus st = n > 0 ? natsOptions_SetServers(opts, servers, n) : NATS_INVALID_ARG;
+    free(list); /* nats.c copied the strings */
+    return st;
+}
+
 static oms_status nats_fail(natsStatus st, const char *what)
 {
     log_warn("NATS call failed", "what", what, "error", natsStatus_GetText(st), NULL);
@@ -94,7 +114,7 @@ oms_status js_connect_as(js_conn **out, const char *url, const js_identity *id, 
     if (c == NULL)
         return OMS_ENOMEM;
     if ((st = natsOptions_Create(&opts)) != NATS_OK ||
-        (st = natsOptions_SetURL(opts, url)) != NATS_OK ||
+        (st = js_options_set_servers(opts, url)) != NATS_OK ||
         (st = natsOptions_SetName(opts, name)) != NATS_OK ||
         (st = natsOptions_SetMaxReconnect(opts, -1)) != NATS_OK ||
         (st = natsOptions_SetReconnectWait(opts, 250)) != NATS_OK ||

@@ -35,6 +35,9 @@ typedef struct js_identity {
 /* js_connect with the whole identity; borrows id. */
 oms_status js_connect_as(js_conn **out, const char *url, const js_identity *id, const char *name);
 
+/* Sets opts' servers from url: one URL, or a comma-separated list of them. */
+natsStatus js_options_set_servers(natsOptions *opts, const char *url);
+
 /* Drains pending publishes (up to 5 s) and closes; NULL is a no-op. */
 void js_conn_destroy(js_conn *c);
 
