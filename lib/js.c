@@ -299,6 +299,22 @@ oms_status js_publish_async(js_conn *c, const char *subject, const char *type,
     return OMS_OK;
 }
 
+/* A PubAck lost with the node that led the stream never arrives, and nats.c
+ * 3.4.1 keeps such a message pending for good: every later wait would time
+ * out too. The caller republishes what was not acknowledged (with the same
+ * Nats-Msg-Id, so the stream drops what did land), so the pending ones are
+ * dropped here. */
+static void abandon_pending(js_conn *c)
+{
+    natsMsgList pending;
+    if (js_PublishAsyncGetPendingList(&pending, c->js) != NATS_OK)
+        return; /* none pending */
+    char count[16];
+    snprintf(count, sizeof count, "%d", pending.Count);
+    log_warn("publishes not acknowledged in time, dropped for a resend", "count", count, NULL);
+    natsMsgList_Destroy(&pending);
+}
+
 oms_status js_publish_wait(js_conn *c, int64_t timeout_ms)
 {
     jsPubOptions po;
@@ -306,6 +322,8 @@ oms_status js_publish_wait(js_conn *c, int64_t timeout_ms)
     po.MaxWait = timeout_ms;
     natsStatus st = js_PublishAsyncComplete(c->js, &po);
     long failures = atomic_exchange(&c->publish_failures, 0);
+    if (st == NATS_TIMEOUT)
+        abandon_pending(c);
     if (st != NATS_OK)
         return st == NATS_TIMEOUT ? OMS_ETIMEOUT : OMS_ENATS;
     return failures == 0 ? OMS_OK : OMS_ENATS;

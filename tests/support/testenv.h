@@ -98,4 +98,18 @@ long testenv_wait_pg(PGconn *c, const char *sql, long want, int timeout_ms);
 long testenv_http(const char *method, int port, const char *path, const char *token,
                   char **body);
 
+/* ---- orders end to end ---------------------------------------------- */
+
+/* Publishes catalog.product for sku with on_hand units (price 1.00). */
+void testenv_load_product(js_conn *js, const char *sku, long on_hand);
+
+/* Sends n CSV rows (no header, default column order) as import import_id on
+ * ingest.rows, chunk_rows rows a chunk, then the end marker. */
+void testenv_import_rows(js_conn *js, const char *import_id, char **rows, int n,
+                         int chunk_rows);
+
+/* Reads order.paid and order.failed from ORDERS into *paid and *failed and
+ * asserts there is one per order (distinct order ids == messages). */
+void testenv_terminal_events(js_conn *js, PGconn *pg, long *paid, long *failed);
+
 #endif
