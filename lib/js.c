@@ -261,17 +261,69 @@ oms_status js_pull_subscribe(js_conn *c, const char *stream, const char *durable
     return OMS_OK;
 }
 
+static oms_status fetch_status(natsStatus st)
+{
+    if (st == NATS_CONNECTION_DISCONNECTED || st == NATS_CONNECTION_CLOSED)
+        return OMS_ETRANSIENT;
+    return nats_fail(st, "fetch");
+}
+
+/* Messages can reach a pull subscription after the fetch that asked for
+ * them returned (late answers from a slow or newly elected consumer leader
+ * in a cluster). nats.c 3.4.1's fetch takes such queued messages first, then
+ * asks the server for the rest of the batch and loops until the number it
+ * holds equals that rest: with more than half a batch already queued it never
+ * does, and writes past its array of batch messages (ASan: heap-buffer-
+ * overflow in lib/consumer.c process(); release builds crash in libc). A
+ * fetch of one cannot overshoot, so queued messages are taken one at a time
+ * (no server round trip while they last), and a fetch of a whole batch is
+ * made only with nothing queued. */
+static oms_status fetch_queued(natsSubscription *sub, int batch, int64_t wait_ms,
+                               natsMsgList *list)
+{
+    natsMsg **msgs = calloc((size_t)batch, sizeof *msgs);
+    int n = 0, queued = 0;
+    natsStatus st = NATS_OK;
+    if (msgs == NULL)
+        return OMS_ENOMEM;
+    while (n < batch && natsSubscription_GetPending(sub, &queued, NULL) == NATS_OK &&
+           queued > 0) {
+        natsMsgList one;
+        st = natsSubscription_Fetch(&one, sub, 1, wait_ms, NULL);
+        if (st == NATS_TIMEOUT)
+            st = NATS_OK;
+        if (st != NATS_OK)
+            break;
+        int got = one.Count;
+        for (int i = 0; i < got && n < batch; i++) {
+            msgs[n++] = one.Msgs[i];
+            one.Msgs[i] = NULL; /* ours now; Destroy skips NULL */
+        }
+        natsMsgList_Destroy(&one);
+        if (got == 0)
+            break; /* only status messages were queued */
+    }
+    if (st != NATS_OK && n == 0) {
+        free(msgs);
+        return fetch_status(st);
+    }
+    list->Msgs = msgs;
+    list->Count = n;
+    return OMS_OK;
+}
+
 oms_status js_fetch(natsSubscription *sub, int batch, int64_t wait_ms, natsMsgList *list)
 {
+    int queued = 0;
     memset(list, 0, sizeof *list);
+    if (natsSubscription_GetPending(sub, &queued, NULL) == NATS_OK && queued > 0)
+        return fetch_queued(sub, batch, wait_ms, list);
     natsStatus st = natsSubscription_Fetch(list, sub, batch, wait_ms, NULL);
     if (st == NATS_OK || st == NATS_TIMEOUT)
         return OMS_OK;
     natsMsgList_Destroy(list);
     memset(list, 0, sizeof *list);
-    if (st == NATS_CONNECTION_DISCONNECTED || st == NATS_CONNECTION_CLOSED)
-        return OMS_ETRANSIENT;
-    return nats_fail(st, "fetch");
+    return fetch_status(st);
 }
 
 oms_status js_publish_async(js_conn *c, const char *subject, const char *type,
