@@ -27,8 +27,8 @@
 #define PORT_A 19740       /* the process of service i that is killed: PORT_A + i */
 #define PORT_B 19750       /* the one that survives: PORT_B + i */
 #define N_SERVICES 6
-#define ORDERS 2000
-#define STOCK 1800
+#define ORDERS 6000
+#define STOCK 5400
 
 /* In the order of the stack's HTTP ports. */
 static const char *const SERVICES[] = {"ingest", "inventory", "payment", "notify",
