@@ -17,6 +17,7 @@ SHELL := /bin/bash
 #   OMS_HTTP_PORT_BASE=18081   ingest, inventory, payment, notify, refund, analytics
 #   CTEST_ARGS=                extra ctest options for `make test`, e.g. -L unit
 #   OMS_KEEP_STACK=1           `make test` leaves the servers it started running
+#   CLUSTER=3                  `make up`: a 3-node JetStream cluster, 2 processes a service
 BUILD_DIR ?= build
 JOBS      ?= $(shell nproc)
 LOG       ?=
@@ -29,7 +30,7 @@ RUN_BUILD   := $(if $(filter $(ASAN_DIR) $(CURDIR)/$(ASAN_DIR),$(BUILD_DIR)),bui
 CMAKE_BUILD := env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL cmake --build
 
 .PHONY: help deps build build-asan up servers services down status logs clean \
-        demo test bench
+        demo test bench images
 
 help:
 	@echo 'make build       release build (RelWithDebInfo) in $(RELEASE_DIR)/'
@@ -44,6 +45,8 @@ help:
 	@echo 'make test        ASan build + servers + ctest'
 	@echo 'make demo        up, then scripts/demo.sh'
 	@echo 'make bench       up, then bench/run.sh'
+	@echo 'make images      one Docker image per service, named as k8s/Kustomization says'
+	@echo 'make up CLUSTER=3  three clustered nats-servers, two processes of every service'
 	@echo 'make clean       down, then remove .oms/, $(RELEASE_DIR)/ and $(ASAN_DIR)/'
 	@echo
 	@echo 'variables: BUILD_DIR=build (or build-asan)  JOBS=$$(nproc)  LOG=<component>'
@@ -92,3 +95,6 @@ demo: up
 bench: up
 	@if [ -f bench/run.sh ]; then . .oms/env && bash bench/run.sh; \
 	 else echo 'bench: no bench/run.sh yet, nothing to run'; fi
+
+images:
+	@bash scripts/images.sh

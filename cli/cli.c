@@ -114,7 +114,7 @@ static natsStatus probe(const char *url, const char *user, const char *password,
     natsConnection *nc = NULL;
     natsStatus st = natsOptions_Create(&opts);
     if (st == NATS_OK)
-        st = natsOptions_SetURL(opts, url);
+        st = js_options_set_servers(opts, url);
     if (st == NATS_OK)
         st = natsOptions_SetTimeout(opts, wait_ms);
     if (st == NATS_OK)

@@ -79,6 +79,25 @@ static oms_status check_currency(const char *value, char err[CONFIG_ERR_LEN])
     return OMS_EINVAL;
 }
 
+/* A subject prefix: tokens of [A-Za-z0-9_-] separated by single dots, no
+ * wildcards, as nats.c appends ".<id>" to it. NULL (not set) is fine. */
+static oms_status check_inbox_prefix(const char *value, char err[CONFIG_ERR_LEN])
+{
+    bool ok = value == NULL || (*value != '.' && strlen(value) <= 128);
+    for (const char *p = value; ok && p && *p; p++) {
+        bool word = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                    (*p >= '0' && *p <= '9') || *p == '_' || *p == '-';
+        ok = word || (*p == '.' && p[1] != '.' && p[1] != '\0');
+    }
+    if (ok)
+        return OMS_OK;
+    snprintf(err, CONFIG_ERR_LEN,
+             "OMS_NATS_INBOX_PREFIX=\"%s\" is invalid: expected a subject without wildcards "
+             "such as _INBOX.ingest (letters, digits, '_', '-', single dots; at most 128)",
+             value);
+    return OMS_EINVAL;
+}
+
 static oms_status load_ints(oms_config *cfg, char err[CONFIG_ERR_LEN])
 {
     int64_t v;
@@ -117,6 +136,7 @@ oms_status config_load(oms_config *cfg, const char *service, int http_port,
     cfg->nats_url = config_str("OMS_NATS_URL", "nats://127.0.0.1:14222");
     cfg->nats_user = config_str("OMS_NATS_USER", NULL);
     cfg->nats_password = config_str("OMS_NATS_PASSWORD", NULL);
+    cfg->nats_inbox_prefix = config_str("OMS_NATS_INBOX_PREFIX", NULL);
     cfg->pg_dsn = config_str("OMS_PG_DSN", "postgresql://oms@127.0.0.1:15432/oms");
     cfg->redis_url = config_str("OMS_REDIS_URL", "redis://127.0.0.1:16379/0");
     snprintf(default_addr, sizeof default_addr, "127.0.0.1:%d", http_port);
@@ -128,6 +148,8 @@ oms_status config_load(oms_config *cfg, const char *service, int http_port,
         check_prefix("OMS_PG_DSN", cfg->pg_dsn, pg_schemes, err) != OMS_OK ||
         check_prefix("OMS_REDIS_URL", cfg->redis_url, redis_schemes, err) != OMS_OK ||
         check_currency(cfg->currency, err) != OMS_OK)
+        return OMS_EINVAL;
+    if (check_inbox_prefix(cfg->nats_inbox_prefix, err) != OMS_OK)
         return OMS_EINVAL;
     if (strchr(cfg->http_addr, ':') == NULL) {
         snprintf(err, CONFIG_ERR_LEN,

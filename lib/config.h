@@ -30,6 +30,10 @@ typedef struct oms_config {
     int batch_wait_ms;          /* OMS_BATCH_WAIT_MS, 1..10000, default 50 */
     int64_t ack_wait_ms;        /* OMS_ACK_WAIT_S, 1..3600, default 30: redelivery after a crash */
     int log_level;              /* OMS_LOG_LEVEL, default info */
+    /* OMS_NATS_INBOX_PREFIX, optional: the subject prefix of this process's
+     * reply inboxes (e.g. _INBOX.ingest), so a NATS user can be allowed to
+     * subscribe to its own replies only. Default: nats.c's _INBOX. */
+    const char *nats_inbox_prefix;
 } oms_config;
 
 /* Fills cfg from the environment. http_port is this service's default port.

@@ -70,6 +70,26 @@ static void on_reconnected(natsConnection *nc, void *closure)
     log_info("reconnected to NATS", NULL);
 }
 
+/* natsOptions_SetURL takes one URL: a comma-separated list (every node of a
+ * cluster, as js.h promises) goes to natsOptions_SetServers instead. */
+natsStatus js_options_set_servers(natsOptions *opts, const char *url)
+{
+    enum { MAX_SERVERS = 16 };
+    const char *servers[MAX_SERVERS];
+    int n = 0;
+    if (strchr(url, ',') == NULL)
+        return natsOptions_SetURL(opts, url);
+    char *list = strdup(url), *save = NULL;
+    if (list == NULL)
+        return NATS_NO_MEMORY;
+    for (char *tok = strtok_r(list, ", ", &save); tok != NULL && n < MAX_SERVERS;
+         tok = strtok_r(NULL, ", ", &save))
+        servers[n++] = tok;
+    natsStatus st = n > 0 ? natsOptions_SetServers(opts, servers, n) : NATS_INVALID_ARG;
+    free(list); /* nats.c copied the strings */
+    return st;
+}
+
 static oms_status nats_fail(natsStatus st, const char *what)
 {
     log_warn("NATS call failed", "what", what, "error", natsStatus_GetText(st), NULL);
@@ -78,6 +98,12 @@ static oms_status nats_fail(natsStatus st, const char *what)
 
 oms_status js_connect(js_conn **out, const char *url, const char *user, const char *password,
                       const char *name)
+{
+    js_identity id = {.user = user, .password = password, .inbox_prefix = NULL};
+    return js_connect_as(out, url, &id, name);
+}
+
+oms_status js_connect_as(js_conn **out, const char *url, const js_identity *id, const char *name)
 {
     natsOptions *opts = NULL;
     js_conn *c = calloc(1, sizeof *c);
@@ -88,7 +114,7 @@ oms_status js_connect(js_conn **out, const char *url, const char *user, const ch
     if (c == NULL)
         return OMS_ENOMEM;
     if ((st = natsOptions_Create(&opts)) != NATS_OK ||
-        (st = natsOptions_SetURL(opts, url)) != NATS_OK ||
+        (st = js_options_set_servers(opts, url)) != NATS_OK ||
         (st = natsOptions_SetName(opts, name)) != NATS_OK ||
         (st = natsOptions_SetMaxReconnect(opts, -1)) != NATS_OK ||
         (st = natsOptions_SetReconnectWait(opts, 250)) != NATS_OK ||
@@ -98,8 +124,14 @@ oms_status js_connect(js_conn **out, const char *url, const char *user, const ch
         s = nats_fail(st, "options");
         goto out;
     }
-    if (user != NULL && (st = natsOptions_SetUserInfo(opts, user, password)) != NATS_OK) {
+    if (id->user != NULL &&
+        (st = natsOptions_SetUserInfo(opts, id->user, id->password)) != NATS_OK) {
         s = nats_fail(st, "user info");
+        goto out;
+    }
+    if (id->inbox_prefix != NULL &&
+        (st = natsOptions_SetCustomInboxPrefix(opts, id->inbox_prefix)) != NATS_OK) {
+        s = nats_fail(st, "inbox prefix");
         goto out;
     }
     /* With retry-on-failed-connect and a connected callback, Connect returns
@@ -263,6 +295,13 @@ static bool fetch_empty(natsStatus st)
     return st == NATS_TIMEOUT || st == NATS_NOT_FOUND;
 }
 
+static oms_status fetch_status(natsStatus st)
+{
+    if (st == NATS_CONNECTION_DISCONNECTED || st == NATS_CONNECTION_CLOSED)
+        return OMS_ETRANSIENT;
+    return nats_fail(st, "fetch");
+}
+
 /* Takes up to batch messages already waiting in the subscription, by
  * fetches of one. list->Msgs is ours (calloc), as natsMsgList_Destroy expects. */
 static natsStatus fetch_waiting(natsSubscription *sub, int batch, int64_t wait_ms,
@@ -308,9 +347,7 @@ oms_status js_fetch(natsSubscription *sub, int batch, int64_t wait_ms, natsMsgLi
         return OMS_OK;
     natsMsgList_Destroy(list);
     memset(list, 0, sizeof *list);
-    if (st == NATS_CONNECTION_DISCONNECTED || st == NATS_CONNECTION_CLOSED)
-        return OMS_ETRANSIENT;
-    return nats_fail(st, "fetch");
+    return fetch_status(st);
 }
 
 oms_status js_publish_async(js_conn *c, const char *subject, const char *type,
@@ -338,6 +375,22 @@ oms_status js_publish_async(js_conn *c, const char *subject, const char *type,
     return OMS_OK;
 }
 
+/* A PubAck lost with the node that led the stream never arrives, and nats.c
+ * 3.4.1 keeps such a message pending for good: every later wait would time
+ * out too. The caller republishes what was not acknowledged (with the same
+ * Nats-Msg-Id, so the stream drops what did land), so the pending ones are
+ * dropped here. */
+static void abandon_pending(js_conn *c)
+{
+    natsMsgList pending;
+    if (js_PublishAsyncGetPendingList(&pending, c->js) != NATS_OK)
+        return; /* none pending */
+    char count[16];
+    snprintf(count, sizeof count, "%d", pending.Count);
+    log_warn("publishes not acknowledged in time, dropped for a resend", "count", count, NULL);
+    natsMsgList_Destroy(&pending);
+}
+
 oms_status js_publish_wait(js_conn *c, int64_t timeout_ms)
 {
     jsPubOptions po;
@@ -345,6 +398,8 @@ oms_status js_publish_wait(js_conn *c, int64_t timeout_ms)
     po.MaxWait = timeout_ms;
     natsStatus st = js_PublishAsyncComplete(c->js, &po);
     long failures = atomic_exchange(&c->publish_failures, 0);
+    if (st == NATS_TIMEOUT)
+        abandon_pending(c);
     if (st != NATS_OK)
         return st == NATS_TIMEOUT ? OMS_ETIMEOUT : OMS_ENATS;
     return failures == 0 ? OMS_OK : OMS_ENATS;

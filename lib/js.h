@@ -23,6 +23,21 @@ typedef struct js_conn js_conn;
 oms_status js_connect(js_conn **out, const char *url, const char *user, const char *password,
                       const char *name);
 
+/* Who a process is to NATS: user and password (both may be NULL) and the
+ * prefix of its reply inboxes (NULL: nats.c's "_INBOX"). The server grants a
+ * user subscribe permission on its own prefix only (deploy/nats/auth.conf). */
+typedef struct js_identity {
+    const char *user;
+    const char *password;
+    const char *inbox_prefix;
+} js_identity;
+
+/* js_connect with the whole identity; borrows id. */
+oms_status js_connect_as(js_conn **out, const char *url, const js_identity *id, const char *name);
+
+/* Sets opts' servers from url: one URL, or a comma-separated list of them. */
+natsStatus js_options_set_servers(natsOptions *opts, const char *url);
+
 /* Drains pending publishes (up to 5 s) and closes; NULL is a no-op. */
 void js_conn_destroy(js_conn *c);
 

@@ -72,8 +72,10 @@ static bool wait_step(oms_service *svc, int64_t *backoff_ms)
 static oms_status connect_nats(oms_service *svc)
 {
     int64_t backoff = 200;
-    oms_status s = js_connect(&svc->js, svc->cfg.nats_url, svc->cfg.nats_user,
-                              svc->cfg.nats_password, svc->def->name);
+    js_identity id = {.user = svc->cfg.nats_user,
+                      .password = svc->cfg.nats_password,
+                      .inbox_prefix = svc->cfg.nats_inbox_prefix};
+    oms_status s = js_connect_as(&svc->js, svc->cfg.nats_url, &id, svc->def->name);
     if (s != OMS_OK)
         return s;
     /* Requests made while disconnected would wait out their whole timeout:

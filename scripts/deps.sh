@@ -16,7 +16,12 @@ PACKAGES=(
     libcsv-dev libcurl4-openssl-dev libcmocka-dev libmicrohttpd-dev
     libjansson-dev libssl-dev
     python3 python3-aiosmtpd prometheus curl procps
+    python3-yaml
 )
+
+# npm packages of the deployment checks (tests/deploy): installed into
+# scripts/k8s/node_modules from its package-lock.json when missing.
+NPM_DIR=scripts/k8s
 
 # Prints the packages of PACKAGES that dpkg does not list as installed.
 missing_packages() {
@@ -27,6 +32,21 @@ missing_packages() {
     done
 }
 
+# Installs the deployment checks' npm packages if they are missing; needs
+# npm and its registry (not root). Without npm it says what is missing.
+npm_packages() {
+    local root
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+    [[ -d $root/$NPM_DIR/node_modules/kubernetes-models && -d $root/$NPM_DIR/node_modules/dockerfile-utils ]] &&
+        return 0
+    if ! command -v npm >/dev/null; then
+        echo "deps: npm not found: the deployment checks need Node.js 20+ and npm (then \`npm ci\` in $NPM_DIR)" >&2
+        return 1
+    fi
+    echo "deps: npm ci in $NPM_DIR"
+    (cd "$root/$NPM_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 main() {
     local missing
     if ! command -v dpkg-query >/dev/null; then
@@ -34,6 +54,7 @@ main() {
         echo "deps: install the equivalents of: ${PACKAGES[*]}" >&2
         exit 1
     fi
+    npm_packages
     mapfile -t missing < <(missing_packages)
     ((${#missing[@]} > 0)) || exit 0
 

@@ -8,12 +8,25 @@
 # and passes its health check; a PID file naming a dead or foreign process is
 # removed. Ports and the build come from the environment (defaults below).
 #
+# NATS runs with authorization: every service connects as its own user with
+# the permissions of deploy/nats/auth.conf, omsctl and the tests as `omsctl`;
+# the passwords are generated once into .oms/nats_passwords.
+#
+# CLUSTER=3 (`make up CLUSTER=3`) runs three nats-server processes clustered
+# on loopback (client ports OMS_NATS_PORT+0..2, monitoring
+# OMS_NATS_MONITOR_PORT+0..2, routes OMS_NATS_PORT+10..12), streams at three
+# replicas, and two processes of every service (the second on
+# OMS_HTTP_PORT_BASE+10..15). The mode is remembered in .oms/cluster until
+# `down`. OMS_STACK_DIR moves the state directory (tests run a cluster of
+# their own with `nats-up`/`nats-down` there).
+#
 # usage: scripts/stack.sh up|servers|services|down|stop-services|status|
-#                         logs [component...]|env|check-servers|clean
+#                         logs [component...]|env|check-servers|clean|
+#                         nats-up|nats-down
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-STATE=$ROOT/.oms
+STATE=${OMS_STACK_DIR:-$ROOT/.oms}
 RUN=$STATE/run
 LOG=$STATE/log
 ENV_FILE=$STATE/env
@@ -39,6 +52,17 @@ REDIS_PORT=${OMS_REDIS_PORT:-16379}
 HTTP_PORT_BASE=${OMS_HTTP_PORT_BASE:-18081}
 BUILD_DIR=${BUILD_DIR:-build}
 [[ $BUILD_DIR == /* ]] || BUILD_DIR=$ROOT/$BUILD_DIR
+
+# The NATS nodes and service processes of this stack: 1 and 1, or CLUSTER
+# and 2. Given, or as recorded by the running stack, or 1.
+CLUSTER_FILE=$STATE/cluster
+CLUSTER_GIVEN=${CLUSTER:-}
+if [[ -z ${CLUSTER:-} && -f $CLUSTER_FILE ]]; then CLUSTER=$(cat "$CLUSTER_FILE"); fi
+CLUSTER=${CLUSTER:-1}
+NATS_AUTH_CONF=$ROOT/deploy/nats/auth.conf
+PASSWORDS_FILE=$STATE/nats_passwords
+# The NATS users of deploy/nats/auth.conf besides the services.
+NATS_OTHER_USERS=(integrations omsctl)
 
 # Order fixes the HTTP ports: ingest gets the base, analytics base + 5.
 SERVICES=(ingest inventory payment notify refund analytics)
@@ -67,6 +91,8 @@ log_header() {
 
 check_ports() {
     local var
+    [[ $CLUSTER =~ ^[135]$ ]] ||
+        die stack "CLUSTER is '$CLUSTER', expected 1 (one nats-server) or 3 or 5 (a JetStream cluster)"
     for var in NATS_PORT NATS_MONITOR_PORT PG_PORT REDIS_PORT HTTP_PORT_BASE; do
         if ! [[ ${!var} =~ ^[0-9]+$ ]] || ((${!var} < 1 || ${!var} > 65000)); then
             die stack "OMS_$var is '${!var}', expected a TCP port number (1-65000)"
@@ -82,6 +108,12 @@ ports_free_at() {
     done
     for i in "${!SERVICES[@]}"; do
         ! port_busy $((HTTP_PORT_BASE + i + $1)) || return 1
+        ((CLUSTER == 1)) || ! port_busy $((HTTP_PORT_BASE + 10 + i + $1)) || return 1
+    done
+    for ((i = 1; i < CLUSTER; i++)); do
+        for port in $((NATS_PORT + i)) $((NATS_MONITOR_PORT + i)) $((NATS_PORT + 10 + i)); do
+            ! port_busy $((port + $1)) || return 1
+        done
     done
 }
 
@@ -189,52 +221,157 @@ http_ok() { curl -fsS -m 2 -o /dev/null "$1"; }
 
 # ---- nats-server -----------------------------------------------------------
 
-nats_healthy() { http_ok "http://127.0.0.1:$NATS_MONITOR_PORT/healthz"; }
+# Node N (1-based): its ports and files. Node 1 keeps the names of the
+# single-node stack, so CLUSTER=1 is the stack as it always was.
+nats_port() { echo $((NATS_PORT + $1 - 1)); }
+nats_monitor_port() { echo $((NATS_MONITOR_PORT + $1 - 1)); }
+nats_route_port() { echo $((NATS_PORT + 10 + $1 - 1)); }
+nats_suffix() { (($1 == 1)) || printf -- '-%s' "$1"; }
+nats_pidfile() { printf '%s/nats%s.pid' "$RUN" "$(nats_suffix "$1")"; }
+nats_logfile() { printf '%s/nats%s.log' "$LOG" "$(nats_suffix "$1")"; }
+nats_component() { printf 'nats%s' "$(nats_suffix "$1")"; }
 
+nats_node_healthy() { http_ok "http://127.0.0.1:$(nats_monitor_port "$1")/healthz"; }
+
+nats_healthy() {
+    local n
+    for ((n = 1; n <= CLUSTER; n++)); do nats_node_healthy "$n" || return 1; done
+}
+
+# The comma-separated client URLs of every node.
+nats_urls() {
+    local n urls=
+    for ((n = 1; n <= CLUSTER; n++)); do urls+=${urls:+,}nats://127.0.0.1:$(nats_port "$n"); done
+    printf '%s\n' "$urls"
+}
+
+# One password per NATS user of deploy/nats/auth.conf, generated once.
+nats_passwords() {
+    local user
+    [[ -s $PASSWORDS_FILE ]] && return 0
+    (
+        umask 077
+        for user in "${SERVICES[@]}" "${NATS_OTHER_USERS[@]}"; do
+            printf 'OMS_NATS_PASSWORD_%s=%s\n' "${user^^}" \
+                "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+        done >"$PASSWORDS_FILE.tmp"
+        mv -f "$PASSWORDS_FILE.tmp" "$PASSWORDS_FILE"
+    )
+}
+
+# nats_password USER: prints USER's password.
+nats_password() {
+    local key=OMS_NATS_PASSWORD_${1^^} line
+    while IFS= read -r line; do
+        [[ $line == "$key="* ]] && { printf '%s\n' "${line#*=}"; return 0; }
+    done <"$PASSWORDS_FILE"
+    die stack "no password for NATS user $1 in $(rel "$PASSWORDS_FILE"): \`make down\`, remove it, \`make up\`"
+}
+
+# nats_write_conf N: the configuration of node N, including deploy/nats/auth.conf
+# (copied beside it: nats-server resolves includes relative to the file).
 nats_write_conf() {
-    cat >"$STATE/nats.conf" <<EOF
-# Generated by scripts/stack.sh at every start: edits are lost.
-server_name: oms-local
-listen: 127.0.0.1:$NATS_PORT
-http: 127.0.0.1:$NATS_MONITOR_PORT
-jetstream {
-    store_dir: "$STATE/nats"
-    max_memory_store: 512MB
-    max_file_store: 8GB
-}
-EOF
+    local n=$1 i store=$STATE/nats name=oms-local
+    cp "$NATS_AUTH_CONF" "$STATE/auth.conf"
+    if ((CLUSTER > 1)); then
+        store=$STATE/nats-cluster/n$n
+        name=oms-$n
+    fi
+    mkdir -p "$store"
+    {
+        echo "# Generated by scripts/stack.sh at every start: edits are lost."
+        echo "server_name: $name"
+        echo "listen: 127.0.0.1:$(nats_port "$n")"
+        echo "http: 127.0.0.1:$(nats_monitor_port "$n")"
+        echo "jetstream {"
+        echo "    store_dir: \"$store\""
+        echo "    max_memory_store: 512MB"
+        echo "    max_file_store: 8GB"
+        echo "}"
+        if ((CLUSTER > 1)); then
+            echo "cluster {"
+            echo "    name: oms-local"
+            echo "    listen: 127.0.0.1:$(nats_route_port "$n")"
+            echo "    no_advertise: true"
+            echo "    routes: ["
+            for ((i = 1; i <= CLUSTER; i++)); do
+                ((i == n)) || echo "        nats-route://127.0.0.1:$(nats_route_port "$i")"
+            done
+            echo "    ]"
+            echo "}"
+        fi
+        echo 'include "auth.conf"'
+    } >"$STATE/nats$(nats_suffix "$n").conf"
 }
 
-nats_start() {
-    local pid
-    if pid=$(pid_read "$RUN/nats.pid" nats-server); then
-        wait_for "$READY_TIMEOUT_S" "$pid" nats_healthy ||
-            fail_log nats "$LOG/nats.log" "pid $pid runs but http://127.0.0.1:$NATS_MONITOR_PORT/healthz does not answer (started with other ports? \`make down\` first)"
-        say nats "already running (pid $pid)"
+# nats_spawn N: starts node N unless it runs; SPAWNED is the PID it started,
+# empty when the node was already running.
+SPAWNED=
+nats_spawn() {
+    local n=$1 pid log pidfile
+    log=$(nats_logfile "$n")
+    pidfile=$(nats_pidfile "$n")
+    SPAWNED=
+    if pid=$(pid_read "$pidfile" nats-server); then
+        say "$(nats_component "$n")" "already running (pid $pid)"
         return
     fi
-    port_free nats "$NATS_PORT" OMS_NATS_PORT
-    port_free nats "$NATS_MONITOR_PORT" OMS_NATS_MONITOR_PORT
-    mkdir -p "$STATE/nats"
-    nats_write_conf
-    log_header nats-server "$LOG/nats.log"
-    setsid nats-server -c "$STATE/nats.conf" </dev/null >>"$LOG/nats.log" 2>&1 &
+    port_free nats "$(nats_port "$n")" OMS_NATS_PORT
+    port_free nats "$(nats_monitor_port "$n")" OMS_NATS_MONITOR_PORT
+    ((CLUSTER == 1)) || port_free nats "$(nats_route_port "$n")" OMS_NATS_PORT
+    nats_write_conf "$n"
+    log_header nats-server "$log"
+    (
+        set -a
+        # shellcheck source=/dev/null
+        . "$PASSWORDS_FILE"
+        set +a
+        exec setsid nats-server -c "$STATE/nats$(nats_suffix "$n").conf"
+    ) </dev/null >>"$log" 2>&1 &
     pid=$!
-    echo "$pid" >"$RUN/nats.pid"
-    if ! wait_for "$READY_TIMEOUT_S" "$pid" nats_healthy; then
-        rm -f "$RUN/nats.pid"
-        fail_start nats "$pid" "GET http://127.0.0.1:$NATS_MONITOR_PORT/healthz"
+    echo "$pid" >"$pidfile"
+    SPAWNED=$pid
+}
+
+# Starts every node, then waits for all: a cluster node is healthy only once
+# the JetStream meta group has a quorum, i.e. after its peers started too.
+nats_start() {
+    local n pid started=()
+    if [[ -n $CLUSTER_GIVEN && -f $CLUSTER_FILE && $(cat "$CLUSTER_FILE") != "$CLUSTER" ]] &&
+        pid_read "$(nats_pidfile 1)" nats-server >/dev/null; then
+        die nats "the stack runs with CLUSTER=$(cat "$CLUSTER_FILE"), not $CLUSTER: \`make down\` first"
     fi
-    say nats "started (pid $pid, port $NATS_PORT, monitoring $NATS_MONITOR_PORT)"
+    echo "$CLUSTER" >"$CLUSTER_FILE"
+    nats_passwords
+    for ((n = 1; n <= CLUSTER; n++)); do
+        nats_spawn "$n"
+        started[n]=$SPAWNED
+    done
+    for ((n = 1; n <= CLUSTER; n++)); do
+        pid=${started[n]}
+        if [[ -z $pid ]]; then
+            pid=$(pid_read "$(nats_pidfile "$n")" nats-server) || pid=
+            wait_for "$READY_TIMEOUT_S" "$pid" nats_node_healthy "$n" ||
+                fail_log nats "$(nats_logfile "$n")" "pid $pid runs but http://127.0.0.1:$(nats_monitor_port "$n")/healthz does not answer (started with other ports? \`make down\` first)"
+            continue
+        fi
+        if ! wait_for "$READY_TIMEOUT_S" "$pid" nats_node_healthy "$n"; then
+            rm -f "$(nats_pidfile "$n")"
+            fail_start "$(nats_component "$n")" "$pid" "GET http://127.0.0.1:$(nats_monitor_port "$n")/healthz"
+        fi
+        say "$(nats_component "$n")" "started (pid $pid, port $(nats_port "$n"), monitoring $(nats_monitor_port "$n"))"
+    done
 }
 
 nats_stop() {
-    local pid
-    if pid=$(pid_read "$RUN/nats.pid" nats-server); then
-        stop_pid nats "$pid"
-        rm -f "$RUN/nats.pid"
-        say nats "stopped"
-    fi
+    local n pid
+    for n in 1 2 3 4 5; do
+        if pid=$(pid_read "$(nats_pidfile "$n")" nats-server); then
+            stop_pid "$(nats_component "$n")" "$pid"
+            say "$(nats_component "$n")" "stopped"
+        fi
+        rm -f "$(nats_pidfile "$n")"
+    done
 }
 
 # ---- PostgreSQL ------------------------------------------------------------
@@ -419,13 +556,20 @@ redis_stop() {
 
 # ---- services --------------------------------------------------------------
 
+# Processes per service: two in a cluster, so that losing one loses nothing.
+service_replicas() { if ((CLUSTER > 1)); then echo 2; else echo 1; fi; }
+
+# service_port NAME [REPLICA]: replica 2 listens 10 ports above replica 1.
 service_port() {
     local i
     for i in "${!SERVICES[@]}"; do
-        [[ ${SERVICES[i]} == "$1" ]] && { echo $((HTTP_PORT_BASE + i)); return; }
+        [[ ${SERVICES[i]} == "$1" ]] && { echo $((HTTP_PORT_BASE + i + (${2:-1} - 1) * 10)); return; }
     done
     return 1
 }
+
+# service_component NAME REPLICA: ingest, ingest-2 (pid file and log name).
+service_component() { if ((${2:-1} == 1)); then echo "$1"; else echo "$1-$2"; fi; }
 
 service_bin() { printf '%s/services/%s/oms-%s' "$BUILD_DIR" "$1" "$1"; }
 
@@ -434,43 +578,54 @@ service_ready() { http_ok "http://127.0.0.1:$1/readyz"; }
 # True if PID runs BIN as it is now: a rebuilt binary shows as "(deleted)".
 runs_binary() { [[ $(readlink "/proc/$1/exe" 2>/dev/null) == "$(realpath "$2")" ]]; }
 
+# service_start NAME [REPLICA]: the service connects to NATS as its own user,
+# with its own inbox prefix; the other users' passwords are not passed on.
 service_start() {
-    local name=$1 bin port pid log=$LOG/$1.log
+    local name=$1 replica=${2:-1} bin port pid comp log password
+    comp=$(service_component "$name" "$replica")
+    log=$LOG/$comp.log
     bin=$(service_bin "$name")
-    port=$(service_port "$name")
-    if pid=$(pid_read "$RUN/$name.pid" "oms-$name"); then
+    port=$(service_port "$name" "$replica")
+    password=$(nats_password "$name")
+    if pid=$(pid_read "$RUN/$comp.pid" "oms-$name"); then
         if runs_binary "$pid" "$bin" && wait_for 5 "$pid" service_ready "$port"; then
-            say "$name" "already running (pid $pid)"
+            say "$comp" "already running (pid $pid)"
             return
         fi
-        say "$name" "restarting pid $pid (binary rebuilt, another build, or not ready)"
-        stop_pid "$name" "$pid"
-        rm -f "$RUN/$name.pid"
+        say "$comp" "restarting pid $pid (binary rebuilt, another build, or not ready)"
+        stop_pid "$comp" "$pid"
+        rm -f "$RUN/$comp.pid"
     fi
-    port_free "$name" "$port" OMS_HTTP_PORT_BASE
+    port_free "$comp" "$port" OMS_HTTP_PORT_BASE
     log_header "oms-$name" "$log"
     (
         # shellcheck source=/dev/null
         . "$ENV_FILE"
+        unset "${!OMS_NATS_PASSWORD_@}"
         export OMS_HTTP_ADDR=127.0.0.1:$port
+        export OMS_NATS_USER=$name OMS_NATS_PASSWORD=$password OMS_NATS_INBOX_PREFIX=_INBOX.$name
         exec setsid "$bin"
     ) </dev/null >>"$log" 2>&1 &
     pid=$!
-    echo "$pid" >"$RUN/$name.pid"
+    echo "$pid" >"$RUN/$comp.pid"
     if ! wait_for "$READY_TIMEOUT_S" "$pid" service_ready "$port"; then
-        rm -f "$RUN/$name.pid"
-        fail_start "$name" "$pid" "GET http://127.0.0.1:$port/readyz"
+        rm -f "$RUN/$comp.pid"
+        fail_start "$comp" "$pid" "GET http://127.0.0.1:$port/readyz"
     fi
-    say "$name" "started (pid $pid, http://127.0.0.1:$port, $(rel "$bin"))"
+    say "$comp" "started (pid $pid, http://127.0.0.1:$port, $(rel "$bin"))"
 }
 
+# service_stop NAME: stops every replica.
 service_stop() {
-    local pid
-    if pid=$(pid_read "$RUN/$1.pid" "oms-$1"); then
-        stop_pid "$1" "$pid"
-        say "$1" "stopped"
-    fi
-    rm -f "$RUN/$1.pid"
+    local pid comp replica
+    for replica in 1 2; do
+        comp=$(service_component "$1" "$replica")
+        if pid=$(pid_read "$RUN/$comp.pid" "oms-$1"); then
+            stop_pid "$comp" "$pid"
+            say "$comp" "stopped"
+        fi
+        rm -f "$RUN/$comp.pid"
+    done
 }
 
 # ---- .oms/env --------------------------------------------------------------
@@ -488,7 +643,16 @@ write_env() {
     token=$(admin_token)
     {
         printf 'export OMS_ROOT=%q\n' "$ROOT"
-        echo "export OMS_NATS_URL=nats://127.0.0.1:$NATS_PORT"
+        echo "export OMS_NATS_URL=$(nats_urls)"
+        ((CLUSTER == 1)) || echo "export OMS_STREAM_REPLICAS=$CLUSTER"
+        # omsctl and the tests connect as omsctl; the services' passwords are
+        # here for the tests, which start services as their own users.
+        echo "export OMS_NATS_USER=omsctl"
+        echo "export OMS_NATS_PASSWORD=$(nats_password omsctl)"
+        for name in "${SERVICES[@]}" integrations; do
+            upper=${name^^}
+            echo "export OMS_NATS_PASSWORD_$upper=$(nats_password "$name")"
+        done
         echo "export OMS_NATS_MONITOR_URL=http://127.0.0.1:$NATS_MONITOR_PORT"
         echo "export OMS_PG_DSN=postgresql://oms@127.0.0.1:$PG_PORT/oms"
         echo "export OMS_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
@@ -508,6 +672,7 @@ write_env() {
 
 servers_healthy() {
     pid_read "$RUN/nats.pid" nats-server >/dev/null && nats_healthy &&
+        [[ -s $PASSWORDS_FILE ]] &&
         pg_locate 0 && pg_pid >/dev/null && pg_healthy &&
         pid_read "$RUN/redis.pid" redis-server >/dev/null && redis_healthy
 }
@@ -523,13 +688,15 @@ cmd_servers() {
 }
 
 cmd_services() {
-    local name skipped=()
+    local name replica skipped=()
     mkdir -p "$RUN" "$LOG"
     servers_healthy || die services "the servers are not all running: run \`make servers\` (or \`make up\`) first"
     [[ -f $ENV_FILE ]] || write_env
     for name in "${SERVICES[@]}"; do
         if [[ -x $(service_bin "$name") ]]; then
-            service_start "$name"
+            for ((replica = 1; replica <= $(service_replicas); replica++)); do
+                service_start "$name" "$replica"
+            done
         else
             service_stop "$name"
             skipped+=("$name")
@@ -549,7 +716,7 @@ cmd_down() {
     redis_stop
     pg_stop
     nats_stop
-    rm -f "$PORTS_FILE"
+    rm -f "$PORTS_FILE" "$CLUSTER_FILE"
 }
 
 # status_row COMPONENT PID PORT HEALTHCHECK...: PID empty means not running.
@@ -559,20 +726,26 @@ status_row() {
     if [[ -n $pid ]]; then
         if "$@" >/dev/null 2>&1; then state=up; else state=unhealthy; fi
     fi
-    printf '%-10s %-8s %-6s %s\n' "$name" "${pid:--}" "$port" "$state"
+    printf '%-12s %-8s %-6s %s\n' "$name" "${pid:--}" "$port" "$state"
 }
 
 cmd_status() {
-    local name port
-    printf '%-10s %-8s %-6s %s\n' COMPONENT PID PORT STATE
-    status_row nats "$(pid_read "$RUN/nats.pid" nats-server || true)" "$NATS_PORT" nats_healthy
+    local name port n replica comp
+    printf '%-12s %-8s %-6s %s\n' COMPONENT PID PORT STATE
+    for ((n = 1; n <= CLUSTER; n++)); do
+        status_row "$(nats_component "$n")" "$(pid_read "$(nats_pidfile "$n")" nats-server || true)" \
+            "$(nats_port "$n")" nats_node_healthy "$n"
+    done
     pg_locate 0
     status_row postgres "$(pg_pid || true)" "$PG_PORT" pg_healthy
     status_row redis "$(pid_read "$RUN/redis.pid" redis-server || true)" "$REDIS_PORT" redis_healthy
     for name in "${SERVICES[@]}"; do
-        port=$(service_port "$name")
-        status_row "$name" "$(pid_read "$RUN/$name.pid" "oms-$name" || true)" "$port" \
-            service_ready "$port"
+        for ((replica = 1; replica <= $(service_replicas); replica++)); do
+            port=$(service_port "$name" "$replica")
+            comp=$(service_component "$name" "$replica")
+            status_row "$comp" "$(pid_read "$RUN/$comp.pid" "oms-$name" || true)" "$port" \
+                service_ready "$port"
+        done
     done
 }
 
@@ -618,8 +791,10 @@ main() {
     env) write_env ;;
     check-servers) servers_healthy ;;
     clean) cmd_clean ;;
+    nats-up) mkdir -p "$RUN" "$LOG" && nats_start ;;
+    nats-down) nats_stop && rm -f "$CLUSTER_FILE" ;;
     *)
-        echo "usage: $0 up|servers|services|down|stop-services|status|logs [component...]|env|check-servers|clean" >&2
+        echo "usage: $0 up|servers|services|down|stop-services|status|logs [component...]|env|check-servers|clean|nats-up|nats-down" >&2
         exit 2
         ;;
     esac

@@ -81,7 +81,8 @@ int main(int argc, char **argv)
     js_conn *js = NULL;
     PGconn *pg = NULL;
     const char *nats = getenv("OMS_NATS_URL"), *dsn = getenv("OMS_PG_DSN");
-    if (js_connect(&js, nats ? nats : "nats://127.0.0.1:14222", NULL, NULL, "bench-notify") !=
+    if (js_connect(&js, nats ? nats : "nats://127.0.0.1:14222", getenv("OMS_NATS_USER"),
+                   getenv("OMS_NATS_PASSWORD"), "bench-notify") !=
             OMS_OK ||
         pg_connect(&pg, dsn ? dsn : "postgresql://oms@127.0.0.1:15432/oms", "notify",
                    "bench-notify") != OMS_OK) {

@@ -120,7 +120,10 @@ int main(int argc, char **argv)
     }
     const char *url = getenv("OMS_NATS_URL"), *dsn = getenv("OMS_PG_DSN");
     js_conn *js = NULL;
-    if (url == NULL || dsn == NULL || js_connect(&js, url, NULL, NULL, "bench") != OMS_OK) {
+    /* .oms/env names the stack's NATS user (omsctl) and its password. */
+    if (url == NULL || dsn == NULL ||
+        js_connect(&js, url, getenv("OMS_NATS_USER"), getenv("OMS_NATS_PASSWORD"), "bench") !=
+            OMS_OK) {
         fprintf(stderr, "bench-pipeline: run `. .oms/env` with the stack up (make up)\n");
         return 1;
     }

@@ -266,8 +266,9 @@ static void abandon(rebuild *rb)
 static oms_status connect_all(rebuild *rb)
 {
     char err[REDIS_ERR_LEN];
-    oms_status s = js_connect(&rb->js, rb->cfg.nats_url, rb->cfg.nats_user,
-                              rb->cfg.nats_password, "analytics-rebuild");
+    /* As the service: its NATS user may read replies on its inbox prefix only. */
+    js_identity id = {rb->cfg.nats_user, rb->cfg.nats_password, rb->cfg.nats_inbox_prefix};
+    oms_status s = js_connect_as(&rb->js, rb->cfg.nats_url, &id, "analytics-rebuild");
     for (int i = 0; s == OMS_OK && i < 100 && !js_connected(rb->js); i++)
         oms_sleep_ms(100, NULL);
     if (s != OMS_OK || !js_connected(rb->js)) {

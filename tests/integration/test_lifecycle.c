@@ -7,9 +7,6 @@
  */
 #include "testenv.h"
 
-#include "oms_events.pb-c.h"
-#include "outbox.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,42 +40,6 @@ static void stop_all(stack *s)
     testenv_service_stop(s->payment);
 }
 
-static void load_product(js_conn *js, const char *sku, long on_hand)
-{
-    Oms__V1__ProductUpserted ev = OMS__V1__PRODUCT_UPSERTED__INIT;
-    Oms__V1__EventMeta meta;
-    char id[37];
-    outbox_meta_init(&meta, id, "test", sku, "");
-    ev.meta = &meta;
-    ev.sku = (char *)sku;
-    ev.name = (char *)sku;
-    ev.on_hand = on_hand;
-    ev.price_cents = 100;
-    testenv_publish_event(js, "catalog.product", id, &ev.base);
-}
-
-/* Sends rows (no header, default column order) as one import in chunks. */
-static void send_rows(js_conn *js, const char *import_id, char **rows, int n, int chunk_rows)
-{
-    int chunk = 0;
-    for (int first = 0; first < n; first += chunk_rows, chunk++) {
-        size_t cap = 64, len = 0;
-        for (int i = first; i < n && i < first + chunk_rows; i++)
-            cap += strlen(rows[i]) + 1;
-        char *body = malloc(cap), id[128], row[16];
-        for (int i = first; i < n && i < first + chunk_rows; i++)
-            len += (size_t)snprintf(body + len, cap - len, "%s\n", rows[i]);
-        snprintf(id, sizeof id, "%s:%d", import_id, chunk);
-        snprintf(row, sizeof row, "%d", first + 1);
-        testenv_publish_rows(js, id, import_id, row, NULL, body, len);
-        free(body);
-    }
-    char id[128], total[16];
-    snprintf(id, sizeof id, "%s:end", import_id);
-    snprintf(total, sizeof total, "%d", n);
-    testenv_publish_rows(js, id, import_id, NULL, total, "", 0);
-}
-
 static char **make_rows(int n, const char *fmt_prefix)
 {
     char **rows = calloc((size_t)n, sizeof *rows);
@@ -94,42 +55,6 @@ static void free_rows(char **rows, int n)
     for (int i = 0; i < n; i++)
         free(rows[i]);
     free(rows);
-}
-
-/* Counts order.paid and order.failed in ORDERS, and checks there is one
- * per order (distinct order ids == messages). */
-static void count_terminal_events(js_conn *js, PGconn *pg, long *paid, long *failed)
-{
-    testenv_msg *msgs = NULL;
-    size_t n = testenv_stream_read(js, "ORDERS", "order.*", &msgs);
-    PGresult *r = PQexec(pg, "DROP TABLE IF EXISTS seen; CREATE TEMP TABLE seen (order_id text)");
-    PQclear(r);
-    *paid = *failed = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *order_id = NULL;
-        Oms__V1__OrderPaid *p = NULL;
-        Oms__V1__OrderFailed *f = NULL;
-        if (strcmp(msgs[i].subject, "order.paid") == 0) {
-            p = oms__v1__order_paid__unpack(NULL, msgs[i].len, msgs[i].data);
-            assert_non_null(p);
-            order_id = p->order_id;
-            (*paid)++;
-        } else if (strcmp(msgs[i].subject, "order.failed") == 0) {
-            f = oms__v1__order_failed__unpack(NULL, msgs[i].len, msgs[i].data);
-            assert_non_null(f);
-            order_id = f->order_id;
-            (*failed)++;
-        }
-        if (order_id != NULL) {
-            const char *params[] = {order_id};
-            r = PQexecParams(pg, "INSERT INTO seen VALUES ($1)", 1, NULL, params, NULL, NULL, 0);
-            PQclear(r);
-        }
-        oms__v1__order_paid__free_unpacked(p, NULL);
-        oms__v1__order_failed__free_unpacked(f, NULL);
-    }
-    assert_int_equal(testenv_pg_long(pg, "SELECT count(DISTINCT order_id) FROM seen"), *paid + *failed);
-    testenv_msgs_free(msgs, n);
 }
 
 static void wait_products(PGconn *pg, long n)
@@ -151,10 +76,10 @@ static void test_stock_runs_out_at_a_known_order(void **state)
     start_all(&s, pay);
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
-    load_product(js, "SKU-A", 5);
+    testenv_load_product(js, "SKU-A", 5);
     wait_products(pg, 1);
     char **rows = make_rows(8, "RUN");
-    send_rows(js, "imp-runout", rows, 8, 3);
+    testenv_import_rows(js, "imp-runout", rows, 8, 3);
     free_rows(rows, 8);
     const char *terminal = "SELECT count(*) FROM ingest.orders WHERE status IN ('paid','failed')";
     assert_int_equal(testenv_wait_pg(pg, terminal, 8, 30000), 8);
@@ -166,7 +91,7 @@ static void test_stock_runs_out_at_a_known_order(void **state)
     assert_int_equal(testenv_wait_pg(pg, "SELECT reserved FROM inventory.products", 0, 10000), 0);
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.outbox", 0, 10000), 0);
     long paid, failed;
-    count_terminal_events(js, pg, &paid, &failed);
+    testenv_terminal_events(js, pg, &paid, &failed);
     assert_int_equal(paid, 5);
     assert_int_equal(failed, 3);
     PQfinish(pg);
@@ -184,10 +109,10 @@ static void test_failed_payment_restores_stock(void **state)
     start_all(&s, pay);
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
-    load_product(js, "SKU-A", 100);
+    testenv_load_product(js, "SKU-A", 100);
     wait_products(pg, 1);
     char **rows = make_rows(20, "PF");
-    send_rows(js, "imp-payfail", rows, 20, 7);
+    testenv_import_rows(js, "imp-payfail", rows, 20, 7);
     free_rows(rows, 20);
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'failed'"
                                          " AND status_reason LIKE 'payment failed: %'", 20, 30000), 20);
@@ -221,10 +146,10 @@ static void test_kill9_each_service_during_an_import(void **state)
     start_all(&s, pay);
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
-    load_product(js, "SKU-A", 2700);
+    testenv_load_product(js, "SKU-A", 2700);
     wait_products(pg, 1);
     char **rows = make_rows(n, "KILL");
-    send_rows(js, "imp-kill-all", rows, n, 250);
+    testenv_import_rows(js, "imp-kill-all", rows, n, 250);
     free_rows(rows, n);
     const char *terminal = "SELECT count(*) FROM ingest.orders WHERE status IN ('paid','failed')";
     restart(&s.ingest, "ingest", INGEST_PORT, INGEST_ENV, pg,
@@ -243,7 +168,7 @@ static void test_kill9_each_service_during_an_import(void **state)
     assert_int_equal(sold, testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'paid'"));
     long paid, failed;
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.outbox", 0, 20000), 0);
-    count_terminal_events(js, pg, &paid, &failed);
+    testenv_terminal_events(js, pg, &paid, &failed);
     assert_int_equal(paid + failed, n);
     assert_int_equal(paid, sold);
     PQfinish(pg);

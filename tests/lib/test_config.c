@@ -18,6 +18,7 @@ static const char *const VARS[] = {
     "OMS_REDIS_URL",     "OMS_HTTP_ADDR",        "OMS_ADMIN_TOKEN",        "OMS_CURRENCY",
     "OMS_STREAM_REPLICAS", "OMS_STREAM_MAX_AGE_H", "OMS_DUPLICATE_WINDOW_S", "OMS_BATCH_MAX",
     "OMS_BATCH_WAIT_MS", "OMS_LOG_LEVEL",        "OMS_TEST_INT",           "OMS_TEST_DBL",
+    "OMS_NATS_INBOX_PREFIX",
 };
 
 static int clear_env(void **state)
@@ -154,6 +155,31 @@ static void test_bad_urls(void **state)
     assert_load_fails("OMS_HTTP_ADDR", "8080",
                       "OMS_HTTP_ADDR=\"8080\" is invalid: expected host:port such as "
                       "127.0.0.1:18081");
+}
+
+/* OMS_NATS_INBOX_PREFIX: absent is NULL (nats.c's default); a subject
+ * without wildcards or empty tokens is taken as is; anything else names the
+ * variable, the value and the rule. */
+static void test_inbox_prefix(void **state)
+{
+    (void)state;
+    oms_config cfg;
+    char err[CONFIG_ERR_LEN] = "";
+    assert_int_equal(config_load(&cfg, "ingest", 18081, err), OMS_OK);
+    assert_null(cfg.nats_inbox_prefix);
+    set("OMS_NATS_INBOX_PREFIX", "_INBOX.ingest-2");
+    assert_int_equal(config_load(&cfg, "ingest", 18081, err), OMS_OK);
+    assert_string_equal(cfg.nats_inbox_prefix, "_INBOX.ingest-2");
+    static const char *const bad[] = {"_INBOX.>", "_INBOX.*", "_INBOX..a", ".a", "a.", "a b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char want[CONFIG_ERR_LEN];
+        snprintf(want, sizeof want,
+                 "OMS_NATS_INBOX_PREFIX=\"%s\" is invalid: expected a subject without "
+                 "wildcards such as _INBOX.ingest (letters, digits, '_', '-', single dots; at "
+                 "most 128)",
+                 bad[i]);
+        assert_load_fails("OMS_NATS_INBOX_PREFIX", bad[i], want);
+    }
 }
 
 static void test_bad_currency(void **state)
@@ -300,6 +326,7 @@ int main(void)
         cmocka_unit_test_setup(test_values_from_environment, clear_env),
         cmocka_unit_test_setup(test_bad_urls, clear_env),
         cmocka_unit_test_setup(test_bad_currency, clear_env),
+        cmocka_unit_test_setup(test_inbox_prefix, clear_env),
         cmocka_unit_test_setup(test_bad_replicas, clear_env),
         cmocka_unit_test_setup(test_bad_other_ints, clear_env),
         cmocka_unit_test_setup(test_bad_log_level, clear_env),

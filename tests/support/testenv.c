@@ -4,6 +4,9 @@
 #include "testenv.h"
 
 #include <arpa/inet.h>
+#include "oms_events.pb-c.h"
+#include "outbox.h"
+
 #include <curl/curl.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -29,7 +32,9 @@ const char *testenv_require(const char *name)
 js_conn *testenv_js(void)
 {
     js_conn *js = NULL;
-    assert_int_equal(js_connect(&js, testenv_require("OMS_NATS_URL"), NULL, NULL, "test"), OMS_OK);
+    assert_int_equal(js_connect(&js, testenv_require("OMS_NATS_URL"), getenv("OMS_NATS_USER"),
+                                getenv("OMS_NATS_PASSWORD"), "test"),
+                     OMS_OK);
     return js;
 }
 
@@ -111,6 +116,26 @@ int testenv_cleanup(void **state)
     return 0;
 }
 
+/* In a child about to exec service name: it connects to NATS as its own user
+ * (deploy/nats/auth.conf), with the password .oms/env exports as
+ * OMS_NATS_PASSWORD_<NAME>, and its own inbox prefix. */
+static void service_nats_identity(const char *name)
+{
+    char var[64], prefix[64];
+    size_t i = 0;
+    int n = snprintf(var, sizeof var, "OMS_NATS_PASSWORD_");
+    for (; name[i] != '\0' && (size_t)n + i + 1 < sizeof var; i++)
+        var[(size_t)n + i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
+    var[(size_t)n + i] = '\0';
+    const char *password = getenv(var);
+    if (password == NULL)
+        return; /* a stack without authorization */
+    snprintf(prefix, sizeof prefix, "_INBOX.%s", name);
+    setenv("OMS_NATS_USER", name, 1);
+    setenv("OMS_NATS_PASSWORD", password, 1);
+    setenv("OMS_NATS_INBOX_PREFIX", prefix, 1);
+}
+
 static void exec_service(const char *name, int port, const char *const *extra_env)
 {
     char path[1024], addr[64], log[1024];
@@ -119,6 +144,7 @@ static void exec_service(const char *name, int port, const char *const *extra_en
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     snprintf(log, sizeof log, "%s/Testing/%s-%d.log", bin ? bin : ".", name, port);
     setenv("OMS_HTTP_ADDR", addr, 1);
+    service_nats_identity(name);
     for (const char *const *e = extra_env; e && *e; e++)
         putenv((char *)*e);
     FILE *f = freopen(log, "a", stderr);
@@ -451,4 +477,88 @@ double testenv_metric(int port, const char *series)
             v = atof(line + len + 1);
     free(body);
     return v;
+}
+
+/* ---- orders end to end ---------------------------------------------- */
+
+void testenv_load_product(js_conn *js, const char *sku, long on_hand)
+{
+    Oms__V1__ProductUpserted ev = OMS__V1__PRODUCT_UPSERTED__INIT;
+    Oms__V1__EventMeta meta;
+    char id[37];
+    outbox_meta_init(&meta, id, "test", sku, "");
+    ev.meta = &meta;
+    ev.sku = (char *)sku;
+    ev.name = (char *)sku;
+    ev.on_hand = on_hand;
+    ev.price_cents = 100;
+    testenv_publish_event(js, "catalog.product", id, &ev.base);
+}
+
+void testenv_import_rows(js_conn *js, const char *import_id, char **rows, int n,
+                         int chunk_rows)
+{
+    char id[160], number[16];
+    int chunk = 0;
+    for (int first = 0; first < n; first += chunk_rows, chunk++) {
+        size_t cap = 64, len = 0;
+        for (int i = first; i < n && i < first + chunk_rows; i++)
+            cap += strlen(rows[i]) + 1;
+        char *body = malloc(cap);
+        assert_non_null(body);
+        for (int i = first; i < n && i < first + chunk_rows; i++)
+            len += (size_t)snprintf(body + len, cap - len, "%s\n", rows[i]);
+        snprintf(id, sizeof id, "%s:%d", import_id, chunk);
+        snprintf(number, sizeof number, "%d", first + 1);
+        testenv_publish_rows(js, id, import_id, number, NULL, body, len);
+        free(body);
+    }
+    snprintf(id, sizeof id, "%s:end", import_id);
+    snprintf(number, sizeof number, "%d", n);
+    testenv_publish_rows(js, id, import_id, NULL, number, "", 0);
+}
+
+/* The order id of a terminal event, or NULL (caller frees *unpacked). */
+static const char *terminal_order_id(const testenv_msg *m, ProtobufCMessage **unpacked)
+{
+    *unpacked = NULL;
+    if (strcmp(m->subject, "order.paid") == 0) {
+        Oms__V1__OrderPaid *p = oms__v1__order_paid__unpack(NULL, m->len, m->data);
+        assert_non_null(p);
+        *unpacked = &p->base;
+        return p->order_id;
+    }
+    if (strcmp(m->subject, "order.failed") == 0) {
+        Oms__V1__OrderFailed *f = oms__v1__order_failed__unpack(NULL, m->len, m->data);
+        assert_non_null(f);
+        *unpacked = &f->base;
+        return f->order_id;
+    }
+    return NULL;
+}
+
+void testenv_terminal_events(js_conn *js, PGconn *pg, long *paid, long *failed)
+{
+    testenv_msg *msgs = NULL;
+    size_t n = testenv_stream_read(js, "ORDERS", "order.*", &msgs);
+    PGresult *r = PQexec(pg, "DROP TABLE IF EXISTS seen; CREATE TEMP TABLE seen (order_id text)");
+    PQclear(r);
+    *paid = *failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        ProtobufCMessage *ev = NULL;
+        const char *order_id = terminal_order_id(&msgs[i], &ev);
+        if (order_id == NULL)
+            continue;
+        if (strcmp(msgs[i].subject, "order.paid") == 0)
+            (*paid)++;
+        else
+            (*failed)++;
+        const char *params[] = {order_id};
+        r = PQexecParams(pg, "INSERT INTO seen VALUES ($1)", 1, NULL, params, NULL, NULL, 0);
+        PQclear(r);
+        protobuf_c_message_free_unpacked(ev, NULL);
+    }
+    assert_int_equal(testenv_pg_long(pg, "SELECT count(DISTINCT order_id) FROM seen"),
+                     *paid + *failed);
+    testenv_msgs_free(msgs, n);
 }

@@ -122,4 +122,18 @@ double testenv_metric(int port, const char *series);
 long testenv_http_post_json(const char *method, int port, const char *path, const char *token,
                             const char *request_body, char **body);
 
+/* ---- orders end to end ---------------------------------------------- */
+
+/* Publishes catalog.product for sku with on_hand units (price 1.00). */
+void testenv_load_product(js_conn *js, const char *sku, long on_hand);
+
+/* Sends n CSV rows (no header, default column order) as import import_id on
+ * ingest.rows, chunk_rows rows a chunk, then the end marker. */
+void testenv_import_rows(js_conn *js, const char *import_id, char **rows, int n,
+                         int chunk_rows);
+
+/* Reads order.paid and order.failed from ORDERS into *paid and *failed and
+ * asserts there is one per order (distinct order ids == messages). */
+void testenv_terminal_events(js_conn *js, PGconn *pg, long *paid, long *failed);
+
 #endif
