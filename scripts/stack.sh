@@ -245,14 +245,16 @@ nats_urls() {
     printf '%s\n' "$urls"
 }
 
-# One password per NATS user of deploy/nats/auth.conf, generated once.
+# One password per NATS user of deploy/nats/auth.conf, generated once. A
+# letter first: nats-server reads a $VARIABLE's value as a config token, and
+# one starting with a digit ("7e3...") is parsed as a number and refused.
 nats_passwords() {
     local user
     [[ -s $PASSWORDS_FILE ]] && return 0
     (
         umask 077
         for user in "${SERVICES[@]}" "${NATS_OTHER_USERS[@]}"; do
-            printf 'OMS_NATS_PASSWORD_%s=%s\n' "${user^^}" \
+            printf 'OMS_NATS_PASSWORD_%s=p%s\n' "${user^^}" \
                 "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
         done >"$PASSWORDS_FILE.tmp"
         mv -f "$PASSWORDS_FILE.tmp" "$PASSWORDS_FILE"
