@@ -19,6 +19,12 @@ PACKAGES=(
     python3-yaml
 )
 
+# The deployment checks render k8s/ with `kubectl kustomize` and validate it
+# with Node.js: Debian's kubectl (kubernetes-client, 1.20) renders k8s/ the
+# same as current ones, so it is installed only where no kubectl is found.
+command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
+command -v npm >/dev/null || PACKAGES+=(nodejs npm)
+
 # npm packages of the deployment checks (tests/deploy): installed into
 # scripts/k8s/node_modules from its package-lock.json when missing.
 NPM_DIR=scripts/k8s
@@ -54,9 +60,11 @@ main() {
         echo "deps: install the equivalents of: ${PACKAGES[*]}" >&2
         exit 1
     fi
-    npm_packages
     mapfile -t missing < <(missing_packages)
-    ((${#missing[@]} > 0)) || exit 0
+    if ((${#missing[@]} == 0)); then
+        npm_packages
+        exit 0
+    fi
 
     if ((EUID != 0)); then
         echo "deps: missing packages: ${missing[*]}" >&2
@@ -71,6 +79,7 @@ main() {
     apt-get install -y -q --no-install-recommends \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
         "${missing[@]}" </dev/null
+    npm_packages
 }
 
 main "$@"
