@@ -34,7 +34,16 @@ static void *worker_main(void *arg)
         if (!pg_ok(conn)) {
             PQfinish(conn);
             conn = NULL;
-            if (pg_connect(&conn, w->dsn, w->schema, w->app) != OMS_OK) {
+            /* A round claims the oldest due rows through a partial index
+             * with LIMIT: an index scan in order, stopping there, is always
+             * the right plan. On a young table whose statistics lag, the
+             * planner instead gathered every due row with a bitmap scan and
+             * sorted them (measured: 29 ms per claim of 32 rows with 47,000
+             * notifications due). */
+            if (pg_connect(&conn, w->dsn, w->schema, w->app) != OMS_OK ||
+                pg_exec(conn, "SET enable_bitmapscan = off") != OMS_OK) {
+                PQfinish(conn);
+                conn = NULL;
                 oms_sleep_ms(backoff_ms, &w->stop);
                 backoff_ms = longer(backoff_ms);
                 continue;
