@@ -96,7 +96,7 @@ static const char *const SQL_CASCADE =
     "       GROUP BY import_id, order_id) b"
     " WHERE r.import_id = b.import_id AND r.order_id = b.order_id AND r.reason IS NULL";
 
-static oms_status reject_invalid_orders(PGconn *conn, const char *ids)
+static oms_status reject_invalid_orders(PGconn *conn, const char *ids, size_t n_imports)
 {
     const char *params[] = {ids};
     PGresult *res = NULL;
@@ -112,6 +112,15 @@ static oms_status reject_invalid_orders(PGconn *conn, const char *ids)
     PQclear(res);
     if (big && (s = pg_exec(conn, "ANALYZE import_rows")) != OMS_OK)
         return s;
+    /* A seal of small imports reads their rows through the indexes on
+     * import_id and order_id. The statistics of import_rows lag far behind
+     * while imports stream in (one import id once seemed to be the whole
+     * table), and the planner then scanned all of import_rows once per
+     * import: 0.5 s per seal, growing with history. So such a seal gets no
+     * sequential scan; a big import, just analyzed, is planned freely (index
+     * scans over a million rows tripled its seal). */
+    if (!big && (s = pg_exec(conn, "SET LOCAL enable_seqscan = off")) != OMS_OK)
+        return s;
     if ((s = pg_query(conn, "seal bad orders", SQL_BAD_ORDERS, 1, params, PGRES_COMMAND_OK,
                       &res)) != OMS_OK)
         return s;
@@ -124,9 +133,12 @@ static oms_status reject_invalid_orders(PGconn *conn, const char *ids)
                     (s = pg_exec(conn, SQL_TOO_BIG)) != OMS_OK))
         return s;
     if ((s = pg_query(conn, "seal duplicates", SQL_DUPLICATES, 1, params, PGRES_COMMAND_OK,
-                      NULL)) != OMS_OK ||
-        (s = pg_query(conn, "seal same-seal duplicates", SQL_SAME_SEAL, 1, params,
-                      PGRES_COMMAND_OK, NULL)) != OMS_OK)
+                      NULL)) != OMS_OK)
+        return s;
+    /* Only imports sealed together can share an order (a big import is
+     * sealed alone, and grouping its million rows costs seconds). */
+    if (n_imports > 1 && (s = pg_query(conn, "seal same-seal duplicates", SQL_SAME_SEAL, 1,
+                                       params, PGRES_COMMAND_OK, NULL)) != OMS_OK)
         return s;
     return pg_query(conn, "seal cascade", SQL_CASCADE, 1, params, PGRES_COMMAND_OK, NULL);
 }
@@ -467,19 +479,12 @@ static oms_status seal_next(ingest_ctx *ctx, PGconn *conn, int *sealed)
                  0, NULL, PGRES_TUPLES_OK, &res);
     if (s != OMS_OK || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
         goto out;
-    /* Every statement of a seal reads the rows of the sealed imports through
-     * an index on import_id or order_id. The statistics of these tables lag
-     * far behind during a large import (one import id once seemed to be the
-     * whole table), and the planner then scanned all of import_rows once per
-     * import: 0.5 s per seal, growing with history. No seal ever wants a
-     * sequential scan, so it gets none. */
     if ((s = pg_exec(conn, "SET LOCAL work_mem = '64MB'")) != OMS_OK ||
-        (s = pg_exec(conn, "SET LOCAL enable_seqscan = off")) != OMS_OK ||
         (s = claim_ready(ctx, conn, &ids)) != OMS_OK || ids.count == 0)
         goto out;
     const char *literal = pg_array_literal(&ids);
     int64_t t0 = oms_mono_ms(), t1, t2;
-    if ((s = reject_invalid_orders(conn, literal)) != OMS_OK)
+    if ((s = reject_invalid_orders(conn, literal, ids.count)) != OMS_OK)
         goto out;
     t1 = oms_mono_ms();
     if ((s = create_orders(&run, literal)) != OMS_OK)
