@@ -199,57 +199,28 @@ static void refund_events_free(refund_events *e)
 
 /* ---- the fake gateway ------------------------------------------------------ */
 
-static void gateway_start(const char *refund_delay)
+static void gateway_start(const char *refund_option)
 {
-    char port[32], log[1024];
+    char port[32];
     const char *path = getenv("OMS_FAKE_GATEWAY") ? getenv("OMS_FAKE_GATEWAY") : OMS_FAKE_GATEWAY;
-    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
     snprintf(port, sizeof port, "port=%d", GATEWAY_PORT);
-    snprintf(log, sizeof log, "%s/Testing/fake_gateway-%d.log", bin ? bin : ".", GATEWAY_PORT);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        FILE *f = freopen(log, "a", stderr);
-        (void)f;
-        execl(path, path, port, "secret=" SECRET, refund_delay, (char *)NULL);
-        _exit(127);
-    }
-    gateway_pid = pid;
-    for (int i = 0; i < 200; i++) {
-        if (testenv_http("GET", GATEWAY_PORT, "/stats", NULL, NULL) == 200)
-            return;
-        usleep(50000);
-    }
-    fail_msg("fake gateway not answering on port %d", GATEWAY_PORT);
+    const char *args[] = {port, "secret=" SECRET, refund_option, NULL};
+    gateway_pid = testenv_peer_start(path, "fake_gateway", GATEWAY_PORT, args);
 }
 
 static void gateway_stop(void)
 {
-    int status = 0;
-    kill(gateway_pid, SIGTERM);
-    assert_int_equal(waitpid(gateway_pid, &status, 0), gateway_pid);
-    gateway_pid = 0;
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    testenv_peer_stop(&gateway_pid);
 }
 
 static json_t *gateway_stats(void)
 {
-    char *body = NULL;
-    assert_int_equal(testenv_http("GET", GATEWAY_PORT, "/stats", NULL, &body), 200);
-    json_t *stats = json_loads(body, 0, NULL);
-    free(body);
-    assert_non_null(stats);
-    return stats;
+    return testenv_http_json(GATEWAY_PORT, "/stats");
 }
 
 static int teardown(void **state)
 {
-    if (gateway_pid > 0) {
-        kill(gateway_pid, SIGKILL);
-        waitpid(gateway_pid, NULL, 0);
-        gateway_pid = 0;
-    }
+    testenv_peer_kill(&gateway_pid);
     return testenv_cleanup(state);
 }
 
