@@ -16,6 +16,7 @@
 #define OMS_INVENTORY_H
 
 #include "consumer.h"
+#include "strs.h"
 #include "service.h"
 
 #include "inventory_plan.h"
@@ -56,11 +57,6 @@ void inv_routes(oms_service *svc, http_server *http, void *ctx);
  * message's event id when the producer left meta out. Borrowed. */
 const char *inv_causation(const Oms__V1__EventMeta *meta, const oms_msg *m);
 
-/* Sorts strs[0..*n) by strcmp and drops repeats; the pointers are borrowed. */
-void inv_sort_unique(const char **strs, size_t *n);
-
-/* Index of s in sorted strs[0..n), or -1. */
-long inv_find(const char *const *strs, size_t n, const char *s);
 
 /* Adds stock.reserved for order (borrowed), carrying the order's lines. */
 oms_status inv_emit_reserved(outbox_batch *ob, const Oms__V1__OrderCreated *order,

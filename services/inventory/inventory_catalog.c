@@ -74,7 +74,7 @@ static oms_status lock_products(catalog_batch *cb)
                      " ORDER BY sku COLLATE \"C\" FOR UPDATE",
                      1, params, PGRES_TUPLES_OK, &res);
     for (int r = 0; s == OMS_OK && r < PQntuples(res); r++) {
-        long k = inv_find(cb->skus, cb->n_skus, PQgetvalue(res, r, 0));
+        long k = strs_find(cb->skus, cb->n_skus, PQgetvalue(res, r, 0));
         if (k >= 0)
             cb->reserved[k] = atoll(PQgetvalue(res, r, 1));
     }
@@ -91,7 +91,7 @@ static void decide(catalog_batch *cb)
         const Oms__V1__ProductUpserted *ev = cb->events[i];
         if (ev == NULL)
             continue;
-        size_t k = (size_t)inv_find(cb->skus, cb->n_skus, ev->sku);
+        size_t k = (size_t)strs_find(cb->skus, cb->n_skus, ev->sku);
         if (ev->on_hand < cb->reserved[k]) {
             consumer_reject(b, i,
                             "%s %s: on_hand %lld is below the %lld units reserved by open "
@@ -153,7 +153,7 @@ oms_status inv_apply_products(void *ctx, consumer_batch *b)
         if (!b->msgs[i].duplicate && !b->msgs[i].rejected)
             decode(&cb, i);
     }
-    inv_sort_unique(cb.skus, &cb.n_skus);
+    strs_sort_unique(cb.skus, &cb.n_skus);
     s = OMS_OK;
     if (cb.n_skus == 0)
         goto out;

@@ -25,28 +25,6 @@ const char *inv_causation(const Oms__V1__EventMeta *meta, const oms_msg *m)
     return m->event_id;
 }
 
-static int cmp_str_ptr(const void *a, const void *b)
-{
-    const char *const *x = a, *const *y = b;
-    return strcmp(*x, *y);
-}
-
-void inv_sort_unique(const char **strs, size_t *n)
-{
-    size_t kept = 0;
-    qsort(strs, *n, sizeof *strs, cmp_str_ptr);
-    for (size_t i = 0; i < *n; i++)
-        if (kept == 0 || strcmp(strs[kept - 1], strs[i]) != 0)
-            strs[kept++] = strs[i];
-    *n = kept;
-}
-
-long inv_find(const char *const *strs, size_t n, const char *s)
-{
-    const char *const *hit = bsearch(&s, strs, n, sizeof *strs, cmp_str_ptr);
-    return hit ? (long)(hit - strs) : -1;
-}
-
 oms_status inv_emit_reserved(outbox_batch *ob, const Oms__V1__OrderCreated *order,
                              const char *causation)
 {

@@ -134,7 +134,7 @@ static oms_status claim(order_batch *ob)
     for (size_t k = 0; s == OMS_OK && k < n_ids; k++)
         ids[k] = ob->orders[k].order_id;
     if (s == OMS_OK)
-        inv_sort_unique(ids, &n_ids);
+        strs_sort_unique(ids, &n_ids);
     for (size_t k = 0; s == OMS_OK && k < n_ids; k++)
         s = pg_array_add(&arr, ids[k]);
     const char *params[] = {pg_array_literal(&arr)};
@@ -150,9 +150,9 @@ static oms_status claim(order_batch *ob)
     for (size_t r = 0; s == OMS_OK && r < n_fresh; r++)
         fresh[r] = PQgetvalue(res, (int)r, 0);
     if (s == OMS_OK)
-        inv_sort_unique(fresh, &n_fresh);
+        strs_sort_unique(fresh, &n_fresh);
     for (size_t k = 0; s == OMS_OK && k < ob->n_orders; k++)
-        ob->orders[k].exists = inv_find(fresh, n_fresh, ob->orders[k].order_id) < 0;
+        ob->orders[k].exists = strs_find(fresh, n_fresh, ob->orders[k].order_id) < 0;
     free(fresh);
     PQclear(res);
     pg_array_fini(&arr);

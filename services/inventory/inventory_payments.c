@@ -36,7 +36,7 @@ typedef struct payment_batch {
     long *settles;                    /* per message: reservation it settles, or -1 */
     PGresult *rows;                   /* order_id, status, sku, qty */
     reservation *res;                 /* sorted by order id */
-    const char **res_ids;             /* res[k].order_id, for inv_find */
+    const char **res_ids;             /* res[k].order_id, for strs_find */
     size_t n_res;
     const char **skus;                /* distinct SKUs of the settled lines, sorted */
     size_t n_skus;
@@ -109,7 +109,7 @@ static oms_status lock_reservations(payment_batch *pb)
         if (pb->events[i] != NULL)
             ids[n_ids++] = pb->events[i]->order_id;
     if (s == OMS_OK)
-        inv_sort_unique(ids, &n_ids);
+        strs_sort_unique(ids, &n_ids);
     for (size_t k = 0; s == OMS_OK && k < n_ids; k++)
         s = pg_array_add(&arr, ids[k]);
     const char *params[] = {pg_array_literal(&arr)};
@@ -138,7 +138,7 @@ static void decide(payment_batch *pb, long *ignored)
         pb->settles[i] = -1;
         if (ev == NULL)
             continue;
-        long k = inv_find(pb->res_ids, pb->n_res, ev->order_id);
+        long k = strs_find(pb->res_ids, pb->n_res, ev->order_id);
         if (k >= 0 && strcmp(pb->res[k].status, "reserved") == 0) {
             pb->res[k].status = is_succeeded(ev) ? "committed" : "released";
             pb->settles[i] = k;
@@ -168,14 +168,14 @@ static oms_status sum_per_sku(payment_batch *pb)
         for (int row = r->first_row; row < r->first_row + r->n_lines; row++)
             pb->skus[pb->n_skus++] = PQgetvalue(pb->rows, row, 2);
     }
-    inv_sort_unique(pb->skus, &pb->n_skus);
+    strs_sort_unique(pb->skus, &pb->n_skus);
     for (size_t i = 0; i < pb->b->n; i++) {
         if (pb->settles[i] < 0)
             continue;
         const reservation *r = &pb->res[pb->settles[i]];
         for (int row = r->first_row; row < r->first_row + r->n_lines; row++) {
             const char *sku = PQgetvalue(pb->rows, row, 2);
-            size_t k = (size_t)inv_find(pb->skus, pb->n_skus, sku);
+            size_t k = (size_t)strs_find(pb->skus, pb->n_skus, sku);
             int64_t qty = atoll(PQgetvalue(pb->rows, row, 3));
             pb->released[k] += qty;
             if (is_succeeded(pb->events[i]))
@@ -207,7 +207,7 @@ static oms_status update_products(payment_batch *pb)
                      " ORDER BY sku COLLATE \"C\" FOR UPDATE",
                      1, params, PGRES_TUPLES_OK, &res);
     for (int r = 0; s == OMS_OK && r < PQntuples(res); r++) {
-        long k = inv_find(pb->skus, pb->n_skus, PQgetvalue(res, r, 0));
+        long k = strs_find(pb->skus, pb->n_skus, PQgetvalue(res, r, 0));
         if (k >= 0 && (pb->names[k] = strdup(PQgetvalue(res, r, 1))) == NULL)
             s = OMS_ENOMEM;
     }
@@ -259,7 +259,7 @@ static oms_status emit(payment_batch *pb, size_t i)
     if (lines != NULL && ptrs != NULL) {
         for (size_t l = 0; l < n; l++) {
             int row = r->first_row + (int)l;
-            long k = inv_find(pb->skus, pb->n_skus, PQgetvalue(pb->rows, row, 2));
+            long k = strs_find(pb->skus, pb->n_skus, PQgetvalue(pb->rows, row, 2));
             oms__v1__order_line__init(&lines[l]);
             lines[l].sku = PQgetvalue(pb->rows, row, 2);
             lines[l].product_name = pb->names[k] ? pb->names[k] : "";
