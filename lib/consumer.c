@@ -41,6 +41,7 @@ struct consumer {
     natsSubscription *sub;
     outbox_batch outbox;
     struct consumer_tally tally;
+    char labels[96];             /* consumer="<name>" */
     char last_error[CONSUMER_REASON_LEN];
 };
 
@@ -337,6 +338,21 @@ static void nak_all(oms_msg *msgs, size_t n)
         natsMsg_NakWithDelay(msgs[i].nmsg, NAK_DELAY_MS, NULL);
 }
 
+/* What the durable still holds behind the batch's last message, and how long
+ * ago the stream stored that message: the backlog dashboards and alerts
+ * watch. From the message's own metadata, so it costs no request. */
+static void observe_backlog(consumer *c, natsMsg *last)
+{
+    jsMsgMetaData *meta = NULL;
+    if (last == NULL || natsMsg_GetMetaData(&meta, last) != NATS_OK)
+        return;
+    int64_t age_ms = oms_now_ms() - meta->Timestamp / 1000000;
+    metrics_gauge_set(c->env->m, "oms_consumer_pending", c->labels, (double)meta->NumPending);
+    metrics_gauge_set(c->env->m, "oms_consumer_lag_seconds", c->labels,
+                      age_ms > 0 ? (double)age_ms / 1000.0 : 0);
+    jsMsgMetaData_Destroy(meta);
+}
+
 static void process(consumer *c, natsMsgList *list)
 {
     size_t n = (size_t)list->Count;
@@ -430,8 +446,12 @@ static void *consumer_main(void *arg)
         }
         backoff_ms = 100;
         fetch_errors = 0;
-        if (list.Count > 0)
+        if (list.Count > 0) {
             process(c, &list);
+            observe_backlog(c, list.Msgs[list.Count - 1]);
+        } else {
+            metrics_gauge_set(c->env->m, "oms_consumer_pending", c->labels, 0);
+        }
         natsMsgList_Destroy(&list);
         if (!pg_ok(c->conn))
             atomic_store(&c->ready, 0);
@@ -455,6 +475,12 @@ oms_status consumer_start(consumer **out, const consumer_spec *spec, const consu
     metrics_histogram_declare(env->m, "oms_batch_duration_seconds",
                               "Time to apply and commit one fetched batch",
                               METRICS_SECONDS_BUCKETS, METRICS_SECONDS_BUCKETS_LEN);
+    metrics_gauge_declare(env->m, "oms_consumer_pending",
+                          "Messages of the stream not yet delivered to the consumer");
+    metrics_gauge_declare(env->m, "oms_consumer_lag_seconds",
+                          "Age of the last applied message when it was applied");
+    snprintf(c->labels, sizeof c->labels, "consumer=\"%s\"", spec->name);
+    metrics_gauge_set(env->m, "oms_consumer_pending", c->labels, 0);
     if (pthread_create(&c->thread, NULL, consumer_main, c) != 0) {
         outbox_batch_fini(&c->outbox);
         free(c);

@@ -473,6 +473,14 @@ static void test_mock_settles_each_order_once_as_predicted(void **state)
     assert_true(metric("oms_payments_total{status=\"succeeded\"}") == (double)succeeded);
     assert_true(metric("oms_payments_total{status=\"failed\"}") ==
                 (double)(MOCK_ORDERS - succeeded));
+    /* Nothing left behind on the durable once every order is settled; the
+     * lag gauge holds the age of the last event applied (at most a minute). */
+    double pending = -1;
+    for (int i = 0; i < 100 && pending != 0; i++, usleep(50000))
+        pending = metric("oms_consumer_pending{consumer=\"payment-stock-reserved\"}");
+    assert_true(pending == 0);
+    double lag = metric("oms_consumer_lag_seconds{consumer=\"payment-stock-reserved\"}");
+    assert_true(lag >= 0 && lag < 60);
 
     char *body = NULL;
     assert_int_equal(testenv_http("GET", PORT, "/payments/PTM-0007", NULL, &body), 200);
