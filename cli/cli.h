@@ -23,6 +23,7 @@
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2
+#define CLI_EXIT_PENDING 3 /* requested, outcome not known when the wait ended */
 
 #define CLI_DEFAULT_NATS_URL "nats://127.0.0.1:14222"
 #define CLI_CONNECT_WAIT_MS 3000

@@ -68,8 +68,9 @@ static void print_help(FILE *out)
           "`refund status --order ID` lists an order's refunds; `--key KEY` shows one\n"
           "request's outcome (GET /refunds on OMS_REFUND_URL).\n"
           "\n"
-          "Exit status: 0 processed (or still being decided when the wait ended),\n"
-          "1 rejected or failure, 2 usage error.\n",
+          "Exit status: 0 processed (or requested, with --wait 0), 1 rejected or\n"
+          "failure, 2 usage error, 3 requested but still pending when the wait ended\n"
+          "(the request stays queued: `refund status --key KEY` shows the outcome).\n",
           out);
 }
 
@@ -332,31 +333,30 @@ static int exit_for(const json_t *r)
     return strcmp(str_at(r, "state"), "rejected") == 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
 
-/* Polls for the key's outcome for up to wait_s seconds. */
+/* Polls for the key's outcome for up to wait_s seconds. A refund service
+ * that does not answer is asked again until the deadline: the request is
+ * already stored in the stream and is decided once the service is back. */
 static int wait_outcome(const refund_args *a, const char *key)
 {
     int64_t deadline = oms_mono_ms() + a->wait_s * 1000;
     json_t *r = NULL;
-    bool missing = false;
+    bool missing = false, answered = false;
     while (!cli_interrupted) {
         oms_status s = fetch("key", key, &r, &missing, true);
+        answered = answered || s == OMS_OK || missing;
         if (s == OMS_OK && strcmp(str_at(r, "state"), "pending") != 0)
-            break;
-        if (s != OMS_OK && !missing) {
-            printf("requested; the refund service is not answering: `omsctl refund status "
-                   "--key %s` shows the outcome later\n", key);
-            return CLI_EXIT_OK;
-        }
-        if (oms_mono_ms() >= deadline)
             break;
         json_decref(r);
         r = NULL;
+        if (oms_mono_ms() >= deadline)
+            break;
         oms_sleep_ms(POLL_MS, NULL);
     }
     if (r == NULL) {
-        printf("requested; not decided yet: `omsctl refund status --key %s` shows the outcome\n",
-               key);
-        return CLI_EXIT_OK;
+        printf("requested; still pending after %llds%s: `omsctl refund status --key %s` "
+               "shows the outcome\n",
+               a->wait_s, answered ? "" : " (the refund service is not answering)", key);
+        return CLI_EXIT_PENDING;
     }
     int rc = exit_for(r);
     if (a->json)

@@ -35,7 +35,8 @@ static void print_help(FILE *out)
           "  --json       print it all as one JSON object\n"
           "  -h, --help   this help\n"
           "\n"
-          "Exit status: 0 shown, 1 NATS could not be reached (services are still shown),\n"
+          "Exit status: 0 NATS reached and every service ready, 1 NATS could not be\n"
+          "reached or a service is down or not ready (everything is still shown),\n"
           "2 usage error.\n",
           out);
 }
@@ -135,6 +136,20 @@ static json_t *gather(js_conn *c)
     for (size_t i = 0; i < CLI_N_SERVICES; i++)
         json_array_append_new(services, service_json(&CLI_SERVICES[i]));
     return json_pack("{s:o,s:o}", "nats", nats_json(c), "services", services);
+}
+
+/* True when every service answered /readyz with 200: what `status` exits on,
+ * so scripts and cron checks can act on it without parsing the screen. */
+static bool all_ready(const json_t *status)
+{
+    const json_t *services = json_object_get(status, "services");
+    size_t i;
+    const json_t *svc;
+    json_array_foreach(services, i, svc) {
+        if (strcmp(json_string_value(json_object_get(svc, "state")), "ready") != 0)
+            return false;
+    }
+    return json_array_size(services) == CLI_N_SERVICES;
 }
 
 /* ---- rendering --------------------------------------------------------- */
@@ -256,6 +271,7 @@ int cmd_status(int argc, char **argv)
         cli_error("out of memory");
         return CLI_EXIT_FAIL;
     }
+    bool ready = all_ready(status);
     if (json) {
         if (cli_print_json(status) != OMS_OK)
             return CLI_EXIT_FAIL;
@@ -263,5 +279,5 @@ int cmd_status(int argc, char **argv)
         print_screen(status);
         json_decref(status);
     }
-    return connected == OMS_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    return connected == OMS_OK && ready ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }

@@ -30,6 +30,7 @@ static const command COMMANDS[] = {
 static void print_help(FILE *out)
 {
     fputs("usage: omsctl COMMAND [ARGS]\n"
+          "       omsctl --version\n"
           "\n"
           "  import FILE [--chunk-rows N] [--json] [--timeout S] [--no-follow]\n"
           "                         send an order CSV to ingest, then follow its orders\n"
@@ -71,7 +72,8 @@ static void print_help(FILE *out)
           "                         http://127.0.0.1:18081 ... 18086\n"
           "  OMS_LOG_LEVEL          show the library's logs (debug|info|warn|error)\n"
           "\n"
-          "Exit status: 0 ok, 1 failure, 2 usage error.\n",
+          "Exit status: 0 ok, 1 failure (`status`: NATS or any service down or not\n"
+          "ready), 2 usage error, 3 `refund` still pending when its wait ended.\n",
           out);
 }
 
@@ -93,6 +95,10 @@ static int dispatch(int argc, char **argv)
     const char *name = argv[1];
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
         print_help(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        printf("omsctl %s\n", OMS_VERSION);
         return CLI_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
