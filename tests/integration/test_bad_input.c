@@ -202,9 +202,22 @@ static const bad_case CASES[] = {
     CSV("csv-quoted-newline", "order_id,customer_id,sku,qty,unit_price,customer_name\n"
                               "QN-A,C1,SKU-A,1,1.00,\"Doe,\nJane\"\nQN-B,C1,SKU-A,x,1.00,\n", 2, 3,
         "qty", "row 3: qty \"x\" must be an integer from 1 to 100000", 1, 1),
+    CSV("csv-order-total-huge", CSV_HDR "OT-A,C1,,SKU-A,1,1.00\nOT-B,C1,,SKU-A,100000,10000000.00\n"
+                                "OT-B,C1,,SKU-B,100000,10000000.00\n", 3, 3, "",
+        "row 3: order OT-B not created: its total exceeds 1,000,000,000,000.00", 1, 2),
+    CSV("csv-bad-offset", "order_id,customer_id,sku,qty,unit_price,placed_at\n"
+                          "BO-A,C1,SKU-A,1,1.00,\nBO-B,C1,SKU-A,1,1.00,2026-11-02T10:00:00+25:00\n",
+        2, 3, "placed_at", "row 3: placed_at \"2026-11-02T10:00:00+25:00\" is not a UTC time like "
+                           "2026-11-02T10:15:00Z or 2026-11-02 10:15:00", 1, 1),
+    CSV("csv-extra-cells", CSV_HDR "EX-A,C1,,SKU-A,1,1.00,surplus,cells\n", 1, 0, "", "", 1, 0),
+    CSV("csv-no-header-default-order", "ND-A,C1,SKU-A,2,1.50\nND-B,C1,SKU-A,two,1.50\n", 2, 3,
+        "qty", "row 3: qty \"two\" must be an integer from 1 to 100000", 1, 1),
     CSV("csv-empty-file", "", 0, 0, "", "", 0, 0),
     CSV("csv-header-only", CSV_HDR, 0, 0, "", "", 0, 0),
     CSV("csv-blank-lines", CSV_HDR "\n\nBL-A,C1,,SKU-A,1,1.00\n\n", 1, 0, "", "", 1, 0),
+    CSV_PENDING("csv-qty-not-utf8", "invalid UTF-8 echoed in a reason is rejected as a row",
+                CSV_HDR "U8Q-A,C1,,SKU-A,1,1.00\nU8Q-B,C1,,SKU-A,\xff,1.00\n", 2, 3, "qty",
+                "row 3: qty is not valid UTF-8", 1, 1),
     CSV_PENDING("csv-nul-in-field", "NUL and control characters in CSV fields are rejected",
                 CSV_HDR "NUL-A,C1,,SKU-A,1,1.00\nNUL-B,C1,,SKU-\x01X,1,1.00\n", 2, 3, "sku",
                 "row 3: sku contains a control character", 1, 1),
@@ -306,7 +319,16 @@ static const bad_case CASES[] = {
     EV("ev-refund-requested-unknown-order", "refund.requested", oms__v1__refund_requested,
        "idempotency_key=bad-k1 order_id=NO-SUCH-4 amount_cents=100", "refund", "",
        "SELECT count(*) FROM refund.refunds WHERE idempotency_key = 'bad-k1' AND state = "
-       "'rejected'", 1),
+       "'rejected' AND reject_reason = 'order NO-SUCH-4 cannot be refunded: it is not a paid "
+       "order (unknown, failed, or its payment is not recorded yet)'", 1),
+    EV("ev-refund-requested-key-too-long", "refund.requested", oms__v1__refund_requested,
+       "idempotency_key=" ID_129 " order_id=EVX-14", "refund",
+       "refund.requested: idempotency_key is longer than 128 bytes", NULL, 0),
+    EV("ev-refund-requested-negative", "refund.requested", oms__v1__refund_requested,
+       "idempotency_key=bad-k2 order_id=EVX-15 amount_cents=-100", "refund", "",
+       "SELECT count(*) FROM refund.refunds WHERE idempotency_key = 'bad-k2' AND state = "
+       "'rejected' AND reject_reason = 'amount_cents -100 must be from 0 (the full remaining "
+       "amount) to 100000000000000'", 1),
     EV("ev-refund-processed-negative", "refund.processed", oms__v1__refund_processed,
        "order_id=EVX-9 refund_id=r-1 amount_cents=-100", "ingest",
        "refund.processed: not a valid oms.v1.RefundProcessed (order_id, refund_id and a positive "
