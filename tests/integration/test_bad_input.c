@@ -1032,9 +1032,15 @@ static void check_nothing_lost(PGconn *pg)
                                          "import_id = 'imp-good'"), GOOD_ORDERS * 375);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.import_rows WHERE import_id"
                                          " = 'imp-good' AND reason IS NOT NULL"), 0);
-    /* Every good order went on through inventory (no stock loaded: rejected). */
+    /* ... and went on through the whole pipeline: reserved, charged, paid,
+     * notified. */
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE import_id = "
-                                         "'imp-good' AND status = 'failed'", GOOD_ORDERS, 20000),
+                                         "'imp-good' AND status = 'paid'", GOOD_ORDERS, 30000),
+                     GOOD_ORDERS);
+    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM payment.payments WHERE order_id "
+                                         "LIKE 'GOOD-%' AND status = 'succeeded'"), GOOD_ORDERS);
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM notify.notifications WHERE "
+                                         "order_id LIKE 'GOOD-%'", GOOD_ORDERS, 20000),
                      GOOD_ORDERS);
     /* omsctl refused every file it was given: none of their orders exists. */
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE order_id IN "
@@ -1064,6 +1070,10 @@ static void test_bad_input_table(void **state)
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
 
+    testenv_load_product(js, "SKU-0", 1000);
+    testenv_load_product(js, "SKU-1", 1000);
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM inventory.products WHERE sku IN "
+                                         "('SKU-0', 'SKU-1')", 2, 10000), 2);
     good_chunk(js, 0);
     publish_all(js);
     good_chunk(js, 1);
