@@ -298,7 +298,8 @@ static const bad_case CASES[] = {
     EV("ev-catalog-no-sku", "catalog.product", oms__v1__product_upserted, "on_hand=5", "inventory",
        "catalog.product: sku must be 1 to 256 bytes, got 0", NULL, 0),
     EV("ev-catalog-negative-stock", "catalog.product", oms__v1__product_upserted,
-       "sku=SKU-NEG on_hand=-1", "inventory", "catalog.product SKU-NEG: on_hand -1 must be 0 or more",
+       "sku=SKU-NEG on_hand=-1", "inventory",
+       "catalog.product SKU-NEG: on_hand -1 must be 0 or more",
        "SELECT count(*) FROM inventory.products WHERE sku = 'SKU-NEG'", 0),
     EV("ev-catalog-negative-price", "catalog.product", oms__v1__product_upserted,
        "sku=SKU-NEGP on_hand=1 price_cents=-1", "inventory",
@@ -930,10 +931,6 @@ static void good_end(js_conn *js)
 
 /* ---- the test ----------------------------------------------------------- */
 
-typedef struct stack {
-    pid_t pid[6];
-} stack;
-
 static const struct {
     const char *name;
     int port;
@@ -1047,26 +1044,47 @@ static void check_nothing_lost(PGconn *pg)
                                          "('CLI-1', 'NQ-1')"), 0);
     for (size_t i = 0; i < 6; i++) {
         long status = testenv_http("GET", SERVICES[i].port, "/readyz", NULL, NULL);
-        printf("bad_input %-34s %-6s %s\n", SERVICES[i].name, "ready", status == 200 ? "ok" : "FAIL");
+        printf("bad_input %-34s %-6s %s\n", SERVICES[i].name, "ready",
+               status == 200 ? "ok" : "FAIL");
         assert_int_equal(status, 200);
     }
+}
+
+/* The files the CLI cases name, in a directory of their own. */
+static const struct {
+    const char *name, *text;
+} CLI_FILES[] = {
+    {"good.csv", CSV_HDR "CLI-1,C1,,SKU-A,1,1.00\n"},
+    {"empty.csv", ""},
+    {"header.csv", CSV_HDR},
+    {"noqty.csv", "order_id,customer_id,sku,unit_price\nNQ-1,C1,SKU-A,1.00\n"},
+};
+
+#define N_CLI_FILES (sizeof CLI_FILES / sizeof CLI_FILES[0])
+
+static void cli_files_remove(const char *dir)
+{
+    char path[1024];
+    for (size_t i = 0; i < N_CLI_FILES; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, CLI_FILES[i].name);
+        unlink(path);
+    }
+    rmdir(dir);
 }
 
 static void test_bad_input_table(void **state)
 {
     (void)state;
-    stack s;
+    pid_t pids[6];
     tally t = {0, 0, 0};
     char dir[] = "/tmp/oms-bad-input-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    write_file(dir, "good.csv", CSV_HDR "CLI-1,C1,,SKU-A,1,1.00\n");
-    write_file(dir, "empty.csv", "");
-    write_file(dir, "header.csv", CSV_HDR);
-    write_file(dir, "noqty.csv", "order_id,customer_id,sku,unit_price\nNQ-1,C1,SKU-A,1.00\n");
+    for (size_t i = 0; i < N_CLI_FILES; i++)
+        write_file(dir, CLI_FILES[i].name, CLI_FILES[i].text);
     testenv_reset(SCHEMAS);
     for (size_t i = 0; i < 6; i++)
-        s.pid[i] = testenv_service_start(SERVICES[i].name, SERVICES[i].port,
-                                         service_env(SERVICES[i].name));
+        pids[i] = testenv_service_start(SERVICES[i].name, SERVICES[i].port,
+                                        service_env(SERVICES[i].name));
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
 
@@ -1079,23 +1097,15 @@ static void test_bad_input_table(void **state)
     good_chunk(js, 1);
     good_end(js);
     check_all(pg, js, dir, &t);
+    cli_files_remove(dir);
     printf("bad_input: %d cases ok, %d failed, %d pending\n", t.passed, t.failed, t.pending);
     check_nothing_lost(pg);
     assert_int_equal(t.failed, 0);
     assert_true(t.passed >= 60);
-
-    for (const char *const *f = (const char *const[]){"good.csv", "empty.csv", "header.csv",
-                                                       "noqty.csv", NULL};
-         *f; f++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, *f);
-        unlink(path);
-    }
-    rmdir(dir);
     PQfinish(pg);
     js_conn_destroy(js);
     for (size_t i = 6; i-- > 0;)
-        testenv_service_stop(s.pid[i]);
+        testenv_service_stop(pids[i]);
 }
 
 int main(void)
