@@ -1072,12 +1072,22 @@ static void cli_files_remove(const char *dir)
     rmdir(dir);
 }
 
+/* Case ids name imports, messages and events: two cases must not share one. */
+static void assert_ids_unique(void)
+{
+    for (size_t i = 0; i < N_CASES; i++)
+        for (size_t j = i + 1; j < N_CASES; j++)
+            if (strcmp(CASES[i].id, CASES[j].id) == 0)
+                fail_msg("case id %s is used twice", CASES[i].id);
+}
+
 static void test_bad_input_table(void **state)
 {
     (void)state;
     pid_t pids[6];
     tally t = {0, 0, 0};
     char dir[] = "/tmp/oms-bad-input-XXXXXX";
+    assert_ids_unique();
     assert_non_null(mkdtemp(dir));
     for (size_t i = 0; i < N_CLI_FILES; i++)
         write_file(dir, CLI_FILES[i].name, CLI_FILES[i].text);
