@@ -53,7 +53,7 @@ env "${env[@]}" bash "$ROOT/k8s/config/10-oms-roles.sh" >"$WORK/init.log" 2>&1 |
 # start NAME PORT: the service as its own PostgreSQL role and NATS user.
 start() {
     local name=$1 port=$2 var=OMS_NATS_PASSWORD_${1^^} i
-    OMS_PG_DSN=postgresql://$name:pw-$name@$SERVER/$DB OMS_HTTP_ADDR=127.0.0.1:$port \
+    OMS_PG_DSN="postgresql://$name:pw-$name@$SERVER/$DB?sslmode=prefer" OMS_HTTP_ADDR=127.0.0.1:$port \
         OMS_NATS_USER=$name OMS_NATS_PASSWORD=${!var} OMS_NATS_INBOX_PREFIX=_INBOX.$name \
         "$BIN/services/$name/oms-$name" 2>"$WORK/$name.log" &
     PIDS+=($!)
