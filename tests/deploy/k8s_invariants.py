@@ -633,16 +633,33 @@ BREAKS = [
 ]
 
 
-def selftest(root, objs):
+# Each break of the overlay (against the base) must be reported.
+OVERLAY_BREAKS = [
+    ("placeholder image left", lambda o: _c(o, "refund").update(
+        image=PLACEHOLDER_IMAGE % "refund")),
+    ("more than images changed", lambda o: _dep(o, "notify")["spec"].update(replicas=5)),
+    ("object dropped", lambda o: o.remove(_obj(o, "NetworkPolicy", "default-deny"))),
+]
+
+
+def selftest(root, objs, overlay=None):
     missed = []
-    for what, brk in BREAKS:
-        broken = copy.deepcopy(objs)
+    breaks = [(w, b, False) for w, b in BREAKS]
+    if overlay is not None:
+        breaks += [(w, b, True) for w, b in OVERLAY_BREAKS]
+    for what, brk, of_overlay in breaks:
+        broken = copy.deepcopy(overlay if of_overlay else objs)
         brk(broken)
-        if not Checker(root, broken).run():
+        checker = Checker(root, objs if of_overlay else broken)
+        if of_overlay:
+            checker.overlay(broken)
+        else:
+            checker.run()
+        if not checker.errors:
             missed.append(what)
     for what in missed:
         print("FAIL selftest: breaking the manifests (%s) was not reported" % what)
-    print("k8s invariants selftest: %d of %d breaks reported" % (len(BREAKS) - len(missed), len(BREAKS)))
+    print("k8s invariants selftest: %d of %d breaks reported" % (len(breaks) - len(missed), len(breaks)))
     return not missed
 
 
@@ -654,14 +671,16 @@ def main(argv):
             json.dump(objs, f)
     checker = Checker(root, objs)
     errors = checker.run(load_plain(root))
+    overlay = None
     if "--overlay" in argv:
-        checker.overlay([d for d in yaml.safe_load_all(open(argv[argv.index("--overlay") + 1])) if d])
+        overlay = [d for d in yaml.safe_load_all(open(argv[argv.index("--overlay") + 1])) if d]
+        checker.overlay(overlay)
     for e in errors:
         print(e)
     print("k8s invariants: %d objects, %d violations" % (len(objs), len(errors)))
     ok = not errors
     if "--selftest" in argv:
-        ok = selftest(root, objs) and ok
+        ok = selftest(root, objs, overlay) and ok
     return 0 if ok else 1
 
 
