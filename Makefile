@@ -30,7 +30,7 @@ RUN_BUILD   := $(if $(filter $(ASAN_DIR) $(CURDIR)/$(ASAN_DIR),$(BUILD_DIR)),bui
 CMAKE_BUILD := env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL cmake --build
 
 .PHONY: help deps build build-asan up servers services down status logs clean \
-        demo test bench images
+        demo test bench images k8s-secrets
 
 help:
 	@echo 'make build       release build (RelWithDebInfo) in $(RELEASE_DIR)/'
@@ -45,7 +45,8 @@ help:
 	@echo 'make test        ASan build + servers + ctest'
 	@echo 'make demo        up, then scripts/demo.sh'
 	@echo 'make bench       up, then bench/run.sh'
-	@echo 'make images      one Docker image per service, named as k8s/Kustomization says'
+	@echo 'make images      one Docker image per service, named as the overlay says (OMS_K8S_OVERLAY=deploy/overlays/example)'
+	@echo 'make k8s-secrets random credentials for Kubernetes in k8s/secrets/ (git-ignored; kept if present)'
 	@echo 'make up CLUSTER=3  three clustered nats-servers, two processes of every service'
 	@echo 'make clean       down, then remove .oms/, $(RELEASE_DIR)/ and $(ASAN_DIR)/'
 	@echo
@@ -98,3 +99,6 @@ bench: up
 
 images:
 	@bash scripts/images.sh
+
+k8s-secrets:
+	@bash scripts/k8s-secrets.sh

@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # images.sh - builds one container image per service with Docker, named and
-# tagged as k8s/Kustomization says (its `images:` list is the one place
-# where image names and tags are set). Services whose sources are not in the
-# tree yet are skipped. `make images` runs it; IMAGES_DRY_RUN=1 only prints
-# the docker commands.
+# tagged as the Kubernetes overlay says (its `images:` list is the one place
+# where image names and tags are set: OMS_K8S_OVERLAY, by default
+# deploy/overlays/example). Services whose sources are not in the tree yet
+# are skipped. `make images` runs it; IMAGES_DRY_RUN=1 only prints the
+# docker commands.
 #
 # usage: scripts/images.sh [service...]   (default: every service in the tree)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-KUSTOMIZATION=$ROOT/k8s/Kustomization
+OVERLAY=${OMS_K8S_OVERLAY:-deploy/overlays/example}
+[[ $OVERLAY == /* ]] || OVERLAY=$ROOT/$OVERLAY
+KUSTOMIZATION=$OVERLAY/kustomization.yaml
 
-# Prints "name tag" for oms/<service> from the images: list (newName, if
-# given, replaces the name).
+# Prints "name tag" for the placeholder image of <service> in k8s/ from the
+# images: list (newName, if given, replaces the name).
 image_of() {
-    awk -v want="oms/$1" '
+    awk -v want="set-your-registry.invalid/oms/$1" '
         /^images:/ { in_images = 1; next }
         in_images && /^[^ #-]/ { in_images = 0 }
         in_images && $1 == "-" && $2 == "name:" { name = $3; new_name = $3; next }
@@ -37,7 +40,7 @@ main() {
     fi
     for name in "${services[@]}"; do
         read -r image tag < <(image_of "$name") ||
-            { echo "images: k8s/Kustomization has no images: entry for oms/$name" >&2; exit 1; }
+            { echo "images: ${KUSTOMIZATION#"$ROOT"/} has no images: entry for set-your-registry.invalid/oms/$name" >&2; exit 1; }
         [[ -f $ROOT/services/$name/Dockerfile ]] ||
             { echo "images: services/$name/Dockerfile is missing" >&2; exit 1; }
         echo "images: $image:$tag from services/$name/Dockerfile"

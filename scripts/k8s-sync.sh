@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# k8s-sync.sh - writes the two manifests of k8s/ that carry files kept
-# elsewhere, so that `kubectl apply -f k8s` (which reads no subdirectory and
-# no generator) applies them too:
-#   k8s/11-nats-auth.yaml          ConfigMap nats-auth  <- deploy/nats/auth.conf
+# k8s-sync.sh - writes the manifest of k8s/ that carries files kept
+# elsewhere:
 #   k8s/61-grafana-dashboards.yaml ConfigMap grafana-dashboards <- k8s/grafana/*.json
-# Run it after editing either source; tests/deploy fails while they differ.
+# (ConfigMap nats-auth is generated from deploy/nats/auth.conf by kustomize,
+# deploy/nats/kustomization.yaml: no copy to sync.)
+# Run it after editing a dashboard; tests/deploy fails while they differ.
 #
 # usage: scripts/k8s-sync.sh [--check]   (--check: write nothing, exit 1 if stale)
 set -euo pipefail
@@ -45,8 +45,6 @@ sync() {
 MODE="write"
 STALE=0
 [[ ${1:-} != --check ]] || MODE=check
-sync "$ROOT/k8s/11-nats-auth.yaml" \
-    "$(configmap nats-auth deploy/nats/auth.conf "$ROOT/deploy/nats/auth.conf")"
 sync "$ROOT/k8s/61-grafana-dashboards.yaml" \
     "$(configmap grafana-dashboards 'k8s/grafana/*.json' "$ROOT"/k8s/grafana/*.json)"
 exit "$STALE"

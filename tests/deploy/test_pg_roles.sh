@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test_pg_roles.sh - the PostgreSQL roles of k8s/20-postgres.yaml, for real:
-# runs its init script (ConfigMap postgres-init) on a fresh database of the
-# stack's PostgreSQL, then starts ingest and inventory with DSNs of their own
-# roles: each migrates its schema and becomes ready, and neither can read or
-# change the other's schema nor public.
+# runs its init script (k8s/config/10-oms-roles.sh, ConfigMap postgres-init)
+# on a fresh database of the stack's PostgreSQL, then starts ingest and
+# inventory with DSNs of their own roles: each migrates its schema and
+# becomes ready, and neither can read or change the other's schema nor
+# public; the exporter's role reads the statistics and no service's data.
 # usage: tests/deploy/test_pg_roles.sh SOURCE_DIR WORK_DIR  (under `make test`)
 set -euo pipefail
 
@@ -27,7 +28,7 @@ cleanup() {
     local pid role
     for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     psql_as "$ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-    for role in "${ROLES[@]}"; do
+    for role in "${ROLES[@]}" exporter; do
         psql_as "$ADMIN" -c "DROP ROLE IF EXISTS $role" >/dev/null 2>&1 || true
     done
 }
@@ -41,23 +42,18 @@ cleanup
 psql_as "$ADMIN" -c "CREATE DATABASE $DB"
 
 # The init script exactly as Kubernetes runs it, with the same variables.
-/usr/bin/python3 - "$ROOT/k8s/20-postgres.yaml" >"$WORK/10-oms-roles.sh" <<'EOF'
-import sys, yaml
-for doc in yaml.safe_load_all(open(sys.argv[1])):
-    if doc and doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "postgres-init":
-        sys.stdout.write(doc["data"]["10-oms-roles.sh"])
-EOF
-env=(POSTGRES_USER=oms "POSTGRES_DB=$DB" "PGHOST=${SERVER%:*}" "PGPORT=${SERVER##*:}")
+env=(POSTGRES_USER=oms "POSTGRES_DB=$DB" "PGHOST=${SERVER%:*}" "PGPORT=${SERVER##*:}"
+    EXPORTER_PASSWORD=pw-exporter)
 for role in "${ROLES[@]}"; do
-    env+=("DSN_${role^^}=postgresql://$role:pw-$role@$SERVER/$DB")
+    env+=("DSN_${role^^}=postgresql://$role:pw-$role@$SERVER/$DB?sslmode=prefer")
 done
-env "${env[@]}" bash "$WORK/10-oms-roles.sh" >"$WORK/init.log" 2>&1 ||
+env "${env[@]}" bash "$ROOT/k8s/config/10-oms-roles.sh" >"$WORK/init.log" 2>&1 ||
     { cat "$WORK/init.log"; fail "the init script of k8s/20-postgres.yaml failed"; }
 
 # start NAME PORT: the service as its own PostgreSQL role and NATS user.
 start() {
     local name=$1 port=$2 var=OMS_NATS_PASSWORD_${1^^} i
-    OMS_PG_DSN=postgresql://$name:pw-$name@$SERVER/$DB OMS_HTTP_ADDR=127.0.0.1:$port \
+    OMS_PG_DSN="postgresql://$name:pw-$name@$SERVER/$DB?sslmode=prefer" OMS_HTTP_ADDR=127.0.0.1:$port \
         OMS_NATS_USER=$name OMS_NATS_PASSWORD=${!var} OMS_NATS_INBOX_PREFIX=_INBOX.$name \
         "$BIN/services/$name/oms-$name" 2>"$WORK/$name.log" &
     PIDS+=($!)
@@ -85,9 +81,12 @@ refused ingest "SELECT count(*) FROM inventory.products" "permission denied"
 refused inventory "INSERT INTO ingest.imports DEFAULT VALUES" "permission denied"
 refused payment "CREATE TABLE public.x (a int)" "permission denied"
 refused analytics "DROP SCHEMA ingest CASCADE" "must be owner"
+[[ $(as exporter "SELECT count(*) > 0 FROM pg_stat_database") == t ]] ||
+    fail "the exporter's role cannot read pg_stat_database"
+refused exporter "SELECT count(*) FROM ingest.orders" "permission denied"
 for pid in "${PIDS[@]}"; do
     kill -TERM "$pid"
     wait "$pid" || fail "a service did not exit cleanly on SIGTERM"
 done
 PIDS=()
-echo "pg roles: the init script made 6 roles; ingest and inventory migrated and ran as their own roles; cross-schema access refused"
+echo "pg roles: the init script made 6 roles and the exporter's; ingest and inventory migrated and ran as their own roles; cross-schema access refused"
