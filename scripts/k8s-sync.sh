@@ -3,7 +3,10 @@
 # elsewhere, so that `kubectl apply -f k8s` (which reads no subdirectory and
 # no generator) applies them too:
 #   k8s/11-nats-auth.yaml          ConfigMap nats-auth  <- deploy/nats/auth.conf
-#   k8s/61-grafana-dashboards.yaml ConfigMap grafana-dashboards <- k8s/grafana/*.json
+#   k8s/51-prometheus-rules.yaml   ConfigMap prometheus-rules <- k8s/prometheus/rules/*.yml
+#   k8s/61-grafana-dashboards.yaml ConfigMaps grafana-dashboards <- k8s/grafana/*.json,
+#                                  grafana-datasources <- k8s/grafana/provisioning/datasources/*.yaml,
+#                                  grafana-dashboard-providers <- k8s/grafana/provisioning/dashboards/*.yaml
 # Run it after editing either source; tests/deploy fails while they differ.
 #
 # usage: scripts/k8s-sync.sh [--check]   (--check: write nothing, exit 1 if stale)
@@ -47,6 +50,15 @@ STALE=0
 [[ ${1:-} != --check ]] || MODE=check
 sync "$ROOT/k8s/11-nats-auth.yaml" \
     "$(configmap nats-auth deploy/nats/auth.conf "$ROOT/deploy/nats/auth.conf")"
+sync "$ROOT/k8s/51-prometheus-rules.yaml" \
+    "$(configmap prometheus-rules 'k8s/prometheus/rules/*.yml' "$ROOT"/k8s/prometheus/rules/*.yml)"
+# Grafana reads the same provisioning files the repository ships: one source.
 sync "$ROOT/k8s/61-grafana-dashboards.yaml" \
-    "$(configmap grafana-dashboards 'k8s/grafana/*.json' "$ROOT"/k8s/grafana/*.json)"
+    "$(configmap grafana-dashboards 'k8s/grafana/*.json' "$ROOT"/k8s/grafana/*.json)
+---
+$(configmap grafana-datasources 'k8s/grafana/provisioning/datasources/*.yaml' \
+        "$ROOT"/k8s/grafana/provisioning/datasources/*.yaml)
+---
+$(configmap grafana-dashboard-providers 'k8s/grafana/provisioning/dashboards/*.yaml' \
+        "$ROOT"/k8s/grafana/provisioning/dashboards/*.yaml)"
 exit "$STALE"
