@@ -306,6 +306,10 @@ def dashboard_queries(root):
     for f in sorted(glob.glob(os.path.join(root, "k8s/grafana/*.json"))):
         dash = json.load(open(f))
         tvars = template_values(dash)
+        for v in dash.get("templating", {}).get("list", []):
+            if v.get("type") == "query" and (v.get("datasource") or {}).get("uid") != uid:
+                fail("%s: variable %r uses data source %r, provisioned is only %r"
+                     % (os.path.basename(f), v["name"], v.get("datasource"), uid))
         for p in panels(dash.get("panels", [])):
             if p.get("type") == "row":
                 continue
