@@ -472,6 +472,10 @@ oms_status consumer_start(consumer **out, const consumer_spec *spec, const consu
     metrics_counter_declare(env->m, "oms_dead_letters_total", "Messages sent to dead_letters");
     metrics_counter_declare(env->m, "oms_consumer_retries_total",
                             "Batches rolled back and redelivered after a transient failure");
+    /* Both from 0, so that the first dead letter or retry is an increase that
+     * rate()/increase() and the alert rules see, not a series that appears. */
+    metrics_counter_add(env->m, "oms_dead_letters_total", "", 0);
+    metrics_counter_add(env->m, "oms_consumer_retries_total", "", 0);
     metrics_histogram_declare(env->m, "oms_batch_duration_seconds",
                               "Time to apply and commit one fetched batch",
                               METRICS_SECONDS_BUCKETS, METRICS_SECONDS_BUCKETS_LEN);

@@ -16,6 +16,7 @@ PACKAGES=(
     libcsv-dev libcurl4-openssl-dev libcmocka-dev libmicrohttpd-dev
     libjansson-dev libssl-dev
     python3 python3-aiosmtpd prometheus curl procps
+    prometheus-postgres-exporter prometheus-redis-exporter prometheus-alertmanager
     python3-yaml
 )
 
@@ -75,8 +76,8 @@ main() {
 
     echo "deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends \
+    apt-get -o DPkg::Lock::Timeout=600 update -q
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
         "${missing[@]}" </dev/null
     npm_packages

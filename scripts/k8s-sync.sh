@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# k8s-sync.sh - writes the manifest of k8s/ that carries files kept
+# k8s-sync.sh - writes the manifests of k8s/ that carry files kept
 # elsewhere:
-#   k8s/61-grafana-dashboards.yaml ConfigMap grafana-dashboards <- k8s/grafana/*.json
+#   k8s/51-prometheus-rules.yaml   ConfigMap prometheus-rules <- k8s/prometheus/rules/*.yml
+#   k8s/61-grafana-dashboards.yaml ConfigMaps grafana-dashboards <- k8s/grafana/*.json,
+#                                  grafana-datasources <- k8s/grafana/provisioning/datasources/*.yaml,
+#                                  grafana-dashboard-providers <- k8s/grafana/provisioning/dashboards/*.yaml
 # (ConfigMap nats-auth is generated from deploy/nats/auth.conf by kustomize,
 # deploy/nats/kustomization.yaml: no copy to sync.)
-# Run it after editing a dashboard; tests/deploy fails while they differ.
+# Run it after editing either source; tests/deploy fails while they differ.
 #
 # usage: scripts/k8s-sync.sh [--check]   (--check: write nothing, exit 1 if stale)
 set -euo pipefail
@@ -45,6 +48,15 @@ sync() {
 MODE="write"
 STALE=0
 [[ ${1:-} != --check ]] || MODE=check
+sync "$ROOT/k8s/51-prometheus-rules.yaml" \
+    "$(configmap prometheus-rules 'k8s/prometheus/rules/*.yml' "$ROOT"/k8s/prometheus/rules/*.yml)"
+# Grafana reads the same provisioning files the repository ships: one source.
 sync "$ROOT/k8s/61-grafana-dashboards.yaml" \
-    "$(configmap grafana-dashboards 'k8s/grafana/*.json' "$ROOT"/k8s/grafana/*.json)"
+    "$(configmap grafana-dashboards 'k8s/grafana/*.json' "$ROOT"/k8s/grafana/*.json)
+---
+$(configmap grafana-datasources 'k8s/grafana/provisioning/datasources/*.yaml' \
+        "$ROOT"/k8s/grafana/provisioning/datasources/*.yaml)
+---
+$(configmap grafana-dashboard-providers 'k8s/grafana/provisioning/dashboards/*.yaml' \
+        "$ROOT"/k8s/grafana/provisioning/dashboards/*.yaml)"
 exit "$STALE"
