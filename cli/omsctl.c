@@ -66,6 +66,7 @@ static void print_help(FILE *out)
           "Settings come from the environment; run `. .oms/env` first:\n"
           "  OMS_NATS_URL           default nats://127.0.0.1:14222\n"
           "  OMS_NATS_USER, OMS_NATS_PASSWORD   optional\n"
+          "  OMS_NATS_TLS_CA, OMS_NATS_TLS_CERT, OMS_NATS_TLS_KEY   TLS to NATS, optional\n"
           "  OMS_ADMIN_TOKEN        needed by `dlq retry`\n"
           "  OMS_INGEST_URL ... OMS_ANALYTICS_URL   service URLs, default\n"
           "                         http://127.0.0.1:18081 ... 18086\n"
