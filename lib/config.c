@@ -171,8 +171,9 @@ static oms_status check_pg_password(const char *dsn, char err[CONFIG_ERR_LEN])
     PQconninfoOption *opts = PQconninfoParse(dsn, &parse_err);
     oms_status s = OMS_OK;
     if (opts == NULL) {
-        snprintf(err, CONFIG_ERR_LEN, "OMS_PG_DSN is invalid: %s",
-                 parse_err ? parse_err : "out of memory");
+        const char *why = parse_err ? parse_err : "out of memory";
+        size_t len = strcspn(why, "\n"); /* libpq ends its messages with one */
+        snprintf(err, CONFIG_ERR_LEN, "OMS_PG_DSN is invalid: %.*s", (int)len, why);
         s = OMS_EINVAL;
         goto out;
     }
