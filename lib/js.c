@@ -132,10 +132,14 @@ natsStatus js_options_set_tls(natsOptions *opts, const js_identity *id)
     return st;
 }
 
-static bool tls_failure(natsStatus st)
+/* With TLS 1.3 a server that wants a client certificate refuses it after
+ * the client's side of the handshake: nats.c then sees the connection close
+ * where it expected a PONG, a protocol error. */
+static bool tls_failure(natsStatus st, const js_identity *id)
 {
+    bool tls = id->tls_ca != NULL || id->tls_cert != NULL;
     return st == NATS_SSL_ERROR || st == NATS_SECURE_CONNECTION_REQUIRED ||
-           st == NATS_SECURE_CONNECTION_WANTED;
+           st == NATS_SECURE_CONNECTION_WANTED || (tls && st == NATS_PROTOCOL_ERROR);
 }
 
 static oms_status tls_fail(natsStatus st, const char *url, const js_identity *id)
@@ -178,8 +182,11 @@ static oms_status connect_nats(js_conn *c, natsOptions *opts, const char *url,
         log_info("connected to NATS", NULL);
         return OMS_OK;
     }
-    if (tls_failure(st))
+    if (tls_failure(st, id))
         return tls_fail(st, url, id);
+    const char *detail = nats_GetLastError(NULL);
+    log_warn("cannot connect to NATS yet, retrying in the background", "nats_url", url, "error",
+             natsStatus_GetText(st), "detail", detail ? detail : "", NULL);
     /* With retry-on-failed-connect and a connected callback, Connect returns
      * NATS_NOT_YET_CONNECTED at once while the server is unreachable and the
      * client keeps trying in the background (without the callback it would
