@@ -115,7 +115,11 @@ int main(int argc, char **argv)
     int rc = dispatch(argc, argv);
     curl_global_cleanup();
     /* Lets nats.c's threads end before exit, so leak checkers see no
-     * half-freed library state. A no-op when NATS was never used. */
-    nats_CloseAndWait(NATS_CLOSE_WAIT_MS);
+     * half-freed library state. A no-op when NATS was never used. Not after
+     * TLS: nats.c 3.4.1's cleanup frees OpenSSL's compression methods
+     * without clearing them, and OpenSSL's own exit handler then frees them
+     * again and crashes (nats-io/nats.c#904). */
+    if (config_str("OMS_NATS_TLS_CA", NULL) == NULL && config_str("OMS_NATS_TLS_CERT", NULL) == NULL)
+        nats_CloseAndWait(NATS_CLOSE_WAIT_MS);
     return rc;
 }
