@@ -119,7 +119,8 @@ int main(int argc, char **argv)
      * TLS: nats.c 3.4.1's cleanup frees OpenSSL's compression methods
      * without clearing them, and OpenSSL's own exit handler then frees them
      * again and crashes (nats-io/nats.c#904). */
-    if (config_str("OMS_NATS_TLS_CA", NULL) == NULL && config_str("OMS_NATS_TLS_CERT", NULL) == NULL)
+    if (config_str("OMS_NATS_TLS_CA", NULL) == NULL &&
+        config_str("OMS_NATS_TLS_CERT", NULL) == NULL)
         nats_CloseAndWait(NATS_CLOSE_WAIT_MS);
     return rc;
 }

@@ -109,7 +109,10 @@ bool config_is_placeholder(const char *value)
     /* "secret", "password1", "admin123": a word, then digits at most. */
     for (const char *const *w = words; *w; w++) {
         size_t len = strlen(*w);
-        if (strncmp(folded, *w, len) == 0 && strspn(folded + len, "0123456789") == strlen(folded + len))
+        if (strncmp(folded, *w, len) != 0)
+            continue;
+        const char *rest = folded + len; /* within folded: it starts with the word */
+        if (strspn(rest, "0123456789") == strlen(rest))
             return true;
     }
     return false;
