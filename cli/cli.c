@@ -108,7 +108,7 @@ const char *cli_nats_url(void)
  * 3.4.1 blocks in natsConnection_Connect with retry-on-failed-connect and
  * no connected callback), which is right for a service and wrong for a
  * command; this probe lets omsctl fail fast and say why. */
-static natsStatus probe(const char *url, const char *user, const char *password, int64_t wait_ms)
+static natsStatus probe(const char *url, const js_identity *id, int64_t wait_ms)
 {
     natsOptions *opts = NULL;
     natsConnection *nc = NULL;
@@ -119,8 +119,10 @@ static natsStatus probe(const char *url, const char *user, const char *password,
         st = natsOptions_SetTimeout(opts, wait_ms);
     if (st == NATS_OK)
         st = natsOptions_SetName(opts, "omsctl-probe");
-    if (st == NATS_OK && user != NULL)
-        st = natsOptions_SetUserInfo(opts, user, password);
+    if (st == NATS_OK && id->user != NULL)
+        st = natsOptions_SetUserInfo(opts, id->user, id->password);
+    if (st == NATS_OK)
+        st = js_options_set_tls(opts, id);
     if (st == NATS_OK)
         st = natsConnection_Connect(&nc, opts);
     natsConnection_Destroy(nc);
@@ -128,17 +130,45 @@ static natsStatus probe(const char *url, const char *user, const char *password,
     return st;
 }
 
+/* TLS settings (README, Configuration): a CA, and a client certificate as
+ * both or neither of its files. */
+static oms_status tls_identity(js_identity *id)
+{
+    id->tls_ca = config_str("OMS_NATS_TLS_CA", NULL);
+    id->tls_cert = config_str("OMS_NATS_TLS_CERT", NULL);
+    id->tls_key = config_str("OMS_NATS_TLS_KEY", NULL);
+    if ((id->tls_cert == NULL) == (id->tls_key == NULL))
+        return OMS_OK;
+    cli_error("a client certificate needs both OMS_NATS_TLS_CERT and OMS_NATS_TLS_KEY");
+    return OMS_EINVAL;
+}
+
+static bool tls_status(natsStatus st)
+{
+    return st == NATS_SSL_ERROR || st == NATS_SECURE_CONNECTION_REQUIRED ||
+           st == NATS_SECURE_CONNECTION_WANTED;
+}
+
 oms_status cli_connect(js_conn **out, int64_t wait_ms)
 {
     const char *url = cli_nats_url();
-    const char *user = config_str("OMS_NATS_USER", NULL);
-    const char *password = config_str("OMS_NATS_PASSWORD", NULL);
+    js_identity id = {.user = config_str("OMS_NATS_USER", NULL),
+                      .password = config_str("OMS_NATS_PASSWORD", NULL)};
     js_conn *c = NULL;
 
-    natsStatus st = probe(url, user, password, wait_ms);
+    if (tls_identity(&id) != OMS_OK)
+        return OMS_EINVAL;
+    natsStatus st = probe(url, &id, wait_ms);
     if (st == NATS_NOT_PERMITTED || st == NATS_CONNECTION_AUTH_FAILED) {
         cli_error("NATS at %s refused the credentials (%s): check OMS_NATS_USER and "
                   "OMS_NATS_PASSWORD (run `. .oms/env`)", url, natsStatus_GetText(st));
+        return OMS_ENATS;
+    }
+    if (tls_status(st)) {
+        const char *detail = nats_GetLastError(NULL);
+        cli_error("TLS with NATS at %s failed (%s: %s): check OMS_NATS_TLS_CA, "
+                  "OMS_NATS_TLS_CERT and OMS_NATS_TLS_KEY", url, natsStatus_GetText(st),
+                  detail ? detail : "");
         return OMS_ENATS;
     }
     if (st != NATS_OK) {
@@ -146,7 +176,7 @@ oms_status cli_connect(js_conn **out, int64_t wait_ms)
                   "set OMS_NATS_URL (run `. .oms/env`)", url, natsStatus_GetText(st));
         return OMS_ETRANSIENT;
     }
-    oms_status s = js_connect(&c, url, user, password, "omsctl");
+    oms_status s = js_connect_as(&c, url, &id, "omsctl");
     if (s != OMS_OK) {
         cli_error("cannot connect to NATS at %s (%s): check OMS_NATS_URL (run `. .oms/env`)", url,
                   oms_strstatus(s));

@@ -67,6 +67,7 @@ static void print_help(FILE *out)
           "Settings come from the environment; run `. .oms/env` first:\n"
           "  OMS_NATS_URL           default nats://127.0.0.1:14222\n"
           "  OMS_NATS_USER, OMS_NATS_PASSWORD   optional\n"
+          "  OMS_NATS_TLS_CA, OMS_NATS_TLS_CERT, OMS_NATS_TLS_KEY   TLS to NATS, optional\n"
           "  OMS_ADMIN_TOKEN        needed by `dlq retry`\n"
           "  OMS_INGEST_URL ... OMS_ANALYTICS_URL   service URLs, default\n"
           "                         http://127.0.0.1:18081 ... 18086\n"
@@ -120,7 +121,12 @@ int main(int argc, char **argv)
     int rc = dispatch(argc, argv);
     curl_global_cleanup();
     /* Lets nats.c's threads end before exit, so leak checkers see no
-     * half-freed library state. A no-op when NATS was never used. */
-    nats_CloseAndWait(NATS_CLOSE_WAIT_MS);
+     * half-freed library state. A no-op when NATS was never used. Not after
+     * TLS: nats.c 3.4.1's cleanup frees OpenSSL's compression methods
+     * without clearing them, and OpenSSL's own exit handler then frees them
+     * again and crashes (nats-io/nats.c#904). */
+    if (config_str("OMS_NATS_TLS_CA", NULL) == NULL &&
+        config_str("OMS_NATS_TLS_CERT", NULL) == NULL)
+        nats_CloseAndWait(NATS_CLOSE_WAIT_MS);
     return rc;
 }

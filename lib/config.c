@@ -1,14 +1,25 @@
 /*
  * config.c - environment variables, validated once at start.
+ *
+ * Secrets and passwords are checked here too, before anything connects: a
+ * placeholder copied from an example (change-me) or a short HMAC key is a
+ * deployment mistake that should stop the process with exit 2, naming the
+ * variable, rather than run with a guessable credential. Messages never
+ * quote a secret's value.
  */
 #include "config.h"
 
 #include "log.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#define PLACEHOLDER_MAX 256
 
 const char *config_str(const char *name, const char *def)
 {
@@ -53,6 +64,187 @@ oms_status config_double(const char *name, double def, double min, double max, d
         return OMS_EINVAL;
     }
     *out = d;
+    return OMS_OK;
+}
+
+/* value lowercased with '-', '_', '.' and spaces removed, into out. */
+static void placeholder_fold(const char *value, char out[PLACEHOLDER_MAX])
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)value; *p && n + 1 < PLACEHOLDER_MAX;
+         p++)
+        if (*p != '-' && *p != '_' && *p != '.' && *p != ' ')
+            out[n++] = (char)tolower(*p);
+    out[n] = '\0';
+}
+
+static bool all_same_char(const char *value)
+{
+    for (const char *p = value; *p; p++)
+        if (*p != value[0])
+            return false;
+    return true;
+}
+
+bool config_is_placeholder(const char *value)
+{
+    static const char *const prefixes[] = {"changeme", "replaceme", "setme", "fillme", NULL};
+    static const char *const inside[] = {"changeme", "placeholder", "example", NULL};
+    static const char *const words[] = {"secret",  "password", "passwd", "pass",    "example",
+                                        "default", "admin",    "token",  "test",    "dummy",
+                                        "todo",    "fixme",    "xxx",    "qwerty",  "letmein",
+                                        "none",    "null",     "empty",  "insecure", NULL};
+    char folded[PLACEHOLDER_MAX];
+    if (value == NULL)
+        return false;
+    placeholder_fold(value, folded);
+    if (folded[0] == '\0' || all_same_char(value) || all_same_char(folded))
+        return true;
+    for (const char *const *p = prefixes; *p; p++)
+        if (strncmp(folded, *p, strlen(*p)) == 0)
+            return true;
+    for (const char *const *p = inside; *p; p++)
+        if (strstr(folded, *p) != NULL)
+            return true;
+    /* "secret", "password1", "admin123": a word, then digits at most. */
+    for (const char *const *w = words; *w; w++) {
+        size_t len = strlen(*w);
+        if (strncmp(folded, *w, len) != 0)
+            continue;
+        const char *rest = folded + len; /* within folded: it starts with the word */
+        if (strspn(rest, "0123456789") == strlen(rest))
+            return true;
+    }
+    return false;
+}
+
+oms_status config_check_secret(const char *name, const char *value, const char *needed_for,
+                               char err[CONFIG_ERR_LEN])
+{
+    if (value == NULL) {
+        if (needed_for == NULL)
+            return OMS_OK;
+        snprintf(err, CONFIG_ERR_LEN, "%s is not set: %s (at least %d bytes)", name, needed_for,
+                 CONFIG_MIN_SECRET_BYTES);
+        return OMS_EINVAL;
+    }
+    if (config_is_placeholder(value)) {
+        snprintf(err, CONFIG_ERR_LEN,
+                 "%s is a placeholder, not a secret: set it to a random value of at least %d "
+                 "bytes (openssl rand -hex 32)",
+                 name, CONFIG_MIN_SECRET_BYTES);
+        return OMS_EINVAL;
+    }
+    if (strlen(value) < CONFIG_MIN_SECRET_BYTES) {
+        snprintf(err, CONFIG_ERR_LEN,
+                 "%s is too short: %zu bytes, at least %d needed (openssl rand -hex 32)", name,
+                 strlen(value), CONFIG_MIN_SECRET_BYTES);
+        return OMS_EINVAL;
+    }
+    return OMS_OK;
+}
+
+oms_status config_check_password(const char *name, const char *value, const char *needed_for,
+                                 char err[CONFIG_ERR_LEN])
+{
+    if (value == NULL) {
+        if (needed_for == NULL)
+            return OMS_OK;
+        snprintf(err, CONFIG_ERR_LEN, "%s is not set: %s", name, needed_for);
+        return OMS_EINVAL;
+    }
+    if (*value == '\0') {
+        snprintf(err, CONFIG_ERR_LEN, "%s is empty: set the password, or leave it out", name);
+        return OMS_EINVAL;
+    }
+    if (config_is_placeholder(value)) {
+        snprintf(err, CONFIG_ERR_LEN,
+                 "%s is a placeholder, not a password: set the real one (generate it with "
+                 "openssl rand -hex 24)",
+                 name);
+        return OMS_EINVAL;
+    }
+    return OMS_OK;
+}
+
+/* The password inside OMS_PG_DSN, as libpq reads it (URL or key=value). */
+static oms_status check_pg_password(const char *dsn, char err[CONFIG_ERR_LEN])
+{
+    char *parse_err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(dsn, &parse_err);
+    oms_status s = OMS_OK;
+    if (opts == NULL) {
+        const char *why = parse_err ? parse_err : "out of memory";
+        size_t len = strcspn(why, "\n"); /* libpq ends its messages with one */
+        snprintf(err, CONFIG_ERR_LEN, "OMS_PG_DSN is invalid: %.*s", (int)len, why);
+        s = OMS_EINVAL;
+        goto out;
+    }
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val != NULL)
+            s = config_check_password("the password in OMS_PG_DSN", o->val, NULL, err);
+out:
+    PQfreemem(parse_err);
+    PQconninfoFree(opts);
+    return s;
+}
+
+/* The password of redis://[user]:password@host..., when there is one. */
+static oms_status check_redis_password(const char *url, char err[CONFIG_ERR_LEN])
+{
+    const char *p = url + strlen("redis://");
+    size_t authority = strcspn(p, "/");
+    const char *at = memrchr(p, '@', authority);
+    const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+    char password[PLACEHOLDER_MAX];
+    if (colon == NULL)
+        return OMS_OK;
+    snprintf(password, sizeof password, "%.*s", (int)(at - colon - 1), colon + 1);
+    return config_check_password("the password in OMS_REDIS_URL", password, NULL, err);
+}
+
+static oms_status check_readable(const char *name, const char *path, char err[CONFIG_ERR_LEN])
+{
+    if (path == NULL || access(path, R_OK) == 0)
+        return OMS_OK;
+    snprintf(err, CONFIG_ERR_LEN, "%s=\"%.150s\" is invalid: %s", name, path, strerror(errno));
+    return OMS_EINVAL;
+}
+
+static oms_status load_tls(oms_config *cfg, char err[CONFIG_ERR_LEN])
+{
+    cfg->nats_tls_ca = config_str("OMS_NATS_TLS_CA", NULL);
+    cfg->nats_tls_cert = config_str("OMS_NATS_TLS_CERT", NULL);
+    cfg->nats_tls_key = config_str("OMS_NATS_TLS_KEY", NULL);
+    if ((cfg->nats_tls_cert == NULL) != (cfg->nats_tls_key == NULL)) {
+        snprintf(err, CONFIG_ERR_LEN,
+                 "%s is not set: a client certificate needs both OMS_NATS_TLS_CERT and "
+                 "OMS_NATS_TLS_KEY",
+                 cfg->nats_tls_cert ? "OMS_NATS_TLS_KEY" : "OMS_NATS_TLS_CERT");
+        return OMS_EINVAL;
+    }
+    if (check_readable("OMS_NATS_TLS_CA", cfg->nats_tls_ca, err) != OMS_OK ||
+        check_readable("OMS_NATS_TLS_CERT", cfg->nats_tls_cert, err) != OMS_OK ||
+        check_readable("OMS_NATS_TLS_KEY", cfg->nats_tls_key, err) != OMS_OK)
+        return OMS_EINVAL;
+    return OMS_OK;
+}
+
+/* Every credential the process was given: a placeholder or an empty
+ * password stops it here rather than at its first connection. */
+static oms_status check_credentials(const oms_config *cfg, char err[CONFIG_ERR_LEN])
+{
+    char needed[96];
+    snprintf(needed, sizeof needed, "OMS_NATS_USER=%.40s needs its password",
+             cfg->nats_user ? cfg->nats_user : "");
+    /* With a user, an empty password is refused rather than taken as unset. */
+    const char *nats_password = cfg->nats_user ? getenv("OMS_NATS_PASSWORD") : cfg->nats_password;
+    if (config_check_password("OMS_NATS_PASSWORD", nats_password,
+                              cfg->nats_user ? needed : NULL, err) != OMS_OK ||
+        config_check_secret("OMS_ADMIN_TOKEN", cfg->admin_token, NULL, err) != OMS_OK ||
+        check_pg_password(cfg->pg_dsn, err) != OMS_OK ||
+        check_redis_password(cfg->redis_url, err) != OMS_OK)
+        return OMS_EINVAL;
     return OMS_OK;
 }
 
@@ -149,7 +341,8 @@ oms_status config_load(oms_config *cfg, const char *service, int http_port,
         check_prefix("OMS_REDIS_URL", cfg->redis_url, redis_schemes, err) != OMS_OK ||
         check_currency(cfg->currency, err) != OMS_OK)
         return OMS_EINVAL;
-    if (check_inbox_prefix(cfg->nats_inbox_prefix, err) != OMS_OK)
+    if (check_inbox_prefix(cfg->nats_inbox_prefix, err) != OMS_OK ||
+        check_credentials(cfg, err) != OMS_OK || load_tls(cfg, err) != OMS_OK)
         return OMS_EINVAL;
     if (strchr(cfg->http_addr, ':') == NULL) {
         snprintf(err, CONFIG_ERR_LEN,

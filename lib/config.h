@@ -34,7 +34,19 @@ typedef struct oms_config {
      * reply inboxes (e.g. _INBOX.ingest), so a NATS user can be allowed to
      * subscribe to its own replies only. Default: nats.c's _INBOX. */
     const char *nats_inbox_prefix;
+    /* OMS_NATS_TLS_CA, optional: the CA file (PEM) that signed the NATS
+     * server's certificate; set, the connection uses TLS. OMS_NATS_TLS_CERT
+     * and OMS_NATS_TLS_KEY, optional, both or neither: a client certificate
+     * for a server that verifies clients. Each must be a readable file. */
+    const char *nats_tls_ca;
+    const char *nats_tls_cert;
+    const char *nats_tls_key;
 } oms_config;
+
+/* The least length of every HMAC key and of the admin token: 32 bytes, the
+ * output size of SHA-256 (RFC 2104: a key shorter than the hash weakens the
+ * MAC), and what `openssl rand -hex 16` or longer gives. */
+#define CONFIG_MIN_SECRET_BYTES 32
 
 /* Fills cfg from the environment. http_port is this service's default port.
  * On a bad value returns OMS_EINVAL and writes the reason into err. */
@@ -51,6 +63,27 @@ oms_status config_double(const char *name, double def, double min, double max,
 
 /* Returns the variable, or def when absent or empty. */
 const char *config_str(const char *name, const char *def);
+
+/* True when value is a known placeholder rather than a chosen secret:
+ * change-me and its spellings (change_me, CHANGEME-admin...), replace-me,
+ * words such as secret, password, example, placeholder, default (alone or
+ * followed by digits), text containing "example" or "placeholder", or one
+ * character repeated. Case, '-', '_' and '.' are ignored. */
+bool config_is_placeholder(const char *value);
+
+/* Checks secret `name` (an HMAC key or a bearer token): NULL is OMS_OK unless
+ * needed_for says why it is required ("OMS_PAYMENT_GATEWAY=http needs ..."),
+ * then "<name> is not set: <needed_for>". A placeholder or a value shorter
+ * than CONFIG_MIN_SECRET_BYTES is refused naming the variable, never
+ * quoting the value. */
+oms_status config_check_secret(const char *name, const char *value, const char *needed_for,
+                               char err[CONFIG_ERR_LEN]);
+
+/* Checks password `name` (what names it in a message, e.g. "OMS_NATS_PASSWORD"
+ * or "the password in OMS_PG_DSN"): NULL is OMS_OK unless needed_for is
+ * given; empty or a placeholder is refused. */
+oms_status config_check_password(const char *name, const char *value, const char *needed_for,
+                                 char err[CONFIG_ERR_LEN]);
 
 /* The payment gateway's request timeouts (config_gateway.c):
  * OMS_PAYMENT_GATEWAY_TIMEOUT_MS (default 10000, 100..120000) and

@@ -26,17 +26,21 @@ typedef struct stream_def {
     const char *name;
     const char *subject;
     jsRetentionPolicy retention;
+    const char *owner; /* the one service that creates and updates it */
 } stream_def;
 
-/* The streams of the event contract (docs/events.md). */
+/* The streams of the event contract (docs/events.md). Each has one owner,
+ * the service whose domain its subjects belong to; deploy/nats/auth.conf
+ * grants STREAM.CREATE/UPDATE on a stream to that user only, so two
+ * services with different settings cannot fight over a stream's config. */
 static const stream_def STREAMS[] = {
-    {"INGEST", "ingest.rows", js_WorkQueuePolicy},
-    {"ORDERS", "order.>", js_LimitsPolicy},
-    {"STOCK", "stock.>", js_LimitsPolicy},
-    {"PAYMENTS", "payment.>", js_LimitsPolicy},
-    {"REFUNDS", "refund.>", js_LimitsPolicy},
-    {"IMPORTS", "import.>", js_LimitsPolicy},
-    {"CATALOG", "catalog.>", js_LimitsPolicy},
+    {"INGEST", "ingest.rows", js_WorkQueuePolicy, "ingest"},
+    {"ORDERS", "order.>", js_LimitsPolicy, "ingest"},
+    {"STOCK", "stock.>", js_LimitsPolicy, "inventory"},
+    {"PAYMENTS", "payment.>", js_LimitsPolicy, "payment"},
+    {"REFUNDS", "refund.>", js_LimitsPolicy, "refund"},
+    {"IMPORTS", "import.>", js_LimitsPolicy, "ingest"},
+    {"CATALOG", "catalog.>", js_LimitsPolicy, "inventory"},
 };
 
 static void on_publish_error(jsCtx *js, jsPubAckErr *pae, void *closure)
@@ -103,6 +107,98 @@ oms_status js_connect(js_conn **out, const char *url, const char *user, const ch
     return js_connect_as(out, url, &id, name);
 }
 
+js_identity js_identity_of(const oms_config *cfg)
+{
+    return (js_identity){.user = cfg->nats_user,
+                         .password = cfg->nats_password,
+                         .inbox_prefix = cfg->nats_inbox_prefix,
+                         .tls_ca = cfg->nats_tls_ca,
+                         .tls_cert = cfg->nats_tls_cert,
+                         .tls_key = cfg->nats_tls_key};
+}
+
+natsStatus js_options_set_tls(natsOptions *opts, const js_identity *id)
+{
+    natsStatus st = NATS_OK;
+    if (id->tls_ca == NULL && id->tls_cert == NULL)
+        return NATS_OK;
+    /* Secure even for a nats:// URL: with a CA configured, a server that
+     * offers no TLS must be refused, not talked to in clear. */
+    st = natsOptions_SetSecure(opts, true);
+    if (st == NATS_OK && id->tls_ca != NULL)
+        st = natsOptions_LoadCATrustedCertificates(opts, id->tls_ca);
+    if (st == NATS_OK && id->tls_cert != NULL)
+        st = natsOptions_LoadCertificatesChain(opts, id->tls_cert, id->tls_key);
+    return st;
+}
+
+/* With TLS 1.3 a server that wants a client certificate refuses it after
+ * the client's side of the handshake: nats.c then sees the connection close
+ * where it expected a PONG, a protocol error. */
+static bool tls_failure(natsStatus st, const js_identity *id)
+{
+    bool tls = id->tls_ca != NULL || id->tls_cert != NULL;
+    return st == NATS_SSL_ERROR || st == NATS_SECURE_CONNECTION_REQUIRED ||
+           st == NATS_SECURE_CONNECTION_WANTED || (tls && st == NATS_PROTOCOL_ERROR);
+}
+
+static oms_status tls_fail(natsStatus st, const char *url, const js_identity *id)
+{
+    const char *detail = nats_GetLastError(NULL);
+    log_error("TLS with NATS failed: check OMS_NATS_TLS_CA (the CA that signed the server's "
+              "certificate) and OMS_NATS_TLS_CERT/OMS_NATS_TLS_KEY (a client certificate, "
+              "when the server verifies clients)",
+              "nats_url", url, "error", natsStatus_GetText(st), "detail",
+              detail ? detail : "", "ca", id->tls_ca ? id->tls_ca : "(none)", NULL);
+    return OMS_ENATS;
+}
+
+static natsStatus set_options(natsOptions *opts, const char *url, const js_identity *id,
+                              const char *name)
+{
+    natsStatus st;
+    if ((st = js_options_set_servers(opts, url)) != NATS_OK ||
+        (st = natsOptions_SetName(opts, name)) != NATS_OK ||
+        (st = natsOptions_SetMaxReconnect(opts, -1)) != NATS_OK ||
+        (st = natsOptions_SetReconnectWait(opts, 250)) != NATS_OK ||
+        (st = natsOptions_SetDisconnectedCB(opts, on_disconnected, NULL)) != NATS_OK ||
+        (st = natsOptions_SetReconnectedCB(opts, on_reconnected, NULL)) != NATS_OK)
+        return st;
+    if (id->user != NULL && (st = natsOptions_SetUserInfo(opts, id->user, id->password)) != NATS_OK)
+        return st;
+    if (id->inbox_prefix != NULL &&
+        (st = natsOptions_SetCustomInboxPrefix(opts, id->inbox_prefix)) != NATS_OK)
+        return st;
+    return js_options_set_tls(opts, id);
+}
+
+/* One attempt first, so that what retrying cannot fix (TLS) is reported
+ * instead of being retried silently in the background. */
+static oms_status connect_nats(js_conn *c, natsOptions *opts, const char *url,
+                               const js_identity *id)
+{
+    natsStatus st = natsConnection_Connect(&c->nc, opts);
+    if (st == NATS_OK) {
+        log_info("connected to NATS", NULL);
+        return OMS_OK;
+    }
+    if (tls_failure(st, id))
+        return tls_fail(st, url, id);
+    const char *detail = nats_GetLastError(NULL);
+    log_warn("cannot connect to NATS yet, retrying in the background", "nats_url", url, "error",
+             natsStatus_GetText(st), "detail", detail ? detail : "", NULL);
+    /* With retry-on-failed-connect and a connected callback, Connect returns
+     * NATS_NOT_YET_CONNECTED at once while the server is unreachable and the
+     * client keeps trying in the background (without the callback it would
+     * block here, deaf to SIGTERM). Callers retry their first requests. */
+    if ((st = natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, NULL)) != NATS_OK)
+        return nats_fail(st, "options");
+    st = natsConnection_Connect(&c->nc, opts);
+    if (st != NATS_OK && st != NATS_NOT_YET_CONNECTED)
+        return nats_fail(st, "connect");
+    return OMS_OK;
+}
+
 oms_status js_connect_as(js_conn **out, const char *url, const js_identity *id, const char *name)
 {
     natsOptions *opts = NULL;
@@ -114,35 +210,15 @@ oms_status js_connect_as(js_conn **out, const char *url, const js_identity *id, 
     if (c == NULL)
         return OMS_ENOMEM;
     if ((st = natsOptions_Create(&opts)) != NATS_OK ||
-        (st = js_options_set_servers(opts, url)) != NATS_OK ||
-        (st = natsOptions_SetName(opts, name)) != NATS_OK ||
-        (st = natsOptions_SetMaxReconnect(opts, -1)) != NATS_OK ||
-        (st = natsOptions_SetReconnectWait(opts, 250)) != NATS_OK ||
-        (st = natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, NULL)) != NATS_OK ||
-        (st = natsOptions_SetDisconnectedCB(opts, on_disconnected, NULL)) != NATS_OK ||
-        (st = natsOptions_SetReconnectedCB(opts, on_reconnected, NULL)) != NATS_OK) {
-        s = nats_fail(st, "options");
+        (st = set_options(opts, url, id, name)) != NATS_OK) {
+        const char *detail = nats_GetLastError(NULL);
+        log_error("cannot set up the NATS connection", "error", natsStatus_GetText(st), "detail",
+                  detail ? detail : "", NULL);
+        s = OMS_ENATS;
         goto out;
     }
-    if (id->user != NULL &&
-        (st = natsOptions_SetUserInfo(opts, id->user, id->password)) != NATS_OK) {
-        s = nats_fail(st, "user info");
+    if ((s = connect_nats(c, opts, url, id)) != OMS_OK)
         goto out;
-    }
-    if (id->inbox_prefix != NULL &&
-        (st = natsOptions_SetCustomInboxPrefix(opts, id->inbox_prefix)) != NATS_OK) {
-        s = nats_fail(st, "inbox prefix");
-        goto out;
-    }
-    /* With retry-on-failed-connect and a connected callback, Connect returns
-     * NATS_NOT_YET_CONNECTED at once while the server is unreachable and the
-     * client keeps trying in the background (without the callback it would
-     * block here, deaf to SIGTERM). Callers retry their first requests. */
-    st = natsConnection_Connect(&c->nc, opts);
-    if (st != NATS_OK && st != NATS_NOT_YET_CONNECTED) {
-        s = nats_fail(st, "connect");
-        goto out;
-    }
     jsOptions_Init(&jo);
     jo.Wait = 10000;
     jo.PublishAsync.MaxPending = 16384;
@@ -229,6 +305,40 @@ oms_status js_ensure_streams(js_conn *c, int replicas, int64_t max_age_ms, int64
             return s;
     }
     return OMS_OK;
+}
+
+oms_status js_ensure_owned_streams(js_conn *c, const char *owner, int replicas, int64_t max_age_ms,
+                                   int64_t dup_window_ms)
+{
+    for (size_t i = 0; i < sizeof STREAMS / sizeof STREAMS[0]; i++) {
+        if (strcmp(STREAMS[i].owner, owner) != 0)
+            continue;
+        oms_status s = ensure_stream(c, &STREAMS[i], replicas, max_age_ms, dup_window_ms);
+        if (s != OMS_OK)
+            return s;
+    }
+    return OMS_OK;
+}
+
+const char *js_stream_owner(const char *stream)
+{
+    for (size_t i = 0; i < sizeof STREAMS / sizeof STREAMS[0]; i++)
+        if (strcmp(STREAMS[i].name, stream) == 0)
+            return STREAMS[i].owner;
+    return NULL;
+}
+
+oms_status js_stream_exists(js_conn *c, const char *stream)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode code = 0;
+    natsStatus st = js_GetStreamInfo(&si, c->js, stream, NULL, &code);
+    jsStreamInfo_Destroy(si);
+    if (st == NATS_OK)
+        return OMS_OK;
+    if (st == NATS_NOT_FOUND || code == JSStreamNotFoundErr)
+        return OMS_ENOTFOUND;
+    return nats_fail(st, "stream info");
 }
 
 oms_status js_pull_subscribe(js_conn *c, const char *stream, const char *durable,

@@ -8,6 +8,7 @@
 #ifndef OMS_JS_H
 #define OMS_JS_H
 
+#include "config.h"
 #include "oms.h"
 
 #include <nats/nats.h>
@@ -25,18 +26,37 @@ oms_status js_connect(js_conn **out, const char *url, const char *user, const ch
 
 /* Who a process is to NATS: user and password (both may be NULL) and the
  * prefix of its reply inboxes (NULL: nats.c's "_INBOX"). The server grants a
- * user subscribe permission on its own prefix only (deploy/nats/auth.conf). */
+ * user subscribe permission on its own prefix only (deploy/nats/auth.conf).
+ * tls_ca (PEM file of the CA that signed the server's certificate) turns TLS
+ * on; tls_cert and tls_key (PEM files, both or neither) add a client
+ * certificate for a server that verifies clients. All may be NULL. */
 typedef struct js_identity {
     const char *user;
     const char *password;
     const char *inbox_prefix;
+    const char *tls_ca;
+    const char *tls_cert;
+    const char *tls_key;
 } js_identity;
 
-/* js_connect with the whole identity; borrows id. */
+/* js_connect with the whole identity; borrows id. A TLS failure (the server's
+ * certificate not signed by tls_ca, a server that requires TLS or a client
+ * certificate it was not given) is logged with OpenSSL's reason and returns
+ * OMS_ENATS at once: retrying would not fix it. An unreachable server is
+ * retried in the background as with js_connect. */
 oms_status js_connect_as(js_conn **out, const char *url, const js_identity *id, const char *name);
+
+/* The identity a service's configuration gives it (OMS_NATS_USER,
+ * OMS_NATS_PASSWORD, OMS_NATS_INBOX_PREFIX, OMS_NATS_TLS_*); borrows cfg's
+ * strings, which live as long as the process. */
+js_identity js_identity_of(const oms_config *cfg);
 
 /* Sets opts' servers from url: one URL, or a comma-separated list of them. */
 natsStatus js_options_set_servers(natsOptions *opts, const char *url);
+
+/* Applies id's TLS settings to opts (nothing when tls_ca and tls_cert are
+ * NULL). Borrows both; on failure nats_GetLastError says which file. */
+natsStatus js_options_set_tls(natsOptions *opts, const js_identity *id);
 
 /* Drains pending publishes (up to 5 s) and closes; NULL is a no-op. */
 void js_conn_destroy(js_conn *c);
@@ -46,8 +66,23 @@ jsCtx *js_ctx(js_conn *c);
 bool js_connected(js_conn *c);
 
 /* Creates or updates every stream of the contract (INGEST, ORDERS, STOCK,
- * PAYMENTS, REFUNDS, IMPORTS, CATALOG) with file storage. */
+ * PAYMENTS, REFUNDS, IMPORTS, CATALOG) with file storage: for operators and
+ * tests, whose NATS user may manage every stream. */
 oms_status js_ensure_streams(js_conn *c, int replicas, int64_t max_age_ms, int64_t dup_window_ms);
+
+/* Creates or updates the streams whose owner is `owner` (a service name:
+ * ingest owns INGEST, ORDERS, IMPORTS; inventory STOCK, CATALOG; payment
+ * PAYMENTS; refund REFUNDS), and only those. OMS_OK when it owns none. */
+oms_status js_ensure_owned_streams(js_conn *c, const char *owner, int replicas, int64_t max_age_ms,
+                                   int64_t dup_window_ms);
+
+/* The service that creates stream, or NULL for a name outside the contract.
+ * Returns a static string. */
+const char *js_stream_owner(const char *stream);
+
+/* OMS_OK when stream exists, OMS_ENOTFOUND when it does not (yet), another
+ * status when JetStream did not answer. Reads stream info only. */
+oms_status js_stream_exists(js_conn *c, const char *stream);
 
 /* Creates (or reuses) durable pull consumer `durable` on stream with a subject
  * filter (NULL for all), explicit acks, and binds a subscription to it.

@@ -69,12 +69,47 @@ static bool wait_step(oms_service *svc, int64_t *backoff_ms)
     return !svc->stopping;
 }
 
-static oms_status connect_nats(oms_service *svc)
+/* Waits until stream exists: another service owns it (js.c) and creates it
+ * when it starts; this one only reads its info. */
+static oms_status wait_stream(oms_service *svc, const char *stream)
 {
     int64_t backoff = 200;
-    js_identity id = {.user = svc->cfg.nats_user,
-                      .password = svc->cfg.nats_password,
-                      .inbox_prefix = svc->cfg.nats_inbox_prefix};
+    oms_status s;
+    while ((s = js_stream_exists(svc->js, stream)) != OMS_OK) {
+        const char *owner = js_stream_owner(stream);
+        log_warn("waiting for stream, created by its owner when it starts", "stream", stream,
+                 "owner", owner ? owner : "?", NULL);
+        if (!wait_step(svc, &backoff))
+            return s;
+    }
+    return OMS_OK;
+}
+
+/* The streams this service creates, then those it only reads: its
+ * consumers' and def->needs_streams. */
+static oms_status ensure_streams(oms_service *svc)
+{
+    int64_t backoff = 200;
+    oms_status s;
+    while ((s = js_ensure_owned_streams(svc->js, svc->def->name, svc->cfg.stream_replicas,
+                                        svc->cfg.stream_max_age_ms, svc->cfg.dup_window_ms)) !=
+           OMS_OK) {
+        log_warn("streams not ready, retrying", "nats_url", svc->cfg.nats_url, NULL);
+        if (!wait_step(svc, &backoff))
+            return s;
+    }
+    for (size_t i = 0; i < svc->def->n_consumers; i++)
+        if ((s = wait_stream(svc, svc->def->consumers[i].stream)) != OMS_OK)
+            return s;
+    for (const char *const *n = svc->def->needs_streams; n != NULL && *n != NULL; n++)
+        if ((s = wait_stream(svc, *n)) != OMS_OK)
+            return s;
+    return OMS_OK;
+}
+
+static oms_status connect_nats(oms_service *svc)
+{
+    js_identity id = js_identity_of(&svc->cfg);
     oms_status s = js_connect_as(&svc->js, svc->cfg.nats_url, &id, svc->def->name);
     if (s != OMS_OK)
         return s;
@@ -86,13 +121,7 @@ static oms_status connect_nats(oms_service *svc)
         oms_sleep_ms(100, &svc->stopping);
     if (svc->stopping)
         return OMS_ETRANSIENT;
-    while ((s = js_ensure_streams(svc->js, svc->cfg.stream_replicas, svc->cfg.stream_max_age_ms,
-                                  svc->cfg.dup_window_ms)) != OMS_OK) {
-        log_warn("streams not ready, retrying", "nats_url", svc->cfg.nats_url, NULL);
-        if (!wait_step(svc, &backoff))
-            return s;
-    }
-    return OMS_OK;
+    return ensure_streams(svc);
 }
 
 static oms_status migrate(oms_service *svc)

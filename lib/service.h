@@ -23,6 +23,10 @@ typedef struct service_def {
     const pg_migration *migrations;   /* the service's schema/NNN_*.sql */
     const consumer_spec *consumers;   /* ctx NULL means "the domain context" */
     size_t n_consumers;
+    /* NULL-terminated: streams other consumers of the service read (not
+     * lib/consumer ones, e.g. analytics'), waited for at start like the
+     * consumers' own. Optional. */
+    const char *const *needs_streams;
     /* Builds the domain context after connections and migrations are in
      * place (may start threads). Optional. */
     oms_status (*init)(oms_service *svc, void **ctx);

@@ -14,7 +14,7 @@ PACKAGES=(
     libpq-dev postgresql-15 postgresql-client-15
     redis-server libhiredis-dev
     libcsv-dev libcurl4-openssl-dev libcmocka-dev libmicrohttpd-dev
-    libjansson-dev libssl-dev
+    libjansson-dev libssl-dev openssl
     python3 python3-aiosmtpd prometheus curl procps
     prometheus-postgres-exporter prometheus-redis-exporter prometheus-alertmanager
     python3-yaml

@@ -580,8 +580,14 @@ service_ready() { http_ok "http://127.0.0.1:$1/readyz"; }
 # True if PID runs BIN as it is now: a rebuilt binary shows as "(deleted)".
 runs_binary() { [[ $(readlink "/proc/$1/exe" 2>/dev/null) == "$(realpath "$2")" ]]; }
 
+# Services started by service_start and not yet ready: "comp pid port bin".
+STARTING=()
+
 # service_start NAME [REPLICA]: the service connects to NATS as its own user,
 # with its own inbox prefix; the other users' passwords are not passed on.
+# Returns once it runs; services_await waits for it to be ready. Not one by
+# one: a service waits at start for the streams other services own (ingest
+# for STOCK, inventory for ORDERS...), so none is ready before its peers run.
 service_start() {
     local name=$1 replica=${2:-1} bin port pid comp log password
     comp=$(service_component "$name" "$replica")
@@ -610,11 +616,21 @@ service_start() {
     ) </dev/null >>"$log" 2>&1 &
     pid=$!
     echo "$pid" >"$RUN/$comp.pid"
-    if ! wait_for "$READY_TIMEOUT_S" "$pid" service_ready "$port"; then
-        rm -f "$RUN/$comp.pid"
-        fail_start "$comp" "$pid" "GET http://127.0.0.1:$port/readyz"
-    fi
-    say "$comp" "started (pid $pid, http://127.0.0.1:$port, $(rel "$bin"))"
+    STARTING+=("$comp $pid $port $bin")
+}
+
+# services_await: waits for every service service_start started to be ready.
+services_await() {
+    local entry comp pid port bin
+    for entry in "${STARTING[@]}"; do
+        read -r comp pid port bin <<<"$entry"
+        if ! wait_for "$READY_TIMEOUT_S" "$pid" service_ready "$port"; then
+            rm -f "$RUN/$comp.pid"
+            fail_start "$comp" "$pid" "GET http://127.0.0.1:$port/readyz"
+        fi
+        say "$comp" "started (pid $pid, http://127.0.0.1:$port, $(rel "$bin"))"
+    done
+    STARTING=()
 }
 
 # service_stop NAME: stops every replica.
@@ -704,6 +720,7 @@ cmd_services() {
             skipped+=("$name")
         fi
     done
+    services_await
     ((${#skipped[@]} == 0)) ||
         say services "no binary under $(rel "$BUILD_DIR")/services/, not started: ${skipped[*]}"
 }

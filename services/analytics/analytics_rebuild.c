@@ -267,7 +267,7 @@ static oms_status connect_all(rebuild *rb)
 {
     char err[REDIS_ERR_LEN];
     /* As the service: its NATS user may read replies on its inbox prefix only. */
-    js_identity id = {rb->cfg.nats_user, rb->cfg.nats_password, rb->cfg.nats_inbox_prefix};
+    js_identity id = js_identity_of(&rb->cfg);
     oms_status s = js_connect_as(&rb->js, rb->cfg.nats_url, &id, "analytics-rebuild");
     for (int i = 0; s == OMS_OK && i < 100 && !js_connected(rb->js); i++)
         oms_sleep_ms(100, NULL);
@@ -275,11 +275,15 @@ static oms_status connect_all(rebuild *rb)
         fprintf(stderr, "analytics rebuild: cannot connect to NATS at %s\n", rb->cfg.nats_url);
         return OMS_ETRANSIENT;
     }
-    if ((s = js_ensure_streams(rb->js, rb->cfg.stream_replicas, rb->cfg.stream_max_age_ms,
-                               rb->cfg.dup_window_ms)) != OMS_OK) {
-        fprintf(stderr, "analytics rebuild: cannot reach the streams: %s\n", oms_strstatus(s));
-        return s;
-    }
+    /* ingest and refund own the streams it replays: it only reads them. */
+    static const char *const streams[] = {"ORDERS", "REFUNDS"};
+    for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++)
+        if ((s = js_stream_exists(rb->js, streams[i])) != OMS_OK) {
+            fprintf(stderr, "analytics rebuild: cannot read stream %s (%s): %s creates it when "
+                            "it starts\n",
+                    streams[i], oms_strstatus(s), js_stream_owner(streams[i]));
+            return s;
+        }
     if ((s = redis_connect(&rb->redis, rb->cfg.redis_url, REDIS_TIMEOUT_MS, err)) != OMS_OK)
         fprintf(stderr, "analytics rebuild: %s\n", err);
     return s;

@@ -88,8 +88,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "analytics: configuration error: %s\n", err);
         return 2;
     }
+    /* Its consumers are rconsumers: service.c waits for their streams
+     * (created by ingest and refund) before init starts them. */
+    static const char *const streams[] = {"ORDERS", "REFUNDS", NULL};
     service_def def = {
         .name = "analytics",
+        .needs_streams = streams,
         .http_port = 18086,
         .migrations = analytics_migrations,
         .init = analytics_init,

@@ -9,9 +9,8 @@
 #include "notify.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-
-#define MIN_SECRET_BYTES 16
 
 static const char *const CHANNEL_NAMES[NOTIFY_N_CHANNELS] = {"log", "email", "webhook"};
 
@@ -118,6 +117,13 @@ static oms_status read_email(notify_settings *cfg, char err[CONFIG_ERR_LEN])
                  "OMS_SMTP_TLS=\"%.32s\" is invalid: expected auto, require or off", tls);
         return OMS_EINVAL;
     }
+    /* A login needs its password; a placeholder is refused either way. */
+    if (config_check_password("OMS_SMTP_PASSWORD",
+                              cfg->smtp_user ? getenv("OMS_SMTP_PASSWORD") : cfg->smtp_password,
+                              cfg->smtp_user ? "OMS_SMTP_USER is set and needs its password"
+                                             : NULL,
+                              err) != OMS_OK)
+        return OMS_EINVAL;
     if (!cfg->enabled[NOTIFY_EMAIL])
         return OMS_OK;
     if (!has_prefix(cfg->smtp_url, "smtp://") && !has_prefix(cfg->smtp_url, "smtps://")) {
@@ -141,8 +147,9 @@ static oms_status read_webhook(notify_settings *cfg, char err[CONFIG_ERR_LEN])
 {
     cfg->webhook_url = config_str("OMS_WEBHOOK_URL", NULL);
     cfg->webhook_secret = config_str("OMS_WEBHOOK_SECRET", NULL);
+    /* Checked even with the channel off: a secret set for later must be sound. */
     if (!cfg->enabled[NOTIFY_WEBHOOK])
-        return OMS_OK;
+        return config_check_secret("OMS_WEBHOOK_SECRET", cfg->webhook_secret, NULL, err);
     if (!has_prefix(cfg->webhook_url, "http://") && !has_prefix(cfg->webhook_url, "https://")) {
         snprintf(err, CONFIG_ERR_LEN,
                  "OMS_WEBHOOK_URL=\"%.100s\" is invalid: the webhook channel needs the URL to "
@@ -150,14 +157,8 @@ static oms_status read_webhook(notify_settings *cfg, char err[CONFIG_ERR_LEN])
                  cfg->webhook_url ? cfg->webhook_url : "");
         return OMS_EINVAL;
     }
-    if (cfg->webhook_secret == NULL || strlen(cfg->webhook_secret) < MIN_SECRET_BYTES) {
-        snprintf(err, CONFIG_ERR_LEN,
-                 "OMS_WEBHOOK_SECRET is %s: the webhook channel signs every request with it, "
-                 "at least %d bytes",
-                 cfg->webhook_secret ? "too short" : "not set", MIN_SECRET_BYTES);
-        return OMS_EINVAL;
-    }
-    return OMS_OK;
+    return config_check_secret("OMS_WEBHOOK_SECRET", cfg->webhook_secret,
+                               "the webhook channel signs every request with it", err);
 }
 
 oms_status notify_config(notify_settings *cfg, char err[CONFIG_ERR_LEN])

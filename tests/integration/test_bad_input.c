@@ -944,8 +944,9 @@ static char redis_setting[300]; /* OMS_REDIS_URL=redis://host:port/REDIS_DB */
 static const char *const *service_env(const char *name)
 {
     static const char *const ingest[] = {"OMS_INGEST_SEAL_MS=200", NULL};
-    static const char *const payment[] = {"OMS_PAYMENT_SUCCESS_RATE=1",
-                                          "OMS_PAYMENT_WEBHOOK_SECRET=bad-input-secret", NULL};
+    static const char *const payment[] = {
+        "OMS_PAYMENT_SUCCESS_RATE=1",
+        "OMS_PAYMENT_WEBHOOK_SECRET=bad-input-webhook-secret-of-32-bytes", NULL};
     static const char *const notify[] = {"OMS_NOTIFY_CHANNELS=log", NULL};
     static const char *analytics[] = {redis_setting, NULL};
     if (strcmp(name, "ingest") == 0)

@@ -25,7 +25,7 @@
 #define PORT 19580
 #define WEBHOOK_PORT 19585
 #define SMTP_PORT 19586
-#define SECRET "whsec_notify_integration_0123"
+#define SECRET "whsec_notify_integration_0123456789abcdef"
 #define GROUP_MAX 32 /* NOTIFY_CLAIM_MAX: notifications one sender has in flight */
 
 #ifndef OMS_SMTP_SINK

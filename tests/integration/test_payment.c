@@ -25,7 +25,7 @@
 #define PORT 19083
 #define GATEWAY_PORT 19583
 #define DEAD_PORT 19584 /* nothing listens there */
-#define SECRET "whsec_integration_0123456789"
+#define SECRET "whsec_integration_0123456789abcdef0123"
 #define CALLBACK_URL "http://127.0.0.1:19083/callbacks/payment"
 
 #ifndef OMS_FAKE_GATEWAY

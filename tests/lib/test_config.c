@@ -12,14 +12,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const VARS[] = {
     "OMS_NATS_URL",      "OMS_NATS_USER",        "OMS_NATS_PASSWORD",      "OMS_PG_DSN",
     "OMS_REDIS_URL",     "OMS_HTTP_ADDR",        "OMS_ADMIN_TOKEN",        "OMS_CURRENCY",
     "OMS_STREAM_REPLICAS", "OMS_STREAM_MAX_AGE_H", "OMS_DUPLICATE_WINDOW_S", "OMS_BATCH_MAX",
     "OMS_BATCH_WAIT_MS", "OMS_LOG_LEVEL",        "OMS_TEST_INT",           "OMS_TEST_DBL",
-    "OMS_NATS_INBOX_PREFIX",
+    "OMS_NATS_INBOX_PREFIX", "OMS_NATS_TLS_CA",   "OMS_NATS_TLS_CERT",      "OMS_NATS_TLS_KEY",
 };
+
+/* 64 bytes, as `openssl rand -hex 32` gives. */
+#define GOOD_TOKEN "3f9c1e7a5b2d4f6081a3c5e7092b4d6f8a1c3e5f7092b4d6e8f0a2c4e6f8091b"
 
 static int clear_env(void **state)
 {
@@ -82,11 +86,11 @@ static void test_values_from_environment(void **state)
     (void)state;
     set("OMS_NATS_URL", "tls://nats.example:4222");
     set("OMS_NATS_USER", "svc");
-    set("OMS_NATS_PASSWORD", "pw");
-    set("OMS_PG_DSN", "postgres://u:p@db.example:5432/oms");
+    set("OMS_NATS_PASSWORD", "n8Qw2vLp");
+    set("OMS_PG_DSN", "postgres://u:pw-u@db.example:5432/oms");
     set("OMS_REDIS_URL", "redis://cache:6379/2");
     set("OMS_HTTP_ADDR", "0.0.0.0:9000");
-    set("OMS_ADMIN_TOKEN", "t0ken");
+    set("OMS_ADMIN_TOKEN", GOOD_TOKEN);
     set("OMS_CURRENCY", "EUR");
     set("OMS_STREAM_REPLICAS", "3");
     set("OMS_STREAM_MAX_AGE_H", "1");
@@ -99,11 +103,11 @@ static void test_values_from_environment(void **state)
     assert_int_equal(config_load(&cfg, "notify", 18084, err), OMS_OK);
     assert_string_equal(cfg.nats_url, "tls://nats.example:4222");
     assert_string_equal(cfg.nats_user, "svc");
-    assert_string_equal(cfg.nats_password, "pw");
-    assert_string_equal(cfg.pg_dsn, "postgres://u:p@db.example:5432/oms");
+    assert_string_equal(cfg.nats_password, "n8Qw2vLp");
+    assert_string_equal(cfg.pg_dsn, "postgres://u:pw-u@db.example:5432/oms");
     assert_string_equal(cfg.redis_url, "redis://cache:6379/2");
     assert_string_equal(cfg.http_addr, "0.0.0.0:9000");
-    assert_string_equal(cfg.admin_token, "t0ken");
+    assert_string_equal(cfg.admin_token, GOOD_TOKEN);
     assert_string_equal(cfg.currency, "EUR");
     assert_int_equal(cfg.stream_replicas, 3);
     assert_int_equal(cfg.stream_max_age_ms, 3600000);
@@ -318,6 +322,161 @@ static void test_config_str(void **state)
     assert_string_equal(config_str("OMS_TEST_INT", "fallback"), "given");
 }
 
+/* Placeholders, whatever their case or punctuation; chosen values are not. */
+static void test_placeholders(void **state)
+{
+    (void)state;
+    static const char *const placeholders[] = {
+        "change-me", "changeme", "CHANGE_ME", "change-me-admin-token", "Change.Me.123",
+        "replace-me-please", "secret", "Secret123", "password", "PASSWORD1", "example",
+        "an-example-webhook-secret-of-40-bytes-xx", "placeholder", "my-placeholder-value",
+        "default", "admin", "test", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "00000000", "----",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", NULL};
+    static const char *const chosen[] = {GOOD_TOKEN, "n8Qw2vLp", "pw-ingest", "secretariat-9f2",
+                                         "testament-of-orders-0c1d", "p0a1b2c3", NULL};
+    for (const char *const *p = placeholders; *p; p++)
+        if (!config_is_placeholder(*p))
+            fail_msg("\"%s\" is not taken as a placeholder", *p);
+    for (const char *const *p = chosen; *p; p++)
+        if (config_is_placeholder(*p))
+            fail_msg("\"%s\" is taken as a placeholder", *p);
+    assert_false(config_is_placeholder(NULL));
+}
+
+/* The admin token: a placeholder or fewer than 32 bytes stop the process,
+ * named, the value never quoted; unset is fine (admin endpoints answer 401). */
+static void test_admin_token_floor(void **state)
+{
+    (void)state;
+    oms_config cfg;
+    char err[CONFIG_ERR_LEN] = "";
+    assert_int_equal(config_load(&cfg, "ingest", 18081, err), OMS_OK);
+    assert_null(cfg.admin_token);
+    assert_load_fails("OMS_ADMIN_TOKEN", "change-me-admin-token",
+                      "OMS_ADMIN_TOKEN is a placeholder, not a secret: set it to a random value "
+                      "of at least 32 bytes (openssl rand -hex 32)");
+    assert_load_fails("OMS_ADMIN_TOKEN", "kZ81pQv0-3t9Lm2x",
+                      "OMS_ADMIN_TOKEN is too short: 16 bytes, at least 32 needed (openssl rand "
+                      "-hex 32)");
+    /* 31 bytes is one short; 32 is enough. */
+    assert_load_fails("OMS_ADMIN_TOKEN", "3f9c1e7a5b2d4f6081a3c5e7092b4d6",
+                      "OMS_ADMIN_TOKEN is too short: 31 bytes, at least 32 needed (openssl rand "
+                      "-hex 32)");
+    set("OMS_ADMIN_TOKEN", "3f9c1e7a5b2d4f6081a3c5e7092b4d6f");
+    assert_int_equal(config_load(&cfg, "ingest", 18081, err), OMS_OK);
+}
+
+/* The secret checks the services use for their HMAC keys. */
+static void test_check_secret(void **state)
+{
+    (void)state;
+    char err[CONFIG_ERR_LEN] = "";
+    assert_int_equal(config_check_secret("OMS_X_SECRET", NULL, NULL, err), OMS_OK);
+    assert_int_equal(config_check_secret("OMS_X_SECRET", NULL, "mode y signs with it", err),
+                     OMS_EINVAL);
+    assert_string_equal(err, "OMS_X_SECRET is not set: mode y signs with it (at least 32 bytes)");
+    assert_int_equal(config_check_secret("OMS_X_SECRET", "secret", NULL, err), OMS_EINVAL);
+    assert_string_equal(err, "OMS_X_SECRET is a placeholder, not a secret: set it to a random "
+                             "value of at least 32 bytes (openssl rand -hex 32)");
+    assert_int_equal(config_check_secret("OMS_X_SECRET", GOOD_TOKEN, "y", err), OMS_OK);
+}
+
+/* NATS: a user needs its password; empty or a placeholder is refused. */
+static void test_nats_password(void **state)
+{
+    (void)state;
+    oms_config cfg;
+    char err[CONFIG_ERR_LEN] = "";
+    set("OMS_NATS_USER", "payment");
+    assert_int_equal(config_load(&cfg, "payment", 18083, err), OMS_EINVAL);
+    assert_string_equal(err, "OMS_NATS_PASSWORD is not set: OMS_NATS_USER=payment needs its "
+                             "password");
+    assert_load_fails("OMS_NATS_PASSWORD", "",
+                      "OMS_NATS_PASSWORD is empty: set the password, or leave it out");
+    assert_load_fails("OMS_NATS_PASSWORD", "change-me",
+                      "OMS_NATS_PASSWORD is a placeholder, not a password: set the real one "
+                      "(generate it with openssl rand -hex 24)");
+    set("OMS_NATS_PASSWORD", "p41c9be0d7a2f");
+    assert_int_equal(config_load(&cfg, "payment", 18083, err), OMS_OK);
+    assert_string_equal(cfg.nats_password, "p41c9be0d7a2f");
+}
+
+/* The passwords inside OMS_PG_DSN (read by libpq's parser, URL or query
+ * parameter) and OMS_REDIS_URL. */
+static void test_dsn_passwords(void **state)
+{
+    (void)state;
+    oms_config cfg;
+    char err[CONFIG_ERR_LEN] = "";
+    static const char *const pg_placeholders[] = {
+        "postgresql://ingest:change-me@127.0.0.1:5432/oms",
+        "postgresql://ingest@db/oms?password=changeme",
+        "postgres://ingest:password@db/oms",
+    };
+    for (size_t i = 0; i < sizeof pg_placeholders / sizeof pg_placeholders[0]; i++)
+        assert_load_fails("OMS_PG_DSN", pg_placeholders[i],
+                          "the password in OMS_PG_DSN is a placeholder, not a password: set the "
+                          "real one (generate it with openssl rand -hex 24)");
+    /* libpq reads "ingest:@db" as no password, "?password=" as an empty one. */
+    assert_load_fails("OMS_PG_DSN", "postgresql://ingest@db/oms?password=",
+                      "the password in OMS_PG_DSN is empty: set the password, or leave it out");
+    assert_load_fails("OMS_PG_DSN", "postgresql://ingest@db/oms?nosuch=1",
+                      "OMS_PG_DSN is invalid: invalid URI query parameter: \"nosuch\"");
+    assert_load_fails("OMS_REDIS_URL", "redis://:change-me@cache:6379/0",
+                      "the password in OMS_REDIS_URL is a placeholder, not a password: set the "
+                      "real one (generate it with openssl rand -hex 24)");
+    assert_load_fails("OMS_REDIS_URL", "redis://default:@cache:6379/0",
+                      "the password in OMS_REDIS_URL is empty: set the password, or leave it out");
+    set("OMS_PG_DSN", "postgresql://ingest:pw-ingest@db/oms");
+    set("OMS_REDIS_URL", "redis://default:r9f2c1a0b@cache:6379/0");
+    assert_int_equal(config_load(&cfg, "ingest", 18081, err), OMS_OK);
+    set("OMS_PG_DSN", "postgresql://oms@127.0.0.1:15432/oms"); /* no password: peer, .pgpass */
+    assert_int_equal(config_load(&cfg, "ingest", 18081, err), OMS_OK);
+}
+
+/* TLS files: each must be readable; a certificate needs its key. */
+static void test_tls_files(void **state)
+{
+    (void)state;
+    oms_config cfg;
+    char err[CONFIG_ERR_LEN] = "";
+    char dir[] = "/tmp/oms-config-tls-XXXXXX", ca[64], cert[64], key[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    const char *files[] = {ca, cert, key};
+    for (size_t i = 0; i < 3; i++) {
+        FILE *f = fopen(files[i], "w");
+        assert_non_null(f);
+        fclose(f);
+    }
+    assert_int_equal(config_load(&cfg, "ingest", 18081, err), OMS_OK);
+    assert_null(cfg.nats_tls_ca);
+    assert_null(cfg.nats_tls_cert);
+    set("OMS_NATS_TLS_CA", ca);
+    set("OMS_NATS_TLS_CERT", cert);
+    set("OMS_NATS_TLS_KEY", key);
+    assert_int_equal(config_load(&cfg, "ingest", 18081, err), OMS_OK);
+    assert_string_equal(cfg.nats_tls_ca, ca);
+    assert_string_equal(cfg.nats_tls_cert, cert);
+    assert_string_equal(cfg.nats_tls_key, key);
+    unsetenv("OMS_NATS_TLS_KEY");
+    assert_int_equal(config_load(&cfg, "ingest", 18081, err), OMS_EINVAL);
+    assert_string_equal(err, "OMS_NATS_TLS_KEY is not set: a client certificate needs both "
+                             "OMS_NATS_TLS_CERT and OMS_NATS_TLS_KEY");
+    unsetenv("OMS_NATS_TLS_CERT");
+    char want[CONFIG_ERR_LEN];
+    snprintf(want, sizeof want,
+             "OMS_NATS_TLS_CA=\"%s/none.pem\" is invalid: No such file or directory", dir);
+    char missing[80];
+    snprintf(missing, sizeof missing, "%s/none.pem", dir);
+    assert_load_fails("OMS_NATS_TLS_CA", missing, want);
+    for (size_t i = 0; i < 3; i++)
+        unlink(files[i]);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -333,6 +492,12 @@ int main(void)
         cmocka_unit_test_setup(test_config_int_bounds, clear_env),
         cmocka_unit_test_setup(test_config_double_bounds, clear_env),
         cmocka_unit_test_setup(test_config_str, clear_env),
+        cmocka_unit_test_setup(test_placeholders, clear_env),
+        cmocka_unit_test_setup(test_admin_token_floor, clear_env),
+        cmocka_unit_test_setup(test_check_secret, clear_env),
+        cmocka_unit_test_setup(test_nats_password, clear_env),
+        cmocka_unit_test_setup(test_dsn_passwords, clear_env),
+        cmocka_unit_test_setup(test_tls_files, clear_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

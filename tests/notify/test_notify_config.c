@@ -64,12 +64,12 @@ static void test_every_channel(void **state)
     setenv("OMS_SMTP_URL", "smtp://127.0.0.1:1025", 1);
     setenv("OMS_SMTP_FROM", "orders@example.com", 1);
     setenv("OMS_WEBHOOK_URL", "https://hooks.example.com/oms", 1);
-    setenv("OMS_WEBHOOK_SECRET", "0123456789abcdef", 1);
+    setenv("OMS_WEBHOOK_SECRET", "0123456789abcdef0123456789abcdef", 1);
     assert_int_equal(notify_config(&cfg, err), OMS_OK);
     assert_true(cfg.enabled[NOTIFY_LOG] && cfg.enabled[NOTIFY_EMAIL] &&
                 cfg.enabled[NOTIFY_WEBHOOK]);
     assert_string_equal(cfg.smtp_url, "smtp://127.0.0.1:1025");
-    assert_string_equal(cfg.webhook_secret, "0123456789abcdef");
+    assert_string_equal(cfg.webhook_secret, "0123456789abcdef0123456789abcdef");
     setenv("OMS_SMTP_TLS", "require", 1);
     assert_int_equal(notify_config(&cfg, err), OMS_OK);
     assert_int_equal(cfg.smtp_tls, NOTIFY_TLS_REQUIRE);
@@ -97,8 +97,25 @@ static void test_refused(void **state)
     setenv("OMS_WEBHOOK_URL", "http://hooks", 1);
     refused("OMS_WEBHOOK_SECRET is not set");
     setenv("OMS_WEBHOOK_SECRET", "short", 1);
-    refused("OMS_WEBHOOK_SECRET is too short");
+    refused("OMS_WEBHOOK_SECRET is too short: 5 bytes, at least 32 needed (openssl rand -hex 32)");
+    setenv("OMS_WEBHOOK_SECRET", "0123456789abcdef0123456789abcde", 1);
+    refused("OMS_WEBHOOK_SECRET is too short: 31 bytes, at least 32 needed");
+    setenv("OMS_WEBHOOK_SECRET", "change-me-webhook-secret-0123456789", 1);
+    refused("OMS_WEBHOOK_SECRET is a placeholder, not a secret: set it to a random value of at "
+            "least 32 bytes (openssl rand -hex 32)");
+    /* With the channel off, a secret that is set must still be sound. */
     setenv("OMS_NOTIFY_CHANNELS", "log", 1);
+    refused("OMS_WEBHOOK_SECRET is a placeholder, not a secret");
+    unsetenv("OMS_WEBHOOK_SECRET");
+    /* An SMTP login needs its password, and not a placeholder. */
+    setenv("OMS_SMTP_USER", "oms", 1);
+    refused("OMS_SMTP_PASSWORD is not set: OMS_SMTP_USER is set and needs its password");
+    setenv("OMS_SMTP_PASSWORD", "", 1);
+    refused("OMS_SMTP_PASSWORD is empty: set the password, or leave it out");
+    setenv("OMS_SMTP_PASSWORD", "Password1", 1);
+    refused("OMS_SMTP_PASSWORD is a placeholder, not a password");
+    unsetenv("OMS_SMTP_USER");
+    unsetenv("OMS_SMTP_PASSWORD");
     setenv("OMS_NOTIFY_MAX_ATTEMPTS", "0", 1);
     refused("OMS_NOTIFY_MAX_ATTEMPTS");
     unsetenv("OMS_NOTIFY_MAX_ATTEMPTS");

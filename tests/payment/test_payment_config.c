@@ -29,7 +29,7 @@ static void use_http(void)
 {
     setenv("OMS_PAYMENT_GATEWAY", "http", 1);
     setenv("OMS_PAYMENT_GATEWAY_URL", "http://gateway.example:9000/", 1);
-    setenv("OMS_PAYMENT_WEBHOOK_SECRET", "0123456789abcdef", 1);
+    setenv("OMS_PAYMENT_WEBHOOK_SECRET", "0123456789abcdef0123456789abcdef", 1);
 }
 
 static void test_defaults(void **state)
@@ -114,7 +114,22 @@ static void test_refusals_name_the_variable(void **state)
     refused(true, "OMS_PAYMENT_GATEWAY_URL", NULL, "OMS_PAYMENT_GATEWAY_URL=\"\" is invalid");
     refused(true, "OMS_PAYMENT_GATEWAY_URL", "gateway:9000", "OMS_PAYMENT_GATEWAY_URL");
     refused(true, "OMS_PAYMENT_WEBHOOK_SECRET", NULL, "OMS_PAYMENT_WEBHOOK_SECRET is not set");
-    refused(true, "OMS_PAYMENT_WEBHOOK_SECRET", "short", "OMS_PAYMENT_WEBHOOK_SECRET is too short");
+    refused(true, "OMS_PAYMENT_WEBHOOK_SECRET", NULL,
+            "OMS_PAYMENT_WEBHOOK_SECRET is not set: OMS_PAYMENT_GATEWAY=http needs the secret the "
+            "gateway signs its callbacks with (at least 32 bytes)");
+    refused(true, "OMS_PAYMENT_WEBHOOK_SECRET", "short",
+            "OMS_PAYMENT_WEBHOOK_SECRET is too short: 5 bytes, at least 32 needed (openssl rand "
+            "-hex 32)");
+    refused(true, "OMS_PAYMENT_WEBHOOK_SECRET", "0123456789abcdef",
+            "OMS_PAYMENT_WEBHOOK_SECRET is too short: 16 bytes, at least 32 needed");
+    refused(true, "OMS_PAYMENT_WEBHOOK_SECRET", "change-me-payment-webhook-secret-0000",
+            "OMS_PAYMENT_WEBHOOK_SECRET is a placeholder, not a secret: set it to a random value "
+            "of at least 32 bytes (openssl rand -hex 32)");
+    /* In mock mode too: a secret that is set must be sound. */
+    refused(false, "OMS_PAYMENT_WEBHOOK_SECRET", "secret",
+            "OMS_PAYMENT_WEBHOOK_SECRET is a placeholder, not a secret");
+    refused(false, "OMS_PAYMENT_WEBHOOK_SECRET", "kZ81pQv0-3t9Lm2x",
+            "OMS_PAYMENT_WEBHOOK_SECRET is too short: 16 bytes");
     refused(true, "OMS_PAYMENT_CALLBACK_URL", "ftp://x", "OMS_PAYMENT_CALLBACK_URL");
 }
 

@@ -70,6 +70,17 @@ void testenv_reset(const char *const *schemas)
     js_conn *js = testenv_js();
     for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++)
         js_DeleteStream(js_ctx(js), streams[i], NULL, NULL); /* absent is fine */
+    /* Each service creates only the streams it owns and waits for the others
+     * (lib/js.c): created here, with the services' defaults, a test can run
+     * one service alone. Its owner, when started, updates it to its own. */
+    const char *replicas = getenv("OMS_STREAM_REPLICAS");
+    oms_status made = OMS_ENATS;
+    /* A cluster just started may still be electing its JetStream leader. */
+    for (int i = 0; i < 100 && made != OMS_OK; i++)
+        if ((made = js_ensure_streams(js, replicas ? atoi(replicas) : 1, 168 * 3600 * 1000LL,
+                                      120000)) != OMS_OK)
+            usleep(200000);
+    assert_int_equal(made, OMS_OK);
     js_conn_destroy(js);
     PGconn *c = testenv_pg();
     for (const char *const *s = schemas; s && *s; s++) {
