@@ -80,7 +80,7 @@ static void add_rows(cli_table *t, const char *service, const json_t *list, bool
     size_t i;
     json_t *d;
     json_array_foreach(list, i, d) {
-        char id[32], subject[256], event_id[128], attempts[32], created[64], resolved[64];
+        char id[32], subject[320], event_id[256], attempts[32], created[64], resolved[64];
         char reason[1024];
         const char *row[] = {service,
                              cli_json_text(d, "id", id, sizeof id),
