@@ -184,32 +184,42 @@ bool consumer_text_problem(const void *bytes, size_t len, size_t max_bytes, char
     return false;
 }
 
+/* The printable piece for the character at s[0..n): itself, or escaped. */
+static size_t printable_piece(const unsigned char *s, size_t n, uint32_t cp, char esc[20],
+                              const char **piece)
+{
+    size_t w = 0;
+    if (n == 1 && s[0] == '\\') {
+        *piece = "\\\\";
+        return 2;
+    }
+    if ((n == 1 && s[0] < 0x80 && !is_control(s[0])) || (n > 1 && !is_control(cp))) {
+        *piece = (const char *)s;
+        return n;
+    }
+    for (size_t k = 0; k < n; k++)
+        w += (size_t)snprintf(esc + w, 20 - w, "\\x%02x", s[k]);
+    *piece = esc;
+    return w;
+}
+
 char *consumer_printable(const void *bytes, size_t len, char *out, size_t out_size)
 {
     static const char ellipsis[] = "...";
     const unsigned char *s = bytes;
-    size_t o = 0;
+    size_t o = 0, fit = 0; /* fit: the last cut that leaves room for the ellipsis */
+    if (out_size == 0)
+        return out;
     for (size_t i = 0; i < len;) {
         char esc[20];
-        const char *piece = esc;
+        const char *piece = NULL;
         uint32_t cp = 0;
-        size_t n = utf8_decode(s + i, len - i, &cp), w = 0;
+        size_t n = utf8_decode(s + i, len - i, &cp);
         if (n == 0)
-            n = 1; /* one stray byte */
-        if (n == 1 && s[i] == '\\') {
-            piece = "\\\\", w = 2;
-        } else if (n > 1 || s[i] >= 0x80 || is_control(s[i])) {
-            if (n > 1 && !is_control(cp))
-                piece = (const char *)s + i, w = n;
-            else
-                for (size_t k = 0; k < n; k++)
-                    w += (size_t)snprintf(esc + w, sizeof esc - w, "\\x%02x", s[i + k]);
-        } else {
-            piece = (const char *)s + i, w = 1;
-        }
-        bool last = i + n == len;
-        /* Keep room for the ellipsis unless this piece ends the input. */
-        if (o + w + 1 + (last ? 0 : sizeof ellipsis - 1) > out_size) {
+            n = 1, cp = s[i]; /* one stray byte: escaped */
+        size_t w = printable_piece(s + i, n, cp, esc, &piece);
+        if (o + w + 1 > out_size) {
+            o = fit;
             if (o + sizeof ellipsis <= out_size)
                 memcpy(out + o, ellipsis, sizeof ellipsis - 1), o += sizeof ellipsis - 1;
             break;
@@ -217,9 +227,10 @@ char *consumer_printable(const void *bytes, size_t len, char *out, size_t out_si
         memcpy(out + o, piece, w);
         o += w;
         i += n;
+        if (o + sizeof ellipsis <= out_size)
+            fit = o;
     }
-    if (out_size > 0)
-        out[o < out_size ? o : out_size - 1] = '\0';
+    out[o] = '\0';
     return out;
 }
 
@@ -290,12 +301,13 @@ void consumer_msg_init(oms_msg *m, natsMsg *nm)
         m->deliveries = meta->NumDelivered > INT32_MAX ? INT32_MAX : (int)meta->NumDelivered;
         jsMsgMetaData_Destroy(meta);
     }
+    if (js_msg_event_id(nm, m->event_id, sizeof m->event_id) != OMS_OK)
+        snprintf(m->event_id, sizeof m->event_id, "unknown");
     if (boundary_problem(m)) {
         const char *id = raw_event_id(m);
-        consumer_printable(id, strlen(id), m->event_id, sizeof m->event_id);
+        if (id != m->event_id)
+            consumer_printable(id, strlen(id), m->event_id, sizeof m->event_id);
         m->rejected = m->invalid = true;
-    } else if (js_msg_event_id(nm, m->event_id, sizeof m->event_id) != OMS_OK) {
-        snprintf(m->event_id, sizeof m->event_id, "unknown");
     }
 }
 
@@ -631,14 +643,20 @@ fail:
 
 /* ---- the loop -------------------------------------------------------- */
 
+char *consumer_subject_label(const char *subject, char *out, size_t out_size)
+{
+    consumer_printable(subject, strlen(subject), out, out_size);
+    /* Label values are quoted: a quote or backslash would end them early. */
+    for (char *p = out; *p; p++)
+        if (*p == '"' || *p == '\\')
+            *p = '_';
+    return out;
+}
+
 static void count(consumer *c, const char *subject, const char *result, double v)
 {
     char labels[192], subj[96];
-    consumer_printable(subject, strlen(subject), subj, sizeof subj);
-    /* Label values are quoted: a quote or backslash would end them early. */
-    for (char *p = subj; *p; p++)
-        if (*p == '"' || *p == '\\')
-            *p = '_';
+    consumer_subject_label(subject, subj, sizeof subj);
     snprintf(labels, sizeof labels, "subject=\"%s\",result=\"%s\"", subj, result);
     metrics_counter_add(c->env->m, "oms_events_consumed_total", labels, v);
 }
@@ -647,9 +665,11 @@ static void settle(consumer *c, oms_msg *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (msgs[i].rejected && !msgs[i].duplicate) {
+            char subj[CONSUMER_SUBJECT_MAX_BYTES + 64];
             log_warn("message dead-lettered", "consumer", c->spec->name, "subject",
-                     msgs[i].subject, "event_id", msgs[i].event_id, "reason", msgs[i].reason,
-                     NULL);
+                     consumer_printable(msgs[i].subject, strlen(msgs[i].subject), subj,
+                                        sizeof subj),
+                     "event_id", msgs[i].event_id, "reason", msgs[i].reason, NULL);
             natsMsg_Term(msgs[i].nmsg, NULL);
             count(c, msgs[i].subject, "dead_letter", 1);
             metrics_counter_add(c->env->m, "oms_dead_letters_total", "", 1);

@@ -168,6 +168,10 @@ void consumer_msg_init(oms_msg *m, natsMsg *nm);
  * (\xHH, \\); cut at out_size - 1 bytes with "..." when longer. Returns out. */
 char *consumer_printable(const void *bytes, size_t len, char *out, size_t out_size);
 
+/* consumer_printable of subject, with quotes and backslashes replaced by
+ * '_', for a metrics label value. Returns out. */
+char *consumer_subject_label(const char *subject, char *out, size_t out_size);
+
 /* Why bytes[0..len) is not acceptable text of at most max_bytes (valid UTF-8,
  * no control characters), written to why; false when it is acceptable. */
 bool consumer_text_problem(const void *bytes, size_t len, size_t max_bytes, char *why,

@@ -52,8 +52,9 @@ void rconsumer_reject(oms_msg *m, const char *fmt, ...)
 
 static void count(rconsumer *c, const char *subject, const char *result, double v)
 {
-    char labels[192];
-    snprintf(labels, sizeof labels, "subject=\"%s\",result=\"%s\"", subject, result);
+    char labels[192], subj[96];
+    snprintf(labels, sizeof labels, "subject=\"%s\",result=\"%s\"",
+             consumer_subject_label(subject, subj, sizeof subj), result);
     metrics_counter_add(c->env->m, "oms_events_consumed_total", labels, v);
 }
 
@@ -184,9 +185,11 @@ static void settle(rconsumer *c, oms_msg *msgs, size_t n, bool dead_lettered)
                 nak(c, &msgs[i]);
                 continue;
             }
+            char subj[CONSUMER_SUBJECT_MAX_BYTES + 64];
             log_warn("message dead-lettered", "consumer", c->spec->name, "subject",
-                     msgs[i].subject, "event_id", msgs[i].event_id, "reason", msgs[i].reason,
-                     NULL);
+                     consumer_printable(msgs[i].subject, strlen(msgs[i].subject), subj,
+                                        sizeof subj),
+                     "event_id", msgs[i].event_id, "reason", msgs[i].reason, NULL);
             natsMsg_Term(msgs[i].nmsg, NULL);
             count(c, msgs[i].subject, "dead_letter", 1);
             metrics_counter_add(c->env->m, "oms_dead_letters_total", "", 1);

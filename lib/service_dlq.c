@@ -118,9 +118,11 @@ static oms_status retry_one(oms_service *svc, PGconn *c, const char *id, int *st
     if (*status != 0 || (s != OMS_OK && s != OMS_EINVAL))
         goto out;
     if (s == OMS_EINVAL) {
-        const char *p2[] = {id, reason};
+        /* The reason may quote the message's bytes: store and show it printable. */
+        char shown[2 * CONSUMER_REASON_LEN];
+        const char *p2[] = {id, consumer_printable(reason, strlen(reason), shown, sizeof shown)};
         *status = 409;
-        snprintf(message, message_len, "still rejected: %s", reason);
+        snprintf(message, message_len, "still rejected: %s", shown);
         s = pg_query(c, "dead letter attempt",
                      "UPDATE dead_letters SET attempts = attempts + 1, reason = $2"
                      " WHERE id = $1::bigint", 2, p2, PGRES_COMMAND_OK, NULL);
@@ -158,7 +160,7 @@ static void h_retry(void *ctx, const http_request *req, http_response *resp)
         return;
     }
     int status = 0;
-    char message[CONSUMER_REASON_LEN + 32];
+    char message[2 * CONSUMER_REASON_LEN + 32];
     oms_status s = retry_one(svc, c, id, &status, message, sizeof message);
     service_pg_release(svc);
     if (s != OMS_OK) {

@@ -356,8 +356,9 @@ static void test_hostile(void **st)
                                          " WHERE subject_raw = 'testdl.host.x'", (long)n, 20000),
                      (long)n);
     consumer_stop(c);
+    PGresult *r = NULL;
     for (size_t i = 0; i < n; i++) {
-        PGresult *r = dead_letter_where(cases[i].id, strlen(cases[i].id));
+        r = dead_letter_where(cases[i].id, strlen(cases[i].id));
         assert_int_equal(PQntuples(r), 1);
         assert_string_equal(PQgetvalue(r, 0, 0), cases[i].reason);
         assert_string_equal(PQgetvalue(r, 0, 1), "testdl.host.x");
@@ -373,8 +374,21 @@ static void test_hostile(void **st)
         }
         PQclear(r);
     }
+    /* A subject is checked like a header. */
+    publish("testdl.host.\x1b[31m", "host-subject", "s", 1, NULL, NULL);
+    assert_int_equal(consumer_start(&c, &spec, &env), OMS_OK);
+    assert_int_equal(wait_sql("SELECT count(*) FROM dead_letters WHERE event_id = $1",
+                              "host-subject", 1),
+                     1);
+    consumer_stop(c);
+    r = dead_letter_where("host-subject", 12);
+    assert_string_equal(PQgetvalue(r, 0, 0), "subject contains control character U+001B at offset 12");
+    assert_string_equal(PQgetvalue(r, 0, 1), "testdl.host.\\x1b[31m");
+    assert_bytes(r, 4, "testdl.host.\x1b[31m", 17);
+    PQclear(r);
+
     /* The printable forms: escaped, never the raw bytes. */
-    PGresult *r = dead_letter_where(cut_id, strlen(cut_id));
+    r = dead_letter_where(cut_id, strlen(cut_id));
     char want[160];
     snprintf(want, sizeof want, "%.126s\\xc3", cut_id);
     assert_string_equal(PQgetvalue(r, 0, 2), want);
