@@ -509,6 +509,43 @@ static void test_migrates_in_place(void **st)
     pthread_mutex_unlock(&state.mu);
 }
 
+/* ---- through a service's HTTP API ------------------------------------ */
+
+/* ingest's own dead letters: the list shows the printable forms, a retry of
+ * a message refused at the boundary is refused again for the same reason. */
+static void test_service_lists_and_retries(void **st)
+{
+    (void)st;
+    static const char *const schemas[] = {"ingest", NULL};
+    static const char body_csv[] = "order_id,customer_id,sku,qty,unit_price\nSV-1,C1,SKU-A,1,1\n";
+    const char *base = getenv("OMS_HTTP_PORT_BASE");
+    int port = (base ? atoi(base) : 18081) + 20; /* clear of the services `make up` runs */
+    char *body = NULL, path[64];
+
+    testenv_reset(schemas);
+    pid_t pid = testenv_service_start("ingest", port, NULL);
+    testenv_publish_rows(js, "svc-bad", "imp-\xff", "2", NULL, body_csv, sizeof body_csv - 1);
+    testenv_publish_rows(js, "svc-live", NULL, NULL, NULL, "SV-2,C2,SKU-A,1,2.50\n", 21);
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders", 1, 20000), 1);
+    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.dead_letters"), 1);
+    assert_int_equal(testenv_http("GET", port, "/dead-letters", NULL, &body), 200);
+    assert_non_null(strstr(body, "\"event_id\":\"svc-bad\""));
+    assert_non_null(
+        strstr(body, "\"reason\":\"header Oms-Import-Id is not valid UTF-8 (byte 0xff at offset 4)\""));
+    assert_non_null(strstr(body, "Oms-Import-Id: imp-\\\\xff\\n"));
+    assert_non_null(strstr(body, "\"payload_bytes\":58"));
+    free(body);
+    snprintf(path, sizeof path, "/dead-letters/%ld/retry",
+             testenv_pg_long(pg, "SELECT id FROM ingest.dead_letters"));
+    assert_int_equal(testenv_http("POST", port, path, testenv_require("OMS_ADMIN_TOKEN"), &body),
+                     409);
+    assert_non_null(strstr(body, "still rejected: header Oms-Import-Id is not valid UTF-8"
+                                 " (byte 0xff at offset 4)"));
+    free(body);
+    assert_int_equal(testenv_pg_long(pg, "SELECT attempts FROM ingest.dead_letters"), 2);
+    testenv_service_stop(pid);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -517,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_retry_replays_bytes),
         cmocka_unit_test(test_migrates_in_place),
+        cmocka_unit_test_teardown(test_service_lists_and_retries, testenv_cleanup),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
