@@ -5,13 +5,15 @@
  * whose earlier deliveries got no answer (a crash) is dead-lettered without
  * being applied; hostile subjects, headers and ids end in dead_letters with
  * the exact reason and their raw bytes; a retry replays the stored bytes; and
- * a database from before the raw columns migrates in place.
+ * a database from before the raw columns migrates in place; lib/rconsumer
+ * (Redis) follows the same rules; and ingest lists and retries over HTTP.
  */
 #include "testenv.h"
 
 #include "consumer.h"
 #include "metrics.h"
 #include "pg.h"
+#include "rconsumer.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -509,6 +511,50 @@ static void test_migrates_in_place(void **st)
     pthread_mutex_unlock(&state.mu);
 }
 
+/* ---- consumers that apply into Redis ---------------------------------- */
+
+static oms_status rc_encode(void *ctx, oms_msg *m, redis_args *args)
+{
+    (void)ctx;
+    return redis_args_add_str(args, m->event_id);
+}
+
+/* lib/rconsumer: the same boundary, and Redis refusing for "now" on every
+ * attempt ends in a dead letter after exactly the attempts. */
+static void test_redis_consumer(void **st)
+{
+    (void)st;
+    static const char script[] = "if ARGV[1] == 'rc-busy' then"
+                                 " return redis.error_reply('BUSY test is busy') end return 1";
+    rconsumer_spec spec = {.name = "testdl-rc", .stream = STREAM, .durable = "testdl-rc",
+                           .filter = "testdl.rc.>", .batch_max = 16, .wait_ms = 100,
+                           .ack_wait_ms = 30000, .max_attempts = ATTEMPTS, .nak_delay_ms = 100,
+                           .script = script, .encode = rc_encode};
+    rconsumer_env renv = {testenv_require("OMS_REDIS_URL"), testenv_require("OMS_PG_DSN"), SCHEMA,
+                          js, metr};
+    rconsumer *c = NULL;
+
+    publish("testdl.rc.x", "rc-busy", "b", 1, NULL, NULL);
+    publish("testdl.rc.x", "rc-bad", "x", 1, "Oms-Note", "\x1b[0m");
+    publish("testdl.rc.x", "rc-ok", "o", 1, NULL, NULL);
+    assert_int_equal(rconsumer_start(&c, &spec, &renv), OMS_OK);
+    assert_int_equal(wait_sql("SELECT count(*) FROM dead_letters WHERE event_id = $1", "rc-busy", 1),
+                     1);
+    assert_int_equal(count_sql("SELECT count(*) FROM dead_letters WHERE event_id = $1", "rc-bad"),
+                     1);
+    assert_int_equal(rconsumer_applied(c), 1);
+    rconsumer_stop(c);
+    PGresult *r = dead_letter_where("rc-busy", 7);
+    assert_string_equal(PQgetvalue(r, 0, 0), "not applied after 3 deliveries: Redis: BUSY test is busy");
+    assert_bytes(r, 7, "b", 1);
+    PQclear(r);
+    r = dead_letter_where("rc-bad", 6);
+    assert_string_equal(PQgetvalue(r, 0, 0),
+                        "header Oms-Note contains control character U+001B at offset 0");
+    assert_true(has_bytes(r, 6, "\r\nOms-Note: \x1b[0m\r\n"));
+    PQclear(r);
+}
+
 /* ---- through a service's HTTP API ------------------------------------ */
 
 /* ingest's own dead letters: the list shows the printable forms, a retry of
@@ -554,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_retry_replays_bytes),
         cmocka_unit_test(test_migrates_in_place),
+        cmocka_unit_test(test_redis_consumer),
         cmocka_unit_test_teardown(test_service_lists_and_retries, testenv_cleanup),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
