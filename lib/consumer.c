@@ -348,6 +348,7 @@ typedef struct hdr_buf {
     char *data;
     size_t len, cap;
     bool failed;
+    bool cut; /* headers_text: a line did not fit and "...\n" ends it */
 } hdr_buf;
 
 static void buf_put(hdr_buf *b, const char *bytes, size_t n)
@@ -386,9 +387,10 @@ static void text_line(void *arg, const char *key, const char *value)
     char k[CONSUMER_HEADER_MAX_BYTES], v[CONSUMER_HEADER_MAX_BYTES];
     consumer_printable(key, strlen(key), k, sizeof k);
     consumer_printable(value, strlen(value), v, sizeof v);
-    if (b->len + strlen(k) + strlen(v) + 3 >= HEADERS_TEXT_LEN) {
-        if (b->len + 4 < HEADERS_TEXT_LEN && (b->len < 4 || strcmp(b->data + b->len - 4, "...\n")))
-            buf_put(b, "...\n", 4);
+    if (b->cut || b->len + strlen(k) + strlen(v) + 3 + 4 >= HEADERS_TEXT_LEN) {
+        if (!b->cut)
+            buf_put(b, "...\n", 4); /* the bound keeps room for it */
+        b->cut = true;
         return;
     }
     buf_put(b, k, strlen(k));

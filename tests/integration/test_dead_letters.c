@@ -376,6 +376,31 @@ static void test_hostile(void **st)
         }
         PQclear(r);
     }
+    /* Many long headers: the printable form is bounded, the raw one whole. */
+    char big[1001];
+    memset(big, 'v', 1000), big[1000] = '\0';
+    const char *many[] = {"Nats-Msg-Id", "host-many", "X-1", big, "X-2", big, "X-3", big,
+                          "X-4", big, "X-5", big, "Oms-Note", "\x7f", NULL};
+    testenv_publish(js, "testdl.host.m", "m", 1, many);
+    assert_int_equal(consumer_start(&c, &spec, &env), OMS_OK);
+    assert_int_equal(wait_sql("SELECT count(*) FROM dead_letters WHERE event_id = $1",
+                              "host-many", 1),
+                     1);
+    consumer_stop(c);
+    r = dead_letter_where("host-many", 9);
+    assert_string_equal(PQgetvalue(r, 0, 0), "header Oms-Note contains control character U+007F at offset 0");
+    size_t text_len = strlen(PQgetvalue(r, 0, 3));
+    assert_true(text_len < 4096 && text_len > 3000);
+    assert_string_equal(PQgetvalue(r, 0, 3) + text_len - 4, "...\n");
+    assert_true(PQgetlength(r, 0, 6) > 5 * 1000);
+    for (int k = 1; k <= 5; k++) {
+        char line[1100];
+        snprintf(line, sizeof line, "\r\nX-%d: %s\r\n", k, big);
+        assert_true(has_bytes(r, 6, line));
+    }
+    assert_true(has_bytes(r, 6, "\r\nOms-Note: \x7f\r\n"));
+    PQclear(r);
+
     /* A subject is checked like a header. */
     publish("testdl.host.\x1b[31m", "host-subject", "s", 1, NULL, NULL);
     assert_int_equal(consumer_start(&c, &spec, &env), OMS_OK);
