@@ -24,6 +24,7 @@
 #define MAX_BACKOFF_MS 5000
 #define TALLY_MAX 32
 #define TALLY_LABELS_LEN 160
+#define RECENT_ERRORS 16
 
 /* Counter increments of one transaction, published only after its COMMIT. */
 struct consumer_tally {
@@ -48,6 +49,14 @@ struct consumer {
     struct consumer_tally tally;
     char labels[96];             /* consumer="<name>" */
     char last_error[CONSUMER_REASON_LEN];
+    /* Why the last few nak'ed messages failed, for the reason of a delivery
+     * past the last attempt (a nak'ed message can come back overdue when
+     * PostgreSQL went away on its last attempt). */
+    struct {
+        char event_id[CONSUMER_EVENT_ID_LEN];
+        char error[192];
+    } recent[RECENT_ERRORS];
+    size_t recent_next;
 };
 
 void consumer_reject(consumer_batch *b, size_t i, const char *fmt, ...)
@@ -682,8 +691,25 @@ static void settle(consumer *c, oms_msg *msgs, size_t n)
     }
 }
 
+static void remember_failure(consumer *c, const oms_msg *m)
+{
+    size_t k = c->recent_next++ % RECENT_ERRORS;
+    snprintf(c->recent[k].event_id, sizeof c->recent[k].event_id, "%s", m->event_id);
+    snprintf(c->recent[k].error, sizeof c->recent[k].error, "%.191s", c->last_error);
+}
+
+static const char *recent_failure(const consumer *c, const oms_msg *m)
+{
+    for (size_t k = 0; k < RECENT_ERRORS; k++)
+        if (c->recent[k].event_id[0] != '\0' && strcmp(c->recent[k].event_id, m->event_id) == 0)
+            return c->recent[k].error;
+    return NULL;
+}
+
 static void nak(consumer *c, oms_msg *m)
 {
+    if (!m->invalid)
+        remember_failure(c, m);
     natsMsg_NakWithDelay(m->nmsg, consumer_nak_delay_ms(c->spec->nak_delay_ms, m->deliveries),
                          NULL);
 }
@@ -748,9 +774,14 @@ static void give_up_overdue(consumer *c, oms_msg *msgs, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (msgs[i].rejected || msgs[i].deliveries <= max_attempts)
             continue;
-        consumer_reject_msg(&msgs[i], "not applied after %d deliveries: the last one ended"
-                            " without an answer (the process stopped or crashed, or the ack"
-                            " wait expired)", msgs[i].deliveries - 1);
+        const char *seen = recent_failure(c, &msgs[i]);
+        if (seen != NULL)
+            consumer_reject_msg(&msgs[i], "not applied after %d deliveries: %s",
+                                msgs[i].deliveries - 1, seen);
+        else
+            consumer_reject_msg(&msgs[i], "not applied after %d deliveries: the last one ended"
+                                " without an answer (the process stopped or crashed, or the"
+                                " ack wait expired)", msgs[i].deliveries - 1);
     }
 }
 
