@@ -25,7 +25,9 @@ static void print_help(FILE *out)
           "       omsctl dlq retry ID --service S\n"
           "\n"
           "Dead letters are events a service could not apply; it keeps them until\n"
-          "they are re-applied.\n"
+          "they are re-applied. Subjects, event ids and reasons are shown in a\n"
+          "printable form (bytes that are not UTF-8 and control characters as \\xHH);\n"
+          "the service keeps the message's own bytes, and a retry replays those.\n"
           "\n"
           "list    shows the open dead letters of one service or of every service\n"
           "        (a service that cannot be reached is reported on stderr; the\n"
@@ -80,7 +82,7 @@ static void add_rows(cli_table *t, const char *service, const json_t *list, bool
     size_t i;
     json_t *d;
     json_array_foreach(list, i, d) {
-        char id[32], subject[256], event_id[128], attempts[32], created[64], resolved[64];
+        char id[32], subject[320], event_id[256], attempts[32], created[64], resolved[64];
         char reason[1024];
         const char *row[] = {service,
                              cli_json_text(d, "id", id, sizeof id),

@@ -1,5 +1,9 @@
 /*
- * consumer.c - the batch consumer loop shared by every service.
+ * consumer.c - the batch consumer loop shared by every service, and what it
+ * checks at the boundary (consumer.h). Dead letters never send PostgreSQL a
+ * byte of the message as text: text columns get a printable form built here,
+ * the message's own bytes go as hex into bytea, so the insert cannot be
+ * refused for what a message carries.
  */
 #include "consumer.h"
 
@@ -11,6 +15,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +24,7 @@
 #define MAX_BACKOFF_MS 5000
 #define TALLY_MAX 32
 #define TALLY_LABELS_LEN 160
+#define RECENT_ERRORS 16
 
 /* Counter increments of one transaction, published only after its COMMIT. */
 struct consumer_tally {
@@ -43,6 +49,14 @@ struct consumer {
     struct consumer_tally tally;
     char labels[96];             /* consumer="<name>" */
     char last_error[CONSUMER_REASON_LEN];
+    /* Why the last few nak'ed messages failed, for the reason of a delivery
+     * past the last attempt (a nak'ed message can come back overdue when
+     * PostgreSQL went away on its last attempt). */
+    struct {
+        char event_id[CONSUMER_EVENT_ID_LEN];
+        char error[192];
+    } recent[RECENT_ERRORS];
+    size_t recent_next;
 };
 
 void consumer_reject(consumer_batch *b, size_t i, const char *fmt, ...)
@@ -52,6 +66,18 @@ void consumer_reject(consumer_batch *b, size_t i, const char *fmt, ...)
     vsnprintf(b->msgs[i].reason, sizeof b->msgs[i].reason, fmt, ap);
     va_end(ap);
     b->msgs[i].rejected = true;
+}
+
+static void consumer_reject_msg(oms_msg *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void consumer_reject_msg(oms_msg *m, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->reason, sizeof m->reason, fmt, ap);
+    va_end(ap);
+    m->rejected = true;
 }
 
 void consumer_count(consumer_batch *b, const char *name, const char *labels, double v)
@@ -108,45 +134,331 @@ bool consumer_subject_matches(const char *filter, const char *subject)
     return *filter == '\0' && *subject == '\0';
 }
 
-/* ---- headers as text, for dead letters ------------------------------- */
+/* ---- the boundary: text a message carries ----------------------------- */
 
-static char *headers_to_text(natsMsg *m)
+/* Length of the UTF-8 character at s[0..len) with its code point in *cp, or 0
+ * when the bytes are not one (PostgreSQL's rules: no overlong forms, no
+ * surrogates, nothing past U+10FFFF). */
+static size_t utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
 {
-    const char **keys = NULL;
-    int n = 0;
-    size_t cap = 1, len = 0;
-    if (natsMsgHeader_Keys(m, &keys, &n) != NATS_OK)
-        return strdup("");
-    for (int i = 0; i < n; i++) {
-        const char *v = NULL;
-        natsMsgHeader_Get(m, keys[i], &v);
-        cap += strlen(keys[i]) + (v ? strlen(v) : 0) + 3;
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t n = s[0] < 0x80            ? 1
+               : (s[0] & 0xe0) == 0xc0 ? 2
+               : (s[0] & 0xf0) == 0xe0 ? 3
+               : (s[0] & 0xf8) == 0xf0 ? 4
+                                       : 0;
+    if (n == 0 || n > len)
+        return 0;
+    uint32_t c = n == 1 ? s[0] : s[0] & (0x7fu >> n);
+    for (size_t k = 1; k < n; k++) {
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (s[k] & 0x3fu);
     }
-    char *out = malloc(cap);
-    for (int i = 0; out != NULL && i < n; i++) {
-        const char *v = NULL;
-        natsMsgHeader_Get(m, keys[i], &v);
-        len += (size_t)snprintf(out + len, cap - len, "%s: %s\n", keys[i], v ? v : "");
+    if (c < min[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return n;
+}
+
+/* C0, DEL and C1: nothing a subject, id or header value has a use for, and
+ * what would garble a log line or a terminal. */
+static bool is_control(uint32_t cp)
+{
+    return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0);
+}
+
+bool consumer_text_problem(const void *bytes, size_t len, size_t max_bytes, char *why,
+                           size_t why_len)
+{
+    const unsigned char *s = bytes;
+    if (len > max_bytes) {
+        snprintf(why, why_len, "is %zu bytes, longer than the %zu allowed", len, max_bytes);
+        return true;
     }
-    if (out != NULL)
-        out[len] = '\0';
-    free((void *)keys);
+    for (size_t i = 0; i < len;) {
+        uint32_t cp = 0;
+        size_t n = utf8_decode(s + i, len - i, &cp);
+        if (n == 0) {
+            snprintf(why, why_len, "is not valid UTF-8 (byte 0x%02x at offset %zu)", s[i], i);
+            return true;
+        }
+        if (is_control(cp)) {
+            snprintf(why, why_len, "contains control character U+%04X at offset %zu",
+                     (unsigned)cp, i);
+            return true;
+        }
+        i += n;
+    }
+    return false;
+}
+
+/* The printable piece for the character at s[0..n): itself, or escaped. */
+static size_t printable_piece(const unsigned char *s, size_t n, uint32_t cp, char esc[20],
+                              const char **piece)
+{
+    size_t w = 0;
+    if (n == 1 && s[0] == '\\') {
+        *piece = "\\\\";
+        return 2;
+    }
+    if ((n == 1 && s[0] < 0x80 && !is_control(s[0])) || (n > 1 && !is_control(cp))) {
+        *piece = (const char *)s;
+        return n;
+    }
+    for (size_t k = 0; k < n; k++)
+        w += (size_t)snprintf(esc + w, 20 - w, "\\x%02x", s[k]);
+    *piece = esc;
+    return w;
+}
+
+char *consumer_printable(const void *bytes, size_t len, char *out, size_t out_size)
+{
+    static const char ellipsis[] = "...";
+    const unsigned char *s = bytes;
+    size_t o = 0, fit = 0; /* fit: the last cut that leaves room for the ellipsis */
+    if (out_size == 0)
+        return out;
+    for (size_t i = 0; i < len;) {
+        char esc[20];
+        const char *piece = NULL;
+        uint32_t cp = 0;
+        size_t n = utf8_decode(s + i, len - i, &cp);
+        if (n == 0)
+            n = 1, cp = s[i]; /* one stray byte: escaped */
+        size_t w = printable_piece(s + i, n, cp, esc, &piece);
+        if (o + w + 1 > out_size) {
+            o = fit;
+            if (o + sizeof ellipsis <= out_size)
+                memcpy(out + o, ellipsis, sizeof ellipsis - 1), o += sizeof ellipsis - 1;
+            break;
+        }
+        memcpy(out + o, piece, w);
+        o += w;
+        i += n;
+        if (o + sizeof ellipsis <= out_size)
+            fit = o;
+    }
+    out[o] = '\0';
     return out;
 }
 
-static void headers_from_text(natsMsg *m, const char *text)
+/* A header that is not acceptable text: the reason, naming it, in m. */
+static bool header_problem(oms_msg *m, const char *key, const char *value, size_t max_bytes)
 {
-    char *copy = strdup(text ? text : "");
-    char *save = NULL;
-    for (char *line = copy ? strtok_r(copy, "\n", &save) : NULL; line;
-         line = strtok_r(NULL, "\n", &save)) {
-        char *colon = strstr(line, ": ");
-        if (colon == NULL)
-            continue;
-        *colon = '\0';
-        natsMsgHeader_Set(m, line, colon + 2);
+    char why[128], name[96];
+    consumer_printable(key, strlen(key), name, sizeof name);
+    if (consumer_text_problem(key, strlen(key), CONSUMER_HEADER_MAX_BYTES, why, sizeof why)) {
+        snprintf(m->reason, sizeof m->reason, "header name %s %s", name, why);
+        return true;
     }
-    free(copy);
+    if (consumer_text_problem(value, strlen(value), max_bytes, why, sizeof why)) {
+        snprintf(m->reason, sizeof m->reason, "header %s %s", name, why);
+        return true;
+    }
+    return false;
+}
+
+/* Every value of every header of m; Nats-Msg-Id first, with the event id's
+ * bound. */
+static bool headers_problem(oms_msg *m)
+{
+    const char **keys = NULL, **values = NULL;
+    int nkeys = 0, nvalues = 0;
+    const char *id = oms_msg_header(m, JS_HDR_MSG_ID);
+    bool bad = id != NULL && header_problem(m, JS_HDR_MSG_ID, id, CONSUMER_EVENT_ID_LEN - 1);
+    if (bad || natsMsgHeader_Keys(m->nmsg, &keys, &nkeys) != NATS_OK)
+        return bad;
+    for (int k = 0; k < nkeys && !bad; k++) {
+        if (natsMsgHeader_Values(m->nmsg, keys[k], &values, &nvalues) != NATS_OK)
+            continue;
+        for (int v = 0; v < nvalues && !bad; v++)
+            bad = header_problem(m, keys[k], values[v], CONSUMER_HEADER_MAX_BYTES);
+        free((void *)values);
+    }
+    free((void *)keys);
+    return bad;
+}
+
+static bool boundary_problem(oms_msg *m)
+{
+    char why[128];
+    if (consumer_text_problem(m->subject, strlen(m->subject), CONSUMER_SUBJECT_MAX_BYTES, why,
+                              sizeof why)) {
+        snprintf(m->reason, sizeof m->reason, "subject %s", why);
+        return true;
+    }
+    return headers_problem(m);
+}
+
+/* The event id as stored raw: Nats-Msg-Id when there is one, else ours. */
+static const char *raw_event_id(const oms_msg *m)
+{
+    const char *id = oms_msg_header(m, JS_HDR_MSG_ID);
+    return id != NULL && *id != '\0' ? id : m->event_id;
+}
+
+void consumer_msg_init(oms_msg *m, natsMsg *nm)
+{
+    jsMsgMetaData *meta = NULL;
+    memset(m, 0, sizeof *m);
+    m->nmsg = nm;
+    m->subject = natsMsg_GetSubject(nm);
+    m->data = natsMsg_GetData(nm);
+    m->len = (size_t)natsMsg_GetDataLength(nm);
+    if (natsMsg_GetMetaData(&meta, nm) == NATS_OK) {
+        m->deliveries = meta->NumDelivered > INT32_MAX ? INT32_MAX : (int)meta->NumDelivered;
+        jsMsgMetaData_Destroy(meta);
+    }
+    if (js_msg_event_id(nm, m->event_id, sizeof m->event_id) != OMS_OK)
+        snprintf(m->event_id, sizeof m->event_id, "unknown");
+    if (boundary_problem(m)) {
+        const char *id = raw_event_id(m);
+        if (id != m->event_id)
+            consumer_printable(id, strlen(id), m->event_id, sizeof m->event_id);
+        m->rejected = m->invalid = true;
+    }
+}
+
+int consumer_max_attempts(int spec_max_attempts)
+{
+    return spec_max_attempts > 0 ? spec_max_attempts : CONSUMER_MAX_ATTEMPTS;
+}
+
+int64_t consumer_nak_delay_ms(int64_t spec_nak_delay_ms, int deliveries)
+{
+    int64_t d = spec_nak_delay_ms > 0 ? spec_nak_delay_ms : CONSUMER_NAK_DELAY_MS;
+    for (int i = 1; i < deliveries && d < CONSUMER_NAK_DELAY_MAX_MS; i++)
+        d *= 2;
+    return d < CONSUMER_NAK_DELAY_MAX_MS ? d : CONSUMER_NAK_DELAY_MAX_MS;
+}
+
+/* ---- headers as stored in dead letters ---------------------------------- */
+
+/* Calls fn for every (key, value) of m, in nats.c's order. */
+static void headers_each(natsMsg *m, void (*fn)(void *arg, const char *key, const char *value),
+                         void *arg)
+{
+    const char **keys = NULL, **values = NULL;
+    int nkeys = 0, nvalues = 0;
+    if (m == NULL || natsMsgHeader_Keys(m, &keys, &nkeys) != NATS_OK)
+        return;
+    for (int k = 0; k < nkeys; k++) {
+        if (natsMsgHeader_Values(m, keys[k], &values, &nvalues) != NATS_OK)
+            continue;
+        for (int v = 0; v < nvalues; v++)
+            fn(arg, keys[k], values[v]);
+        free((void *)values);
+    }
+    free((void *)keys);
+}
+
+typedef struct hdr_buf {
+    char *data;
+    size_t len, cap;
+    bool failed;
+    bool cut; /* headers_text: a line did not fit and "...\n" ends it */
+} hdr_buf;
+
+static void buf_put(hdr_buf *b, const char *bytes, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (d == NULL) {
+            b->failed = true;
+            return;
+        }
+        b->data = d, b->cap = cap;
+    }
+    memcpy(b->data + b->len, bytes, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void raw_line(void *arg, const char *key, const char *value)
+{
+    buf_put(arg, key, strlen(key));
+    buf_put(arg, ": ", 2);
+    buf_put(arg, value, strlen(value));
+    buf_put(arg, "\r\n", 2);
+}
+
+#define HEADERS_TEXT_LEN 4096
+
+static void text_line(void *arg, const char *key, const char *value)
+{
+    hdr_buf *b = arg;
+    char k[CONSUMER_HEADER_MAX_BYTES], v[CONSUMER_HEADER_MAX_BYTES];
+    consumer_printable(key, strlen(key), k, sizeof k);
+    consumer_printable(value, strlen(value), v, sizeof v);
+    if (b->cut || b->len + strlen(k) + strlen(v) + 3 + 4 >= HEADERS_TEXT_LEN) {
+        if (!b->cut)
+            buf_put(b, "...\n", 4); /* the bound keeps room for it */
+        b->cut = true;
+        return;
+    }
+    buf_put(b, k, strlen(k));
+    buf_put(b, ": ", 2);
+    buf_put(b, v, strlen(v));
+    buf_put(b, "\n", 1);
+}
+
+/* The NATS header block of m as nats.c decoded it (malloc'd, *len set). */
+static char *headers_raw(natsMsg *m, size_t *len)
+{
+    hdr_buf b = {0};
+    buf_put(&b, "NATS/1.0\r\n", 10);
+    headers_each(m, raw_line, &b);
+    buf_put(&b, "\r\n", 2);
+    if (b.failed) {
+        free(b.data);
+        return NULL;
+    }
+    *len = b.len;
+    return b.data;
+}
+
+/* "Key: value\n" lines, printable, at most HEADERS_TEXT_LEN bytes (malloc'd). */
+static char *headers_text(natsMsg *m)
+{
+    hdr_buf b = {0};
+    buf_put(&b, "", 0);
+    headers_each(m, text_line, &b);
+    if (b.failed) {
+        free(b.data);
+        return NULL;
+    }
+    return b.data;
+}
+
+/* Sets the headers of m from a stored header block; false when it is not one. */
+static bool headers_from_raw(natsMsg *m, const char *raw, size_t len)
+{
+    const char *p = raw, *end = raw + len;
+    const char *eol = memchr(p, '\n', len);
+    if (len < 12 || memcmp(raw, "NATS/1.0", 8) != 0 || eol == NULL)
+        return false;
+    for (p = eol + 1; p < end && !(end - p >= 2 && p[0] == '\r' && p[1] == '\n');
+         p = eol + 1) {
+        eol = memchr(p, '\n', (size_t)(end - p));
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        if (eol == NULL || eol == p || eol[-1] != '\r' || colon == NULL || colon > eol)
+            return false;
+        const char *v = colon + 1 < eol - 1 && colon[1] == ' ' ? colon + 2 : colon + 1;
+        char *key = strndup(p, (size_t)(colon - p));
+        char *value = strndup(v, (size_t)(eol - 1 - v));
+        natsStatus st = key && value ? natsMsgHeader_Add(m, key, value) : NATS_NO_MEMORY;
+        free(key);
+        free(value);
+        if (st != NATS_OK)
+            return false;
+    }
+    return true;
 }
 
 /* ---- one transaction ------------------------------------------------- */
@@ -166,20 +478,24 @@ static oms_status inbox_filter(PGconn *conn, oms_msg *msgs, size_t n)
     oms_status s = sorted ? OMS_OK : OMS_ENOMEM;
 
     pg_array_init(&ids);
+    size_t m = 0;
     for (size_t i = 0; i < n && s == OMS_OK; i++) {
+        if (msgs[i].invalid)
+            continue; /* no text to record: it goes to dead_letters only */
         msgs[i].duplicate = true; /* until the insert proves it new */
-        sorted[i] = &msgs[i];
+        sorted[m++] = &msgs[i];
         s = pg_array_add(&ids, msgs[i].event_id);
     }
+    n = m;
     const char *params[] = {pg_array_literal(&ids)};
-    if (s == OMS_OK)
+    if (s == OMS_OK && n > 0)
         s = pg_query(conn, "inbox insert",
                      /* Sorted: two processes given overlapping redeliveries
                       * take the inbox's index locks in the same order. */
                      "INSERT INTO inbox (event_id) SELECT e FROM unnest($1::text[]) AS e"
                      " ORDER BY e ON CONFLICT DO NOTHING RETURNING event_id",
                      1, params, PGRES_TUPLES_OK, &res);
-    if (s != OMS_OK)
+    if (s != OMS_OK || n == 0)
         goto out;
     qsort(sorted, n, sizeof *sorted, cmp_event_id);
     for (int r = 0; r < PQntuples(res); r++) {
@@ -199,50 +515,106 @@ out:
     return s;
 }
 
-static oms_status dead_letter_insert(PGconn *conn, oms_msg *msgs, size_t n, size_t *count)
+/* The columns of one dead letter, each an array of text (bytea as hex). */
+enum { DL_SUBJECT, DL_EVENT_ID, DL_HEADERS, DL_REASON, DL_SUBJECT_RAW, DL_EVENT_ID_RAW,
+       DL_HEADERS_RAW, DL_PAYLOAD, DL_NCOLS };
+
+static oms_status add_hex(pg_array *a, const void *bytes, size_t len)
 {
-    pg_array subj, ids, hdrs, payloads, reasons;
-    oms_status s = OMS_OK;
-    *count = 0;
-    pg_array_init(&subj), pg_array_init(&ids), pg_array_init(&hdrs);
-    pg_array_init(&payloads), pg_array_init(&reasons);
-    for (size_t i = 0; i < n && s == OMS_OK; i++) {
-        if (!msgs[i].rejected || msgs[i].duplicate)
-            continue;
-        char *h = headers_to_text(msgs[i].nmsg);
-        char *hex = malloc(msgs[i].len * 2 + 1);
-        if (h == NULL || hex == NULL) {
-            s = OMS_ENOMEM;
-        } else {
-            for (size_t k = 0; k < msgs[i].len; k++)
-                snprintf(hex + 2 * k, 3, "%02x", ((const unsigned char *)msgs[i].data)[k]);
-            hex[msgs[i].len * 2] = '\0';
-            if (pg_array_add(&subj, msgs[i].subject) || pg_array_add(&ids, msgs[i].event_id) ||
-                pg_array_add(&hdrs, h) || pg_array_add(&payloads, hex) ||
-                pg_array_add(&reasons, msgs[i].reason))
-                s = OMS_ENOMEM;
-            (*count)++;
-        }
-        free(h);
-        free(hex);
-    }
-    const char *params[] = {pg_array_literal(&subj), pg_array_literal(&ids),
-                            pg_array_literal(&hdrs), pg_array_literal(&payloads),
-                            pg_array_literal(&reasons)};
-    if (s == OMS_OK && *count > 0)
-        s = pg_query(conn, "dead letter insert",
-                     "INSERT INTO dead_letters (subject, event_id, headers, payload, reason)"
-                     " SELECT s, e, h, decode(p, 'hex'), r FROM unnest($1::text[], $2::text[],"
-                     " $3::text[], $4::text[], $5::text[]) AS t(s, e, h, p, r)",
-                     5, params, PGRES_COMMAND_OK, NULL);
-    pg_array_fini(&subj), pg_array_fini(&ids), pg_array_fini(&hdrs);
-    pg_array_fini(&payloads), pg_array_fini(&reasons);
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *b = bytes;
+    char *hex = malloc(len * 2 + 1);
+    if (hex == NULL)
+        return OMS_ENOMEM;
+    for (size_t k = 0; k < len; k++)
+        hex[2 * k] = digits[b[k] >> 4], hex[2 * k + 1] = digits[b[k] & 15];
+    hex[len * 2] = '\0';
+    oms_status s = pg_array_add(a, hex);
+    free(hex);
     return s;
 }
 
-static void remember_error(consumer *c)
+static oms_status add_printable(pg_array *a, const char *text, size_t len, size_t bound)
 {
-    snprintf(c->last_error, sizeof c->last_error, "%s", PQerrorMessage(c->conn));
+    char *p = malloc(bound);
+    if (p == NULL)
+        return OMS_ENOMEM;
+    oms_status s = pg_array_add(a, consumer_printable(text, len, p, bound));
+    free(p);
+    return s;
+}
+
+/* Adds m's row: printable forms for people, raw bytes for a replay. */
+static oms_status dead_letter_row(pg_array *col, const oms_msg *m)
+{
+    size_t hraw_len = 0;
+    const char *id = raw_event_id(m);
+    char *htext = headers_text(m->nmsg), *hraw = headers_raw(m->nmsg, &hraw_len);
+    oms_status s = htext != NULL && hraw != NULL ? OMS_OK : OMS_ENOMEM;
+    if (s == OMS_OK)
+        s = add_printable(&col[DL_SUBJECT], m->subject, strlen(m->subject),
+                          CONSUMER_SUBJECT_MAX_BYTES + 64);
+    if (s == OMS_OK)
+        s = add_printable(&col[DL_EVENT_ID], id, strlen(id), 2 * CONSUMER_EVENT_ID_LEN);
+    if (s == OMS_OK)
+        s = pg_array_add(&col[DL_HEADERS], htext); /* printable already */
+    if (s == OMS_OK)
+        s = add_printable(&col[DL_REASON], m->reason, strlen(m->reason), 2 * CONSUMER_REASON_LEN);
+    if (s == OMS_OK)
+        s = add_hex(&col[DL_SUBJECT_RAW], m->subject, strlen(m->subject));
+    if (s == OMS_OK)
+        s = add_hex(&col[DL_EVENT_ID_RAW], id, strlen(id));
+    if (s == OMS_OK)
+        s = add_hex(&col[DL_HEADERS_RAW], hraw, hraw_len);
+    if (s == OMS_OK)
+        s = add_hex(&col[DL_PAYLOAD], m->data, m->len);
+    free(htext);
+    free(hraw);
+    return s;
+}
+
+/* Only printable text and hex reach PostgreSQL: nothing the message carries
+ * can make this statement fail. */
+static oms_status dead_letter_insert(PGconn *conn, oms_msg *msgs, size_t n, size_t *count)
+{
+    pg_array col[DL_NCOLS];
+    const char *params[DL_NCOLS];
+    oms_status s = OMS_OK;
+    *count = 0;
+    for (int k = 0; k < DL_NCOLS; k++)
+        pg_array_init(&col[k]);
+    for (size_t i = 0; i < n && s == OMS_OK; i++) {
+        if (!msgs[i].rejected || msgs[i].duplicate)
+            continue;
+        s = dead_letter_row(col, &msgs[i]);
+        (*count)++;
+    }
+    for (int k = 0; k < DL_NCOLS; k++)
+        if ((params[k] = pg_array_literal(&col[k])) == NULL)
+            s = OMS_ENOMEM;
+    if (s == OMS_OK && *count > 0)
+        s = pg_query(conn, "dead letter insert",
+                     "INSERT INTO dead_letters (subject, event_id, headers, reason, subject_raw,"
+                     " event_id_raw, headers_raw, payload)"
+                     " SELECT s, e, h, r, decode(sr, 'hex'), decode(er, 'hex'), decode(hr, 'hex'),"
+                     " decode(p, 'hex') FROM unnest($1::text[], $2::text[], $3::text[],"
+                     " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])"
+                     " AS t(s, e, h, r, sr, er, hr, p)",
+                     DL_NCOLS, params, PGRES_COMMAND_OK, NULL);
+    for (int k = 0; k < DL_NCOLS; k++)
+        pg_array_fini(&col[k]);
+    return s;
+}
+
+/* What went wrong, for the log and the reason of a last attempt: PostgreSQL's
+ * message, or the status the apply function returned. */
+static void remember_error(consumer *c, oms_status s)
+{
+    const char *pq = PQerrorMessage(c->conn);
+    if (pq == NULL || *pq == '\0')
+        snprintf(c->last_error, sizeof c->last_error, "apply: %s", oms_strstatus(s));
+    else
+        snprintf(c->last_error, sizeof c->last_error, "%s", pq);
     c->last_error[strcspn(c->last_error, "\n")] = '\0';
 }
 
@@ -253,7 +625,7 @@ static void rollback(PGconn *conn)
 }
 
 /* Applies msgs[0..n) in one transaction. On failure the transaction is rolled
- * back and c->last_error holds PostgreSQL's message. */
+ * back and c->last_error says why. */
 static oms_status apply_tx(consumer *c, oms_msg *msgs, size_t n, size_t *dead)
 {
     consumer_batch b = {c->conn, msgs, n, &c->outbox, c->env->schema, &c->tally};
@@ -275,17 +647,28 @@ static oms_status apply_tx(consumer *c, oms_msg *msgs, size_t n, size_t *dead)
     tally_publish(&c->tally);
     return OMS_OK;
 fail:
-    remember_error(c);
+    remember_error(c, s);
     rollback(c->conn);
     return s;
 }
 
 /* ---- the loop -------------------------------------------------------- */
 
+char *consumer_subject_label(const char *subject, char *out, size_t out_size)
+{
+    consumer_printable(subject, strlen(subject), out, out_size);
+    /* Label values are quoted: a quote or backslash would end them early. */
+    for (char *p = out; *p; p++)
+        if (*p == '"' || *p == '\\')
+            *p = '_';
+    return out;
+}
+
 static void count(consumer *c, const char *subject, const char *result, double v)
 {
-    char labels[192];
-    snprintf(labels, sizeof labels, "subject=\"%s\",result=\"%s\"", subject, result);
+    char labels[192], subj[96];
+    consumer_subject_label(subject, subj, sizeof subj);
+    snprintf(labels, sizeof labels, "subject=\"%s\",result=\"%s\"", subj, result);
     metrics_counter_add(c->env->m, "oms_events_consumed_total", labels, v);
 }
 
@@ -293,9 +676,11 @@ static void settle(consumer *c, oms_msg *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (msgs[i].rejected && !msgs[i].duplicate) {
+            char subj[CONSUMER_SUBJECT_MAX_BYTES + 64];
             log_warn("message dead-lettered", "consumer", c->spec->name, "subject",
-                     msgs[i].subject, "event_id", msgs[i].event_id, "reason", msgs[i].reason,
-                     NULL);
+                     consumer_printable(msgs[i].subject, strlen(msgs[i].subject), subj,
+                                        sizeof subj),
+                     "event_id", msgs[i].event_id, "reason", msgs[i].reason, NULL);
             natsMsg_Term(msgs[i].nmsg, NULL);
             count(c, msgs[i].subject, "dead_letter", 1);
             metrics_counter_add(c->env->m, "oms_dead_letters_total", "", 1);
@@ -306,36 +691,104 @@ static void settle(consumer *c, oms_msg *msgs, size_t n)
     }
 }
 
-/* The batch failed for a reason that is not transient: apply each message on
- * its own; the one PostgreSQL still refuses alone is dead-lettered. */
-static oms_status isolate(consumer *c, oms_msg *msgs, size_t n)
+static void remember_failure(consumer *c, const oms_msg *m)
 {
-    for (size_t i = 0; i < n; i++) {
-        size_t dead = 0;
-        oms_status s = apply_tx(c, &msgs[i], 1, &dead);
-        if (s == OMS_EDB) {
-            msgs[i].rejected = true;
-            msgs[i].duplicate = false;
-            snprintf(msgs[i].reason, sizeof msgs[i].reason, "database refused the event: %.400s",
-                     c->last_error);
-            if ((s = pg_exec(c->conn, "BEGIN")) == OMS_OK &&
-                (s = inbox_filter(c->conn, &msgs[i], 1)) == OMS_OK &&
-                (s = dead_letter_insert(c->conn, &msgs[i], 1, &dead)) == OMS_OK)
-                s = pg_exec(c->conn, "COMMIT");
-            if (s != OMS_OK)
-                rollback(c->conn);
-        }
-        if (s != OMS_OK)
-            return s;
-        settle(c, &msgs[i], 1);
-    }
-    return OMS_OK;
+    size_t k = c->recent_next++ % RECENT_ERRORS;
+    snprintf(c->recent[k].event_id, sizeof c->recent[k].event_id, "%s", m->event_id);
+    snprintf(c->recent[k].error, sizeof c->recent[k].error, "%.191s", c->last_error);
 }
 
-static void nak_all(oms_msg *msgs, size_t n)
+static const char *recent_failure(const consumer *c, const oms_msg *m)
+{
+    for (size_t k = 0; k < RECENT_ERRORS; k++)
+        if (c->recent[k].event_id[0] != '\0' && strcmp(c->recent[k].event_id, m->event_id) == 0)
+            return c->recent[k].error;
+    return NULL;
+}
+
+static void nak(consumer *c, oms_msg *m)
+{
+    if (!m->invalid)
+        remember_failure(c, m);
+    natsMsg_NakWithDelay(m->nmsg, consumer_nak_delay_ms(c->spec->nak_delay_ms, m->deliveries),
+                         NULL);
+}
+
+/* Records m alone as a dead letter with reason (a transaction of its own). */
+static oms_status dead_letter_alone(consumer *c, oms_msg *m)
+{
+    size_t dead = 0;
+    oms_status s;
+    m->rejected = true;
+    m->duplicate = false;
+    if ((s = pg_exec(c->conn, "BEGIN")) == OMS_OK &&
+        (s = inbox_filter(c->conn, m, 1)) == OMS_OK &&
+        (s = dead_letter_insert(c->conn, m, 1, &dead)) == OMS_OK)
+        s = pg_exec(c->conn, "COMMIT");
+    if (s != OMS_OK) {
+        remember_error(c, s);
+        rollback(c->conn);
+    }
+    return s;
+}
+
+/* The batch failed while the database is up: apply each message on its own.
+ * The one PostgreSQL still refuses alone is dead-lettered at once; one that
+ * fails transiently is nak'ed alone, or dead-lettered on its last attempt. */
+static oms_status isolate(consumer *c, oms_msg *msgs, size_t n, oms_status batch_status)
+{
+    int max_attempts = consumer_max_attempts(c->spec->max_attempts);
+    oms_status failed = OMS_OK;
+    for (size_t i = 0; i < n; i++) {
+        size_t dead = 0;
+        /* A batch of one has just been tried alone. */
+        oms_status s = n == 1            ? batch_status
+                       : pg_ok(c->conn) ? apply_tx(c, &msgs[i], 1, &dead)
+                                        : OMS_ETRANSIENT;
+        if (s == OMS_EDB) {
+            snprintf(msgs[i].reason, sizeof msgs[i].reason, "database refused the event: %.400s",
+                     c->last_error);
+            s = dead_letter_alone(c, &msgs[i]);
+        } else if (s != OMS_OK && pg_ok(c->conn) && msgs[i].deliveries >= max_attempts) {
+            snprintf(msgs[i].reason, sizeof msgs[i].reason,
+                     "not applied after %d deliveries: %.400s", msgs[i].deliveries,
+                     c->last_error);
+            s = dead_letter_alone(c, &msgs[i]);
+        }
+        if (s == OMS_OK) {
+            settle(c, &msgs[i], 1);
+            continue;
+        }
+        failed = s;
+        nak(c, &msgs[i]);
+    }
+    return failed;
+}
+
+/* A delivery past the last attempt: the one before got no answer (the
+ * process died or stalled past the ack wait) or could not be recorded. It is
+ * dead-lettered without being applied, which ends a crash loop. */
+static void give_up_overdue(consumer *c, oms_msg *msgs, size_t n)
+{
+    int max_attempts = consumer_max_attempts(c->spec->max_attempts);
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].rejected || msgs[i].deliveries <= max_attempts)
+            continue;
+        const char *seen = recent_failure(c, &msgs[i]);
+        if (seen != NULL)
+            consumer_reject_msg(&msgs[i], "not applied after %d deliveries: %s",
+                                msgs[i].deliveries - 1, seen);
+        else
+            consumer_reject_msg(&msgs[i], "not applied after %d deliveries: the last one ended"
+                                " without an answer (the process stopped or crashed, or the"
+                                " ack wait expired)", msgs[i].deliveries - 1);
+    }
+}
+
+static void nak_all(consumer *c, oms_msg *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        natsMsg_NakWithDelay(msgs[i].nmsg, NAK_DELAY_MS, NULL);
+        nak(c, &msgs[i]);
 }
 
 /* What the durable still holds behind the batch's last message, and how long
@@ -359,27 +812,22 @@ static void process(consumer *c, natsMsgList *list)
     oms_msg *msgs = calloc(n, sizeof *msgs);
     if (msgs == NULL)
         return; /* unacked: redelivered after ack_wait */
-    for (size_t i = 0; i < n; i++) {
-        oms_msg *m = &msgs[i];
-        m->nmsg = list->Msgs[i];
-        m->subject = natsMsg_GetSubject(m->nmsg);
-        m->data = natsMsg_GetData(m->nmsg);
-        m->len = (size_t)natsMsg_GetDataLength(m->nmsg);
-        if (js_msg_event_id(m->nmsg, m->event_id, sizeof m->event_id) != OMS_OK)
-            snprintf(m->event_id, sizeof m->event_id, "unknown");
-    }
+    for (size_t i = 0; i < n; i++)
+        consumer_msg_init(&msgs[i], list->Msgs[i]);
+    give_up_overdue(c, msgs, n);
     int64_t t0 = oms_mono_ms();
     size_t dead = 0;
     oms_status s = apply_tx(c, msgs, n, &dead);
     if (s == OMS_OK)
         settle(c, msgs, n);
-    else if (s == OMS_EDB)
-        s = isolate(c, msgs, n);
+    else if (pg_ok(c->conn))
+        s = isolate(c, msgs, n, s);
+    else
+        nak_all(c, msgs, n); /* the database is gone: no message is at fault */
     if (s != OMS_OK) {
         log_warn("batch not applied, will retry", "consumer", c->spec->name, "error",
                  c->last_error, NULL);
         metrics_counter_add(c->env->m, "oms_consumer_retries_total", "", 1);
-        nak_all(msgs, n);
     }
     char labels[96];
     snprintf(labels, sizeof labels, "consumer=\"%s\"", c->spec->name);
@@ -400,8 +848,11 @@ static oms_status ensure_bound(consumer *c)
             return s;
     }
     if (c->sub == NULL) {
-        s = js_pull_subscribe(c->env->js, c->spec->stream, c->spec->durable, c->spec->filter,
-                              c->spec->ack_wait_ms, &c->sub);
+        s = js_pull_subscribe_max(c->env->js, c->spec->stream, c->spec->durable,
+                                  c->spec->filter, c->spec->ack_wait_ms,
+                                  consumer_max_attempts(c->spec->max_attempts) +
+                                      CONSUMER_SPARE_DELIVERIES,
+                                  &c->sub);
         if (s != OMS_OK)
             return s;
         log_info("consumer bound", "consumer", c->spec->name, "stream", c->spec->stream,
@@ -514,25 +965,48 @@ bool consumer_ready(consumer *c)
     return c != NULL && atomic_load(&c->ready);
 }
 
-oms_status consumer_replay(const consumer_spec *spec, const consumer_env *env, PGconn *conn,
-                           const char *subject, const char *headers, const void *data,
-                           size_t len, char reason_out[CONSUMER_REASON_LEN])
+/* A natsMsg carrying exactly the stored bytes, checked at the boundary. */
+static oms_status replay_msg(const consumer_raw *raw, oms_msg *msg,
+                             char reason_out[CONSUMER_REASON_LEN])
 {
     natsMsg *nm = NULL;
+    if (raw->len > INT32_MAX ||
+        natsMsg_Create(&nm, raw->subject, NULL, raw->data, (int)raw->len) != NATS_OK)
+        return OMS_ENOMEM;
+    memset(msg, 0, sizeof *msg);
+    msg->nmsg = nm;
+    if (!headers_from_raw(nm, raw->headers, raw->headers_len)) {
+        snprintf(reason_out, CONSUMER_REASON_LEN, "stored headers are not a NATS header block");
+        return OMS_EINVAL;
+    }
+    consumer_msg_init(msg, nm);
+    if (msg->invalid) {
+        snprintf(reason_out, CONSUMER_REASON_LEN, "%s", msg->reason);
+        return OMS_EINVAL;
+    }
+    /* Without Nats-Msg-Id the id was "<stream>:<seq>", which only the stored
+     * row still knows. */
+    if (oms_msg_header(msg, JS_HDR_MSG_ID) == NULL && raw->event_id != NULL) {
+        if (strlen(raw->event_id) >= sizeof msg->event_id) {
+            snprintf(reason_out, CONSUMER_REASON_LEN, "stored event id is too long");
+            return OMS_EINVAL;
+        }
+        snprintf(msg->event_id, sizeof msg->event_id, "%s", raw->event_id);
+    }
+    return OMS_OK;
+}
+
+oms_status consumer_replay(const consumer_spec *spec, const consumer_env *env, PGconn *conn,
+                           const consumer_raw *raw, char reason_out[CONSUMER_REASON_LEN])
+{
     outbox_batch ob;
     oms_msg msg;
     oms_status s;
 
-    if (len > INT32_MAX || natsMsg_Create(&nm, subject, NULL, data, (int)len) != NATS_OK)
-        return OMS_ENOMEM;
-    headers_from_text(nm, headers);
     memset(&msg, 0, sizeof msg);
-    msg.nmsg = nm;
-    msg.subject = natsMsg_GetSubject(nm);
-    msg.data = natsMsg_GetData(nm);
-    msg.len = len;
-    js_msg_event_id(nm, msg.event_id, sizeof msg.event_id);
     outbox_batch_init(&ob);
+    if ((s = replay_msg(raw, &msg, reason_out)) != OMS_OK)
+        goto out;
     /* Static: a tally is too big for an HTTP thread's stack, and replays are
      * serialised by the caller's connection lock. */
     static struct consumer_tally tally;
@@ -548,8 +1022,9 @@ oms_status consumer_replay(const consumer_spec *spec, const consumer_env *env, P
     }
     if (s == OMS_OK)
         tally_publish(&tally); /* the caller commits next; a failed COMMIT over-counts one */
+out:
     outbox_batch_fini(&ob);
-    natsMsg_Destroy(nm);
+    natsMsg_Destroy(msg.nmsg);
     return s;
 }
 

@@ -344,6 +344,13 @@ oms_status js_stream_exists(js_conn *c, const char *stream)
 oms_status js_pull_subscribe(js_conn *c, const char *stream, const char *durable,
                              const char *filter, int64_t ack_wait_ms, natsSubscription **out)
 {
+    return js_pull_subscribe_max(c, stream, durable, filter, ack_wait_ms, 0, out);
+}
+
+oms_status js_pull_subscribe_max(js_conn *c, const char *stream, const char *durable,
+                                 const char *filter, int64_t ack_wait_ms, int max_deliver,
+                                 natsSubscription **out)
+{
     jsConsumerConfig cc;
     jsConsumerInfo *ci = NULL;
     jsSubOptions so;
@@ -354,6 +361,7 @@ oms_status js_pull_subscribe(js_conn *c, const char *stream, const char *durable
     cc.AckPolicy = js_AckExplicit;
     cc.AckWait = ack_wait_ms * NS_PER_MS;
     cc.MaxAckPending = 20000;
+    cc.MaxDeliver = max_deliver > 0 ? max_deliver : -1;
     cc.FilterSubject = filter;
     natsStatus st = js_AddConsumer(&ci, c->js, stream, &cc, NULL, &code);
     if (st != NATS_OK && code == JSConsumerNameExistErr)
@@ -527,14 +535,22 @@ oms_status js_publish_sync(js_conn *c, natsMsg *msg)
 oms_status js_msg_event_id(natsMsg *msg, char *out, size_t out_len)
 {
     const char *id = NULL;
-    if (natsMsgHeader_Get(msg, JS_HDR_MSG_ID, &id) == NATS_OK && id != NULL && *id != '\0') {
-        snprintf(out, out_len, "%s", id);
-        return OMS_OK;
+    char seq_id[256];
+    if (natsMsgHeader_Get(msg, JS_HDR_MSG_ID, &id) != NATS_OK || id == NULL || *id == '\0') {
+        jsMsgMetaData *meta = NULL;
+        if (natsMsg_GetMetaData(&meta, msg) != NATS_OK)
+            return OMS_EINVAL;
+        int n = snprintf(seq_id, sizeof seq_id, "%s:%llu", meta->Stream,
+                         (unsigned long long)meta->Sequence.Stream);
+        jsMsgMetaData_Destroy(meta);
+        if (n < 0 || (size_t)n >= sizeof seq_id)
+            return OMS_EINVAL;
+        id = seq_id;
     }
-    jsMsgMetaData *meta = NULL;
-    if (natsMsg_GetMetaData(&meta, msg) != NATS_OK)
+    /* Cutting would make two ids that share a prefix one event. */
+    size_t len = strlen(id);
+    if (len >= out_len)
         return OMS_EINVAL;
-    snprintf(out, out_len, "%s:%llu", meta->Stream, (unsigned long long)meta->Sequence.Stream);
-    jsMsgMetaData_Destroy(meta);
+    memcpy(out, id, len + 1);
     return OMS_OK;
 }

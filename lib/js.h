@@ -90,6 +90,13 @@ oms_status js_stream_exists(js_conn *c, const char *stream);
 oms_status js_pull_subscribe(js_conn *c, const char *stream, const char *durable,
                              const char *filter, int64_t ack_wait_ms, natsSubscription **out);
 
+/* js_pull_subscribe with MaxDeliver = max_deliver (<= 0: unlimited). An
+ * existing durable is updated to this config, so a running stack's durables
+ * get a new MaxDeliver or AckWait when the service restarts. */
+oms_status js_pull_subscribe_max(js_conn *c, const char *stream, const char *durable,
+                                 const char *filter, int64_t ack_wait_ms, int max_deliver,
+                                 natsSubscription **out);
+
 /* Fetches the messages available now, up to batch (on a rare race up to twice
  * what arrived late meanwhile: callers take any count); when none are, waits
  * up to wait_ms for the first one and returns it alone. Nothing is OMS_OK
@@ -109,7 +116,8 @@ oms_status js_publish_wait(js_conn *c, int64_t timeout_ms);
 oms_status js_publish_sync(js_conn *c, natsMsg *msg);
 
 /* Returns an event id for msg: its Nats-Msg-Id header, or "<stream>:<seq>"
- * from its JetStream metadata. Writes into out. */
+ * from its JetStream metadata. Writes into out; an id that does not fit in
+ * out_len is never cut: OMS_EINVAL, out untouched. */
 oms_status js_msg_event_id(natsMsg *msg, char *out, size_t out_len);
 
 #endif

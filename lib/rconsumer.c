@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NAK_DELAY_MS 1000
 #define MIN_BACKOFF_MS 100
 #define MAX_BACKOFF_MS 5000
 #define REDIS_TIMEOUT_MS 5000
@@ -53,8 +52,9 @@ void rconsumer_reject(oms_msg *m, const char *fmt, ...)
 
 static void count(rconsumer *c, const char *subject, const char *result, double v)
 {
-    char labels[192];
-    snprintf(labels, sizeof labels, "subject=\"%s\",result=\"%s\"", subject, result);
+    char labels[192], subj[96];
+    snprintf(labels, sizeof labels, "subject=\"%s\",result=\"%s\"",
+             consumer_subject_label(subject, subj, sizeof subj), result);
     metrics_counter_add(c->env->m, "oms_events_consumed_total", labels, v);
 }
 
@@ -86,17 +86,25 @@ static oms_status dead_letters_write(rconsumer *c, oms_msg *msgs, size_t n, size
 
 /* ---- one batch --------------------------------------------------------- */
 
-static void msgs_init(oms_msg *msgs, size_t n, natsMsgList *list)
+/* Fills and checks every message; one delivered past its last attempt is
+ * rejected without being applied (see consumer.h). */
+static void msgs_init(rconsumer *c, oms_msg *msgs, size_t n, natsMsgList *list)
 {
+    int max_attempts = consumer_max_attempts(c->spec->max_attempts);
     for (size_t i = 0; i < n; i++) {
         oms_msg *m = &msgs[i];
-        m->nmsg = list->Msgs[i];
-        m->subject = natsMsg_GetSubject(m->nmsg);
-        m->data = natsMsg_GetData(m->nmsg);
-        m->len = (size_t)natsMsg_GetDataLength(m->nmsg);
-        if (js_msg_event_id(m->nmsg, m->event_id, sizeof m->event_id) != OMS_OK)
-            snprintf(m->event_id, sizeof m->event_id, "unknown");
+        consumer_msg_init(m, list->Msgs[i]);
+        if (!m->rejected && m->deliveries > max_attempts)
+            rconsumer_reject(m, "not applied after %d deliveries: the last one ended without"
+                             " an answer (the process stopped or crashed, or the ack wait"
+                             " expired)", m->deliveries - 1);
     }
+}
+
+static void nak(rconsumer *c, oms_msg *m)
+{
+    natsMsg_NakWithDelay(m->nmsg, consumer_nak_delay_ms(c->spec->nak_delay_ms, m->deliveries),
+                         NULL);
 }
 
 /* Encodes every message; returns how many calls were built (their message
@@ -106,6 +114,8 @@ static oms_status encode_all(rconsumer *c, oms_msg *msgs, size_t n, size_t *ncal
     *ncalls = 0;
     for (size_t i = 0; i < n; i++) {
         redis_args *a = &c->calls[*ncalls];
+        if (msgs[i].rejected)
+            continue; /* refused at the boundary or overdue */
         redis_args_reset(a);
         oms_status s = c->spec->encode(c->spec->ctx, &msgs[i], a);
         if (s != OMS_OK)
@@ -137,7 +147,11 @@ static void take_replies(rconsumer *c, oms_msg *msgs, size_t ncalls)
     for (size_t k = 0; k < ncalls; k++) {
         oms_msg *m = &msgs[c->slot[k]];
         redisReply *r = c->replies[k];
-        if (r->type == REDIS_REPLY_ERROR && transient_error(r)) {
+        if (r->type == REDIS_REPLY_ERROR && transient_error(r) &&
+            m->deliveries >= consumer_max_attempts(c->spec->max_attempts)) {
+            rconsumer_reject(m, "not applied after %d deliveries: Redis: %.400s", m->deliveries,
+                             r->str);
+        } else if (r->type == REDIS_REPLY_ERROR && transient_error(r)) {
             if (!logged)
                 log_warn("Redis cannot apply now, will retry", "consumer", c->spec->name,
                          "error", r->str, NULL);
@@ -162,18 +176,20 @@ static void settle(rconsumer *c, oms_msg *msgs, size_t n, bool dead_lettered)
 {
     for (size_t i = 0; i < n; i++) {
         if (c->retry[i]) {
-            natsMsg_NakWithDelay(msgs[i].nmsg, NAK_DELAY_MS, NULL);
+            nak(c, &msgs[i]);
             metrics_counter_add(c->env->m, "oms_consumer_retries_total", "", 1);
             continue;
         }
         if (msgs[i].rejected && !c->spec->replay) {
             if (!dead_lettered) {
-                natsMsg_NakWithDelay(msgs[i].nmsg, NAK_DELAY_MS, NULL);
+                nak(c, &msgs[i]);
                 continue;
             }
+            char subj[CONSUMER_SUBJECT_MAX_BYTES + 64];
             log_warn("message dead-lettered", "consumer", c->spec->name, "subject",
-                     msgs[i].subject, "event_id", msgs[i].event_id, "reason", msgs[i].reason,
-                     NULL);
+                     consumer_printable(msgs[i].subject, strlen(msgs[i].subject), subj,
+                                        sizeof subj),
+                     "event_id", msgs[i].event_id, "reason", msgs[i].reason, NULL);
             natsMsg_Term(msgs[i].nmsg, NULL);
             count(c, msgs[i].subject, "dead_letter", 1);
             metrics_counter_add(c->env->m, "oms_dead_letters_total", "", 1);
@@ -188,7 +204,7 @@ static void settle(rconsumer *c, oms_msg *msgs, size_t n, bool dead_lettered)
 static void nak_all(rconsumer *c, oms_msg *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        natsMsg_NakWithDelay(msgs[i].nmsg, NAK_DELAY_MS, NULL);
+        nak(c, &msgs[i]);
     metrics_counter_add(c->env->m, "oms_consumer_retries_total", "", 1);
 }
 
@@ -249,7 +265,7 @@ static void process(rconsumer *c, natsMsgList *list)
         free(msgs);
         return; /* unacked: redelivered after ack_wait */
     }
-    msgs_init(msgs, n, list);
+    msgs_init(c, msgs, n, list);
     memset(c->retry, 0, n * sizeof *c->retry);
     oms_status s = encode_all(c, msgs, n, &ncalls);
     if (s == OMS_OK && ncalls > 0)
@@ -295,8 +311,11 @@ static oms_status ensure_bound(rconsumer *c)
         }
     }
     if (c->sub == NULL) {
-        s = js_pull_subscribe(c->env->js, c->spec->stream, c->spec->durable, c->spec->filter,
-                              c->spec->ack_wait_ms, &c->sub);
+        s = js_pull_subscribe_max(c->env->js, c->spec->stream, c->spec->durable,
+                                  c->spec->filter, c->spec->ack_wait_ms,
+                                  consumer_max_attempts(c->spec->max_attempts) +
+                                      CONSUMER_SPARE_DELIVERIES,
+                                  &c->sub);
         if (s != OMS_OK)
             return s;
         log_info("consumer bound", "consumer", c->spec->name, "stream", c->spec->stream,

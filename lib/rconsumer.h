@@ -16,6 +16,10 @@
  * in PostgreSQL and is terminated. When Redis is unreachable the batch is
  * nak'ed with a delay and the loop connects again with backoff.
  *
+ * Boundary checks and attempts are those of lib/consumer (consumer.h): a
+ * message refused at the boundary, one Redis still cannot apply on its last
+ * attempt, and one delivered past the last attempt are dead-lettered.
+ *
  * Replay mode (rebuilds): the durable is read from the stream's start until
  * nothing is pending; rejected messages are counted, not dead-lettered again.
  */
@@ -48,6 +52,8 @@ typedef struct rconsumer_spec {
     int batch_max;
     int wait_ms;
     int64_t ack_wait_ms;
+    int max_attempts;      /* 0: CONSUMER_MAX_ATTEMPTS */
+    int64_t nak_delay_ms;  /* first nak delay, doubled per delivery; 0: CONSUMER_NAK_DELAY_MS */
     const char *script;   /* Lua source, loaded once and called by SHA */
     rconsumer_encode_fn encode;
     rconsumer_done_fn done;

@@ -14,12 +14,15 @@ const consumer_spec *service_consumer_for(oms_service *svc, const char *subject)
 
 static json_t *dead_letter_json(PGresult *res, int row)
 {
-    return json_pack("{s:I,s:s,s:s,s:s,s:i,s:s,s:s?}", "id",
+    /* subject, event_id, headers and reason are the printable forms. */
+    return json_pack("{s:I,s:s,s:s,s:s,s:i,s:s,s:s?,s:s,s:I}", "id",
                      (json_int_t)atoll(PQgetvalue(res, row, 0)), "subject",
                      PQgetvalue(res, row, 1), "event_id", PQgetvalue(res, row, 2), "reason",
                      PQgetvalue(res, row, 3), "attempts", atoi(PQgetvalue(res, row, 4)),
                      "created_at", PQgetvalue(res, row, 5), "resolved_at",
-                     PQgetisnull(res, row, 6) ? NULL : PQgetvalue(res, row, 6));
+                     PQgetisnull(res, row, 6) ? NULL : PQgetvalue(res, row, 6), "headers",
+                     PQgetvalue(res, row, 7), "payload_bytes",
+                     (json_int_t)atoll(PQgetvalue(res, row, 8)));
 }
 
 static void h_list(void *ctx, const http_request *req, http_response *resp)
@@ -49,7 +52,8 @@ static void h_list(void *ctx, const http_request *req, http_response *resp)
     oms_status s = pg_query(c, "dead letter list",
                             "SELECT id, subject, event_id, reason, attempts,"
                             " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-                            " to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+                            " to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+                            " headers, octet_length(payload)"
                             " FROM dead_letters WHERE ($1 = 'all' OR resolved_at IS NULL)"
                             " ORDER BY id LIMIT $2::int",
                             2, params, PGRES_TUPLES_OK, &res);
@@ -78,8 +82,10 @@ static oms_status retry_one(oms_service *svc, PGconn *c, const char *id, int *st
     if ((s = pg_exec(c, "BEGIN")) != OMS_OK)
         return s;
     s = pg_query(c, "dead letter load",
-                 "SELECT subject, headers, payload FROM dead_letters"
-                 " WHERE id = $1::bigint AND resolved_at IS NULL FOR UPDATE",
+                 /* The raw bytes, as the message came: a replay sees what the
+                  * consumer saw, not the printable forms. */
+                 "SELECT subject, subject_raw, event_id_raw, headers_raw, payload"
+                 " FROM dead_letters WHERE id = $1::bigint AND resolved_at IS NULL FOR UPDATE",
                  1, params, PGRES_TUPLES_OK, &res);
     if (s != OMS_OK)
         goto out;
@@ -88,24 +94,35 @@ static oms_status retry_one(oms_service *svc, PGconn *c, const char *id, int *st
         snprintf(message, message_len, "no open dead letter with id %s", id);
         goto out;
     }
-    size_t len = 0;
-    unsigned char *payload = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 2), &len);
-    const consumer_spec *spec = service_consumer_for(svc, PQgetvalue(res, 0, 0));
-    if (spec == NULL || payload == NULL) {
+    size_t len[4] = {0};
+    unsigned char *raw[4] = {NULL};
+    for (int k = 0; k < 4; k++)
+        raw[k] = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, k + 1), &len[k]);
+    char *subject = raw[0] ? strndup((const char *)raw[0], len[0]) : NULL;
+    char *event_id = raw[1] ? strndup((const char *)raw[1], len[1]) : NULL;
+    const consumer_spec *spec = subject ? service_consumer_for(svc, subject) : NULL;
+    if (subject == NULL || event_id == NULL || raw[2] == NULL || raw[3] == NULL) {
+        s = OMS_ENOMEM;
+    } else if (spec == NULL) {
         *status = 409;
         snprintf(message, message_len, "no consumer of this service handles subject %s",
                  PQgetvalue(res, 0, 0));
     } else {
-        s = consumer_replay(spec, service_consumer_env(svc), c, PQgetvalue(res, 0, 0),
-                            PQgetvalue(res, 0, 1), payload, len, reason);
+        consumer_raw msg = {subject, event_id, raw[2], len[2], raw[3], len[3]};
+        s = consumer_replay(spec, service_consumer_env(svc), c, &msg, reason);
     }
-    PQfreemem(payload);
+    for (int k = 0; k < 4; k++)
+        PQfreemem(raw[k]);
+    free(subject);
+    free(event_id);
     if (*status != 0 || (s != OMS_OK && s != OMS_EINVAL))
         goto out;
     if (s == OMS_EINVAL) {
-        const char *p2[] = {id, reason};
+        /* The reason may quote the message's bytes: store and show it printable. */
+        char shown[2 * CONSUMER_REASON_LEN];
+        const char *p2[] = {id, consumer_printable(reason, strlen(reason), shown, sizeof shown)};
         *status = 409;
-        snprintf(message, message_len, "still rejected: %s", reason);
+        snprintf(message, message_len, "still rejected: %s", shown);
         s = pg_query(c, "dead letter attempt",
                      "UPDATE dead_letters SET attempts = attempts + 1, reason = $2"
                      " WHERE id = $1::bigint", 2, p2, PGRES_COMMAND_OK, NULL);
@@ -143,7 +160,7 @@ static void h_retry(void *ctx, const http_request *req, http_response *resp)
         return;
     }
     int status = 0;
-    char message[CONSUMER_REASON_LEN + 32];
+    char message[2 * CONSUMER_REASON_LEN + 32];
     oms_status s = retry_one(svc, c, id, &status, message, sizeof message);
     service_pg_release(svc);
     if (s != OMS_OK) {
