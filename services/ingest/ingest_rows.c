@@ -45,6 +45,9 @@ typedef struct chunk {
     in_row *rows;
     size_t n, cap;
     bool oom;
+    bool too_many;          /* more than INGEST_CHUNK_ROWS_MAX rows: not stored */
+    int first_extra_row;    /* the first row past the limit */
+    char unreadable[CONSUMER_REASON_LEN]; /* why the message is refused, when it is */
 } chunk;
 
 static void row_free(in_row *r)
@@ -107,6 +110,53 @@ static void store_row(chunk *c, const order_row *r, bool valid)
         c->oom = true;
 }
 
+/* The number of the next data row, or false once the message holds
+ * INGEST_CHUNK_ROWS_MAX rows: the rest are counted out, never stored. */
+static bool take_row(chunk *c, int *row)
+{
+    if (c->n >= INGEST_CHUNK_ROWS_MAX) {
+        if (!c->too_many)
+            c->first_extra_row = c->next_row;
+        c->too_many = true;
+        return false;
+    }
+    *row = c->next_row++;
+    return true;
+}
+
+/* The column a record's field (from 1) maps to under the chunk's header,
+ * or NULL for a column ingest ignores. */
+static const char *column_at(const chunk *c, size_t field)
+{
+    for (int col = 0; col < OC_COUNT; col++)
+        if (field > 0 && c->header.index[col] == (int)(field - 1))
+            return order_csv_column_name((order_col)col);
+    return NULL;
+}
+
+/* A record csvrec refused (NUL byte, too many fields) is a rejected row:
+ * the rows around it are readable and go on as usual. */
+static void on_fault(void *arg, const csvrec_error *e)
+{
+    chunk *c = arg;
+    order_row r;
+    int row;
+    c->first_record = false; /* a record that cannot be read is never the header */
+    if (!take_row(c, &row))
+        return;
+    memset(&r, 0, sizeof r);
+    r.row = row;
+    const char *col = column_at(c, e->field);
+    r.field = col ? col : "";
+    if (e->field == 0)
+        snprintf(r.error, sizeof r.error, "row %d %s", row, e->what);
+    else if (col != NULL)
+        snprintf(r.error, sizeof r.error, "row %d: %s %s", row, col, e->what);
+    else
+        snprintf(r.error, sizeof r.error, "row %d: field %zu %s", row, e->field, e->what);
+    store_row(c, &r, false);
+}
+
 static void on_record(void *arg, char *const *fields, size_t n)
 {
     chunk *c = arg;
@@ -123,7 +173,9 @@ static void on_record(void *arg, char *const *fields, size_t n)
             return;
         }
     }
-    int row = c->next_row++;
+    int row;
+    if (!take_row(c, &row))
+        return;
     if (c->header_bad) {
         memset(&r, 0, sizeof r);
         r.row = row;
@@ -136,37 +188,72 @@ static void on_record(void *arg, char *const *fields, size_t n)
     store_row(c, &r, s == OMS_OK);
 }
 
+/* Says why nothing of the message is imported: the CSV stops being
+ * readable at a field (the record being read is row c->next_row). */
+static void explain_unreadable(chunk *c, const csvrec_error *e)
+{
+    const char *col = column_at(c, e->field);
+    snprintf(c->unreadable, sizeof c->unreadable,
+             "row %d, field %zu%s%s%s %s: the CSV cannot be read past it; nothing of this "
+             "message was imported",
+             c->next_row, e->field, col ? " (" : "", col ? col : "", col ? ")" : "", e->what);
+}
+
 /* Parses a message's CSV into c. first_row: number of the first data row,
- * or 0 to number records from 1 with the header (if any) as row 1. */
+ * or 0 to number records from 1 with the header (if any) as row 1.
+ * OMS_EINVAL when the message is refused as a whole (c->unreadable says
+ * why), OMS_ENOMEM when memory ran out. */
 static oms_status chunk_parse(chunk *c, const oms_msg *m, int first_row)
 {
     csvrec rec;
     oms_status s = csvrec_init(&rec, on_record, c);
     if (s != OMS_OK)
         return s;
+    csvrec_set_limits(&rec, ORDER_CSV_FIELD_BYTES_MAX, ORDER_CSV_FIELDS_MAX);
+    csvrec_set_fault_fn(&rec, on_fault);
     c->first_record = true;
     c->explicit_rows = first_row > 0;
     c->next_row = first_row > 0 ? first_row : 1;
     order_csv_header_default(&c->header);
     if ((s = csvrec_feed(&rec, m->data, m->len)) == OMS_OK)
         s = csvrec_finish(&rec);
+    if (s == OMS_OK && c->oom)
+        s = OMS_ENOMEM;
+    if (s == OMS_EINVAL)
+        explain_unreadable(c, csvrec_error_of(&rec));
+    if (s != OMS_ENOMEM && c->too_many) {
+        snprintf(c->unreadable, sizeof c->unreadable,
+                 "message has more than %d rows (row %d is one too many): at most %d rows per "
+                 "message; nothing of it was imported",
+                 INGEST_CHUNK_ROWS_MAX, c->first_extra_row, INGEST_CHUNK_ROWS_MAX);
+        s = OMS_EINVAL;
+    }
     csvrec_fini(&rec);
-    return (s != OMS_OK || c->oom) ? OMS_ENOMEM : OMS_OK;
+    return s;
 }
 
 /* ---- imports bookkeeping --------------------------------------------- */
 
-static oms_status header_int(const oms_msg *m, const char *key, int64_t min, int64_t max,
-                             int64_t *out, bool *present)
+/* Reads header key as a decimal from min to max (digits only: no sign,
+ * no spaces, at most 10 of them, so the value cannot overflow). Absent:
+ * OMS_OK with *present false. Invalid: OMS_EINVAL with the message rejected
+ * naming the header, its value and the range (`what` is "row number"...). */
+static oms_status header_int(consumer_batch *b, size_t i, const char *key, const char *what,
+                             int64_t min, int64_t max, int64_t *out, bool *present)
 {
-    const char *v = oms_msg_header(m, key);
+    const char *v = oms_msg_header(&b->msgs[i], key);
+    int64_t n = 0;
+    size_t len = 0;
     *present = v != NULL;
     if (v == NULL)
         return OMS_OK;
-    char *end = NULL;
-    long long n = strtoll(v, &end, 10);
-    if (*v == '\0' || *end != '\0' || n < min || n > max)
+    for (; v[len] >= '0' && v[len] <= '9' && len < 10; len++)
+        n = n * 10 + (v[len] - '0');
+    if (len == 0 || v[len] != '\0' || n < min || n > max) {
+        consumer_reject(b, i, "header %s \"%.40s\" must be a %s from %lld to %lld", key, v, what,
+                        (long long)min, (long long)max);
         return OMS_EINVAL;
+    }
     *out = n;
     return OMS_OK;
 }
@@ -346,21 +433,29 @@ static oms_status apply_message(ingest_ctx *ctx, consumer_batch *b, size_t i, pg
 {
     const oms_msg *m = &b->msgs[i];
     const char *import_id = oms_msg_header(m, INGEST_HDR_IMPORT_ID);
-    int64_t end_rows = 0, first_row = 0;
-    bool has_end = false, has_first = false;
+    int64_t end_rows = 0, first_row = 0, chunk_no = 0;
+    bool has_end = false, has_first = false, has_chunk = false;
     oms_status s;
 
+    if (m->len > INGEST_MSG_BYTES_MAX) {
+        consumer_reject(b, i, "message is %zu bytes: at most %d bytes of CSV per message; "
+                              "nothing of it was imported", m->len, INGEST_MSG_BYTES_MAX);
+        return OMS_OK;
+    }
     if (import_id != NULL && !import_id_ok(import_id)) {
         consumer_reject(b, i, "header %s \"%.80s\" must be 1 to 128 printable characters and "
                               "must not start with \"live:\"", INGEST_HDR_IMPORT_ID, import_id);
         return OMS_OK;
     }
-    if (header_int(m, INGEST_HDR_IMPORT_END, 0, INT32_MAX, &end_rows, &has_end) != OMS_OK ||
-        header_int(m, INGEST_HDR_FIRST_ROW, 1, INT32_MAX, &first_row, &has_first) != OMS_OK) {
-        consumer_reject(b, i, "header %s or %s is not a valid row count/number",
-                        INGEST_HDR_IMPORT_END, INGEST_HDR_FIRST_ROW);
+    /* With first_row and rows per message bounded, the last row number,
+     * INGEST_ROW_NUMBER_MAX + INGEST_CHUNK_ROWS_MAX, is far from INT32_MAX. */
+    if (header_int(b, i, INGEST_HDR_IMPORT_END, "row count", 0, INGEST_ROW_NUMBER_MAX, &end_rows,
+                   &has_end) != OMS_OK ||
+        header_int(b, i, INGEST_HDR_FIRST_ROW, "row number", 1, INGEST_ROW_NUMBER_MAX,
+                   &first_row, &has_first) != OMS_OK ||
+        header_int(b, i, INGEST_HDR_CHUNK, "chunk number", 0, INGEST_ROW_NUMBER_MAX, &chunk_no,
+                   &has_chunk) != OMS_OK)
         return OMS_OK;
-    }
     if (has_end && import_id == NULL) {
         consumer_reject(b, i, "header %s needs %s", INGEST_HDR_IMPORT_END, INGEST_HDR_IMPORT_ID);
         return OMS_OK;
@@ -369,7 +464,11 @@ static oms_status apply_message(ingest_ctx *ctx, consumer_batch *b, size_t i, pg
         return apply_end(b, i, import_id, end_rows);
 
     chunk c = {.ctx = ctx, .import_id = import_id, .now_ms = oms_now_ms()};
-    if ((s = chunk_parse(&c, m, (int)first_row)) == OMS_OK && c.n > 0) {
+    s = chunk_parse(&c, m, (int)first_row);
+    if (s == OMS_EINVAL) {
+        consumer_reject(b, i, "%s", c.unreadable);
+        s = OMS_OK;
+    } else if (s == OMS_OK && c.n > 0) {
         s = import_id ? register_file(b->conn, &c) : register_live(b->conn, &c);
         if (s == OMS_OK)
             s = write_rows(&c, copy, b->outbox, m->event_id);
@@ -379,6 +478,24 @@ static oms_status apply_message(ingest_ctx *ctx, consumer_batch *b, size_t i, pg
     return s == OMS_ENOMEM ? OMS_ETRANSIENT : s;
 }
 
+#define COPY_IMPORT_ROWS                                                                   \
+    "COPY import_rows (import_id, seq, row_no, order_id, customer_id, customer_email,"      \
+    " customer_name, sku, product_name, qty, unit_price_cents, currency, placed_at_ms,"     \
+    " field, reason) FROM STDIN"
+
+/* Sends the buffered rows, and the batch's events, once they hold at least
+ * min_bytes (0: whatever is there): what a batch holds in memory is then
+ * one message's rows on top of INGEST_FLUSH_BYTES, not all of its rows. */
+static oms_status flush_if_full(consumer_batch *b, pgcopy *copy, size_t min_bytes)
+{
+    oms_status s = OMS_OK;
+    if (copy->len >= min_bytes)
+        s = pgcopy_send(copy, b->conn, COPY_IMPORT_ROWS);
+    if (s == OMS_OK && min_bytes > 0 && b->outbox->rows.len >= min_bytes)
+        s = outbox_batch_flush(b->outbox, b->conn);
+    return s;
+}
+
 oms_status ingest_apply_rows(void *arg, consumer_batch *b)
 {
     ingest_ctx *ctx = arg;
@@ -386,14 +503,14 @@ oms_status ingest_apply_rows(void *arg, consumer_batch *b)
     oms_status s = OMS_OK;
 
     pgcopy_init(&copy);
-    for (size_t i = 0; i < b->n && s == OMS_OK; i++)
+    for (size_t i = 0; i < b->n && s == OMS_OK; i++) {
         if (!b->msgs[i].duplicate && !b->msgs[i].rejected)
             s = apply_message(ctx, b, i, &copy);
+        if (s == OMS_OK)
+            s = flush_if_full(b, &copy, INGEST_FLUSH_BYTES);
+    }
     if (s == OMS_OK)
-        s = pgcopy_send(&copy, b->conn,
-                        "COPY import_rows (import_id, seq, row_no, order_id, customer_id,"
-                        " customer_email, customer_name, sku, product_name, qty,"
-                        " unit_price_cents, currency, placed_at_ms, field, reason) FROM STDIN");
+        s = flush_if_full(b, &copy, 0);
     pgcopy_fini(&copy);
     return s;
 }
