@@ -49,7 +49,7 @@ static void set_fault(csvrec *r, csvrec_fault fault, size_t field, size_t byte, 
     vsnprintf(e->what, sizeof e->what, fmt, ap);
     va_end(ap);
     if (field > 0)
-        snprintf(e->text, sizeof e->text, "row %zu, field %zu: %s", e->record, field, e->what);
+        snprintf(e->text, sizeof e->text, "row %zu, field %zu %s", e->record, field, e->what);
     else
         snprintf(e->text, sizeof e->text, "row %zu %s", e->record, e->what);
 }

@@ -43,7 +43,7 @@ typedef struct csvrec_error {
     size_t field;       /* 0 for CSVREC_FAULT_TOO_MANY_FIELDS */
     size_t byte;        /* CSVREC_FAULT_NUL: position in the field, from 1 */
     char what[CSVREC_ERR_LEN];  /* "contains a NUL byte at byte 6", no position */
-    char text[CSVREC_ERR_LEN + 64]; /* "row 3, field 2: " + what */
+    char text[CSVREC_ERR_LEN + 64]; /* "row 3, field 2 " + what, or "row 3 " + what */
 } csvrec_error;
 
 /* Called instead of csvrec_fn for a record with a record fault; e is

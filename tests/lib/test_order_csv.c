@@ -504,6 +504,30 @@ static void test_row_field_too_long(void **state)
                      "row 17: customer_email is longer than 256 bytes");
 }
 
+/* A control character in a text column is refused naming the column, the
+ * byte and where it is; a NUL never gets this far (csvrec refuses it). */
+static void test_row_control_characters(void **state)
+{
+    (void)state;
+    assert_row_error(F_ORDER, "ORD-1\x01" "EVIL", "order_id",
+                     "row 17: order_id contains control character 0x01 at byte 6");
+    assert_row_error(F_CUST, "\x1b[31mC-7", "customer_id",
+                     "row 17: customer_id contains control character 0x1B at byte 1");
+    assert_row_error(F_SKU, "SKU-1\n", "sku", "row 17: sku contains control character 0x0A at byte 6");
+    assert_row_error(F_CNAME, "Ada\tLovelace", "customer_name",
+                     "row 17: customer_name contains control character 0x09 at byte 4");
+    assert_row_error(F_PNAME, "Wid\rget", "product_name",
+                     "row 17: product_name contains control character 0x0D at byte 4");
+    assert_row_error(F_EMAIL, "ada@example.com\x7f", "customer_email",
+                     "row 17: customer_email contains control character 0x7F at byte 16");
+    /* Length is looked at first, then control characters, then UTF-8. */
+    assert_row_error(F_CNAME, "\t\xff", "customer_name",
+                     "row 17: customer_name contains control character 0x09 at byte 1");
+    /* Printable ASCII and UTF-8 (U+0085, NEL, is not a C0 control) pass. */
+    order_row r;
+    parse_ok(F_CNAME, "Ada ~ Lovelace \xc2\x85", &r);
+}
+
 static void test_row_utf8(void **state)
 {
     (void)state;
@@ -698,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_row_currency),
         cmocka_unit_test(test_row_email),
         cmocka_unit_test(test_row_field_too_long),
+        cmocka_unit_test(test_row_control_characters),
         cmocka_unit_test(test_row_utf8),
         cmocka_unit_test(test_row_utf8_overlong_surrogate_out_of_range),
         cmocka_unit_test(test_row_placed_at),
