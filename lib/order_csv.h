@@ -37,6 +37,7 @@ typedef enum order_col {
 #define ORDER_CSV_MSG_BYTES_MAX 1048576     /* CSV bytes: NATS's default max_payload */
 #define ORDER_CSV_CHUNK_ROWS_MAX 10000      /* data rows, rejected ones too */
 #define ORDER_CSV_ROW_NUMBER_MAX 1000000000 /* Oms-First-Row, Oms-Import-End, Oms-Chunk */
+#define ORDER_CSV_HEADERS_MAX 32            /* header values, Nats-Msg-Id included */
 
 /* Every accepted column, for messages that list them. */
 #define ORDER_CSV_ACCEPTED_COLUMNS                                                             \

@@ -429,6 +429,43 @@ static bool import_id_ok(const char *id)
     return true;
 }
 
+/* Header values of m, every value of a repeated key counted. */
+static int header_count(const oms_msg *m)
+{
+    const char **keys = NULL;
+    int nkeys = 0, total = 0;
+    if (m->nmsg == NULL || natsMsgHeader_Keys(m->nmsg, &keys, &nkeys) != NATS_OK)
+        return 0;
+    for (int k = 0; k < nkeys; k++) {
+        const char **values = NULL;
+        int n = 0;
+        if (natsMsgHeader_Values(m->nmsg, keys[k], &values, &n) == NATS_OK)
+            total += n;
+        free((void *)values);
+    }
+    free((void *)keys);
+    return total;
+}
+
+/* Refuses a message larger than a chunk may be, or with more headers than
+ * a publisher needs, before anything of it is read. */
+static bool message_fits(consumer_batch *b, size_t i)
+{
+    const oms_msg *m = &b->msgs[i];
+    int headers;
+    if (m->len > INGEST_MSG_BYTES_MAX) {
+        consumer_reject(b, i, "message is %zu bytes: at most %d bytes of CSV per message; "
+                              "nothing of it was imported", m->len, INGEST_MSG_BYTES_MAX);
+        return false;
+    }
+    if ((headers = header_count(m)) > INGEST_HEADERS_MAX) {
+        consumer_reject(b, i, "message has %d headers: at most %d per message; nothing of it "
+                              "was imported", headers, INGEST_HEADERS_MAX);
+        return false;
+    }
+    return true;
+}
+
 static oms_status apply_message(ingest_ctx *ctx, consumer_batch *b, size_t i, pgcopy *copy)
 {
     const oms_msg *m = &b->msgs[i];
@@ -437,11 +474,8 @@ static oms_status apply_message(ingest_ctx *ctx, consumer_batch *b, size_t i, pg
     bool has_end = false, has_first = false, has_chunk = false;
     oms_status s;
 
-    if (m->len > INGEST_MSG_BYTES_MAX) {
-        consumer_reject(b, i, "message is %zu bytes: at most %d bytes of CSV per message; "
-                              "nothing of it was imported", m->len, INGEST_MSG_BYTES_MAX);
+    if (!message_fits(b, i))
         return OMS_OK;
-    }
     if (import_id != NULL && !import_id_ok(import_id)) {
         consumer_reject(b, i, "header %s \"%.80s\" must be 1 to 128 printable characters and "
                               "must not start with \"live:\"", INGEST_HDR_IMPORT_ID, import_id);
