@@ -377,7 +377,28 @@ static oms_status register_live(PGconn *conn, chunk *c)
     return s;
 }
 
-static oms_status write_rows(chunk *c, pgcopy *copy, outbox_batch *ob, const char *causation)
+#define COPY_IMPORT_ROWS                                                                   \
+    "COPY import_rows (import_id, seq, row_no, order_id, customer_id, customer_email,"      \
+    " customer_name, sku, product_name, qty, unit_price_cents, currency, placed_at_ms,"     \
+    " field, reason) FROM STDIN"
+
+/* Sends the buffered rows, and the batch's events, once they hold at least
+ * min_bytes (0: the rows, whatever is there; the consumer sends the events):
+ * each buffer then stays under INGEST_FLUSH_BYTES plus one row, however
+ * many rows the batch brings. */
+static oms_status flush_if_full(consumer_batch *b, pgcopy *copy, size_t min_bytes)
+{
+    oms_status s = OMS_OK;
+    if (copy->len >= min_bytes)
+        s = pgcopy_send(copy, b->conn, COPY_IMPORT_ROWS);
+    if (s == OMS_OK && min_bytes > 0 && b->outbox->rows.len >= min_bytes)
+        s = outbox_batch_flush(b->outbox, b->conn);
+    return s;
+}
+
+/* Writes the chunk's rows (and the rejections published at once) into the
+ * batch's buffers, sending them on whenever INGEST_FLUSH_BYTES are held. */
+static oms_status write_rows(chunk *c, pgcopy *copy, consumer_batch *b, const char *causation)
 {
     oms_status s = OMS_OK;
     for (size_t i = 0; i < c->n && s == OMS_OK; i++) {
@@ -399,8 +420,10 @@ static oms_status write_rows(chunk *c, pgcopy *copy, outbox_batch *ob, const cha
         pgcopy_text(copy, r->reason);
         pgcopy_end_row(copy);
         if (r->publish_now)
-            s = ingest_emit_rejected(ob, r->import_id, r->row_no, r->order_id, r->field,
+            s = ingest_emit_rejected(b->outbox, r->import_id, r->row_no, r->order_id, r->field,
                                      r->reason, causation);
+        if (s == OMS_OK)
+            s = flush_if_full(b, copy, INGEST_FLUSH_BYTES);
     }
     return copy->oom ? OMS_ENOMEM : s;
 }
@@ -505,29 +528,11 @@ static oms_status apply_message(ingest_ctx *ctx, consumer_batch *b, size_t i, pg
     } else if (s == OMS_OK && c.n > 0) {
         s = import_id ? register_file(b->conn, &c) : register_live(b->conn, &c);
         if (s == OMS_OK)
-            s = write_rows(&c, copy, b->outbox, m->event_id);
+            s = write_rows(&c, copy, b, m->event_id);
     }
     chunk_fini(&c);
     /* Out of memory is not the message's fault: roll back and retry later. */
     return s == OMS_ENOMEM ? OMS_ETRANSIENT : s;
-}
-
-#define COPY_IMPORT_ROWS                                                                   \
-    "COPY import_rows (import_id, seq, row_no, order_id, customer_id, customer_email,"      \
-    " customer_name, sku, product_name, qty, unit_price_cents, currency, placed_at_ms,"     \
-    " field, reason) FROM STDIN"
-
-/* Sends the buffered rows, and the batch's events, once they hold at least
- * min_bytes (0: whatever is there): what a batch holds in memory is then
- * one message's rows on top of INGEST_FLUSH_BYTES, not all of its rows. */
-static oms_status flush_if_full(consumer_batch *b, pgcopy *copy, size_t min_bytes)
-{
-    oms_status s = OMS_OK;
-    if (copy->len >= min_bytes)
-        s = pgcopy_send(copy, b->conn, COPY_IMPORT_ROWS);
-    if (s == OMS_OK && min_bytes > 0 && b->outbox->rows.len >= min_bytes)
-        s = outbox_batch_flush(b->outbox, b->conn);
-    return s;
 }
 
 oms_status ingest_apply_rows(void *arg, consumer_batch *b)
@@ -537,12 +542,9 @@ oms_status ingest_apply_rows(void *arg, consumer_batch *b)
     oms_status s = OMS_OK;
 
     pgcopy_init(&copy);
-    for (size_t i = 0; i < b->n && s == OMS_OK; i++) {
+    for (size_t i = 0; i < b->n && s == OMS_OK; i++)
         if (!b->msgs[i].duplicate && !b->msgs[i].rejected)
             s = apply_message(ctx, b, i, &copy);
-        if (s == OMS_OK)
-            s = flush_if_full(b, &copy, INGEST_FLUSH_BYTES);
-    }
     if (s == OMS_OK)
         s = flush_if_full(b, &copy, 0);
     pgcopy_fini(&copy);

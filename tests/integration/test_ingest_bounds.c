@@ -8,10 +8,10 @@
  * in full.
  *
  * The bound is asserted on the ASan build that `make test` runs, started
- * with a small ASan quarantine (see PEAK_RSS_MAX_KB): freed memory is then
- * reused as in a release build, and what remains of ASan's cost is its
- * shadow memory and redzones, which docs/architecture.md ("Bounds per
- * message") puts at under 2x the release build's heap.
+ * with a small ASan quarantine (see ENV): freed memory is then reused as in
+ * a release build, and what remains of ASan's cost is its shadow memory and
+ * redzones (see PEAK_RSS_MAX_KB). OMS_BIN_DIR=build runs the same test on
+ * the release build.
  */
 #include "testenv.h"
 
@@ -27,11 +27,12 @@ static const char *const SCHEMAS[] = {"ingest", NULL};
 #define PAYLOAD_BYTES (1048576 - 4096)
 #define WORST_MESSAGES 16 /* one full batch (INGEST_BATCH_MAX) */
 #define ROWS_MAX 10000
-/* Peak RSS the ASan build must stay under while applying all of the above.
- * Measured: ~115 MiB; the release build's own bound is ~70 MiB
- * (docs/architecture.md). 160 MiB leaves room for ASan's shadow and for
- * the machine, and is still well below the 256 MiB limit of k8s. */
-#define PEAK_RSS_MAX_KB (160L * 1024)
+/* Peak RSS the service must stay under while applying all of the above.
+ * Measured: ASan build 28 MiB idle, 81-85 MiB peak; release build (this
+ * test with OMS_BIN_DIR=build) 11-12 MiB idle, 41-45 MiB peak, as the
+ * arithmetic of docs/architecture.md says. 128 MiB leaves the ASan build
+ * half again as much, and is half the 256 MiB limit of k8s/40-ingest.yaml. */
+#define PEAK_RSS_MAX_KB (128L * 1024)
 
 /* ASan settings for the service: a 16 MiB quarantine instead of 256 MiB, so
  * freed memory is reused as in production, leaks still checked at exit. */
@@ -246,6 +247,7 @@ static void test_worst_messages_bounded(void **state)
     int port = service_port();
     testenv_reset(SCHEMAS);
     pid_t pid = testenv_service_start("ingest", port, ENV); /* creates the streams */
+    long idle_kb = peak_rss_kb(pid);
     testenv_service_stop(pid);
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
@@ -272,7 +274,8 @@ static void test_worst_messages_bounded(void **state)
                                          "import_id <> 'imp-worst'"),
                      0);
     long peak_kb = peak_rss_kb(pid);
-    fprintf(stderr, "ingest peak RSS (VmHWM) after the worst messages: %ld kB\n", peak_kb);
+    fprintf(stderr, "ingest peak RSS (VmHWM): %ld kB idle, %ld kB after the worst messages\n",
+            idle_kb, peak_kb);
     assert_true(peak_kb > 0);
     if (peak_kb >= PEAK_RSS_MAX_KB)
         fail_msg("ingest peak RSS %ld kB, bound %ld kB", peak_kb, PEAK_RSS_MAX_KB);
