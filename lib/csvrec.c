@@ -92,18 +92,16 @@ static void on_field(void *data, size_t len, void *ctx)
         return;
     }
     size_t field = ++r->fields_seen;
-    if (r->error.fault != CSVREC_FAULT_NONE)
-        return; /* the record is refused already: keep nothing more of it */
+    if (r->fields_max > 0 && field > r->fields_max) {
+        if (r->error.fault == CSVREC_FAULT_NONE)
+            set_fault(r, CSVREC_FAULT_TOO_MANY_FIELDS, 0, 0, "has more than %zu fields",
+                      r->fields_max);
+        return; /* memory holds fields_max fields, however many follow */
+    }
     const char *nul = len > 0 ? memchr(data, '\0', len) : NULL;
-    if (nul != NULL) {
+    if (nul != NULL && r->error.fault == CSVREC_FAULT_NONE) {
         size_t byte = (size_t)(nul - (const char *)data) + 1;
         set_fault(r, CSVREC_FAULT_NUL, field, byte, "contains a NUL byte at byte %zu", byte);
-        return;
-    }
-    if (r->fields_max > 0 && field > r->fields_max) {
-        set_fault(r, CSVREC_FAULT_TOO_MANY_FIELDS, 0, 0, "has more than %zu fields",
-                  r->fields_max);
-        return;
     }
     if (!store_field(r, data, len))
         r->oom = true;
@@ -115,16 +113,16 @@ static void on_record(int terminator, void *ctx)
     (void)terminator;
     if (r->stopped || r->oom)
         return;
+    for (size_t i = 0; i < r->n; i++)
+        r->fields[i] = r->arena + r->offsets[i];
     if (r->error.fault != CSVREC_FAULT_NONE) {
         if (r->fault_fn == NULL) {
             r->stopped = true;
             return;
         }
-        r->fault_fn(r->ctx, &r->error);
+        r->fault_fn(r->ctx, &r->error, r->fields, r->n);
         memset(&r->error, 0, sizeof r->error);
     } else if (r->n > 0) {
-        for (size_t i = 0; i < r->n; i++)
-            r->fields[i] = r->arena + r->offsets[i];
         r->records++;
         r->fn(r->ctx, r->fields, r->n);
     }

@@ -46,9 +46,12 @@ typedef struct csvrec_error {
     char text[CSVREC_ERR_LEN + 64]; /* "row 3, field 2 " + what, or "row 3 " + what */
 } csvrec_error;
 
-/* Called instead of csvrec_fn for a record with a record fault; e is
- * borrowed until it returns. Parsing goes on with the next record. */
-typedef void (*csvrec_fault_fn)(void *ctx, const csvrec_error *e);
+/* Called instead of csvrec_fn for a record with a record fault, with the
+ * fields that were kept (the first fields_max; a field with a NUL is cut
+ * there), so the caller can still name the record (an order id). e and
+ * fields are borrowed until it returns. Parsing goes on with the next
+ * record. */
+typedef void (*csvrec_fault_fn)(void *ctx, const csvrec_error *e, char *const *fields, size_t n);
 
 typedef struct csvrec {
     struct csv_parser parser;

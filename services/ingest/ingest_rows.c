@@ -134,18 +134,23 @@ static const char *column_at(const chunk *c, size_t field)
     return NULL;
 }
 
-/* A record csvrec refused (NUL byte, too many fields) is a rejected row:
- * the rows around it are readable and go on as usual. */
-static void on_fault(void *arg, const csvrec_error *e)
+/* A record csvrec refused (NUL byte, too many fields) is a rejected row
+ * of its order, when its order id is readable, so the order is not created
+ * without it; the rows around it are read as usual. */
+static void on_fault(void *arg, const csvrec_error *e, char *const *fields, size_t n)
 {
     chunk *c = arg;
     order_row r;
     int row;
+    int id_at = c->header.index[OC_ORDER_ID];
     c->first_record = false; /* a record that cannot be read is never the header */
     if (!take_row(c, &row))
         return;
     memset(&r, 0, sizeof r);
     r.row = row;
+    if (id_at >= 0 && (size_t)id_at < n && (size_t)id_at + 1 != e->field &&
+        strlen(fields[id_at]) <= ORDER_FIELD_MAX && order_csv_utf8_valid(fields[id_at]))
+        r.order_id = fields[id_at];
     const char *col = column_at(c, e->field);
     r.field = col ? col : "";
     if (e->field == 0)

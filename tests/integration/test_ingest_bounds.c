@@ -180,6 +180,10 @@ static void publish_hostile(js_conn *js)
     static const char unclosed[] = HEADER_LINE "U-1,C-1,SKU-A,1,1.00\nU-2,\"C-2,SKU-A,1,1.00\n"
                                                "U-3,C-3,SKU-A,1,1.00\n";
     publish_with(js, "unclosed", "imp-unclosed", "2", unclosed, strlen(unclosed));
+    /* A NUL is one rejected row, not a shorter value: the rows around it stay. */
+    static const char nul[] = HEADER_LINE "N-1,C-1,SKU-A,1,1.00\nN-2\0EVIL,C-2,SKU-A,1,1.00\n"
+                                          "N-3,C-3,SKU-A,1\0" "999,1.00\nN-4,C-4,SKU-A,2,1.00\n";
+    publish_with(js, "nul", "imp-nul", "2", nul, sizeof nul - 1);
     p = worst_accepted(&len);
     for (int i = 0; i < WORST_MESSAGES; i++) {
         char id[32], first[16];
@@ -216,6 +220,27 @@ static void assert_reasons(PGconn *pg)
                        "row 3, field 2 (customer_id) starts a quoted field that is never "
                        "properly closed: the CSV cannot be read past it; nothing of this "
                        "message was imported");
+}
+
+/* The rows of the message with NUL bytes: two rejected naming the column
+ * and the byte, the two around them valid and whole. */
+static void assert_nul_rows(PGconn *pg)
+{
+    static const char *const want[] = {
+        "2|N-1|1|",
+        "3|||order_id|row 3: order_id contains a NUL byte at byte 4",
+        "4|N-3||qty|row 4: qty contains a NUL byte at byte 2",
+        "5|N-4|2|",
+    };
+    PGresult *res = PQexec(pg, "SELECT row_no || '|' || order_id || '|' || CASE WHEN reason IS "
+                               "NULL THEN qty::text || '|' ELSE '|' || field || '|' || reason END"
+                               " FROM ingest.import_rows WHERE import_id = 'imp-nul' ORDER BY "
+                               "row_no");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 4);
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(PQgetvalue(res, i, 0), want[i]);
+    PQclear(res);
 }
 
 /* A good import after the storm: every row applied, both orders created. */
@@ -271,8 +296,9 @@ static void test_worst_messages_bounded(void **state)
                      1 + WORST_MESSAGES * ROWS_MAX);
     /* Nothing of a refused message was stored. */
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.import_rows WHERE "
-                                         "import_id <> 'imp-worst'"),
+                                         "import_id NOT IN ('imp-worst', 'imp-nul')"),
                      0);
+    assert_nul_rows(pg);
     long peak_kb = peak_rss_kb(pid);
     fprintf(stderr, "ingest peak RSS (VmHWM): %ld kB idle, %ld kB after the worst messages\n",
             idle_kb, peak_kb);

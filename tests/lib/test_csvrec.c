@@ -339,13 +339,18 @@ typedef struct faults {
     collected rec;
     size_t count;
     csvrec_error e[8];
+    size_t kept[8];     /* fields handed to the fault function */
+    char first[8][16];  /* the first of them */
 } faults;
 
-static void collect_fault(void *ctx, const csvrec_error *e)
+static void collect_fault(void *ctx, const csvrec_error *e, char *const *fields, size_t n)
 {
     faults *f = ctx;
     assert_true(f->count < 8);
-    f->e[f->count++] = *e;
+    f->e[f->count] = *e;
+    f->kept[f->count] = n;
+    snprintf(f->first[f->count], sizeof f->first[0], "%s", n > 0 ? fields[0] : "");
+    f->count++;
 }
 
 static void collect_into_faults(void *ctx, char *const *fields, size_t n)
@@ -414,6 +419,12 @@ static void test_nul_record_fault_goes_on(void **state)
     assert_string_equal(f.e[0].what, "contains a NUL byte at byte 2");
     assert_string_equal(f.e[0].text, "row 2, field 2 contains a NUL byte at byte 2");
     assert_string_equal(f.e[1].text, "row 3, field 1 contains a NUL byte at byte 2");
+    /* The faulty record's fields still come, so it can be named; the field
+     * with the NUL is cut there. */
+    assert_int_equal(f.kept[0], 2);
+    assert_string_equal(f.first[0], "A-2");
+    assert_int_equal(f.kept[1], 2);
+    assert_string_equal(f.first[1], "x");
     assert_int_equal(r.records, 2);
     assert_int_equal(csvrec_error_of(&r)->fault, CSVREC_FAULT_NONE);
     csvrec_fini(&r);
@@ -537,6 +548,9 @@ static void test_fields_limit(void **state)
     assert_int_equal(f.e[0].field, 0);
     assert_string_equal(f.e[0].text, "row 2 has more than 4 fields");
     assert_string_equal(f.e[1].text, "row 3 has more than 4 fields");
+    assert_int_equal(f.kept[0], 4); /* never more than fields_max kept */
+    assert_string_equal(f.first[0], "1");
+    assert_int_equal(f.kept[1], 4);
     csvrec_fini(&r);
     collected_free(&f.rec);
 }
