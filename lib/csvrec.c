@@ -214,6 +214,11 @@ oms_status csvrec_finish(csvrec *r)
     return r->stopped ? OMS_EINVAL : OMS_OK;
 }
 
+const char *csvrec_field_so_far(const csvrec *r, size_t i)
+{
+    return i < r->n ? r->arena + r->offsets[i] : NULL;
+}
+
 const csvrec_error *csvrec_error_of(const csvrec *r)
 {
     return &r->error;

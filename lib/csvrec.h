@@ -89,6 +89,10 @@ oms_status csvrec_feed(csvrec *r, const void *data, size_t len);
 oms_status csvrec_finish(csvrec *r);
 void csvrec_fini(csvrec *r);
 
+/* Field i (from 0) of the record being read, as far as it was read before
+ * parsing stopped, or NULL when that field was not reached. Borrowed from r. */
+const char *csvrec_field_so_far(const csvrec *r, size_t i);
+
 /* The fault that stopped parsing (fault CSVREC_FAULT_NONE when none);
  * borrowed from r. */
 const csvrec_error *csvrec_error_of(const csvrec *r);

@@ -93,7 +93,8 @@ static void store_row(chunk *c, const order_row *r, bool valid)
     memset(x, 0, sizeof *x);
     x->row_no = r->row;
     x->seq = r->row;
-    x->import_id = c->import_id ? strdup(c->import_id) : live_import_id(r->order_id);
+    x->import_id = c->import_id ? strdup(c->import_id)
+                                : live_import_id(r->order_id ? r->order_id : "");
     x->order_id = dup_or_empty(r->order_id);
     x->customer_id = dup_or_empty(r->customer_id);
     x->email = dup_or_empty(r->customer_email);
@@ -193,21 +194,40 @@ static void on_record(void *arg, char *const *fields, size_t n)
     store_row(c, &r, s == OMS_OK);
 }
 
-/* Says why nothing of the message is imported: the CSV stops being
- * readable at a field (the record being read is row c->next_row). */
-static void explain_unreadable(chunk *c, const csvrec_error *e)
+/* The CSV stops being readable at a field of the record being read (row
+ * c->next_row): that row is rejected, naming its order when the order id
+ * came before the fault, and nothing after it is read. The rows before it
+ * stand, as when any other row of the chunk is invalid. */
+static void reject_rest(chunk *c, const csvrec *rec, const csvrec_error *e)
 {
+    order_row r;
+    int row;
+    int id_at = c->header.index[OC_ORDER_ID];
+    if (!take_row(c, &row))
+        return;
+    memset(&r, 0, sizeof r);
+    r.row = row;
+    if (id_at >= 0 && (size_t)id_at + 1 < e->field)
+        r.order_id = csvrec_field_so_far(rec, (size_t)id_at);
+    if (r.order_id != NULL &&
+        (strlen(r.order_id) > ORDER_FIELD_MAX || !order_csv_utf8_valid(r.order_id)))
+        r.order_id = NULL;
     const char *col = column_at(c, e->field);
-    snprintf(c->unreadable, sizeof c->unreadable,
-             "row %d, field %zu%s%s%s %s: the CSV cannot be read past it; nothing of this "
-             "message was imported",
-             c->next_row, e->field, col ? " (" : "", col ? col : "", col ? ")" : "", e->what);
+    r.field = col ? col : "";
+    if (col != NULL)
+        snprintf(r.error, sizeof r.error, "row %d: %s %s; the rest of the message was not read",
+                 row, col, e->what);
+    else
+        snprintf(r.error, sizeof r.error,
+                 "row %d: field %zu %s; the rest of the message was not read", row, e->field,
+                 e->what);
+    store_row(c, &r, false);
 }
 
 /* Parses a message's CSV into c. first_row: number of the first data row,
  * or 0 to number records from 1 with the header (if any) as row 1.
- * OMS_EINVAL when the message is refused as a whole (c->unreadable says
- * why), OMS_ENOMEM when memory ran out. */
+ * OMS_EINVAL when the message is refused as a whole (more rows than a
+ * message may hold; c->unreadable says why), OMS_ENOMEM when memory ran out. */
 static oms_status chunk_parse(chunk *c, const oms_msg *m, int first_row)
 {
     csvrec rec;
@@ -224,8 +244,10 @@ static oms_status chunk_parse(chunk *c, const oms_msg *m, int first_row)
         s = csvrec_finish(&rec);
     if (s == OMS_OK && c->oom)
         s = OMS_ENOMEM;
-    if (s == OMS_EINVAL)
-        explain_unreadable(c, csvrec_error_of(&rec));
+    if (s == OMS_EINVAL) {
+        reject_rest(c, &rec, csvrec_error_of(&rec));
+        s = c->oom ? OMS_ENOMEM : OMS_OK;
+    }
     if (s != OMS_ENOMEM && c->too_many) {
         snprintf(c->unreadable, sizeof c->unreadable,
                  "message has more than %d rows (row %d is one too many): at most %d rows per "

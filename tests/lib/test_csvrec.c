@@ -502,6 +502,9 @@ static void test_field_limit_while_parsing(void **state)
     assert_string_equal(csvrec_error_of(&r)->text, "row 1, field 2 is longer than 256 bytes");
     assert_int_equal(csvrec_error_of(&r)->fault, CSVREC_FAULT_FIELD_TOO_LONG);
     assert_int_equal(c.count, 0);
+    /* What the stopped record held before the fault can still name it. */
+    assert_string_equal(csvrec_field_so_far(&r, 0), "a");
+    assert_null(csvrec_field_so_far(&r, 1));
     csvrec_fini(&r);
     free(text);
 
