@@ -31,8 +31,8 @@ typedef enum csvrec_fault {
     CSVREC_FAULT_TOO_MANY_FIELDS, /* more than fields_max fields */
     /* Input faults: nothing after this point can be read. */
     CSVREC_FAULT_FIELD_TOO_LONG,  /* more than field_bytes_max bytes */
-    CSVREC_FAULT_BAD_QUOTE,       /* a quote inside an unquoted field, or text after a closing one */
-    CSVREC_FAULT_UNCLOSED_QUOTE,  /* a quoted field still open at a parse error or at the end */
+    CSVREC_FAULT_BAD_QUOTE,       /* a quote inside an unquoted field, or text after one closed */
+    CSVREC_FAULT_UNCLOSED_QUOTE,  /* a quoted field still open at a parse error or the end */
 } csvrec_fault;
 
 /* Where and what. record and field count from 1 (blank lines are not

@@ -6,6 +6,11 @@
  * written, so the sealer, which locks imports rows too, never sees half a
  * chunk, and a chunk that arrives after its import was sealed is recognised
  * and its rows rejected as late rather than silently dropped.
+ *
+ * What one message may make ingest hold is bounded (ingest.h; the
+ * arithmetic is in docs/architecture.md, "Bounds per message"): its size,
+ * headers and rows are limited, fields are limited while they are read, and
+ * rows and events go to PostgreSQL whenever INGEST_FLUSH_BYTES are buffered.
  */
 #include "ingest.h"
 
@@ -135,32 +140,46 @@ static const char *column_at(const chunk *c, size_t field)
     return NULL;
 }
 
-/* A record csvrec refused (NUL byte, too many fields) is a rejected row
- * of its order, when its order id is readable, so the order is not created
- * without it; the rows around it are read as usual. */
-static void on_fault(void *arg, const csvrec_error *e, char *const *fields, size_t n)
+/* The order id a faulty record names, when it can be read: its rejection
+ * then belongs to the order, which is not created without the row. */
+static const char *readable_id(const char *v)
 {
-    chunk *c = arg;
+    return v != NULL && strlen(v) <= ORDER_FIELD_MAX && order_csv_utf8_valid(v) ? v : NULL;
+}
+
+/* Stores the next row as rejected for csvrec's fault e: the sentence names
+ * the column (or the field's number), says what is wrong, then tail. */
+static void store_fault(chunk *c, const csvrec_error *e, const char *order_id, const char *tail)
+{
     order_row r;
     int row;
-    int id_at = c->header.index[OC_ORDER_ID];
-    c->first_record = false; /* a record that cannot be read is never the header */
     if (!take_row(c, &row))
         return;
     memset(&r, 0, sizeof r);
     r.row = row;
-    if (id_at >= 0 && (size_t)id_at < n && (size_t)id_at + 1 != e->field &&
-        strlen(fields[id_at]) <= ORDER_FIELD_MAX && order_csv_utf8_valid(fields[id_at]))
-        r.order_id = fields[id_at];
+    r.order_id = order_id;
     const char *col = column_at(c, e->field);
     r.field = col ? col : "";
     if (e->field == 0)
-        snprintf(r.error, sizeof r.error, "row %d %s", row, e->what);
+        snprintf(r.error, sizeof r.error, "row %d %s%s", row, e->what, tail);
     else if (col != NULL)
-        snprintf(r.error, sizeof r.error, "row %d: %s %s", row, col, e->what);
+        snprintf(r.error, sizeof r.error, "row %d: %s %s%s", row, col, e->what, tail);
     else
-        snprintf(r.error, sizeof r.error, "row %d: field %zu %s", row, e->field, e->what);
+        snprintf(r.error, sizeof r.error, "row %d: field %zu %s%s", row, e->field, e->what, tail);
     store_row(c, &r, false);
+}
+
+/* A record csvrec refused (NUL byte, too many fields) is a rejected row;
+ * the rows around it are read as usual. */
+static void on_fault(void *arg, const csvrec_error *e, char *const *fields, size_t n)
+{
+    chunk *c = arg;
+    int id_at = c->header.index[OC_ORDER_ID];
+    const char *order_id = NULL;
+    c->first_record = false; /* a record that cannot be read is never the header */
+    if (id_at >= 0 && (size_t)id_at < n && (size_t)id_at + 1 != e->field)
+        order_id = readable_id(fields[id_at]);
+    store_fault(c, e, order_id, "");
 }
 
 static void on_record(void *arg, char *const *fields, size_t n)
@@ -194,34 +213,16 @@ static void on_record(void *arg, char *const *fields, size_t n)
     store_row(c, &r, s == OMS_OK);
 }
 
-/* The CSV stops being readable at a field of the record being read (row
- * c->next_row): that row is rejected, naming its order when the order id
- * came before the fault, and nothing after it is read. The rows before it
- * stand, as when any other row of the chunk is invalid. */
+/* The CSV stops being readable at a field of the record being read: that
+ * row is rejected and nothing after it is read. The rows before it stand,
+ * as when any other row of the chunk is invalid. */
 static void reject_rest(chunk *c, const csvrec *rec, const csvrec_error *e)
 {
-    order_row r;
-    int row;
     int id_at = c->header.index[OC_ORDER_ID];
-    if (!take_row(c, &row))
-        return;
-    memset(&r, 0, sizeof r);
-    r.row = row;
+    const char *order_id = NULL;
     if (id_at >= 0 && (size_t)id_at + 1 < e->field)
-        r.order_id = csvrec_field_so_far(rec, (size_t)id_at);
-    if (r.order_id != NULL &&
-        (strlen(r.order_id) > ORDER_FIELD_MAX || !order_csv_utf8_valid(r.order_id)))
-        r.order_id = NULL;
-    const char *col = column_at(c, e->field);
-    r.field = col ? col : "";
-    if (col != NULL)
-        snprintf(r.error, sizeof r.error, "row %d: %s %s; the rest of the message was not read",
-                 row, col, e->what);
-    else
-        snprintf(r.error, sizeof r.error,
-                 "row %d: field %zu %s; the rest of the message was not read", row, e->field,
-                 e->what);
-    store_row(c, &r, false);
+        order_id = readable_id(csvrec_field_so_far(rec, (size_t)id_at));
+    store_fault(c, e, order_id, "; the rest of the message was not read");
 }
 
 /* Parses a message's CSV into c. first_row: number of the first data row,

@@ -2,10 +2,10 @@
  * test_ingest_bounds.c - the worst ingest.rows messages a publisher may send
  * (a full payload of tiny rows, one huge field, 120 headers, row numbers at
  * the edge, an unclosed quote, NUL bytes) are each refused with the exact
- * reason (dead letter, or the row at fault rejected), a full batch of the largest messages ingest accepts is
- * stored, ingest's peak RSS (VmHWM) stays under a stated bound far below its
- * Kubernetes limit (256 MiB), and a good import sent right after is applied
- * in full.
+ * reason (dead letter, or the row at fault rejected), a full batch of the
+ * largest messages ingest accepts is stored, ingest's peak RSS (VmHWM) stays
+ * under a stated bound far below its Kubernetes limit (256 MiB), and a good
+ * import sent right after is applied in full.
  *
  * The bound is asserted on the ASan build that `make test` runs, started
  * with a small ASan quarantine (see ENV): freed memory is then reused as in
