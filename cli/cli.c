@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include "config.h"
+#include "order_csv.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -247,6 +248,9 @@ oms_status cli_csv_scan(const char *path, csvrec_fn fn, void *ctx, const bool *s
         goto out;
     }
     rec_ready = true;
+    /* The limits ingest reads a chunk with: a file it would refuse is
+     * refused here, naming the row, before anything is sent. */
+    csvrec_set_limits(&rec, ORDER_CSV_FIELD_BYTES_MAX, ORDER_CSV_FIELDS_MAX);
     while (s == OMS_OK && (stop == NULL || !*stop)) {
         size_t n = fread(block, 1, CSV_BLOCK_BYTES, f);
         if (n > 0)
@@ -262,6 +266,8 @@ oms_status cli_csv_scan(const char *path, csvrec_fn fn, void *ctx, const bool *s
     }
     if (s == OMS_ENOMEM)
         cli_error("out of memory while reading %s", path);
+    if (s == OMS_EINVAL)
+        cli_error("cannot read %s: %s; nothing was sent", path, csvrec_error_of(&rec)->text);
 out:
     if (rec_ready)
         csvrec_fini(&rec);

@@ -20,7 +20,7 @@
 
 #define CMD "import"
 #define DEFAULT_CHUNK_ROWS 1000
-#define MAX_CHUNK_ROWS 100000
+#define MAX_CHUNK_ROWS ORDER_CSV_CHUNK_ROWS_MAX /* what ingest accepts in one message */
 #define DEFAULT_TIMEOUT_S 600
 #define ACK_WAIT_MS 60000
 /* After import.completed, how long the order and rejection events published
@@ -75,7 +75,7 @@ static void print_help(FILE *out)
           "reported by ingest as rejected, and orders that fail are reported as\n"
           "failed: that is data, not a failure of the command.\n"
           "\n"
-          "  --chunk-rows N   rows per message (default 1000, at most 100000)\n"
+          "  --chunk-rows N   rows per message (default 1000, at most 10000)\n"
           "  --timeout S      seconds to wait once the file is sent, for ingest's\n"
           "                   verdict and every order's outcome (default 600)\n"
           "  --no-follow      stop once ingest reports the import complete, without\n"

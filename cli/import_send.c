@@ -172,6 +172,8 @@ oms_status import_send(js_conn *c, const import_send_opts *o, int64_t *rows_sent
 
     s.max_bytes = max_payload > 2 * HEADER_ROOM_BYTES ? (size_t)max_payload - HEADER_ROOM_BYTES
                                                       : (size_t)max_payload / 2;
+    if (s.max_bytes > ORDER_CSV_MSG_BYTES_MAX)
+        s.max_bytes = ORDER_CSV_MSG_BYTES_MAX; /* ingest refuses more, whatever NATS allows */
     st = cli_csv_scan(o->path, on_record, &s, &s.stop);
     if (st == OMS_OK)
         st = s.status;

@@ -155,8 +155,25 @@ static oms_status fail(order_row *out, order_col col, const char *fmt, ...)
     return OMS_EINVAL;
 }
 
-/* Checks a text column: required ones must be non-empty; all must be short
- * and valid UTF-8. Sets *value ("" when absent). */
+/* Position (from 1) of the first C0 control character or DEL in s, 0 when
+ * none. Free text (a name) may hold tabs and line ends, which quoted CSV
+ * carries faithfully; an id never means one, and escapes or bells are never
+ * text: they would show as something else in every report downstream. */
+static size_t control_at(const char *s, bool free_text)
+{
+    for (size_t i = 0; s[i] != '\0'; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (free_text && (ch == '\t' || ch == '\n' || ch == '\r'))
+            continue;
+        if (ch < 0x20 || ch == 0x7f)
+            return i + 1;
+    }
+    return 0;
+}
+
+/* Checks a text column: required ones must be non-empty; all must be short,
+ * free of control characters (names may hold tabs and line ends) and valid
+ * UTF-8. Sets *value ("" when absent). */
 static oms_status text_col(const order_csv_header *h, char *const *fields, size_t n,
                            order_col c, bool required, const char **value, order_row *out)
 {
@@ -166,6 +183,10 @@ static oms_status text_col(const order_csv_header *h, char *const *fields, size_
         return fail(out, c, "%s is empty", CANONICAL[c]);
     if (strlen(*value) > ORDER_FIELD_MAX)
         return fail(out, c, "%s is longer than %d bytes", CANONICAL[c], ORDER_FIELD_MAX);
+    size_t at = control_at(*value, c == OC_CUSTOMER_NAME || c == OC_PRODUCT_NAME);
+    if (at > 0)
+        return fail(out, c, "%s contains control character 0x%02X at byte %zu", CANONICAL[c],
+                    (unsigned)(unsigned char)(*value)[at - 1], at);
     if (!order_csv_utf8_valid(*value))
         return fail(out, c, "%s is not valid UTF-8", CANONICAL[c]);
     return OMS_OK;

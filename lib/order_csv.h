@@ -32,6 +32,13 @@ typedef enum order_col {
 #define ORDER_CSV_HDR_FIRST_ROW "Oms-First-Row"
 #define ORDER_CSV_HDR_IMPORT_END "Oms-Import-End"
 
+/* What one ingest.rows message may carry (docs/events.md, Limits); ingest
+ * dead-letters a message past one, omsctl import chunks within them. */
+#define ORDER_CSV_MSG_BYTES_MAX 1048576     /* CSV bytes: NATS's default max_payload */
+#define ORDER_CSV_CHUNK_ROWS_MAX 10000      /* data rows, rejected ones too */
+#define ORDER_CSV_ROW_NUMBER_MAX 1000000000 /* Oms-First-Row, Oms-Import-End, Oms-Chunk */
+#define ORDER_CSV_HEADERS_MAX 32            /* header values, Nats-Msg-Id included */
+
 /* Every accepted column, for messages that list them. */
 #define ORDER_CSV_ACCEPTED_COLUMNS                                                             \
     "order_id (or external_order_id), customer_id, sku (or product_sku), qty, unit_price or "  \
@@ -40,6 +47,11 @@ typedef enum order_col {
 
 #define ORDER_QTY_MAX 100000
 #define ORDER_FIELD_MAX 256 /* bytes in any text field */
+/* What reading a CSV chunk may hold (docs/events.md, CSV limits): any field,
+ * ignored columns too, is refused past ORDER_CSV_FIELD_BYTES_MAX while it is
+ * read, so one record holds at most ORDER_CSV_FIELDS_MAX fields of it. */
+#define ORDER_CSV_FIELD_BYTES_MAX 4096
+#define ORDER_CSV_FIELDS_MAX 256
 #define ORDER_ERR_LEN 320
 
 /* Where each column is in a record (-1 when absent). */

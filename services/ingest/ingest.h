@@ -20,6 +20,18 @@
 #define INGEST_HDR_IMPORT_ID ORDER_CSV_HDR_IMPORT_ID
 #define INGEST_HDR_FIRST_ROW ORDER_CSV_HDR_FIRST_ROW
 #define INGEST_HDR_IMPORT_END ORDER_CSV_HDR_IMPORT_END
+#define INGEST_HDR_CHUNK ORDER_CSV_HDR_CHUNK
+
+/* Bounds per ingest.rows message (docs/architecture.md, "Bounds per
+ * message"); a message past one is dead-lettered naming it. */
+#define INGEST_MSG_BYTES_MAX ORDER_CSV_MSG_BYTES_MAX
+#define INGEST_CHUNK_ROWS_MAX ORDER_CSV_CHUNK_ROWS_MAX
+#define INGEST_ROW_NUMBER_MAX ORDER_CSV_ROW_NUMBER_MAX
+#define INGEST_HEADERS_MAX ORDER_CSV_HEADERS_MAX
+/* Rows and events of a batch go to PostgreSQL whenever this much is buffered,
+ * so a batch of INGEST_BATCH_MAX messages never holds all their rows. */
+#define INGEST_FLUSH_BYTES (1u << 20)
+#define INGEST_BATCH_MAX 16
 
 extern const pg_migration ingest_migrations[];
 

@@ -6,6 +6,11 @@
  * written, so the sealer, which locks imports rows too, never sees half a
  * chunk, and a chunk that arrives after its import was sealed is recognised
  * and its rows rejected as late rather than silently dropped.
+ *
+ * What one message may make ingest hold is bounded (ingest.h; the
+ * arithmetic is in docs/architecture.md, "Bounds per message"): its size,
+ * headers and rows are limited, fields are limited while they are read, and
+ * rows and events go to PostgreSQL whenever INGEST_FLUSH_BYTES are buffered.
  */
 #include "ingest.h"
 
@@ -45,6 +50,9 @@ typedef struct chunk {
     in_row *rows;
     size_t n, cap;
     bool oom;
+    bool too_many;          /* more than INGEST_CHUNK_ROWS_MAX rows: not stored */
+    int first_extra_row;    /* the first row past the limit */
+    char unreadable[CONSUMER_REASON_LEN]; /* why the message is refused, when it is */
 } chunk;
 
 static void row_free(in_row *r)
@@ -90,7 +98,8 @@ static void store_row(chunk *c, const order_row *r, bool valid)
     memset(x, 0, sizeof *x);
     x->row_no = r->row;
     x->seq = r->row;
-    x->import_id = c->import_id ? strdup(c->import_id) : live_import_id(r->order_id);
+    x->import_id = c->import_id ? strdup(c->import_id)
+                                : live_import_id(r->order_id ? r->order_id : "");
     x->order_id = dup_or_empty(r->order_id);
     x->customer_id = dup_or_empty(r->customer_id);
     x->email = dup_or_empty(r->customer_email);
@@ -105,6 +114,72 @@ static void store_row(chunk *c, const order_row *r, bool valid)
     if (!x->import_id || !x->order_id || !x->customer_id || !x->email || !x->name || !x->sku ||
         !x->product_name || (!valid && !x->reason))
         c->oom = true;
+}
+
+/* The number of the next data row, or false once the message holds
+ * INGEST_CHUNK_ROWS_MAX rows: the rest are counted out, never stored. */
+static bool take_row(chunk *c, int *row)
+{
+    if (c->n >= INGEST_CHUNK_ROWS_MAX) {
+        if (!c->too_many)
+            c->first_extra_row = c->next_row;
+        c->too_many = true;
+        return false;
+    }
+    *row = c->next_row++;
+    return true;
+}
+
+/* The column a record's field (from 1) maps to under the chunk's header,
+ * or NULL for a column ingest ignores. */
+static const char *column_at(const chunk *c, size_t field)
+{
+    for (int col = 0; col < OC_COUNT; col++)
+        if (field > 0 && c->header.index[col] == (int)(field - 1))
+            return order_csv_column_name((order_col)col);
+    return NULL;
+}
+
+/* The order id a faulty record names, when it can be read: its rejection
+ * then belongs to the order, which is not created without the row. */
+static const char *readable_id(const char *v)
+{
+    return v != NULL && strlen(v) <= ORDER_FIELD_MAX && order_csv_utf8_valid(v) ? v : NULL;
+}
+
+/* Stores the next row as rejected for csvrec's fault e: the sentence names
+ * the column (or the field's number), says what is wrong, then tail. */
+static void store_fault(chunk *c, const csvrec_error *e, const char *order_id, const char *tail)
+{
+    order_row r;
+    int row;
+    if (!take_row(c, &row))
+        return;
+    memset(&r, 0, sizeof r);
+    r.row = row;
+    r.order_id = order_id;
+    const char *col = column_at(c, e->field);
+    r.field = col ? col : "";
+    if (e->field == 0)
+        snprintf(r.error, sizeof r.error, "row %d %s%s", row, e->what, tail);
+    else if (col != NULL)
+        snprintf(r.error, sizeof r.error, "row %d: %s %s%s", row, col, e->what, tail);
+    else
+        snprintf(r.error, sizeof r.error, "row %d: field %zu %s%s", row, e->field, e->what, tail);
+    store_row(c, &r, false);
+}
+
+/* A record csvrec refused (NUL byte, too many fields) is a rejected row;
+ * the rows around it are read as usual. */
+static void on_fault(void *arg, const csvrec_error *e, char *const *fields, size_t n)
+{
+    chunk *c = arg;
+    int id_at = c->header.index[OC_ORDER_ID];
+    const char *order_id = NULL;
+    c->first_record = false; /* a record that cannot be read is never the header */
+    if (id_at >= 0 && (size_t)id_at < n && (size_t)id_at + 1 != e->field)
+        order_id = readable_id(fields[id_at]);
+    store_fault(c, e, order_id, "");
 }
 
 static void on_record(void *arg, char *const *fields, size_t n)
@@ -123,7 +198,9 @@ static void on_record(void *arg, char *const *fields, size_t n)
             return;
         }
     }
-    int row = c->next_row++;
+    int row;
+    if (!take_row(c, &row))
+        return;
     if (c->header_bad) {
         memset(&r, 0, sizeof r);
         r.row = row;
@@ -136,37 +213,75 @@ static void on_record(void *arg, char *const *fields, size_t n)
     store_row(c, &r, s == OMS_OK);
 }
 
+/* The CSV stops being readable at a field of the record being read: that
+ * row is rejected and nothing after it is read. The rows before it stand,
+ * as when any other row of the chunk is invalid. */
+static void reject_rest(chunk *c, const csvrec *rec, const csvrec_error *e)
+{
+    int id_at = c->header.index[OC_ORDER_ID];
+    const char *order_id = NULL;
+    if (id_at >= 0 && (size_t)id_at + 1 < e->field)
+        order_id = readable_id(csvrec_field_so_far(rec, (size_t)id_at));
+    store_fault(c, e, order_id, "; the rest of the message was not read");
+}
+
 /* Parses a message's CSV into c. first_row: number of the first data row,
- * or 0 to number records from 1 with the header (if any) as row 1. */
+ * or 0 to number records from 1 with the header (if any) as row 1.
+ * OMS_EINVAL when the message is refused as a whole (more rows than a
+ * message may hold; c->unreadable says why), OMS_ENOMEM when memory ran out. */
 static oms_status chunk_parse(chunk *c, const oms_msg *m, int first_row)
 {
     csvrec rec;
     oms_status s = csvrec_init(&rec, on_record, c);
     if (s != OMS_OK)
         return s;
+    csvrec_set_limits(&rec, ORDER_CSV_FIELD_BYTES_MAX, ORDER_CSV_FIELDS_MAX);
+    csvrec_set_fault_fn(&rec, on_fault);
     c->first_record = true;
     c->explicit_rows = first_row > 0;
     c->next_row = first_row > 0 ? first_row : 1;
     order_csv_header_default(&c->header);
     if ((s = csvrec_feed(&rec, m->data, m->len)) == OMS_OK)
         s = csvrec_finish(&rec);
+    if (s == OMS_OK && c->oom)
+        s = OMS_ENOMEM;
+    if (s == OMS_EINVAL) {
+        reject_rest(c, &rec, csvrec_error_of(&rec));
+        s = c->oom ? OMS_ENOMEM : OMS_OK;
+    }
+    if (s != OMS_ENOMEM && c->too_many) {
+        snprintf(c->unreadable, sizeof c->unreadable,
+                 "message has more than %d rows (row %d is one too many): at most %d rows per "
+                 "message; nothing of it was imported",
+                 INGEST_CHUNK_ROWS_MAX, c->first_extra_row, INGEST_CHUNK_ROWS_MAX);
+        s = OMS_EINVAL;
+    }
     csvrec_fini(&rec);
-    return (s != OMS_OK || c->oom) ? OMS_ENOMEM : OMS_OK;
+    return s;
 }
 
 /* ---- imports bookkeeping --------------------------------------------- */
 
-static oms_status header_int(const oms_msg *m, const char *key, int64_t min, int64_t max,
-                             int64_t *out, bool *present)
+/* Reads header key as a decimal from min to max (digits only: no sign,
+ * no spaces, at most 10 of them, so the value cannot overflow). Absent:
+ * OMS_OK with *present false. Invalid: OMS_EINVAL with the message rejected
+ * naming the header, its value and the range (`what` is "row number"...). */
+static oms_status header_int(consumer_batch *b, size_t i, const char *key, const char *what,
+                             int64_t min, int64_t max, int64_t *out, bool *present)
 {
-    const char *v = oms_msg_header(m, key);
+    const char *v = oms_msg_header(&b->msgs[i], key);
+    int64_t n = 0;
+    size_t len = 0;
     *present = v != NULL;
     if (v == NULL)
         return OMS_OK;
-    char *end = NULL;
-    long long n = strtoll(v, &end, 10);
-    if (*v == '\0' || *end != '\0' || n < min || n > max)
+    for (; v[len] >= '0' && v[len] <= '9' && len < 10; len++)
+        n = n * 10 + (v[len] - '0');
+    if (len == 0 || v[len] != '\0' || n < min || n > max) {
+        consumer_reject(b, i, "header %s \"%.40s\" must be a %s from %lld to %lld", key, v, what,
+                        (long long)min, (long long)max);
         return OMS_EINVAL;
+    }
     *out = n;
     return OMS_OK;
 }
@@ -290,7 +405,28 @@ static oms_status register_live(PGconn *conn, chunk *c)
     return s;
 }
 
-static oms_status write_rows(chunk *c, pgcopy *copy, outbox_batch *ob, const char *causation)
+#define COPY_IMPORT_ROWS                                                                   \
+    "COPY import_rows (import_id, seq, row_no, order_id, customer_id, customer_email,"      \
+    " customer_name, sku, product_name, qty, unit_price_cents, currency, placed_at_ms,"     \
+    " field, reason) FROM STDIN"
+
+/* Sends the buffered rows, and the batch's events, once they hold at least
+ * min_bytes (0: the rows, whatever is there; the consumer sends the events):
+ * each buffer then stays under INGEST_FLUSH_BYTES plus one row, however
+ * many rows the batch brings. */
+static oms_status flush_if_full(consumer_batch *b, pgcopy *copy, size_t min_bytes)
+{
+    oms_status s = OMS_OK;
+    if (copy->len >= min_bytes)
+        s = pgcopy_send(copy, b->conn, COPY_IMPORT_ROWS);
+    if (s == OMS_OK && min_bytes > 0 && b->outbox->rows.len >= min_bytes)
+        s = outbox_batch_flush(b->outbox, b->conn);
+    return s;
+}
+
+/* Writes the chunk's rows (and the rejections published at once) into the
+ * batch's buffers, sending them on whenever INGEST_FLUSH_BYTES are held. */
+static oms_status write_rows(chunk *c, pgcopy *copy, consumer_batch *b, const char *causation)
 {
     oms_status s = OMS_OK;
     for (size_t i = 0; i < c->n && s == OMS_OK; i++) {
@@ -312,8 +448,10 @@ static oms_status write_rows(chunk *c, pgcopy *copy, outbox_batch *ob, const cha
         pgcopy_text(copy, r->reason);
         pgcopy_end_row(copy);
         if (r->publish_now)
-            s = ingest_emit_rejected(ob, r->import_id, r->row_no, r->order_id, r->field,
+            s = ingest_emit_rejected(b->outbox, r->import_id, r->row_no, r->order_id, r->field,
                                      r->reason, causation);
+        if (s == OMS_OK)
+            s = flush_if_full(b, copy, INGEST_FLUSH_BYTES);
     }
     return copy->oom ? OMS_ENOMEM : s;
 }
@@ -342,25 +480,67 @@ static bool import_id_ok(const char *id)
     return true;
 }
 
+/* Header values of m, every value of a repeated key counted. */
+static int header_count(const oms_msg *m)
+{
+    const char **keys = NULL;
+    int nkeys = 0, total = 0;
+    if (m->nmsg == NULL || natsMsgHeader_Keys(m->nmsg, &keys, &nkeys) != NATS_OK)
+        return 0;
+    for (int k = 0; k < nkeys; k++) {
+        const char **values = NULL;
+        int n = 0;
+        if (natsMsgHeader_Values(m->nmsg, keys[k], &values, &n) == NATS_OK)
+            total += n;
+        free((void *)values);
+    }
+    free((void *)keys);
+    return total;
+}
+
+/* Refuses a message larger than a chunk may be, or with more headers than
+ * a publisher needs, before anything of it is read. */
+static bool message_fits(consumer_batch *b, size_t i)
+{
+    const oms_msg *m = &b->msgs[i];
+    int headers;
+    if (m->len > INGEST_MSG_BYTES_MAX) {
+        consumer_reject(b, i, "message is %zu bytes: at most %d bytes of CSV per message; "
+                              "nothing of it was imported", m->len, INGEST_MSG_BYTES_MAX);
+        return false;
+    }
+    if ((headers = header_count(m)) > INGEST_HEADERS_MAX) {
+        consumer_reject(b, i, "message has %d headers: at most %d per message; nothing of it "
+                              "was imported", headers, INGEST_HEADERS_MAX);
+        return false;
+    }
+    return true;
+}
+
 static oms_status apply_message(ingest_ctx *ctx, consumer_batch *b, size_t i, pgcopy *copy)
 {
     const oms_msg *m = &b->msgs[i];
     const char *import_id = oms_msg_header(m, INGEST_HDR_IMPORT_ID);
-    int64_t end_rows = 0, first_row = 0;
-    bool has_end = false, has_first = false;
+    int64_t end_rows = 0, first_row = 0, chunk_no = 0;
+    bool has_end = false, has_first = false, has_chunk = false;
     oms_status s;
 
+    if (!message_fits(b, i))
+        return OMS_OK;
     if (import_id != NULL && !import_id_ok(import_id)) {
         consumer_reject(b, i, "header %s \"%.80s\" must be 1 to 128 printable characters and "
                               "must not start with \"live:\"", INGEST_HDR_IMPORT_ID, import_id);
         return OMS_OK;
     }
-    if (header_int(m, INGEST_HDR_IMPORT_END, 0, INT32_MAX, &end_rows, &has_end) != OMS_OK ||
-        header_int(m, INGEST_HDR_FIRST_ROW, 1, INT32_MAX, &first_row, &has_first) != OMS_OK) {
-        consumer_reject(b, i, "header %s or %s is not a valid row count/number",
-                        INGEST_HDR_IMPORT_END, INGEST_HDR_FIRST_ROW);
+    /* With first_row and rows per message bounded, the last row number,
+     * INGEST_ROW_NUMBER_MAX + INGEST_CHUNK_ROWS_MAX, is far from INT32_MAX. */
+    if (header_int(b, i, INGEST_HDR_IMPORT_END, "row count", 0, INGEST_ROW_NUMBER_MAX, &end_rows,
+                   &has_end) != OMS_OK ||
+        header_int(b, i, INGEST_HDR_FIRST_ROW, "row number", 1, INGEST_ROW_NUMBER_MAX,
+                   &first_row, &has_first) != OMS_OK ||
+        header_int(b, i, INGEST_HDR_CHUNK, "chunk number", 0, INGEST_ROW_NUMBER_MAX, &chunk_no,
+                   &has_chunk) != OMS_OK)
         return OMS_OK;
-    }
     if (has_end && import_id == NULL) {
         consumer_reject(b, i, "header %s needs %s", INGEST_HDR_IMPORT_END, INGEST_HDR_IMPORT_ID);
         return OMS_OK;
@@ -369,10 +549,14 @@ static oms_status apply_message(ingest_ctx *ctx, consumer_batch *b, size_t i, pg
         return apply_end(b, i, import_id, end_rows);
 
     chunk c = {.ctx = ctx, .import_id = import_id, .now_ms = oms_now_ms()};
-    if ((s = chunk_parse(&c, m, (int)first_row)) == OMS_OK && c.n > 0) {
+    s = chunk_parse(&c, m, (int)first_row);
+    if (s == OMS_EINVAL) {
+        consumer_reject(b, i, "%s", c.unreadable);
+        s = OMS_OK;
+    } else if (s == OMS_OK && c.n > 0) {
         s = import_id ? register_file(b->conn, &c) : register_live(b->conn, &c);
         if (s == OMS_OK)
-            s = write_rows(&c, copy, b->outbox, m->event_id);
+            s = write_rows(&c, copy, b, m->event_id);
     }
     chunk_fini(&c);
     /* Out of memory is not the message's fault: roll back and retry later. */
@@ -390,10 +574,7 @@ oms_status ingest_apply_rows(void *arg, consumer_batch *b)
         if (!b->msgs[i].duplicate && !b->msgs[i].rejected)
             s = apply_message(ctx, b, i, &copy);
     if (s == OMS_OK)
-        s = pgcopy_send(&copy, b->conn,
-                        "COPY import_rows (import_id, seq, row_no, order_id, customer_id,"
-                        " customer_email, customer_name, sku, product_name, qty,"
-                        " unit_price_cents, currency, placed_at_ms, field, reason) FROM STDIN");
+        s = flush_if_full(b, &copy, 0);
     pgcopy_fini(&copy);
     return s;
 }

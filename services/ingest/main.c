@@ -43,7 +43,7 @@ static const consumer_spec CONSUMERS[] = {
      .durable = "ingest",
      .filter = "ingest.rows",
      /* A chunk holds up to a few thousand rows: a handful per transaction. */
-     .batch_max = 16,
+     .batch_max = INGEST_BATCH_MAX,
      .apply = ingest_apply_rows},
     /* Order status: one consumer per subject, each its own durable. */
     {.name = "ingest-stock-reserved",

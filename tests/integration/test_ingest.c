@@ -390,7 +390,8 @@ static void test_poison_message_is_dead_lettered(void **state)
     char *body = NULL;
     assert_int_equal(testenv_http("GET", PORT, "/dead-letters", NULL, &body), 200);
     assert_non_null(strstr(body, "\"event_id\":\"poison-1\""));
-    assert_non_null(strstr(body, "Oms-First-Row is not a valid row count/number"));
+    assert_non_null(strstr(body, "header Oms-First-Row \\\"abc\\\" must be a row number from 1 to "
+                                 "1000000000"));
     free(body);
     const char *token = testenv_require("OMS_ADMIN_TOKEN");
     long id = testenv_pg_long(pg, "SELECT id FROM ingest.dead_letters");

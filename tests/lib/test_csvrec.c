@@ -2,11 +2,14 @@
  * test_csvrec.c - whole records out of CSV fed in arbitrary pieces: quoting,
  * embedded commas/quotes/newlines, CRLF, blank lines, a last record without
  * a line end; and csvrec_write output that parses back to the same fields.
+ * Faults, each with its exact sentence: NUL bytes, unclosed and misplaced
+ * quotes, fields past the limit (refused while read), too many fields.
  */
 #include "testenv.h"
 
 #include "csvrec.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -328,6 +331,233 @@ static void test_write_parse_round_trip(void **state)
     free(buf);
 }
 
+
+/* ---- faults: what the bytes say, or an error naming row and field ----- */
+
+/* Record faults seen through csvrec_set_fault_fn, copied out. */
+typedef struct faults {
+    collected rec;
+    size_t count;
+    csvrec_error e[8];
+    size_t kept[8];     /* fields handed to the fault function */
+    char first[8][16];  /* the first of them */
+} faults;
+
+static void collect_fault(void *ctx, const csvrec_error *e, char *const *fields, size_t n)
+{
+    faults *f = ctx;
+    assert_true(f->count < 8);
+    f->e[f->count] = *e;
+    f->kept[f->count] = n;
+    snprintf(f->first[f->count], sizeof f->first[0], "%s", n > 0 ? fields[0] : "");
+    f->count++;
+}
+
+static void collect_into_faults(void *ctx, char *const *fields, size_t n)
+{
+    collect(&((faults *)ctx)->rec, fields, n);
+}
+
+/* Feeds len bytes of text in pieces of `chunk` (0: at once) and finishes;
+ * returns the first status that is not OMS_OK. */
+static oms_status feed_all(csvrec *r, const char *text, size_t len, size_t chunk)
+{
+    oms_status s = OMS_OK;
+    if (chunk == 0)
+        chunk = len ? len : 1;
+    for (size_t off = 0; off < len && s == OMS_OK; off += chunk)
+        s = csvrec_feed(r, text + off, len - off < chunk ? len - off : chunk);
+    return s == OMS_OK ? csvrec_finish(r) : s;
+}
+
+/* Without a fault function, a NUL stops parsing at its record: the field is
+ * never handed on cut short ("ORD-1\0EVIL" is not "ORD-1"). */
+static void test_nul_stops_by_default(void **state)
+{
+    (void)state;
+    static const char text[] = "a,b\nORD-1\0EVIL,2\nc,d\n";
+    for (size_t chunk = 0; chunk <= 5; chunk += 5) {
+        collected c;
+        csvrec r;
+        memset(&c, 0, sizeof c);
+        assert_int_equal(csvrec_init(&r, collect, &c), OMS_OK);
+        assert_int_equal(feed_all(&r, text, sizeof text - 1, chunk), OMS_EINVAL);
+        const csvrec_error *e = csvrec_error_of(&r);
+        assert_int_equal(e->fault, CSVREC_FAULT_NUL);
+        assert_int_equal(e->record, 2);
+        assert_int_equal(e->field, 1);
+        assert_int_equal(e->byte, 6);
+        assert_string_equal(e->text, "row 2, field 1 contains a NUL byte at byte 6");
+        assert_int_equal(c.count, 1);
+        REC(&c, 0, "a", "b");
+        /* Stopped for good: a later feed changes nothing. */
+        assert_int_equal(csvrec_feed(&r, "x\n", 2), OMS_EINVAL);
+        assert_int_equal(c.count, 1);
+        csvrec_fini(&r);
+        collected_free(&c);
+    }
+}
+
+/* With a fault function the faulty record is reported and the rows around it
+ * come through whole: qty "1\0999" is neither 1 nor 1999. */
+static void test_nul_record_fault_goes_on(void **state)
+{
+    (void)state;
+    static const char text[] = "A-1,1\nA-2,1\0999\n\"x\0\",y\nA-3,3\n";
+    faults f;
+    csvrec r;
+    memset(&f, 0, sizeof f);
+    assert_int_equal(csvrec_init(&r, collect_into_faults, &f), OMS_OK);
+    csvrec_set_fault_fn(&r, collect_fault);
+    assert_int_equal(feed_all(&r, text, sizeof text - 1, 3), OMS_OK);
+    assert_int_equal(f.rec.count, 2);
+    REC(&f.rec, 0, "A-1", "1");
+    REC(&f.rec, 1, "A-3", "3");
+    assert_int_equal(f.count, 2);
+    assert_int_equal(f.e[0].record, 2);
+    assert_int_equal(f.e[0].field, 2);
+    assert_string_equal(f.e[0].what, "contains a NUL byte at byte 2");
+    assert_string_equal(f.e[0].text, "row 2, field 2 contains a NUL byte at byte 2");
+    assert_string_equal(f.e[1].text, "row 3, field 1 contains a NUL byte at byte 2");
+    /* The faulty record's fields still come, so it can be named; the field
+     * with the NUL is cut there. */
+    assert_int_equal(f.kept[0], 2);
+    assert_string_equal(f.first[0], "A-2");
+    assert_int_equal(f.kept[1], 2);
+    assert_string_equal(f.first[1], "x");
+    assert_int_equal(r.records, 2);
+    assert_int_equal(csvrec_error_of(&r)->fault, CSVREC_FAULT_NONE);
+    csvrec_fini(&r);
+    collected_free(&f.rec);
+}
+
+/* Expects text to stop parsing with fault at record/field, text as given,
+ * and only the first `delivered` records handed on; for every cut. */
+static void expect_stop(const char *text, csvrec_fault fault, size_t record, size_t field,
+                        const char *want, size_t delivered)
+{
+    size_t len = strlen(text);
+    for (size_t chunk = 0; chunk <= len; chunk++) {
+        collected c;
+        csvrec r;
+        memset(&c, 0, sizeof c);
+        assert_int_equal(csvrec_init(&r, collect, &c), OMS_OK);
+        assert_int_equal(feed_all(&r, text, len, chunk), OMS_EINVAL);
+        const csvrec_error *e = csvrec_error_of(&r);
+        assert_int_equal(e->fault, fault);
+        assert_int_equal(e->record, record);
+        assert_int_equal(e->field, field);
+        assert_string_equal(e->text, want);
+        assert_int_equal(c.count, delivered);
+        csvrec_fini(&r);
+        collected_free(&c);
+    }
+}
+
+/* An unclosed quote is named where it opened; the rows after it are never
+ * delivered as part of its field. */
+static void test_unclosed_quote(void **state)
+{
+    (void)state;
+#define UNCLOSED " starts a quoted field that is never properly closed"
+    /* Open to the end of the input. */
+    expect_stop("a,b\nORD-1,\"C1,SKU-1\nORD-2,C2,SKU-2\n", CSVREC_FAULT_UNCLOSED_QUOTE, 2, 2,
+                "row 2, field 2" UNCLOSED, 1);
+    /* A quote further on would have "closed" it: found, but named at row 2. */
+    expect_stop("a,b\nORD-1,\"C1,SKU-1\nORD-2,\"C2\",SKU-2\nORD-3,C3\n",
+                CSVREC_FAULT_UNCLOSED_QUOTE, 2, 2, "row 2, field 2" UNCLOSED, 1);
+    expect_stop("x,y,\"open", CSVREC_FAULT_UNCLOSED_QUOTE, 1, 3, "row 1, field 3" UNCLOSED, 0);
+#undef UNCLOSED
+}
+
+static void test_misplaced_quote(void **state)
+{
+    (void)state;
+#define MISPLACED                                                                          \
+    " has a misplaced quote (a quote inside a field is written \"\", and a closing quote is " \
+    "followed by a comma or a line end)"
+    expect_stop("a,b,c\nA-1,C-1,Pizza 12\" large\n", CSVREC_FAULT_BAD_QUOTE, 2, 3,
+                "row 2, field 3" MISPLACED, 1);
+    expect_stop("\"A-1\"x,C-1\n", CSVREC_FAULT_BAD_QUOTE, 1, 1, "row 1, field 1" MISPLACED, 0);
+#undef MISPLACED
+}
+
+/* A field past the limit stops parsing while it is read: a 64 MiB field
+ * leaves the parser's buffer at a few hundred bytes, never at 64 MiB. */
+static void test_field_limit_while_parsing(void **state)
+{
+    (void)state;
+    size_t big = (size_t)64 << 20;
+    char *text = malloc(big + 8);
+    assert_non_null(text);
+    memcpy(text, "a,\"", 3);
+    memset(text + 3, 'x', big);
+    collected c;
+    csvrec r;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(csvrec_init(&r, collect, &c), OMS_OK);
+    csvrec_set_limits(&r, 256, 0);
+    assert_int_equal(csvrec_feed(&r, text, big + 3), OMS_EINVAL);
+    assert_true(csv_get_buffer_size(&r.parser) <= 256 + 512 + 128);
+    assert_string_equal(csvrec_error_of(&r)->text, "row 1, field 2 is longer than 256 bytes");
+    assert_int_equal(csvrec_error_of(&r)->fault, CSVREC_FAULT_FIELD_TOO_LONG);
+    assert_int_equal(c.count, 0);
+    /* What the stopped record held before the fault can still name it. */
+    assert_string_equal(csvrec_field_so_far(&r, 0), "a");
+    assert_null(csvrec_field_so_far(&r, 1));
+    csvrec_fini(&r);
+    free(text);
+
+    /* Exactly at the limit passes, one byte more does not, however it is cut. */
+    char at[300], past[300];
+    memset(at, 'y', 256);
+    memcpy(at + 256, "\nz\n", 4);
+    memcpy(past, "ok\n", 3);
+    memset(past + 3, 'y', 257);
+    memcpy(past + 260, ",z\n", 4);
+    for (size_t chunk = 1; chunk <= 300; chunk += 37) {
+        parse_chunked(at, strlen(at), chunk, &c);
+        assert_int_equal(c.count, 2);
+        assert_int_equal(strlen(c.fields[0][0]), 256);
+        collected_free(&c);
+        assert_int_equal(csvrec_init(&r, collect, &c), OMS_OK);
+        csvrec_set_limits(&r, 256, 0);
+        assert_int_equal(feed_all(&r, past, strlen(past), chunk), OMS_EINVAL);
+        assert_string_equal(csvrec_error_of(&r)->text, "row 2, field 1 is longer than 256 bytes");
+        assert_int_equal(c.count, 1);
+        csvrec_fini(&r);
+        collected_free(&c);
+    }
+}
+
+/* Past fields_max a record is refused (its fields are not kept); the next
+ * record is read as usual. */
+static void test_fields_limit(void **state)
+{
+    (void)state;
+    static const char text[] = "1,2,3,4\n1,2,3,4,5\n,,,,,,,,\n6,7\n";
+    faults f;
+    csvrec r;
+    memset(&f, 0, sizeof f);
+    assert_int_equal(csvrec_init(&r, collect_into_faults, &f), OMS_OK);
+    csvrec_set_limits(&r, 0, 4);
+    csvrec_set_fault_fn(&r, collect_fault);
+    assert_int_equal(feed_all(&r, text, sizeof text - 1, 0), OMS_OK);
+    assert_int_equal(f.rec.count, 2);
+    REC(&f.rec, 0, "1", "2", "3", "4");
+    REC(&f.rec, 1, "6", "7");
+    assert_int_equal(f.count, 2);
+    assert_int_equal(f.e[0].fault, CSVREC_FAULT_TOO_MANY_FIELDS);
+    assert_int_equal(f.e[0].field, 0);
+    assert_string_equal(f.e[0].text, "row 2 has more than 4 fields");
+    assert_string_equal(f.e[1].text, "row 3 has more than 4 fields");
+    assert_int_equal(f.kept[0], 4); /* never more than fields_max kept */
+    assert_string_equal(f.first[0], "1");
+    assert_int_equal(f.kept[1], 4);
+    csvrec_fini(&r);
+    collected_free(&f.rec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +572,12 @@ int main(void)
         cmocka_unit_test(test_large_record),
         cmocka_unit_test(test_write_exact_bytes),
         cmocka_unit_test(test_write_parse_round_trip),
+        cmocka_unit_test(test_nul_stops_by_default),
+        cmocka_unit_test(test_nul_record_fault_goes_on),
+        cmocka_unit_test(test_unclosed_quote),
+        cmocka_unit_test(test_misplaced_quote),
+        cmocka_unit_test(test_field_limit_while_parsing),
+        cmocka_unit_test(test_fields_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -504,6 +504,35 @@ static void test_row_field_too_long(void **state)
                      "row 17: customer_email is longer than 256 bytes");
 }
 
+/* A control character in a text column is refused naming the column, the
+ * byte and where it is; a NUL never gets this far (csvrec refuses it). */
+static void test_row_control_characters(void **state)
+{
+    (void)state;
+    assert_row_error(F_ORDER, "ORD-1\x01" "EVIL", "order_id",
+                     "row 17: order_id contains control character 0x01 at byte 6");
+    assert_row_error(F_CUST, "\x1b[31mC-7", "customer_id",
+                     "row 17: customer_id contains control character 0x1B at byte 1");
+    assert_row_error(F_SKU, "SKU-1\n", "sku", "row 17: sku contains control character 0x0A at byte 6");
+    assert_row_error(F_ORDER, "ORD\t1", "order_id",
+                     "row 17: order_id contains control character 0x09 at byte 4");
+    assert_row_error(F_CNAME, "Ada\aLovelace", "customer_name",
+                     "row 17: customer_name contains control character 0x07 at byte 4");
+    assert_row_error(F_PNAME, "Wid\x1b[1mget", "product_name",
+                     "row 17: product_name contains control character 0x1B at byte 4");
+    assert_row_error(F_EMAIL, "ada@example.com\x7f", "customer_email",
+                     "row 17: customer_email contains control character 0x7F at byte 16");
+    /* Length is looked at first, then control characters, then UTF-8. */
+    assert_row_error(F_CUST, "\x01\xff", "customer_id",
+                     "row 17: customer_id contains control character 0x01 at byte 1");
+    /* Names are free text: tabs and line ends (quoted CSV carries them) pass,
+     * as do printable ASCII and UTF-8 (U+0085, NEL, is not a C0 control). */
+    order_row r;
+    parse_ok(F_CNAME, "Doe, Jane\nline two\r\n\tthree", &r);
+    assert_string_equal(r.customer_name, "Doe, Jane\nline two\r\n\tthree");
+    parse_ok(F_PNAME, "Ada ~ Lovelace \xc2\x85", &r);
+}
+
 static void test_row_utf8(void **state)
 {
     (void)state;
@@ -698,6 +727,7 @@ int main(void)
         cmocka_unit_test(test_row_currency),
         cmocka_unit_test(test_row_email),
         cmocka_unit_test(test_row_field_too_long),
+        cmocka_unit_test(test_row_control_characters),
         cmocka_unit_test(test_row_utf8),
         cmocka_unit_test(test_row_utf8_overlong_surrogate_out_of_range),
         cmocka_unit_test(test_row_placed_at),
