@@ -360,13 +360,13 @@ oms_status http_query_int(const http_request *req, const char *key, int64_t min,
     return parse_int(key, value, min, max, out, resp);
 }
 
-/* The name of path parameter index, "id" for "{id}" ("path parameter" for "{}"). */
+/* The name of path parameter index: "id" for "{id}", "#1" for a first "{}". */
 static void param_name(const http_request *req, size_t index, char *name, size_t size)
 {
     const char *pattern = index < req->n_params ? req->param_patterns[index] : "{}";
     size_t len = strlen(pattern) - 2;
     if (len == 0)
-        snprintf(name, size, "path parameter %zu", index + 1);
+        snprintf(name, size, "#%zu", index + 1);
     else
         snprintf(name, size, "%.*s", (int)len, pattern + 1);
 }
