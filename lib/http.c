@@ -460,15 +460,10 @@ static char *allowed_methods(const http_request *req)
     return list;
 }
 
-/* Fills the matched route's path parameters, refusing with 400 one that is
- * not valid UTF-8 or holds a control character, so no handler sees it. */
-static void request_bind_params(http_request *req)
+/* Refuses with 400 a path parameter that is not valid UTF-8 or holds a
+ * control character, so no handler sees it. */
+static void request_check_params(http_request *req)
 {
-    for (size_t i = 0; i < req->route->n_segments; i++)
-        if (is_param_pattern(req->route->segments[i])) {
-            req->param_patterns[req->n_params] = req->route->segments[i];
-            req->params[req->n_params++] = req->segments[i];
-        }
     for (size_t i = 0; i < req->n_params && !req->rejected; i++) {
         char name[64];
         param_name(req, i, name, sizeof name);
@@ -509,7 +504,11 @@ static void request_route(http_request *req)
         request_reject(req, 405, "%s is not allowed on %s; allowed: %s", req->method,
                        req->path, req->allow ? req->allow : "?");
     } else {
-        request_bind_params(req);
+        for (size_t i = 0; i < req->route->n_segments; i++)
+            if (is_param_pattern(req->route->segments[i])) {
+                req->param_patterns[req->n_params] = req->route->segments[i];
+                req->params[req->n_params++] = req->segments[i];
+            }
     }
 }
 
@@ -745,8 +744,11 @@ static enum MHD_Result request_begin(const http_server *s, struct MHD_Connection
     *con_cls = req; /* from here the completion callback frees it */
     conn_mark_head(s, conn, true);
     request_route(req);
+    /* Auth first: a client without the token learns nothing about ids. */
     if (!req->rejected && req->route->needs_auth)
         request_authorize(req);
+    if (!req->rejected)
+        request_check_params(req);
     if (!declared_too_large(conn))
         return MHD_YES;
     if (!req->rejected)
