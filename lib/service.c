@@ -376,10 +376,8 @@ static oms_status start_health(oms_service *svc)
 static oms_status start_http(oms_service *svc)
 {
     http_limits limits = configured_limits(&svc->cfg);
-    oms_status s = pool_init(&svc->pool, (size_t)svc->cfg.http_pg_pool);
+    oms_status s = http_server_create(&svc->http, svc->cfg.http_addr, svc->cfg.admin_token);
     if (s != OMS_OK)
-        return s;
-    if ((s = http_server_create(&svc->http, svc->cfg.http_addr, svc->cfg.admin_token)) != OMS_OK)
         return s;
     http_server_limits(svc->http, &limits);
     http_route(svc->http, "GET", "/healthz", false, h_healthz, svc);
@@ -424,6 +422,9 @@ static oms_status start_all(oms_service *svc)
     if ((s = connect_nats(svc)) != OMS_OK || (s = migrate(svc)) != OMS_OK)
         return s;
     svc->env = (consumer_env){svc->cfg.pg_dsn, svc->def->name, svc->js, svc->m};
+    /* Before init: domain threads it starts (analytics' snapshotter) use the pool. */
+    if ((s = pool_init(&svc->pool, (size_t)svc->cfg.http_pg_pool)) != OMS_OK)
+        return s;
     if (svc->def->init != NULL && (s = svc->def->init(svc, &svc->ctx)) != OMS_OK)
         return s;
     /* Inbox rows must outlive any redelivery: keep them a day past the streams' max age. */
