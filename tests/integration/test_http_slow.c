@@ -20,7 +20,8 @@
 
 #define INGEST_PORT 19870
 #define REFUND_PORT 19871
-#define HEALTH_OFFSET 100 /* OMS_HEALTH_ADDR's default: the HTTP port + 100 */
+#define HEALTH_PORT 19970
+#define HEALTH_ENV "OMS_HEALTH_ADDR=127.0.0.1:19970"
 #define SLOW_CLIENTS 70
 #define PER_IP 64
 #define HEADER_TIMEOUT_MS 3000
@@ -88,12 +89,12 @@ static void test_slow_heads_are_cut_and_health_answers(void **state)
 {
     (void)state;
     static const char *const env[] = {"OMS_HTTP_MAX_PER_IP=64", "OMS_HTTP_MAX_CONNECTIONS=100",
-                                      "OMS_HTTP_HEADER_TIMEOUT_MS=3000", NULL};
+                                      "OMS_HTTP_HEADER_TIMEOUT_MS=3000", HEALTH_ENV, NULL};
     int fds[SLOW_CLIENTS];
     int64_t closed_at[SLOW_CLIENTS] = {0};
     testenv_reset(SCHEMAS);
     pid_t ingest = testenv_service_start("ingest", INGEST_PORT, env);
-    int health = INGEST_PORT + HEALTH_OFFSET;
+    int health = HEALTH_PORT;
 
     int64_t start = now_ms();
     for (int i = 0; i < SLOW_CLIENTS; i++)
@@ -187,7 +188,7 @@ static void exec_ok(PGconn *c, const char *sql)
 static void test_slow_query_holds_one_pooled_connection(void **state)
 {
     (void)state;
-    static const char *const env[] = {"OMS_HTTP_PG_POOL=2", NULL};
+    static const char *const env[] = {"OMS_HTTP_PG_POOL=2", HEALTH_ENV, NULL};
     pending_get a, b;
     testenv_reset(SCHEMAS);
     pid_t ingest = testenv_service_start("ingest", INGEST_PORT, env);
@@ -209,7 +210,7 @@ static void test_slow_query_holds_one_pooled_connection(void **state)
     assert_true(now_ms() - t0 >= 1900);
     /* Health checks never need the pool. */
     assert_true(timed_get_ok(INGEST_PORT, "/readyz") < 1000);
-    assert_true(timed_get_ok(INGEST_PORT + HEALTH_OFFSET, "/readyz") < 1000);
+    assert_true(timed_get_ok(HEALTH_PORT, "/readyz") < 1000);
 
     exec_ok(pg, "COMMIT");
     pending_get_expect(&a, 404, "{\"error\":\"no order SLOW-A\"}");
