@@ -398,14 +398,16 @@ static oms_status start_http(oms_service *svc)
 
 static void shutdown_all(oms_service *svc)
 {
-    /* Order matters: consumers finish their batch and HTTP handlers their
-     * requests (both may write outbox rows, and handlers use the domain
-     * context) before the domain context goes and the relay drains. */
-    for (size_t i = 0; svc->consumers && i < svc->def->n_consumers; i++)
-        consumer_stop(svc->consumers[i]);
+    /* Order matters: HTTP handlers finish their requests and consumers their
+     * batch (both may write outbox rows, and handlers use the domain
+     * context) before the domain context goes and the relay drains. HTTP
+     * goes first because /readyz reads the consumers, which consumer_stop
+     * frees. */
     http_server_destroy(svc->health);
     http_server_destroy(svc->http);
     svc->health = svc->http = NULL;
+    for (size_t i = 0; svc->consumers && i < svc->def->n_consumers; i++)
+        consumer_stop(svc->consumers[i]);
     if (svc->def->fini != NULL && svc->ctx != NULL)
         svc->def->fini(svc->ctx);
     outbox_relay_stop(svc->relay, RELAY_DRAIN_MS);
