@@ -37,14 +37,15 @@ typedef struct http_response {
 
 typedef void (*http_handler)(void *ctx, const http_request *req, http_response *resp);
 
-/* What a server accepts; http_server_create starts from HTTP_LIMITS_DEFAULT. */
+/* What a server accepts; http_server_create starts from HTTP_LIMITS_DEFAULT
+ * (no per-IP cap below the server's); services set theirs from OMS_HTTP_*. */
 typedef struct http_limits {
     unsigned max_connections;  /* open connections of the whole server */
     unsigned max_per_ip;       /* open connections from one client address */
     int64_t header_timeout_ms; /* from connect (or the previous answer) to a complete head */
 } http_limits;
 
-#define HTTP_LIMITS_DEFAULT ((http_limits){128, 32, 10000})
+#define HTTP_LIMITS_DEFAULT ((http_limits){64, 64, 10000})
 
 /* Accessors. Returned strings are borrowed and live until the handler returns. */
 const char *http_method(const http_request *req);
