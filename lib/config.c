@@ -314,6 +314,59 @@ static oms_status load_ints(oms_config *cfg, char err[CONFIG_ERR_LEN])
     return OMS_OK;
 }
 
+/* The health listener's default: OMS_HTTP_ADDR's host, its port + 100. */
+static oms_status default_health_addr(const char *http_addr, char *out, size_t size,
+                                      char err[CONFIG_ERR_LEN])
+{
+    const char *colon = strrchr(http_addr, ':');
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0' || port < 1 || port + 100 > 65535 ||
+        (size_t)snprintf(out, size, "%.*s:%ld", (int)(colon - http_addr), http_addr,
+                         port + 100) >= size) {
+        snprintf(err, CONFIG_ERR_LEN,
+                 "OMS_HTTP_ADDR=\"%s\" gives no default for OMS_HEALTH_ADDR (its port + 100): "
+                 "set OMS_HEALTH_ADDR to host:port or off",
+                 http_addr);
+        return OMS_EINVAL;
+    }
+    return OMS_OK;
+}
+
+static oms_status load_http(oms_config *cfg, char err[CONFIG_ERR_LEN])
+{
+    /* Lives for the process, like the default HTTP address. */
+    static char default_health[96];
+    int64_t v;
+    const char *health = config_str("OMS_HEALTH_ADDR", NULL);
+    if (health == NULL) {
+        if (default_health_addr(cfg->http_addr, default_health, sizeof default_health, err) !=
+            OMS_OK)
+            return OMS_EINVAL;
+        health = default_health;
+    } else if (strcmp(health, "off") == 0) {
+        health = NULL;
+    } else if (strchr(health, ':') == NULL) {
+        snprintf(err, CONFIG_ERR_LEN,
+                 "OMS_HEALTH_ADDR=\"%s\" is invalid: expected host:port such as 0.0.0.0:8081, "
+                 "or off",
+                 health);
+        return OMS_EINVAL;
+    }
+    cfg->health_addr = health;
+    if (config_int("OMS_HTTP_PG_POOL", 4, 1, 64, &v, err) != OMS_OK)
+        return OMS_EINVAL;
+    cfg->http_pg_pool = (int)v;
+    if (config_int("OMS_HTTP_MAX_CONNECTIONS", 128, 1, 4096, &v, err) != OMS_OK)
+        return OMS_EINVAL;
+    cfg->http_max_connections = (int)v;
+    if (config_int("OMS_HTTP_MAX_PER_IP", 32, 1, 4096, &v, err) != OMS_OK)
+        return OMS_EINVAL;
+    cfg->http_max_per_ip = (int)v;
+    return config_int("OMS_HTTP_HEADER_TIMEOUT_MS", 10000, 100, 300000,
+                      &cfg->http_header_timeout_ms, err);
+}
+
 oms_status config_load(oms_config *cfg, const char *service, int http_port,
                        char err[CONFIG_ERR_LEN])
 {
@@ -357,5 +410,7 @@ oms_status config_load(oms_config *cfg, const char *service, int http_port,
                  "OMS_LOG_LEVEL=\"%s\" is invalid: expected debug, info, warn or error", level);
         return OMS_EINVAL;
     }
-    return load_ints(cfg, err);
+    if (load_ints(cfg, err) != OMS_OK)
+        return OMS_EINVAL;
+    return load_http(cfg, err);
 }

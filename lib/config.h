@@ -41,6 +41,12 @@ typedef struct oms_config {
     const char *nats_tls_ca;
     const char *nats_tls_cert;
     const char *nats_tls_key;
+    /* HTTP (docs/operations.md, "HTTP limits and the health listener"). */
+    const char *health_addr;          /* OMS_HEALTH_ADDR, default HTTP port + 100; NULL: off */
+    int http_pg_pool;                 /* OMS_HTTP_PG_POOL, 1..64, default 4 */
+    int http_max_connections;         /* OMS_HTTP_MAX_CONNECTIONS, 1..4096, default 128 */
+    int http_max_per_ip;              /* OMS_HTTP_MAX_PER_IP, 1..4096, default 32 */
+    int64_t http_header_timeout_ms;   /* OMS_HTTP_HEADER_TIMEOUT_MS, 100..300000, default 10000 */
 } oms_config;
 
 /* The least length of every HMAC key and of the admin token: 32 bytes, the

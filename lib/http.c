@@ -3,7 +3,24 @@
  *
  * Design: one thread per connection, because admin and query handlers may wait
  * on PostgreSQL and a slow one must not stall /health or /metrics; a
- * connection limit and an idle timeout bound the threads.
+ * connection cap, a per-IP cap and an idle timeout bound the threads.
+ *
+ * libmicrohttpd only has an idle timeout, which a client sending one header
+ * byte every few seconds never reaches. So every connection is tracked from
+ * MHD's connection notification with the time its current request head
+ * started (connect, or the end of the previous request on a kept-alive
+ * connection); the first request callback marks the head complete, and a
+ * watchdog thread shuts down the socket of any connection whose head is
+ * still incomplete at the header deadline. MHD then sees end-of-stream and
+ * closes the connection on its own thread. The socket is shut down only
+ * under the lock that MHD's close notification also takes, and MHD closes
+ * the descriptor only after that notification, so the watchdog never
+ * touches a descriptor that was closed and reused.
+ *
+ * Path and query parameters are decoded by MHD; a decoded %00 would cut a
+ * C string short ("/orders/a%00b" read as order "a"), so the unescape
+ * callback turns it into DEL, a control character that the parameter
+ * checks refuse with 400.
  *
  * A request's state is its http_request, kept in MHD's per-request con_cls:
  * allocated on the first callback (headers only), fed the body by the upload
@@ -26,17 +43,30 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #define HTTP_BODY_MAX_BYTES ((size_t)8 * 1024 * 1024)
 #define HTTP_MAX_SEGMENTS 32
-#define HTTP_CONNECTION_LIMIT 64
 #define HTTP_IDLE_TIMEOUT_S 30
+#define HTTP_WATCHDOG_PERIOD_MS 100
 #define HTTP_BEARER_PREFIX "Bearer "
+#define HTTP_NUL_STANDIN '\x7f' /* what a decoded %00 becomes: see the top */
+
+/* One open connection, from MHD's STARTED notification to its CLOSED one. */
+typedef struct http_conn {
+    struct http_conn *prev, *next;
+    int fd;
+    int64_t head_started_ms; /* guarded by the server's conn_lock, as is the rest */
+    bool head_done;
+    bool cut;
+} http_conn;
 
 typedef struct http_route_entry {
     char *method;
@@ -55,6 +85,13 @@ struct http_server {
     char *admin_token; /* NULL: every needs_auth route answers 401 */
     http_route_entry *routes;
     size_t n_routes, cap_routes;
+    http_limits limits;
+    pthread_mutex_t conn_lock;
+    pthread_cond_t watchdog_wake;
+    http_conn *conns; /* open connections, newest first */
+    pthread_t watchdog;
+    bool watchdog_running;
+    bool stopping; /* guarded by conn_lock */
 };
 
 struct http_request {
@@ -66,6 +103,7 @@ struct http_request {
     const char *segments[HTTP_MAX_SEGMENTS];
     size_t n_segments;
     const char *params[HTTP_MAX_SEGMENTS];
+    const char *param_patterns[HTTP_MAX_SEGMENTS]; /* "{name}" of each param */
     size_t n_params;
     const http_route_entry *route;
     char *body; /* NUL-terminated for handlers' convenience */
@@ -212,6 +250,154 @@ const char *http_path_param(const http_request *req, size_t index)
     return index < req->n_params ? req->params[index] : NULL;
 }
 
+/* ---- typed parameters --------------------------------------------------- */
+
+static bool is_param_pattern(const char *segment)
+{
+    size_t len = strlen(segment);
+    return len >= 2 && segment[0] == '{' && segment[len - 1] == '}';
+}
+
+static bool has_control(const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+/* jansson is the one UTF-8 validator in the tree (it refuses overlong forms,
+ * surrogates and code points past U+10FFFF), and every answer that echoes a
+ * parameter goes through it anyway. */
+static bool utf8_valid(const char *text, size_t len)
+{
+    json_t *probe = json_stringn(text, len);
+    bool ok = probe != NULL;
+    json_decref(probe);
+    return ok;
+}
+
+bool http_text_ok(const char *text, size_t len)
+{
+    return !has_control(text, len) && utf8_valid(text, len);
+}
+
+/* Refuses a text parameter that is not valid UTF-8, holds a control
+ * character or is longer than max_bytes; name is the parameter's. */
+static oms_status check_text(const char *name, const char *text, size_t len, size_t max_bytes,
+                             http_response *resp)
+{
+    if (!utf8_valid(text, len)) {
+        http_respond_error(resp, 400, "parameter %s is not valid UTF-8", name);
+        return OMS_EINVAL;
+    }
+    if (has_control(text, len)) {
+        http_respond_error(resp, 400, "parameter %s holds a control character", name);
+        return OMS_EINVAL;
+    }
+    if (len > max_bytes) {
+        http_respond_error(resp, 400, "parameter %s is longer than %zu bytes", name, max_bytes);
+        return OMS_EINVAL;
+    }
+    return OMS_OK;
+}
+
+/* Parses text as a whole decimal integer in [min, max]: no sign other than
+ * a leading '-', no spaces, no overflow. */
+static oms_status parse_int(const char *name, const char *text, int64_t min, int64_t max,
+                            int64_t *out, http_response *resp)
+{
+    char *end = NULL;
+    errno = 0;
+    long long n = (text[0] == '-' || (text[0] >= '0' && text[0] <= '9'))
+                      ? strtoll(text, &end, 10)
+                      : 0;
+    if (end == NULL || end == text || *end != '\0' || errno == ERANGE || n < min || n > max) {
+        http_respond_error(resp, 400, "parameter %s must be an integer from %lld to %lld", name,
+                           (long long)min, (long long)max);
+        return OMS_EINVAL;
+    }
+    *out = n;
+    return OMS_OK;
+}
+
+/* The value of query key with its length (binary-safe), NULL when absent. */
+static const char *query_value(const http_request *req, const char *key, size_t *len)
+{
+    const char *value = NULL;
+    size_t value_len = 0;
+    if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, key, strlen(key),
+                                      &value, &value_len) == MHD_NO)
+        return NULL;
+    *len = value ? value_len : 0;
+    return value ? value : "";
+}
+
+oms_status http_query_str(const http_request *req, const char *key, size_t max_bytes,
+                          const char **out, http_response *resp)
+{
+    size_t len = 0;
+    const char *value = query_value(req, key, &len);
+    if (value != NULL && check_text(key, value, len, max_bytes, resp) != OMS_OK)
+        return OMS_EINVAL;
+    *out = value;
+    return OMS_OK;
+}
+
+oms_status http_query_int(const http_request *req, const char *key, int64_t min, int64_t max,
+                          int64_t def, int64_t *out, http_response *resp)
+{
+    size_t len = 0;
+    const char *value = query_value(req, key, &len);
+    if (value == NULL) {
+        *out = def;
+        return OMS_OK;
+    }
+    if (check_text(key, value, len, 32, resp) != OMS_OK)
+        return OMS_EINVAL;
+    return parse_int(key, value, min, max, out, resp);
+}
+
+/* The name of path parameter index: "id" for "{id}", "#1" for a first "{}". */
+static void param_name(const http_request *req, size_t index, char *name, size_t size)
+{
+    const char *pattern = index < req->n_params ? req->param_patterns[index] : "{}";
+    size_t len = strlen(pattern) - 2;
+    if (len == 0)
+        snprintf(name, size, "#%zu", index + 1);
+    else
+        snprintf(name, size, "%.*s", (int)len, pattern + 1);
+}
+
+oms_status http_path_str(const http_request *req, size_t index, size_t max_bytes,
+                         const char **out, http_response *resp)
+{
+    char name[64];
+    const char *value = http_path_param(req, index);
+    param_name(req, index, name, sizeof name);
+    if (value == NULL) {
+        http_respond_error(resp, 400, "parameter %s is missing", name);
+        return OMS_EINVAL;
+    }
+    if (check_text(name, value, strlen(value), max_bytes, resp) != OMS_OK)
+        return OMS_EINVAL;
+    *out = value;
+    return OMS_OK;
+}
+
+oms_status http_path_int(const http_request *req, size_t index, int64_t min, int64_t max,
+                         int64_t *out, http_response *resp)
+{
+    char name[64];
+    const char *value = NULL;
+    if (http_path_str(req, index, 32, &value, resp) != OMS_OK)
+        return OMS_EINVAL;
+    param_name(req, index, name, sizeof name);
+    return parse_int(name, value, min, max, out, resp);
+}
+
 /* ---- routing and auth --------------------------------------------------- */
 
 static bool route_matches_path(const http_route_entry *r, const http_request *req)
@@ -219,8 +405,8 @@ static bool route_matches_path(const http_route_entry *r, const http_request *re
     if (r->n_segments != req->n_segments)
         return false;
     for (size_t i = 0; i < r->n_segments; i++) {
-        bool ok = strcmp(r->segments[i], "{}") == 0 ? req->segments[i][0] != '\0'
-                                                    : strcmp(r->segments[i], req->segments[i]) == 0;
+        bool ok = is_param_pattern(r->segments[i]) ? req->segments[i][0] != '\0'
+                                                   : strcmp(r->segments[i], req->segments[i]) == 0;
         if (!ok)
             return false;
     }
@@ -274,6 +460,19 @@ static char *allowed_methods(const http_request *req)
     return list;
 }
 
+/* Refuses with 400 a path parameter that is not valid UTF-8 or holds a
+ * control character, so no handler sees it. */
+static void request_check_params(http_request *req)
+{
+    for (size_t i = 0; i < req->n_params && !req->rejected; i++) {
+        char name[64];
+        param_name(req, i, name, sizeof name);
+        if (check_text(name, req->params[i], strlen(req->params[i]), SIZE_MAX,
+                       &req->rejection) != OMS_OK)
+            req->rejected = true;
+    }
+}
+
 /* Picks the route for the request and fills its path parameters, or rejects
  * it with 404 (no route has this path) or 405 (none has it with this method). */
 static void request_route(http_request *req)
@@ -296,15 +495,20 @@ static void request_route(http_request *req)
             req->route = r;
     }
     if (req->route == NULL && !path_known) {
-        request_reject(req, 404, "no route for %s", req->path);
+        if (has_control(req->path, strlen(req->path)))
+            request_reject(req, 400, "the path holds a control character (such as %%00)");
+        else
+            request_reject(req, 404, "no route for %s", req->path);
     } else if (req->route == NULL) {
         req->allow = allowed_methods(req);
         request_reject(req, 405, "%s is not allowed on %s; allowed: %s", req->method,
                        req->path, req->allow ? req->allow : "?");
     } else {
         for (size_t i = 0; i < req->route->n_segments; i++)
-            if (strcmp(req->route->segments[i], "{}") == 0)
+            if (is_param_pattern(req->route->segments[i])) {
+                req->param_patterns[req->n_params] = req->route->segments[i];
                 req->params[req->n_params++] = req->segments[i];
+            }
     }
 }
 
@@ -340,6 +544,130 @@ static bool declared_too_large(struct MHD_Connection *conn)
     errno = 0;
     unsigned long long declared = strtoull(value, &end, 10);
     return end != value && (errno == ERANGE || declared > HTTP_BODY_MAX_BYTES);
+}
+
+/* ---- connections and the header deadline ------------------------------ */
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Marks conn's request head complete (done) or restarts its deadline. */
+static void conn_mark_head(const http_server *cs, struct MHD_Connection *conn, bool done)
+{
+    http_server *s = (http_server *)cs; /* only conn_lock and the entry change */
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    http_conn *hc = info ? info->socket_context : NULL;
+    if (hc == NULL)
+        return;
+    pthread_mutex_lock(&s->conn_lock);
+    hc->head_done = done;
+    if (!done)
+        hc->head_started_ms = monotonic_ms();
+    pthread_mutex_unlock(&s->conn_lock);
+}
+
+static void conn_started(http_server *s, struct MHD_Connection *conn, void **socket_context)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    http_conn *hc = info ? calloc(1, sizeof *hc) : NULL;
+    if (hc == NULL)
+        return; /* untracked: only the idle timeout bounds it */
+    hc->fd = info->connect_fd;
+    hc->head_started_ms = monotonic_ms();
+    pthread_mutex_lock(&s->conn_lock);
+    hc->next = s->conns;
+    if (s->conns != NULL)
+        s->conns->prev = hc;
+    s->conns = hc;
+    pthread_mutex_unlock(&s->conn_lock);
+    *socket_context = hc;
+}
+
+static void conn_closed(http_server *s, void **socket_context)
+{
+    http_conn *hc = *socket_context;
+    if (hc == NULL)
+        return;
+    pthread_mutex_lock(&s->conn_lock);
+    if (hc->prev != NULL)
+        hc->prev->next = hc->next;
+    else
+        s->conns = hc->next;
+    if (hc->next != NULL)
+        hc->next->prev = hc->prev;
+    pthread_mutex_unlock(&s->conn_lock);
+    free(hc);
+    *socket_context = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        conn_started(cls, conn, socket_context);
+    else
+        conn_closed(cls, socket_context);
+}
+
+/* Shuts down every connection whose head is overdue; conn_lock held. */
+static void cut_overdue(http_server *s, int64_t now_ms)
+{
+    for (http_conn *hc = s->conns; hc != NULL; hc = hc->next) {
+        if (hc->head_done || hc->cut || now_ms - hc->head_started_ms < s->limits.header_timeout_ms)
+            continue;
+        /* MHD's thread sees end-of-stream and closes the connection itself. */
+        shutdown(hc->fd, SHUT_RDWR);
+        hc->cut = true;
+    }
+}
+
+static void *watchdog_main(void *arg)
+{
+    http_server *s = arg;
+    pthread_mutex_lock(&s->conn_lock);
+    while (!s->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += HTTP_WATCHDOG_PERIOD_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->watchdog_wake, &s->conn_lock, &until);
+        cut_overdue(s, monotonic_ms());
+    }
+    pthread_mutex_unlock(&s->conn_lock);
+    return NULL;
+}
+
+static void watchdog_stop(http_server *s)
+{
+    if (!s->watchdog_running)
+        return;
+    pthread_mutex_lock(&s->conn_lock);
+    s->stopping = true;
+    pthread_cond_signal(&s->watchdog_wake);
+    pthread_mutex_unlock(&s->conn_lock);
+    pthread_join(s->watchdog, NULL);
+    s->watchdog_running = false;
+}
+
+/* MHD's decoding, except that a decoded NUL becomes HTTP_NUL_STANDIN. */
+static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *text)
+{
+    (void)cls;
+    (void)conn;
+    size_t len = MHD_http_unescape(text);
+    for (size_t i = 0; i < len; i++)
+        if (text[i] == '\0')
+            text[i] = HTTP_NUL_STANDIN;
+    return len;
 }
 
 /* ---- the request's life ------------------------------------------------- */
@@ -414,9 +742,13 @@ static enum MHD_Result request_begin(const http_server *s, struct MHD_Connection
     req->method = method;
     req->path = url;
     *con_cls = req; /* from here the completion callback frees it */
+    conn_mark_head(s, conn, true);
     request_route(req);
+    /* Auth first: a client without the token learns nothing about ids. */
     if (!req->rejected && req->route->needs_auth)
         request_authorize(req);
+    if (!req->rejected)
+        request_check_params(req);
     if (!declared_too_large(conn))
         return MHD_YES;
     if (!req->rejected)
@@ -495,11 +827,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)conn;
     (void)toe;
     request_destroy(*con_cls);
     *con_cls = NULL;
+    /* A kept-alive connection's next head gets a deadline of its own. */
+    conn_mark_head(cls, conn, false);
 }
 
 /* ---- server ------------------------------------------------------------- */
@@ -538,6 +870,9 @@ oms_status http_server_create(http_server **out, const char *addr, const char *a
         st = OMS_ENOMEM;
         goto out;
     }
+    s->limits = HTTP_LIMITS_DEFAULT;
+    pthread_mutex_init(&s->conn_lock, NULL);
+    pthread_cond_init(&s->watchdog_wake, NULL);
     st = parse_bind_addr(addr, &s->bind_addr);
     if (st != OMS_OK) {
         log_error("invalid http listen address: expected host:port with an IPv4 host, "
@@ -559,13 +894,16 @@ out:
     return st;
 }
 
+/* Same method and same shape: "{id}" and "{}" match the same paths. */
 static bool route_same(const http_route_entry *a, const http_route_entry *b)
 {
     if (strcmp(a->method, b->method) != 0 || a->n_segments != b->n_segments)
         return false;
-    for (size_t i = 0; i < a->n_segments; i++)
-        if (strcmp(a->segments[i], b->segments[i]) != 0)
+    for (size_t i = 0; i < a->n_segments; i++) {
+        bool pa = is_param_pattern(a->segments[i]), pb = is_param_pattern(b->segments[i]);
+        if (pa != pb || (!pa && strcmp(a->segments[i], b->segments[i]) != 0))
             return false;
+    }
     return true;
 }
 
@@ -622,18 +960,33 @@ out:
     return st;
 }
 
+oms_status http_server_limits(http_server *s, const http_limits *limits)
+{
+    if (s->daemon != NULL || limits->max_connections == 0 || limits->max_per_ip == 0 ||
+        limits->header_timeout_ms <= 0)
+        return OMS_EINVAL;
+    s->limits = *limits;
+    return OMS_OK;
+}
+
 oms_status http_server_start(http_server *s)
 {
     if (s->daemon != NULL)
         return OMS_EINVAL;
+    if (pthread_create(&s->watchdog, NULL, watchdog_main, s) != 0)
+        return OMS_ENOMEM;
+    s->watchdog_running = true;
     /* No MHD_USE_ERROR_LOG: MHD would print to stderr, outside our JSON logs. */
     s->daemon = MHD_start_daemon(
         MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
         ntohs(s->bind_addr.sin_port), NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&s->bind_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTION_LIMIT,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK,
+        on_unescape, s, MHD_OPTION_CONNECTION_LIMIT, s->limits.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->limits.max_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_END);
     if (s->daemon == NULL) {
+        watchdog_stop(s);
         log_error("http server could not listen (address in use or not permitted)", "addr",
                   s->addr, NULL);
         return OMS_EIO;
@@ -648,6 +1001,9 @@ void http_server_destroy(http_server *s)
     /* Stopping joins every connection thread, so no handler runs after this. */
     if (s->daemon != NULL)
         MHD_stop_daemon(s->daemon);
+    watchdog_stop(s);
+    pthread_cond_destroy(&s->watchdog_wake);
+    pthread_mutex_destroy(&s->conn_lock);
     for (size_t i = 0; i < s->n_routes; i++) {
         free(s->routes[i].method);
         free(s->routes[i].pattern);

@@ -5,19 +5,44 @@
  * streams are retried with backoff, so a whole stack can start in any order
  * (Kubernetes, systemd, `make up`). Signals are blocked in every thread and
  * taken synchronously by the main thread with sigwait.
+ *
+ * HTTP handlers share a small pool of PostgreSQL connections
+ * (OMS_HTTP_PG_POOL), so one slow query holds one connection, not every
+ * handler. /healthz and /readyz never touch the pool: readiness reads the
+ * state the service keeps (NATS connected, consumers ready, the pool's last
+ * known PostgreSQL state, refreshed by the main thread every few seconds).
+ * They are also served on a small listener of their own (OMS_HEALTH_ADDR),
+ * so probes are answered while clients saturate the API port.
  */
 #include "service.h"
 
 #include "log.h"
 #include "outbox.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define RELAY_DRAIN_MS 10000
+#define PG_WAIT_MS 2000        /* a handler's wait for a free pooled connection */
+#define PG_PROBE_EVERY_MS 5000 /* the main thread's check of the pool's PostgreSQL */
+#define HEALTH_MAX_CONNECTIONS 16
+#define HEALTH_MAX_PER_IP 8
+
+/* The HTTP handlers' PostgreSQL connections. */
+typedef struct pg_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    PGconn **idle; /* cap entries; idle[0..n_idle) are free */
+    size_t n_idle;
+    size_t n_open; /* idle, in use, or being connected */
+    size_t cap;
+    atomic_int up; /* the last connect or use succeeded: /readyz's "postgres" */
+} pg_pool;
 
 struct oms_service {
     const service_def *def;
@@ -29,10 +54,10 @@ struct oms_service {
     consumer **consumers;
     outbox_relay *relay;
     http_server *http;
+    http_server *health; /* NULL when OMS_HEALTH_ADDR=off */
     void *ctx;
     atomic_int stopping;  /* set by the signal thread */
-    pthread_mutex_t pg_lock;
-    PGconn *pg;
+    pg_pool pool;
 };
 
 const oms_config *service_config(oms_service *svc) { return &svc->cfg; }
@@ -41,23 +66,139 @@ js_conn *service_js(oms_service *svc) { return svc->js; }
 const consumer_env *service_consumer_env(oms_service *svc) { return &svc->env; }
 const atomic_int *service_stopping(oms_service *svc) { return &svc->stopping; }
 
-PGconn *service_pg_acquire(oms_service *svc)
+/* ---- the HTTP handlers' PostgreSQL pool ------------------------------- */
+
+static oms_status pool_init(pg_pool *p, size_t cap)
 {
-    pthread_mutex_lock(&svc->pg_lock);
-    if (!pg_ok(svc->pg)) {
-        PQfinish(svc->pg);
-        svc->pg = NULL;
-        if (pg_connect(&svc->pg, svc->cfg.pg_dsn, svc->def->name, "http") != OMS_OK) {
-            pthread_mutex_unlock(&svc->pg_lock);
-            return NULL;
-        }
-    }
-    return svc->pg;
+    memset(p, 0, sizeof *p);
+    p->idle = calloc(cap, sizeof *p->idle);
+    if (p->idle == NULL)
+        return OMS_ENOMEM;
+    p->cap = cap;
+    atomic_store(&p->up, 1); /* migrations have just connected */
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->freed, NULL);
+    return OMS_OK;
 }
 
-void service_pg_release(oms_service *svc)
+/* After every user is gone: closes the idle connections. */
+static void pool_fini(pg_pool *p)
 {
-    pthread_mutex_unlock(&svc->pg_lock);
+    if (p->idle == NULL)
+        return;
+    for (size_t i = 0; i < p->n_idle; i++)
+        PQfinish(p->idle[i]);
+    free(p->idle);
+    p->idle = NULL;
+    pthread_cond_destroy(&p->freed);
+    pthread_mutex_destroy(&p->lock);
+}
+
+static struct timespec deadline_after(int64_t ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+/* Gives up a slot that holds no connection (a failed connect, a broken one). */
+static void pool_forget(pg_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->n_open--;
+    pthread_cond_signal(&p->freed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Waits up to wait_ms for an idle connection or a free slot; OMS_ETIMEOUT
+ * when every connection stayed busy, OMS_ETRANSIENT when PostgreSQL refused
+ * a new one. Connecting happens outside the lock. */
+static oms_status pool_take(oms_service *svc, int64_t wait_ms, PGconn **out)
+{
+    pg_pool *p = &svc->pool;
+    PGconn *c = NULL;
+    bool slot = false;
+    struct timespec until = deadline_after(wait_ms);
+    pthread_mutex_lock(&p->lock);
+    while (p->n_idle == 0 && p->n_open == p->cap && wait_ms > 0)
+        if (pthread_cond_timedwait(&p->freed, &p->lock, &until) == ETIMEDOUT)
+            break;
+    if (p->n_idle > 0)
+        c = p->idle[--p->n_idle];
+    else if (p->n_open < p->cap)
+        slot = true, p->n_open++;
+    pthread_mutex_unlock(&p->lock);
+    if (c == NULL && !slot)
+        return OMS_ETIMEOUT;
+    if (pg_ok(c)) {
+        *out = c;
+        return OMS_OK;
+    }
+    PQfinish(c); /* broken while idle: replaced in its slot */
+    c = NULL;
+    if (pg_connect(&c, svc->cfg.pg_dsn, svc->def->name, "http") != OMS_OK) {
+        atomic_store(&p->up, 0);
+        pool_forget(p);
+        return OMS_ETRANSIENT;
+    }
+    atomic_store(&p->up, 1);
+    *out = c;
+    return OMS_OK;
+}
+
+PGconn *service_pg_acquire(oms_service *svc, http_response *resp)
+{
+    PGconn *c = NULL;
+    oms_status s = pool_take(svc, PG_WAIT_MS, &c);
+    if (s == OMS_OK)
+        return c;
+    if (resp != NULL && s == OMS_ETIMEOUT)
+        http_respond_error(resp, 503,
+                           "all %d PostgreSQL connections for HTTP requests are busy "
+                           "(OMS_HTTP_PG_POOL); retry later",
+                           svc->cfg.http_pg_pool);
+    else if (resp != NULL)
+        http_respond_error(resp, 503, "PostgreSQL is unavailable");
+    return NULL;
+}
+
+void service_pg_release(oms_service *svc, PGconn *c)
+{
+    pg_pool *p = &svc->pool;
+    if (c == NULL)
+        return;
+    if (!pg_ok(c))
+        atomic_store(&p->up, 0);
+    /* A connection left inside a transaction would leak it into the next
+     * request: close it, a later acquire opens a fresh one. */
+    if (!pg_ok(c) || PQtransactionStatus(c) != PQTRANS_IDLE) {
+        PQfinish(c);
+        pool_forget(p);
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->idle[p->n_idle++] = c;
+    pthread_cond_signal(&p->freed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Refreshes the pool's PostgreSQL state for /readyz when a connection is
+ * idle; a busy pool is being used, so its state is fresh already. */
+static void pool_probe(oms_service *svc)
+{
+    PGconn *c = NULL;
+    if (pool_take(svc, 0, &c) != OMS_OK)
+        return;
+    PGresult *res = PQexec(c, "SELECT 1");
+    atomic_store(&svc->pool.up, PQresultStatus(res) == PGRES_TUPLES_OK);
+    PQclear(res);
+    service_pg_release(svc, c);
 }
 
 /* ---- start-up, retried until the peers answer ------------------------ */
@@ -182,28 +323,27 @@ static void h_readyz(void *ctx, const http_request *req, http_response *resp)
         consumers = consumers && consumer_ready(svc->consumers[i]);
     if (svc->def->ready != NULL && svc->ctx != NULL)
         consumers = consumers && svc->def->ready(svc->ctx);
-    PGconn *c = service_pg_acquire(svc);
-    bool pg = c != NULL;
-    if (c != NULL)
-        service_pg_release(svc);
+    bool pg = atomic_load(&svc->pool.up) != 0;
     bool ready = nats && pg && consumers && !svc->stopping;
     http_respond_json(resp, ready ? 200 : 503,
                       json_pack("{s:s,s:b,s:b,s:b}", "status", ready ? "ready" : "not ready",
                                 "nats", nats, "postgres", pg, "consumers", consumers));
 }
 
+/* Without waiting: when every pooled connection is busy the gauge keeps its
+ * last value rather than holding up the scrape. */
 static void refresh_dead_letter_gauge(oms_service *svc)
 {
-    PGconn *c = service_pg_acquire(svc);
+    PGconn *c = NULL;
     PGresult *res = NULL;
-    if (c == NULL)
+    if (pool_take(svc, 0, &c) != OMS_OK)
         return;
     if (pg_query(c, "dead letter count",
                  "SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL", 0, NULL,
                  PGRES_TUPLES_OK, &res) == OMS_OK)
         metrics_gauge_set(svc->m, "oms_dead_letters", "", atof(PQgetvalue(res, 0, 0)));
     PQclear(res);
-    service_pg_release(svc);
+    service_pg_release(svc, c);
 }
 
 static void h_metrics(void *ctx, const http_request *req, http_response *resp)
@@ -235,11 +375,40 @@ const consumer_spec *service_consumer_for(oms_service *svc, const char *subject)
     return NULL;
 }
 
+static http_limits configured_limits(const oms_config *cfg)
+{
+    return (http_limits){(unsigned)cfg->http_max_connections, (unsigned)cfg->http_max_per_ip,
+                         cfg->http_header_timeout_ms};
+}
+
+/* The health listener: /healthz, /readyz and /metrics only, no admin token. */
+static oms_status start_health(oms_service *svc)
+{
+    http_limits limits = {HEALTH_MAX_CONNECTIONS, HEALTH_MAX_PER_IP,
+                          svc->cfg.http_header_timeout_ms};
+    if (svc->cfg.health_addr == NULL)
+        return OMS_OK;
+    oms_status s = http_server_create(&svc->health, svc->cfg.health_addr, NULL);
+    if (s != OMS_OK)
+        return s;
+    http_server_limits(svc->health, &limits);
+    http_route(svc->health, "GET", "/healthz", false, h_healthz, svc);
+    http_route(svc->health, "GET", "/readyz", false, h_readyz, svc);
+    http_route(svc->health, "GET", "/metrics", false, h_metrics, svc);
+    s = http_server_start(svc->health);
+    if (s != OMS_OK)
+        log_error("cannot listen for health checks (set OMS_HEALTH_ADDR, or off)", "addr",
+                  svc->cfg.health_addr, NULL);
+    return s;
+}
+
 static oms_status start_http(oms_service *svc)
 {
+    http_limits limits = configured_limits(&svc->cfg);
     oms_status s = http_server_create(&svc->http, svc->cfg.http_addr, svc->cfg.admin_token);
     if (s != OMS_OK)
         return s;
+    http_server_limits(svc->http, &limits);
     http_route(svc->http, "GET", "/healthz", false, h_healthz, svc);
     http_route(svc->http, "GET", "/readyz", false, h_readyz, svc);
     http_route(svc->http, "GET", "/metrics", false, h_metrics, svc);
@@ -247,31 +416,35 @@ static oms_status start_http(oms_service *svc)
     if (svc->def->routes != NULL)
         svc->def->routes(svc, svc->http, svc->ctx);
     s = http_server_start(svc->http);
-    if (s != OMS_OK)
+    if (s != OMS_OK) {
         log_error("cannot listen", "addr", svc->cfg.http_addr, NULL);
-    return s;
+        return s;
+    }
+    return start_health(svc);
 }
 
 /* ---- main ------------------------------------------------------------ */
 
 static void shutdown_all(oms_service *svc)
 {
-    /* Order matters: consumers finish their batch and HTTP handlers their
-     * requests (both may write outbox rows, and handlers use the domain
-     * context) before the domain context goes and the relay drains. */
+    /* Order matters: HTTP handlers finish their requests and consumers their
+     * batch (both may write outbox rows, and handlers use the domain
+     * context) before the domain context goes and the relay drains. HTTP
+     * goes first because /readyz reads the consumers, which consumer_stop
+     * frees. */
+    http_server_destroy(svc->health);
+    http_server_destroy(svc->http);
+    svc->health = svc->http = NULL;
     for (size_t i = 0; svc->consumers && i < svc->def->n_consumers; i++)
         consumer_stop(svc->consumers[i]);
-    http_server_destroy(svc->http);
-    svc->http = NULL;
     if (svc->def->fini != NULL && svc->ctx != NULL)
         svc->def->fini(svc->ctx);
     outbox_relay_stop(svc->relay, RELAY_DRAIN_MS);
     js_conn_destroy(svc->js);
-    PQfinish(svc->pg);
+    pool_fini(&svc->pool);
     metrics_destroy(svc->m);
     free(svc->consumers);
     free(svc->specs);
-    pthread_mutex_destroy(&svc->pg_lock);
 }
 
 static oms_status start_all(oms_service *svc)
@@ -280,6 +453,9 @@ static oms_status start_all(oms_service *svc)
     if ((s = connect_nats(svc)) != OMS_OK || (s = migrate(svc)) != OMS_OK)
         return s;
     svc->env = (consumer_env){svc->cfg.pg_dsn, svc->def->name, svc->js, svc->m};
+    /* Before init: domain threads it starts (analytics' snapshotter) use the pool. */
+    if ((s = pool_init(&svc->pool, (size_t)svc->cfg.http_pg_pool)) != OMS_OK)
+        return s;
     if (svc->def->init != NULL && (s = svc->def->init(svc, &svc->ctx)) != OMS_OK)
         return s;
     /* Inbox rows must outlive any redelivery: keep them a day past the streams' max age. */
@@ -315,10 +491,8 @@ int service_main(const service_def *def)
 
     memset(&svc, 0, sizeof svc);
     svc.def = def;
-    pthread_mutex_init(&svc.pg_lock, NULL);
     if (config_load(&svc.cfg, def->name, def->http_port, err) != OMS_OK) {
         fprintf(stderr, "%s: configuration error: %s\n", def->name, err);
-        pthread_mutex_destroy(&svc.pg_lock);
         return 2;
     }
     log_init(def->name, (log_level)svc.cfg.log_level);
@@ -336,10 +510,16 @@ int service_main(const service_def *def)
     metrics_gauge_declare(svc.m, "oms_dead_letters", "Dead letters not yet resolved");
     oms_status s = start_all(&svc);
     if (s == OMS_OK) {
-        log_info("service started", "http_addr", svc.cfg.http_addr, "nats_url",
+        log_info("service started", "http_addr", svc.cfg.http_addr, "health_addr",
+                 svc.cfg.health_addr ? svc.cfg.health_addr : "off", "nats_url",
                  svc.cfg.nats_url, NULL);
-        while (!svc.stopping)
+        for (int64_t probed_ms = oms_now_ms(); !svc.stopping;) {
             oms_sleep_ms(100, NULL);
+            if (oms_now_ms() - probed_ms >= PG_PROBE_EVERY_MS) {
+                pool_probe(&svc);
+                probed_ms = oms_now_ms();
+            }
+        }
     } else if (svc.stopping) {
         log_info("stopped during start-up", NULL);
     } else {

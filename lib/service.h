@@ -51,9 +51,15 @@ const consumer_env *service_consumer_env(oms_service *svc);
 /* True once SIGTERM arrived; domain threads poll it. */
 const atomic_int *service_stopping(oms_service *svc);
 
-/* A PostgreSQL connection for HTTP handlers, shared under a mutex: acquire,
- * use, release. Returns NULL (and no lock held) when PostgreSQL is down. */
-PGconn *service_pg_acquire(oms_service *svc);
-void service_pg_release(oms_service *svc);
+/* A PostgreSQL connection for HTTP handlers from a pool of OMS_HTTP_PG_POOL
+ * (default 4), waiting at most 2 s for one to be free. Returns NULL when none
+ * can be had, and then, when resp is not NULL, sets it to 503 naming why
+ * (PostgreSQL unavailable, or every pooled connection busy). The caller
+ * gives the connection back with service_pg_release, outside a transaction. */
+PGconn *service_pg_acquire(oms_service *svc, http_response *resp);
+
+/* Returns c to the pool; NULL is a no-op. A broken connection, or one left
+ * inside a transaction, is closed and replaced by a later acquire. */
+void service_pg_release(oms_service *svc, PGconn *c);
 
 #endif

@@ -28,27 +28,22 @@ static json_t *dead_letter_json(PGresult *res, int row)
 static void h_list(void *ctx, const http_request *req, http_response *resp)
 {
     oms_service *svc = ctx;
-    const char *state = http_query(req, "state");
-    const char *limit = http_query(req, "limit");
-    char *end = NULL;
-    long n = limit ? strtol(limit, &end, 10) : 100;
-    if (limit && (*end != '\0' || n < 1 || n > 10000)) {
-        http_respond_error(resp, 400, "limit must be an integer from 1 to 10000, got \"%s\"", limit);
+    const char *state = NULL;
+    int64_t n = 0;
+    if (http_query_str(req, "state", 16, &state, resp) != OMS_OK ||
+        http_query_int(req, "limit", 1, 10000, 100, &n, resp) != OMS_OK)
         return;
-    }
     if (state && strcmp(state, "open") != 0 && strcmp(state, "all") != 0) {
-        http_respond_error(resp, 400, "state must be open or all, got \"%s\"", state);
+        http_respond_error(resp, 400, "parameter state must be open or all, got \"%s\"", state);
         return;
     }
-    char nbuf[16];
-    snprintf(nbuf, sizeof nbuf, "%ld", n);
+    char nbuf[24];
+    snprintf(nbuf, sizeof nbuf, "%lld", (long long)n);
     const char *params[] = {state && strcmp(state, "all") == 0 ? "all" : "open", nbuf};
-    PGconn *c = service_pg_acquire(svc);
+    PGconn *c = service_pg_acquire(svc, resp);
     PGresult *res = NULL;
-    if (c == NULL) {
-        http_respond_error(resp, 503, "PostgreSQL is unavailable");
+    if (c == NULL)
         return;
-    }
     oms_status s = pg_query(c, "dead letter list",
                             "SELECT id, subject, event_id, reason, attempts,"
                             " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
@@ -57,7 +52,7 @@ static void h_list(void *ctx, const http_request *req, http_response *resp)
                             " FROM dead_letters WHERE ($1 = 'all' OR resolved_at IS NULL)"
                             " ORDER BY id LIMIT $2::int",
                             2, params, PGRES_TUPLES_OK, &res);
-    service_pg_release(svc);
+    service_pg_release(svc, c);
     if (s != OMS_OK) {
         http_respond_error(resp, 503, "cannot read dead letters");
         return;
@@ -147,22 +142,19 @@ out:
 static void h_retry(void *ctx, const http_request *req, http_response *resp)
 {
     oms_service *svc = ctx;
-    const char *id = http_path_param(req, 0);
-    char *end = NULL;
-    if (id == NULL || strtoll(id, &end, 10) <= 0 || *end != '\0') {
-        http_respond_error(resp, 400, "dead letter id must be a positive integer, got \"%s\"",
-                           id ? id : "");
+    int64_t n = 0;
+    char id[24];
+    if (http_path_int(req, 0, 1, INT64_MAX, &n, resp) != OMS_OK)
         return;
-    }
-    PGconn *c = service_pg_acquire(svc);
-    if (c == NULL) {
-        http_respond_error(resp, 503, "PostgreSQL is unavailable");
+    /* The canonical form: "007" and "7" are the same dead letter. */
+    snprintf(id, sizeof id, "%lld", (long long)n);
+    PGconn *c = service_pg_acquire(svc, resp);
+    if (c == NULL)
         return;
-    }
     int status = 0;
     char message[2 * CONSUMER_REASON_LEN + 32];
     oms_status s = retry_one(svc, c, id, &status, message, sizeof message);
-    service_pg_release(svc);
+    service_pg_release(svc, c);
     if (s != OMS_OK) {
         http_respond_error(resp, 503, "retry failed: %s", oms_strstatus(s));
     } else if (status != 200) {
@@ -176,5 +168,5 @@ static void h_retry(void *ctx, const http_request *req, http_response *resp)
 void service_dlq_routes(oms_service *svc, http_server *http)
 {
     http_route(http, "GET", "/dead-letters", false, h_list, svc);
-    http_route(http, "POST", "/dead-letters/{}/retry", true, h_retry, svc);
+    http_route(http, "POST", "/dead-letters/{id}/retry", true, h_retry, svc);
 }

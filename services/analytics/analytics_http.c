@@ -2,7 +2,7 @@
  * analytics_http.c - the query API: GET /kpi/today, GET /kpi/{YYYY-MM-DD},
  * GET /kpi?from=&to=, GET /leaderboard?period=&limit=, and
  * POST /kpi/snapshot?date= (admin token). Handlers share one Redis
- * connection under a mutex, as they share service_pg_acquire's.
+ * connection under a mutex (PostgreSQL comes from service_pg_acquire's pool).
  */
 #include "analytics.h"
 
@@ -14,6 +14,7 @@
 
 #define REDIS_TIMEOUT_MS 2000
 #define LIMIT_DEFAULT 10
+#define QUERY_TEXT_MAX 64 /* longer dates or periods are refused before parsing */
 
 redis_conn *analytics_redis_acquire(analytics_http *h)
 {
@@ -85,8 +86,10 @@ static void respond_kpis(analytics_http *h, int64_t first, size_t n, bool single
 
 static void h_kpi_day(void *ctx, const http_request *req, http_response *resp)
 {
-    const char *date = http_path_param(req, 0);
+    const char *date = NULL;
     int64_t day;
+    if (http_path_str(req, 0, QUERY_TEXT_MAX, &date, resp) != OMS_OK)
+        return;
     if (strcmp(date, "today") == 0)
         day = today_days();
     else if (analytics_day_parse(date, &day) != OMS_OK) {
@@ -101,7 +104,9 @@ static void h_kpi_day(void *ctx, const http_request *req, http_response *resp)
 static bool query_day(const http_request *req, const char *name, int64_t *day,
                       http_response *resp)
 {
-    const char *v = http_query(req, name);
+    const char *v = NULL;
+    if (http_query_str(req, name, QUERY_TEXT_MAX, &v, resp) != OMS_OK)
+        return false;
     if (v == NULL) {
         http_respond_error(resp, 400, "parameter %s is required (YYYY-MM-DD)", name);
         return false;
@@ -135,8 +140,11 @@ static void h_kpi_range(void *ctx, const http_request *req, http_response *resp)
 static void h_leaderboard(void *ctx, const http_request *req, http_response *resp)
 {
     analytics_http *h = ctx;
-    const char *period = http_query(req, "period");
-    const char *limit_text = http_query(req, "limit");
+    const char *period = NULL, *limit_text = NULL;
+    if (http_query_str(req, "period", QUERY_TEXT_MAX, &period, resp) != OMS_OK ||
+        http_query_str(req, "limit", QUERY_TEXT_MAX, &limit_text, resp) != OMS_OK)
+        return;
+    /* strtol saturates on overflow, which the range check then refuses. */
     char *end = NULL;
     long limit = limit_text ? strtol(limit_text, &end, 10) : LIMIT_DEFAULT;
     if (period == NULL)
@@ -173,8 +181,10 @@ static void h_leaderboard(void *ctx, const http_request *req, http_response *res
 static void h_snapshot(void *ctx, const http_request *req, http_response *resp)
 {
     analytics_http *h = ctx;
-    const char *date = http_query(req, "date");
+    const char *date = NULL;
     int64_t day = today_days();
+    if (http_query_str(req, "date", QUERY_TEXT_MAX, &date, resp) != OMS_OK)
+        return;
     if (date != NULL && analytics_day_parse(date, &day) != OMS_OK) {
         http_respond_error(resp, 400, "parameter date=\"%s\" is invalid: expected YYYY-MM-DD",
                            date);
@@ -183,14 +193,14 @@ static void h_snapshot(void *ctx, const http_request *req, http_response *resp)
     bool taken = false;
     size_t leaders = 0;
     oms_status s = OMS_ETRANSIENT;
-    PGconn *pg = service_pg_acquire(h->svc);
+    PGconn *pg = service_pg_acquire(h->svc, NULL);
     if (pg != NULL) {
         redis_conn *r = analytics_redis_acquire(h);
         if (r != NULL) {
             s = analytics_snapshot(pg, r, day, h->currency, true, &taken, &leaders);
             analytics_redis_release(h);
         }
-        service_pg_release(h->svc);
+        service_pg_release(h->svc, pg);
     }
     if (s != OMS_OK) {
         http_respond_error(resp, 503, "snapshot not taken: %s", oms_strstatus(s));
@@ -208,7 +218,7 @@ void analytics_routes(http_server *http, analytics_http *h)
 {
     void *ctx = h;
     http_route(http, "GET", "/kpi", false, h_kpi_range, ctx);
-    http_route(http, "GET", "/kpi/{}", false, h_kpi_day, ctx);
+    http_route(http, "GET", "/kpi/{date}", false, h_kpi_day, ctx);
     http_route(http, "POST", "/kpi/snapshot", true, h_snapshot, ctx);
     http_route(http, "GET", "/leaderboard", false, h_leaderboard, ctx);
 }

@@ -126,7 +126,7 @@ static void snapshot_yesterday(analytics_snapshotter *t)
     int64_t now = oms_now_ms(), yesterday = now / MS_PER_DAY - 1;
     if (yesterday <= t->done_day || now - (yesterday + 1) * MS_PER_DAY < t->delay_ms)
         return;
-    PGconn *pg = service_pg_acquire(t->h->svc);
+    PGconn *pg = service_pg_acquire(t->h->svc, NULL);
     if (pg == NULL)
         return;
     redis_conn *r = analytics_redis_acquire(t->h);
@@ -137,7 +137,7 @@ static void snapshot_yesterday(analytics_snapshotter *t)
             t->done_day = yesterday;
         analytics_redis_release(t->h);
     }
-    service_pg_release(t->h->svc);
+    service_pg_release(t->h->svc, pg);
     if (taken) {
         char day[ANALYTICS_DAY_LEN];
         analytics_day_format(yesterday, day);

@@ -52,14 +52,14 @@ static json_t *order_history(PGconn *c, const char *order_id, const char *create
 static void h_order(void *ctx, const http_request *req, http_response *resp)
 {
     oms_service *svc = ctx;
-    const char *order_id = http_path_param(req, 0);
-    const char *params[] = {order_id};
+    const char *order_id = NULL;
     PGresult *res = NULL;
-    PGconn *c = service_pg_acquire(svc);
-    if (c == NULL) {
-        http_respond_error(resp, 503, "PostgreSQL is unavailable");
+    if (http_path_str(req, 0, HTTP_ID_MAX_BYTES, &order_id, resp) != OMS_OK)
         return;
-    }
+    const char *params[] = {order_id};
+    PGconn *c = service_pg_acquire(svc, resp);
+    if (c == NULL)
+        return;
     oms_status s = pg_query(c, "order",
                             "SELECT o.order_id, o.customer_id, o.customer_email, o.customer_name,"
                             " o.total_cents, o.currency, o.placed_at_ms, o.import_id, i.kind,"
@@ -86,11 +86,11 @@ static void h_order(void *ctx, const http_request *req, http_response *resp)
         http_respond_json(resp, 200, o);
     }
     PQclear(res);
-    service_pg_release(svc);
+    service_pg_release(svc, c);
 }
 
 void ingest_routes(oms_service *svc, http_server *http, void *ctx)
 {
     (void)ctx;
-    http_route(http, "GET", "/orders/{}", false, h_order, svc);
+    http_route(http, "GET", "/orders/{order_id}", false, h_order, svc);
 }

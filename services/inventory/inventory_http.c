@@ -28,13 +28,11 @@ static PGresult *query_products(oms_service *svc, http_response *resp, const cha
                                 int n_params, const char *const *params)
 {
     PGresult *res = NULL;
-    PGconn *c = service_pg_acquire(svc);
-    if (c == NULL) {
-        http_respond_error(resp, 503, "PostgreSQL is unavailable");
+    PGconn *c = service_pg_acquire(svc, resp);
+    if (c == NULL)
         return NULL;
-    }
     oms_status s = pg_query(c, "products read", sql, n_params, params, PGRES_TUPLES_OK, &res);
-    service_pg_release(svc);
+    service_pg_release(svc, c);
     if (s != OMS_OK)
         http_respond_error(resp, 503, "cannot read products: %s", oms_strstatus(s));
     return s == OMS_OK ? res : NULL;
@@ -59,7 +57,9 @@ static void h_products(void *ctx, const http_request *req, http_response *resp)
 
 static void h_product(void *ctx, const http_request *req, http_response *resp)
 {
-    const char *sku = http_path_param(req, 0);
+    const char *sku = NULL;
+    if (http_path_str(req, 0, HTTP_ID_MAX_BYTES, &sku, resp) != OMS_OK)
+        return;
     const char *params[] = {sku};
     PGresult *res = query_products(ctx, resp, PRODUCT_COLUMNS " FROM products WHERE sku = $1",
                                    1, params);
@@ -77,5 +77,5 @@ void inv_routes(oms_service *svc, http_server *http, void *ctx)
 {
     (void)ctx;
     http_route(http, "GET", "/products", false, h_products, svc);
-    http_route(http, "GET", "/products/{}", false, h_product, svc);
+    http_route(http, "GET", "/products/{sku}", false, h_product, svc);
 }

@@ -55,20 +55,23 @@ static json_t *row_json(PGresult *res, int r)
     return j;
 }
 
+/* The list's filters, checked. */
+typedef struct list_filters {
+    const char *order_id, *state, *channel; /* NULL when absent */
+    int64_t limit;
+} list_filters;
+
 /* Checks the filters; answers 400 naming the bad one and returns false. */
-static bool read_filters(const http_request *req, http_response *resp, const char **limit)
+static bool read_filters(const http_request *req, http_response *resp, list_filters *f)
 {
-    const char *state = http_query(req, "state"), *channel = http_query(req, "channel");
-    const char *order_id = http_query(req, "order_id");
-    char *end = NULL;
+    const char *state = NULL, *channel = NULL, *order_id = NULL;
     notify_channel c;
-    *limit = http_query(req, "limit");
-    long n = *limit ? strtol(*limit, &end, 10) : DEFAULT_LIMIT;
-    if (*limit && (*end != '\0' || n < 1 || n > MAX_LIMIT)) {
-        http_respond_error(resp, 400, "limit must be an integer from 1 to %d, got \"%.32s\"",
-                           MAX_LIMIT, *limit);
+    if (http_query_str(req, "state", 32, &state, resp) != OMS_OK ||
+        http_query_str(req, "channel", 32, &channel, resp) != OMS_OK ||
+        http_query_str(req, "order_id", NOTIFY_ID_MAX, &order_id, resp) != OMS_OK ||
+        http_query_int(req, "limit", 1, MAX_LIMIT, DEFAULT_LIMIT, &f->limit, resp) != OMS_OK)
         return false;
-    }
+    f->state = state, f->channel = channel, f->order_id = order_id;
     if (state && !state_valid(state)) {
         http_respond_error(resp, 400,
                            "state must be pending, sent, failed or dead, got \"%.32s\"", state);
@@ -79,29 +82,22 @@ static bool read_filters(const http_request *req, http_response *resp, const cha
                            channel);
         return false;
     }
-    if (order_id && strlen(order_id) > NOTIFY_ID_MAX) {
-        http_respond_error(resp, 400, "order_id must be at most %d bytes", NOTIFY_ID_MAX);
-        return false;
-    }
     return true;
 }
 
 static void h_list(void *arg, const http_request *req, http_response *resp)
 {
     notify_ctx *ctx = arg;
-    const char *limit = NULL;
+    list_filters f;
     PGresult *res = NULL;
-    if (!read_filters(req, resp, &limit))
+    if (!read_filters(req, resp, &f))
         return;
-    char nbuf[16];
-    snprintf(nbuf, sizeof nbuf, "%d", limit ? atoi(limit) : DEFAULT_LIMIT);
-    const char *params[] = {opt(http_query(req, "order_id")), opt(http_query(req, "state")),
-                            opt(http_query(req, "channel")), nbuf};
-    PGconn *c = service_pg_acquire(ctx->svc);
-    if (c == NULL) {
-        http_respond_error(resp, 503, "PostgreSQL is unavailable");
+    char nbuf[24];
+    snprintf(nbuf, sizeof nbuf, "%lld", (long long)f.limit);
+    const char *params[] = {opt(f.order_id), opt(f.state), opt(f.channel), nbuf};
+    PGconn *c = service_pg_acquire(ctx->svc, resp);
+    if (c == NULL)
         return;
-    }
     oms_status s = pg_query(
         c, "notifications",
         "SELECT id, event_id, subject, channel, order_id, customer_id, customer_email, status,"
@@ -112,7 +108,7 @@ static void h_list(void *arg, const http_request *req, http_response *resp)
         "   AND ($3 = '' OR channel = $3)"
         " ORDER BY id DESC LIMIT $4::int",
         4, params, PGRES_TUPLES_OK, &res);
-    service_pg_release(ctx->svc);
+    service_pg_release(ctx->svc, c);
     if (s != OMS_OK) {
         http_respond_error(resp, 503, "cannot read the notifications");
         return;
@@ -128,29 +124,26 @@ static void h_list(void *arg, const http_request *req, http_response *resp)
 static void h_retry(void *arg, const http_request *req, http_response *resp)
 {
     notify_ctx *ctx = arg;
-    const char *state = http_query(req, "state"), *order_id = http_query(req, "order_id");
+    const char *state = NULL, *order_id = NULL;
     PGresult *res = NULL;
+    if (http_query_str(req, "state", 32, &state, resp) != OMS_OK ||
+        http_query_str(req, "order_id", NOTIFY_ID_MAX, &order_id, resp) != OMS_OK)
+        return;
     if (state == NULL || (strcmp(state, "dead") != 0 && strcmp(state, "failed") != 0)) {
         http_respond_error(resp, 400, "state must be dead or failed, got \"%.32s\"",
                            state ? state : "");
         return;
     }
-    if (order_id && strlen(order_id) > NOTIFY_ID_MAX) {
-        http_respond_error(resp, 400, "order_id must be at most %d bytes", NOTIFY_ID_MAX);
-        return;
-    }
     const char *params[] = {state, opt(order_id)};
-    PGconn *c = service_pg_acquire(ctx->svc);
-    if (c == NULL) {
-        http_respond_error(resp, 503, "PostgreSQL is unavailable");
+    PGconn *c = service_pg_acquire(ctx->svc, resp);
+    if (c == NULL)
         return;
-    }
     oms_status s = pg_query(c, "notification retry",
                             "UPDATE notifications SET state = 'pending', attempts = 0,"
                             " next_attempt_at = now(), updated_at = now()"
                             " WHERE state = $1 AND ($2 = '' OR order_id = $2)",
                             2, params, PGRES_COMMAND_OK, &res);
-    service_pg_release(ctx->svc);
+    service_pg_release(ctx->svc, c);
     if (s != OMS_OK) {
         http_respond_error(resp, 503, "cannot re-queue the notifications; retry later");
         return;

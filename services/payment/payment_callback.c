@@ -144,13 +144,11 @@ static void settle(payment_ctx *ctx, const payment_callback *cb, http_response *
 {
     payment_settle_result result = PAYMENT_SETTLE_UNKNOWN;
     payment_tally tally = {0, 0};
-    PGconn *c = service_pg_acquire(ctx->svc);
-    if (c == NULL) {
-        http_respond_error(resp, 503, "PostgreSQL is unavailable; retry later");
+    PGconn *c = service_pg_acquire(ctx->svc, resp);
+    if (c == NULL)
         return;
-    }
     oms_status s = payment_settle(c, cb, &result, &tally);
-    service_pg_release(ctx->svc);
+    service_pg_release(ctx->svc, c);
     if (s != OMS_OK) {
         http_respond_error(resp, 503, "cannot record the callback; retry later");
     } else if (result == PAYMENT_SETTLE_UNKNOWN) {

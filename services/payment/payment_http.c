@@ -24,21 +24,21 @@ static json_t *payment_json(PGresult *res)
 static void h_payment(void *arg, const http_request *req, http_response *resp)
 {
     payment_ctx *ctx = arg;
-    const char *order_id = http_path_param(req, 0);
-    const char *params[] = {order_id};
+    const char *order_id = NULL;
     PGresult *res = NULL;
-    PGconn *c = service_pg_acquire(ctx->svc);
-    if (c == NULL) {
-        http_respond_error(resp, 503, "PostgreSQL is unavailable");
+    if (http_path_str(req, 0, HTTP_ID_MAX_BYTES, &order_id, resp) != OMS_OK)
         return;
-    }
+    const char *params[] = {order_id};
+    PGconn *c = service_pg_acquire(ctx->svc, resp);
+    if (c == NULL)
+        return;
     oms_status s = pg_query(c, "payment",
                             "SELECT payment_id, order_id, amount_cents, currency, status, attempts,"
                             " gateway_ref, reason, " ISO_MS("next_attempt_at") ","
                             " " ISO_MS("created_at") ", " ISO_MS("updated_at")
                             " FROM payments WHERE order_id = $1",
                             1, params, PGRES_TUPLES_OK, &res);
-    service_pg_release(ctx->svc);
+    service_pg_release(ctx->svc, c);
     if (s != OMS_OK)
         http_respond_error(resp, 503, "cannot read the payment");
     else if (PQntuples(res) == 0)
@@ -51,7 +51,7 @@ static void h_payment(void *arg, const http_request *req, http_response *resp)
 void payment_routes(oms_service *svc, http_server *http, void *ctx)
 {
     (void)svc;
-    http_route(http, "GET", "/payments/{}", false, h_payment, ctx);
+    http_route(http, "GET", "/payments/{order_id}", false, h_payment, ctx);
     /* No bearer token: the gateway authenticates with the HMAC signature. */
     http_route(http, "POST", "/callbacks/payment", false, payment_h_callback, ctx);
 }

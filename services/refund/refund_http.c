@@ -154,7 +154,7 @@ static oms_status enqueue(refund_ctx *ctx, Oms__V1__RefundRequested *ev)
     outbox_batch_init(&ob);
     outbox_meta_init(&meta, id, REFUND_PRODUCER, ev->order_id, "");
     ev->meta = &meta;
-    PGconn *c = service_pg_acquire(ctx->svc);
+    PGconn *c = service_pg_acquire(ctx->svc, NULL);
     if (c == NULL) {
         outbox_batch_fini(&ob);
         return OMS_ETRANSIENT;
@@ -166,7 +166,7 @@ static oms_status enqueue(refund_ctx *ctx, Oms__V1__RefundRequested *ev)
         PGresult *r = PQexec(c, "ROLLBACK");
         PQclear(r);
     }
-    service_pg_release(ctx->svc);
+    service_pg_release(ctx->svc, c);
     outbox_batch_fini(&ob);
     ev->meta = NULL;
     return s;
@@ -281,21 +281,22 @@ out:
 static void h_list(void *arg, const http_request *req, http_response *resp)
 {
     refund_ctx *ctx = arg;
-    const char *key = http_query(req, "key"), *order_id = http_query(req, "order_id");
+    const char *key = NULL, *order_id = NULL;
+    if (http_query_str(req, "key", REFUND_KEY_MAX, &key, resp) != OMS_OK ||
+        http_query_str(req, "order_id", REFUND_ORDER_ID_MAX, &order_id, resp) != OMS_OK)
+        return;
     if ((key == NULL) == (order_id == NULL) || (key ? *key : *order_id) == '\0') {
         http_respond_error(resp, 400, "give exactly one of ?key=IDEMPOTENCY_KEY or ?order_id=ID");
         return;
     }
-    PGconn *c = service_pg_acquire(ctx->svc);
-    if (c == NULL) {
-        http_respond_error(resp, 503, "PostgreSQL is unavailable");
+    PGconn *c = service_pg_acquire(ctx->svc, resp);
+    if (c == NULL)
         return;
-    }
     if (key != NULL)
         by_key(c, key, resp);
     else
         by_order(c, order_id, resp);
-    service_pg_release(ctx->svc);
+    service_pg_release(ctx->svc, c);
 }
 
 void refund_routes(oms_service *svc, http_server *http, void *ctx)

@@ -8,9 +8,13 @@
 #include "http.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -117,6 +121,20 @@ static void on_teapot(void *ctx, const http_request *req, http_response *resp)
     http_respond_error(resp, 418, "cannot brew %s (%d cups)", http_query(req, "drink"), 2);
 }
 
+/* Typed parameters: GET /items/{item_id}?tag=&limit= */
+static void on_item(void *ctx, const http_request *req, http_response *resp)
+{
+    (void)ctx;
+    int64_t item = 0, limit = 0;
+    const char *tag = NULL;
+    if (http_path_int(req, 0, 1, 1000, &item, resp) != OMS_OK ||
+        http_query_str(req, "tag", 8, &tag, resp) != OMS_OK ||
+        http_query_int(req, "limit", 1, 100, 10, &limit, resp) != OMS_OK)
+        return;
+    http_respond_json(resp, 200, json_pack("{s:I, s:s?, s:I}", "item", (json_int_t)item, "tag",
+                                           tag, "limit", (json_int_t)limit));
+}
+
 static int retry_calls;
 
 /* ---- server setup -------------------------------------------------------- */
@@ -135,10 +153,13 @@ static void add_routes(http_server *s)
     assert_int_equal(http_route(s, "GET", "/empty", false, on_empty, NULL), OMS_OK);
     assert_int_equal(http_route(s, "GET", "/bad-status", false, on_bad_status, NULL), OMS_OK);
     assert_int_equal(http_route(s, "GET", "/teapot", false, on_teapot, NULL), OMS_OK);
+    assert_int_equal(http_route(s, "GET", "/items/{item_id}", false, on_item, NULL), OMS_OK);
 }
 
-/* Starts a server on a port in 20000-29999, trying others while ports are taken. */
-static http_server *start_server(const char *token, int *port_out)
+/* Starts a server on a port in 20000-29999, trying others while ports are
+ * taken; limits NULL keeps the defaults. */
+static http_server *start_limited_server(const char *token, const http_limits *limits,
+                                         int *port_out)
 {
     for (int attempt = 0; attempt < 50; attempt++) {
         int port = 20000 + rand() % 10000;
@@ -147,6 +168,8 @@ static http_server *start_server(const char *token, int *port_out)
         snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
         assert_int_equal(http_server_create(&s, addr, token), OMS_OK);
         add_routes(s);
+        if (limits != NULL)
+            assert_int_equal(http_server_limits(s, limits), OMS_OK);
         oms_status st = http_server_start(s);
         if (st == OMS_OK) {
             *port_out = port;
@@ -157,6 +180,11 @@ static http_server *start_server(const char *token, int *port_out)
     }
     fail_msg("no free port in 20000-29999 after 50 attempts");
     return NULL;
+}
+
+static http_server *start_server(const char *token, int *port_out)
+{
+    return start_limited_server(token, NULL, port_out);
 }
 
 static int setup(void **state)
@@ -320,6 +348,157 @@ static void test_path_params(void **state)
     expect(&r, 404, "{\"error\":\"no route for /orders//lines/3\"}");
     get(fx->port, "/orders/a/b/lines/3", &r);
     expect(&r, 404, "{\"error\":\"no route for /orders/a/b/lines/3\"}");
+}
+
+static void expect_get(int port, const char *path, long status, const char *body)
+{
+    reply r;
+    get(port, path, &r);
+    if (r.status != status || strcmp(r.body ? r.body : "", body) != 0)
+        fprintf(stderr, "GET %s: %ld %s\n", path, r.status, r.body ? r.body : "");
+    expect(&r, status, body);
+}
+
+static void test_typed_parameters(void **state)
+{
+    fixture *fx = *state;
+    int p = fx->port;
+    expect_get(p, "/items/42?tag=red&limit=5", 200, "{\"item\":42,\"tag\":\"red\",\"limit\":5}");
+    expect_get(p, "/items/42", 200, "{\"item\":42,\"tag\":null,\"limit\":10}");
+    expect_get(p, "/items/1000?tag=%C3%A9t%C3%A9", 200,
+               "{\"item\":1000,\"tag\":\"\u00e9t\u00e9\",\"limit\":10}");
+    expect_get(p, "/items/42?tag=", 200, "{\"item\":42,\"tag\":\"\",\"limit\":10}");
+}
+
+static void test_integer_parameters_refused(void **state)
+{
+    fixture *fx = *state;
+    int p = fx->port;
+    const char *item_err = "{\"error\":\"parameter item_id must be an integer from 1 to 1000\"}";
+    const char *limit_err = "{\"error\":\"parameter limit must be an integer from 1 to 100\"}";
+    expect_get(p, "/items/99999999999999999999", 400, item_err);
+    expect_get(p, "/items/0", 400, item_err);
+    expect_get(p, "/items/1001", 400, item_err);
+    expect_get(p, "/items/7x", 400, item_err);
+    expect_get(p, "/items/+7", 400, item_err);
+    expect_get(p, "/items/%207", 400, item_err);
+    expect_get(p, "/items/1?limit=99999999999999999999", 400, limit_err);
+    expect_get(p, "/items/1?limit=-9223372036854775809", 400, limit_err);
+    expect_get(p, "/items/1?limit=0", 400, limit_err);
+    expect_get(p, "/items/1?limit=101", 400, limit_err);
+    expect_get(p, "/items/1?limit=", 400, limit_err);
+    expect_get(p, "/items/1?limit=1e2", 400, limit_err);
+    expect_get(p, "/items/1?limit=100", 200, "{\"item\":1,\"tag\":null,\"limit\":100}");
+}
+
+static void test_text_parameters_refused(void **state)
+{
+    fixture *fx = *state;
+    int p = fx->port;
+    expect_get(p, "/items/%FF", 400, "{\"error\":\"parameter item_id is not valid UTF-8\"}");
+    expect_get(p, "/items/a%00b", 400,
+               "{\"error\":\"parameter item_id holds a control character\"}");
+    expect_get(p, "/items/4%0A", 400,
+               "{\"error\":\"parameter item_id holds a control character\"}");
+    expect_get(p, "/items/1?tag=%FF", 400, "{\"error\":\"parameter tag is not valid UTF-8\"}");
+    /* An overlong '/' and a UTF-16 surrogate are not UTF-8 either. */
+    expect_get(p, "/items/1?tag=%C0%AF", 400, "{\"error\":\"parameter tag is not valid UTF-8\"}");
+    expect_get(p, "/items/1?tag=%ED%A0%80", 400,
+               "{\"error\":\"parameter tag is not valid UTF-8\"}");
+    expect_get(p, "/items/1?tag=a%00b", 400,
+               "{\"error\":\"parameter tag holds a control character\"}");
+    expect_get(p, "/items/1?tag=a%7Fb", 400,
+               "{\"error\":\"parameter tag holds a control character\"}");
+    expect_get(p, "/items/1?tag=ninebytes", 400,
+               "{\"error\":\"parameter tag is longer than 8 bytes\"}");
+    expect_get(p, "/items/1?limit=%FF", 400, "{\"error\":\"parameter limit is not valid UTF-8\"}");
+}
+
+static void test_path_checks(void **state)
+{
+    fixture *fx = *state;
+    int p = fx->port;
+    /* Checked before any handler runs, also for unnamed "{}" segments. */
+    expect_get(p, "/orders/%FF/lines/3", 400, "{\"error\":\"parameter #1 is not valid UTF-8\"}");
+    expect_get(p, "/orders/o1/lines/3%00", 400,
+               "{\"error\":\"parameter #2 holds a control character\"}");
+    expect_get(p, "/nowhere%00x", 400,
+               "{\"error\":\"the path holds a control character (such as %00)\"}");
+    expect_get(p, "/hello%00", 400,
+               "{\"error\":\"the path holds a control character (such as %00)\"}");
+    assert_true(http_text_ok("order-7", 7));
+    assert_true(http_text_ok("\xc3\xa9", 2));
+    assert_false(http_text_ok("a\x01", 2));
+    assert_false(http_text_ok("a\0b", 3));
+    assert_false(http_text_ok("\xff", 1));
+    assert_false(http_text_ok("\xc3", 1)); /* a sequence cut short */
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int connect_raw(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+/* True when the server has closed fd (end of stream or reset), without waiting. */
+static bool closed_by_server(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    char byte;
+    if (poll(&pfd, 1, 0) <= 0)
+        return false;
+    ssize_t n = recv(fd, &byte, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+/* The idle timeout (30 s) never fires for a client that keeps trickling its
+ * head; the header deadline does, and the per-IP cap refuses the excess. */
+static void test_slow_head_is_cut_at_the_deadline(void **state)
+{
+    (void)state;
+    http_limits limits = {.max_connections = 16, .max_per_ip = 3, .header_timeout_ms = 600};
+    int port = 0, fds[4];
+    int64_t closed_at[3] = {0, 0, 0};
+    http_server *s = start_limited_server(NULL, &limits, &port);
+    int64_t start = now_ms();
+    for (int i = 0; i < 4; i++)
+        fds[i] = connect_raw(port);
+    /* The fourth from 127.0.0.1 is over the per-IP cap: closed at once. */
+    for (int i = 0; i < 20 && !closed_by_server(fds[3]); i++)
+        usleep(25000);
+    assert_true(now_ms() - start < 600);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(send(fds[i], "GET /hello HTTP/1.1\r\n", 21, MSG_NOSIGNAL), 21);
+    for (int64_t t = now_ms(); t - start < 3000; t = now_ms()) {
+        for (int i = 0; i < 3; i++) {
+            if (closed_at[i] == 0 && closed_by_server(fds[i]))
+                closed_at[i] = t - start;
+            else if (closed_at[i] == 0)
+                send(fds[i], "X", 1, MSG_NOSIGNAL); /* one header byte at a time */
+        }
+        usleep(50000);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (closed_at[i] < 600 || closed_at[i] > 1200)
+            fprintf(stderr, "connection %d closed at %lld ms\n", i, (long long)closed_at[i]);
+        assert_true(closed_at[i] >= 600 && closed_at[i] <= 1200);
+        close(fds[i]);
+    }
+    close(fds[3]);
+    /* The slots are free again, and a prompt request is served. */
+    expect_get(port, "/hello", 200, "{\"greeting\":\"hello world\",\"verbose\":false}");
+    http_server_destroy(s);
 }
 
 static void test_post_body_echo(void **state)
@@ -550,6 +729,11 @@ int main(void)
         cmocka_unit_test(test_get_with_query_and_header),
         cmocka_unit_test(test_head_is_served_by_get_route),
         cmocka_unit_test(test_path_params),
+        cmocka_unit_test(test_typed_parameters),
+        cmocka_unit_test(test_integer_parameters_refused),
+        cmocka_unit_test(test_text_parameters_refused),
+        cmocka_unit_test(test_path_checks),
+        cmocka_unit_test(test_slow_head_is_cut_at_the_deadline),
         cmocka_unit_test(test_post_body_echo),
         cmocka_unit_test(test_large_body_accumulates),
         cmocka_unit_test(test_not_found_and_method_not_allowed),

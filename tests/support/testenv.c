@@ -155,6 +155,9 @@ static void exec_service(const char *name, int port, const char *const *extra_en
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     snprintf(log, sizeof log, "%s/Testing/%s-%d.log", bin ? bin : ".", name, port);
     setenv("OMS_HTTP_ADDR", addr, 1);
+    /* The health listener's default (port + 100) would land on other tests'
+     * fixed ports; a test that wants it sets OMS_HEALTH_ADDR in extra_env. */
+    setenv("OMS_HEALTH_ADDR", "off", 1);
     service_nats_identity(name);
     for (const char *const *e = extra_env; e && *e; e++)
         putenv((char *)*e);

@@ -29,8 +29,8 @@ const char *testenv_require(const char *name);
 void testenv_reset(const char *const *schemas);
 
 /* Starts build's services/<name>/oms-<name> with OMS_HTTP_ADDR on
- * 127.0.0.1:port plus extra "KEY=value" settings (NULL-terminated, may be
- * NULL); waits until /readyz answers 200 (fails the test after 30 s). Its
+ * 127.0.0.1:port, OMS_HEALTH_ADDR=off, plus extra "KEY=value" settings
+ * (NULL-terminated, may be NULL); waits until /readyz answers 200 (fails the test after 30 s). Its
  * stderr goes to <build>/Testing/<name>-<port>.log. */
 pid_t testenv_service_start(const char *name, int port, const char *const *extra_env);
 
