@@ -5,7 +5,8 @@
  *
  * Input: the first line is the header value as received, the rest the body.
  *
- * Properties: a received header verifies to one of hmac_result's values and
+ * Properties: a received header verifies to one of hmac_result's values,
+ * anything but the documented "t=<digits>,v1=<64 hex>" is malformed, and
  * only a parsed body follows a valid one; a header that hmac_header_value
  * made for the body verifies as valid at any time within the tolerance, as
  * stale outside it, and as a mismatch once one byte of the body changes.
@@ -18,6 +19,22 @@
 #define SECRET "whsec_fuzz_0123456789"
 #define NOW_S 1765000000LL
 
+/* hmac.h's format, exactly: "t=<digits>,v1=<64 lowercase hex>". */
+static bool strict_syntax(const char *header)
+{
+    const char *p = header + 2;
+    if (strncmp(header, "t=", 2) != 0 || *p < '0' || *p > '9')
+        return false;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (strncmp(p, ",v1=", 4) != 0 || strlen(p + 4) != HMAC_HEX_LEN)
+        return false;
+    for (p += 4; *p != '\0'; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
 /* The handler's order: signature first, the body only once it is valid. */
 static void check_received(const char *header, const uint8_t *body, size_t len)
 {
@@ -26,6 +43,9 @@ static void check_received(const char *header, const uint8_t *body, size_t len)
     FUZZ_CHECK(strcmp(hmac_result_text(r), "unknown") != 0);
     if (*header == '\0')
         FUZZ_CHECK(r == HMAC_MISSING);
+    /* Only a header of the documented form gets as far as the clock. */
+    if (r == HMAC_VALID || r == HMAC_STALE || r == HMAC_MISMATCH)
+        FUZZ_CHECK(strict_syntax(header));
     if (r == HMAC_VALID) {
         payment_callback cb;
         char err[PAYMENT_ERR_LEN];
