@@ -79,7 +79,6 @@ main() {
 
     echo "deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    # Another apt may hold the lock (a shared machine, unattended upgrades): wait.
     apt-get -o DPkg::Lock::Timeout=600 update -q
     apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
