@@ -24,13 +24,17 @@ LOG       ?=
 
 RELEASE_DIR := build
 ASAN_DIR    := build-asan
+FUZZ_DIR    := build-fuzz
+# `make fuzz`: seconds per target; FUZZ_TARGET=fuzz_proto runs one (docs/fuzzing.md).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGET  ?=
 # `up` builds the build whose binaries it runs.
 RUN_BUILD   := $(if $(filter $(ASAN_DIR) $(CURDIR)/$(ASAN_DIR),$(BUILD_DIR)),build-asan,build)
 # cmake's own Makefiles must not inherit our command-line variables or -j.
 CMAKE_BUILD := env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL cmake --build
 
 .PHONY: help deps build build-asan up servers services down status logs clean \
-        demo test bench images k8s-secrets
+        demo test fuzz bench images k8s-secrets
 
 help:
 	@echo 'make build       release build (RelWithDebInfo) in $(RELEASE_DIR)/'
@@ -43,6 +47,7 @@ help:
 	@echo 'make status      component, pid, port, state'
 	@echo 'make logs        follow .oms/log/*.log (LOG=ingest for one)'
 	@echo 'make test        ASan build + servers + ctest'
+	@echo 'make fuzz        clang build in $(FUZZ_DIR)/, each fuzz target for FUZZ_SECONDS (60)'
 	@echo 'make demo        up, then scripts/demo.sh'
 	@echo 'make bench       up, then bench/run.sh'
 	@echo 'make images      one Docker image per service, named as the overlay says (OMS_K8S_OVERLAY=deploy/overlays/example)'
@@ -89,6 +94,12 @@ clean:
 
 test: deps build-asan
 	@bash scripts/test.sh
+
+fuzz: deps
+	CC=clang cmake -S . -B $(FUZZ_DIR) -DOMS_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug
+	$(CMAKE_BUILD) $(FUZZ_DIR) -j $(JOBS) --target oms_fuzzers
+	cd $(FUZZ_DIR) && FUZZ_SECONDS=$(FUZZ_SECONDS) ctest --output-on-failure -j1 -L fuzz \
+	    $(if $(FUZZ_TARGET),-R '^fuzz/$(FUZZ_TARGET)$$')
 
 demo: up
 	@bash scripts/demo.sh

@@ -46,7 +46,8 @@ oms_status hmac_header_value(const char *secret, int64_t t, const void *body, si
 /* Parses "t=<digits>,v1=<64 lowercase hex>". */
 static bool parse_header(const char *h, int64_t *t, char v1[HMAC_HEX_LEN + 1])
 {
-    if (strncmp(h, "t=", 2) != 0)
+    /* strtoll alone would also take " 17..." and "+17...": digits only. */
+    if (strncmp(h, "t=", 2) != 0 || h[2] < '0' || h[2] > '9')
         return false;
     char *end = NULL;
     long long ts = strtoll(h + 2, &end, 10);

@@ -18,7 +18,11 @@ PACKAGES=(
     python3 python3-aiosmtpd prometheus curl procps
     prometheus-postgres-exporter prometheus-redis-exporter prometheus-alertmanager
     python3-yaml
+    clang libclang-rt-14-dev
 )
+
+# clang and libclang-rt-14-dev (libclang_rt.fuzzer) build the libFuzzer
+# targets of tests/fuzz, which `make test` runs briefly and `make fuzz` longer.
 
 # The deployment checks render k8s/ with `kubectl kustomize` and validate it
 # with Node.js: Debian's kubectl (kubernetes-client, 1.20) renders k8s/ the
@@ -70,7 +74,7 @@ main() {
     if ((EUID != 0)); then
         echo "deps: missing packages: ${missing[*]}" >&2
         echo "deps: as root, run:" >&2
-        echo "  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}" >&2
+        echo "  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends ${missing[*]}" >&2
         exit 1
     fi
 

@@ -12,6 +12,12 @@
 # The last lines printed are ctest's, and its exit status is ours.
 #
 # Expects `make deps build-asan` to have run. CTEST_ARGS adds ctest options.
+#
+# Before the servers start, the libFuzzer targets of tests/fuzz are built
+# with clang in build-fuzz and each runs FUZZ_SECONDS (default 10) from its
+# seeds: any crash or sanitizer report fails the run (ctest label "fuzz",
+# docs/fuzzing.md). That happens on a full run (no CTEST_ARGS, as CI runs
+# it); OMS_FUZZ_TEST=1 forces it, OMS_FUZZ_TEST=0 skips it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -34,8 +40,25 @@ stop_started_servers() {
     fi
 }
 
+# Builds and runs the fuzz targets briefly; returns ctest's status.
+run_fuzzers() {
+    local fuzz_dir=$ROOT/build-fuzz mode=${OMS_FUZZ_TEST:-auto}
+    if [[ $mode == 0 || ($mode == auto && -n ${CTEST_ARGS:-}) ]]; then
+        echo "test: fuzz targets skipped (OMS_FUZZ_TEST=1 runs them with CTEST_ARGS set)"
+        return 0
+    fi
+    command -v clang >/dev/null || { echo "test: clang not found: run \`make deps\`" >&2; return 1; }
+    CC=clang cmake -S "$ROOT" -B "$fuzz_dir" -DOMS_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null &&
+        env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL cmake --build "$fuzz_dir" -j "${JOBS:-$(nproc)}" \
+            --target oms_fuzzers >/dev/null ||
+        { echo "test: the fuzz build failed (see: cmake --build $fuzz_dir)" >&2; return 1; }
+    (cd "$fuzz_dir" && FUZZ_SECONDS=${FUZZ_SECONDS:-10} ctest --output-on-failure -j1 -L fuzz)
+}
+
 main() {
-    local status=0 stopped
+    local status=0 fuzz_status=0 stopped
+
+    run_fuzzers || fuzz_status=$?
 
     [[ -d $ASAN_DIR ]] || { echo "test: $ASAN_DIR is missing: run \`make build-asan\`" >&2; exit 1; }
     stopped=$("$STACK" stop-services)
@@ -57,6 +80,8 @@ main() {
     # CTEST_ARGS is split into words on purpose: `-L unit -R money`.
     # shellcheck disable=SC2086
     ctest --output-on-failure -j1 ${CTEST_ARGS:-} || status=$?
+    ((status != 0)) || status=$fuzz_status
+    ((fuzz_status == 0)) || echo "test: the fuzz targets failed (above)" >&2
     exit "$status"
 }
 

@@ -147,6 +147,15 @@ void refund_worker_stop(refund_ctx *ctx);
 
 /* ---- HTTP (refund_http.c) ---- */
 
+/* Reads a POST /refunds body into ev, its strings borrowed from body; lines
+ * and ptrs are the caller's, REFUND_LINES_MAX entries each. key receives a
+ * new idempotency key when the body has none. False with a sentence naming
+ * the field in err when the body is refused (refund_http.c). */
+#define REFUND_HTTP_ERR_LEN 512
+bool refund_request_parse(json_t *body, Oms__V1__RefundRequested *ev, Oms__V1__RefundLine *lines,
+                          Oms__V1__RefundLine **ptrs, char key[37],
+                          char err[REFUND_HTTP_ERR_LEN]);
+
 /* POST /refunds, GET /refunds?order_id=|key=; ctx is the refund_ctx. */
 void refund_routes(oms_service *svc, http_server *http, void *ctx);
 

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define ISO_MS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-#define ERR_LEN 512
+#define ERR_LEN REFUND_HTTP_ERR_LEN
 #define REFUNDS_LISTED_MAX "1000" /* an order's refunds shown by GET /refunds?order_id= */
 #define REFUND_COLUMNS                                                                          \
     "refund_id, idempotency_key, order_id, requested_cents, amount_cents, currency, reason,"   \
@@ -107,8 +107,7 @@ static bool get_lines(json_t *body, Oms__V1__RefundRequested *ev, Oms__V1__Refun
     return true;
 }
 
-/* Reads the body into ev (strings borrowed from body). */
-static bool parse_request(json_t *body, Oms__V1__RefundRequested *ev, Oms__V1__RefundLine *lines,
+bool refund_request_parse(json_t *body, Oms__V1__RefundRequested *ev, Oms__V1__RefundLine *lines,
                           Oms__V1__RefundLine **ptrs, char key[37], char err[ERR_LEN])
 {
     const char *k, *order_id, *reason, *by;
@@ -188,7 +187,7 @@ static void h_request(void *arg, const http_request *req, http_response *resp)
     } else if (body == NULL) {
         http_respond_error(resp, 400, "the body is not JSON: %s (line %d, column %d)", jerr.text,
                            jerr.line, jerr.column);
-    } else if (!parse_request(body, &ev, lines, ptrs, key, err)) {
+    } else if (!refund_request_parse(body, &ev, lines, ptrs, key, err)) {
         http_respond_error(resp, 400, "%s", err);
     } else if (enqueue(ctx, &ev) != OMS_OK) {
         http_respond_error(resp, 503, "the refund request could not be stored; try again");

@@ -51,6 +51,19 @@ static void test_refusals(void **state)
     assert_int_equal(hmac_verify("s3cret", "v1=abc", BODY, strlen(BODY), now, HMAC_TOLERANCE_S), HMAC_MALFORMED);
     assert_int_equal(hmac_verify("s3cret", "t=1700000000,v1=XYZ", BODY, strlen(BODY), now, HMAC_TOLERANCE_S),
                      HMAC_MALFORMED);
+    /* The timestamp is digits only: a sign or spaces before it make the
+     * header malformed even though the number and signature are right. */
+    const char *v1 = strchr(header, ',');
+    char signed_ts[160];
+    snprintf(signed_ts, sizeof signed_ts, "t=+1700000000%s", v1);
+    assert_int_equal(hmac_verify("s3cret", signed_ts, BODY, strlen(BODY), now, HMAC_TOLERANCE_S),
+                     HMAC_MALFORMED);
+    snprintf(signed_ts, sizeof signed_ts, "t= 1700000000%s", v1);
+    assert_int_equal(hmac_verify("s3cret", signed_ts, BODY, strlen(BODY), now, HMAC_TOLERANCE_S),
+                     HMAC_MALFORMED);
+    snprintf(signed_ts, sizeof signed_ts, "t=1700000000%s", v1);
+    assert_int_equal(hmac_verify("s3cret", signed_ts, BODY, strlen(BODY), now, HMAC_TOLERANCE_S),
+                     HMAC_VALID);
     /* Changing the signed timestamp breaks the signature. */
     char moved[128];
     snprintf(moved, sizeof moved, "t=1700000001,%s", strchr(header, ',') + 1);
