@@ -194,6 +194,8 @@ int cmd_notifications(int argc, char **argv);
 int cmd_refund(int argc, char **argv);
 int cmd_kpi(int argc, char **argv);
 int cmd_leaderboard(int argc, char **argv);
+int cmd_trace(int argc, char **argv);
+int cmd_console(int argc, char **argv);
 
 /* Calls path on the analytics service (cmd_kpi.c). On 200 with a JSON object
  * *out gets it (caller decrefs) and CLI_EXIT_OK is returned; otherwise prints
