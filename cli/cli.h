@@ -197,6 +197,11 @@ int cmd_leaderboard(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_console(int argc, char **argv);
 
+/* What `omsctl status --json` prints: {"nats": {streams, consumers},
+ * "services": [{name, url, state, dead_letters}]} (cmd_status.c). c may be
+ * NULL (NATS unreachable). Caller decrefs. */
+json_t *cli_status_gather(js_conn *c);
+
 /* Calls path on the analytics service (cmd_kpi.c). On 200 with a JSON object
  * *out gets it (caller decrefs) and CLI_EXIT_OK is returned; otherwise prints
  * why (a 400's message as a usage error) and returns the exit status. */

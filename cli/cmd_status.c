@@ -130,7 +130,7 @@ static json_t *service_json(const cli_service *svc)
                      dead_letter_count(svc));
 }
 
-static json_t *gather(js_conn *c)
+json_t *cli_status_gather(js_conn *c)
 {
     json_t *services = json_array();
     for (size_t i = 0; i < CLI_N_SERVICES; i++)
@@ -265,7 +265,7 @@ int cmd_status(int argc, char **argv)
         return cli_usage_error(CMD, "status takes no arguments, got \"%s\"", argv[optind]);
     /* An unreachable NATS is reported by cli_connect and shown as such. */
     oms_status connected = cli_connect(&c, CLI_CONNECT_WAIT_MS);
-    json_t *status = gather(c);
+    json_t *status = cli_status_gather(c);
     js_conn_destroy(c);
     if (status == NULL) {
         cli_error("out of memory");
