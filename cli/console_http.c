@@ -7,7 +7,7 @@
  *   GET  /api/snapshot                      the picture (console_snapshot.c)
  *   GET  /api/events?token=T                the same as Server-Sent Events
  *   GET  /api/orders/{id}                   ingest's order and its trace
- *   POST /api/dead-letters/{service}/{id}/retry
+ *   POST /api/dead-letters/{service}/{id}/retry   {"state": resolved|rejected}
  *
  * Every /api route but /api/session needs the console token, in the
  * X-Console-Token header (EventSource cannot set headers: /api/events takes
@@ -247,9 +247,12 @@ static void h_retry(void *ctx, const http_request *req, http_response *resp)
         http_respond_error(resp, 502, "%s did not answer: %s", svc->name, err);
         return;
     }
-    if (status == 200)
-        http_respond_json(resp, 200, json_pack("{s:s,s:s,s:s}", "service", svc->name, "id", id,
-                                               "state", "resolved"));
+    /* A dead letter still rejected is an outcome of the retry, not a failed
+     * request: the page shows its reason. */
+    if (status == 200 || status == 409)
+        http_respond_json(resp, 200, json_pack("{s:s,s:s,s:s,s:s}", "service", svc->name, "id", id,
+                                               "state", status == 200 ? "resolved" : "rejected",
+                                               "reason", cli_json_error(body)));
     else
         http_respond_error(resp, status >= 400 && status < 600 ? (int)status : 502, "%s: %s",
                            svc->name, *cli_json_error(body) ? cli_json_error(body)

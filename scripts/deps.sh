@@ -18,6 +18,7 @@ PACKAGES=(
     python3 python3-aiosmtpd prometheus curl procps
     prometheus-postgres-exporter prometheus-redis-exporter prometheus-alertmanager
     python3-yaml
+    chromium
 )
 
 # The deployment checks render k8s/ with `kubectl kustomize` and validate it
@@ -29,6 +30,9 @@ command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 # npm packages of the deployment checks (tests/deploy): installed into
 # scripts/k8s/node_modules from its package-lock.json when missing.
 NPM_DIR=scripts/k8s
+# playwright-core for the console's browser test (tests/console), which
+# drives Debian's chromium: never `playwright install`.
+CONSOLE_NPM_DIR=tests/console
 
 # Prints the packages of PACKAGES that dpkg does not list as installed.
 missing_packages() {
@@ -54,6 +58,16 @@ npm_packages() {
     (cd "$root/$NPM_DIR" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+# The same for the console test's playwright-core.
+console_npm_packages() {
+    local root
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+    [[ -d $root/$CONSOLE_NPM_DIR/node_modules/playwright-core ]] && return 0
+    command -v npm >/dev/null || return 1
+    echo "deps: npm ci in $CONSOLE_NPM_DIR"
+    (cd "$root/$CONSOLE_NPM_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 main() {
     local missing
     if ! command -v dpkg-query >/dev/null; then
@@ -64,6 +78,7 @@ main() {
     mapfile -t missing < <(missing_packages)
     if ((${#missing[@]} == 0)); then
         npm_packages
+        console_npm_packages
         exit 0
     fi
 
@@ -81,6 +96,7 @@ main() {
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
         "${missing[@]}" </dev/null
     npm_packages
+    console_npm_packages
 }
 
 main "$@"

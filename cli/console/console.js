@@ -147,8 +147,10 @@ function renderImports(snap) {
 async function retry(service, id, button) {
   button.disabled = true;
   const r = await api('POST', `/api/dead-letters/${encodeURIComponent(service)}/${encodeURIComponent(id)}/retry`);
-  $('dlq-result').textContent = r.ok ? `${service} dead letter ${id}: resolved` : `${service} dead letter ${id}: ${r.body.error || 'failed'}`;
-  $('dlq-result').className = r.ok ? 'ok' : 'error';
+  const resolved = r.ok && r.body.state === 'resolved';
+  const why = r.ok ? r.body.reason : r.body.error || 'failed';
+  $('dlq-result').textContent = `${service} dead letter ${id}: ${resolved ? 'resolved' : why}`;
+  $('dlq-result').className = resolved ? 'ok' : 'error';
   button.disabled = false;
 }
 
