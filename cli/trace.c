@@ -366,14 +366,20 @@ static json_t *trace_note(const trace_run *run, const json_t *events)
 {
     char note[512];
     double hours = (double)run->orders_max_age_ms / 3600000.0;
+    char retention[64];
+    if (run->orders_max_age_ms > 0)
+        snprintf(retention, sizeof retention, "ORDERS keeps %.0f h", hours);
+    else
+        snprintf(retention, sizeof retention, "ORDERS has dropped its oldest messages");
     if (json_array_size(events) == 0 && !run->removed)
-        snprintf(note, sizeof note, "no event names order %s: it was never created", run->order_id);
+        snprintf(note, sizeof note, "no event in the streams names order %s: there is no such order",
+                 run->order_id);
     else if (json_array_size(events) == 0)
-        snprintf(note, sizeof note, "no event names order %s: it never existed, or its events "
-                 "have aged out of the streams (ORDERS keeps %.0f h)", run->order_id, hours);
+        snprintf(note, sizeof note, "no event in the streams names order %s: there is no such "
+                 "order, or its events have aged out (%s)", run->order_id, retention);
     else if (!has_subject(events, "order.created"))
-        snprintf(note, sizeof note, "order.created of %s is not in ORDERS any more (it keeps "
-                 "%.0f h): the events shown are what is left", run->order_id, hours);
+        snprintf(note, sizeof note, "order.created of %s is not in the streams any more (%s): "
+                 "the events shown are what is left", run->order_id, retention);
     else
         return json_null();
     return json_string(note);

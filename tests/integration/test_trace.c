@@ -251,7 +251,7 @@ static void check_text_and_missing(void)
     assert_non_null(strstr(out, "TR-SHORT: 5 requested, 1 available"));
     free(out);
     assert_int_equal(omsctl("trace NO-SUCH-ORDER 2>&1", &out), 1);
-    assert_non_null(strstr(out, "no event names order NO-SUCH-ORDER"));
+    assert_non_null(strstr(out, "no event in the streams names order NO-SUCH-ORDER: there is no such order"));
     free(out);
     assert_int_equal(omsctl("trace 2>&1", &out), 2);
     free(out);
