@@ -16,8 +16,9 @@
 // Run by ctest (tests/CMakeLists.txt) under `make test`, which exports the
 // stack's settings (.oms/env). OMS_CONSOLE_SCREENSHOT=FILE saves the page
 // at the end (docs/console.png).
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, openSync, rmSync } from 'node:fs';
+import { spawn, execFileSync, spawnSync } from 'node:child_process';
+import { request } from 'node:http';
+import { mkdtempSync, writeFileSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -25,6 +26,7 @@ import { chromium } from 'playwright-core';
 const SERVICES = ['ingest', 'inventory', 'payment', 'notify', 'refund', 'analytics'];
 const PORT_BASE = 19965; // ingest; the others follow in SERVICES order
 const CONSOLE_PORT = 19990;
+const SHARED_PORT = 19991; // a console bound beyond loopback, with a login token
 const REDIS_DB = 5; // analytics' database for this test (dashboards use 4)
 const N_ORDERS = 30;
 const DEADLINE_MS = 110_000;
@@ -115,6 +117,79 @@ function omsctl(...args) {
 
 function stopAll() {
   for (const p of procs.reverse()) if (p.exitCode === null) p.kill('SIGTERM');
+}
+
+// ---- security -------------------------------------------------------------
+
+// One raw HTTP request (node's fetch would not let us set Host or Origin).
+function raw(port, method, path, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => {
+        let json = null;
+        try { json = JSON.parse(body); } catch (e) { json = null; }
+        resolve({ status: res.statusCode, type: res.headers['content-type'], json });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function expectStatus(port, method, path, headers, status, errorPart) {
+  const r = await raw(port, method, path, headers);
+  check(r.status === status, `${method} ${path} ${JSON.stringify(headers)}: HTTP ${r.status}, want ${status}`);
+  if (errorPart) {
+    check(r.type === 'application/json' && r.json && typeof r.json.error === 'string' && r.json.error.includes(errorPart),
+      `${method} ${path}: error ${JSON.stringify(r.json)} should say "${errorPart}"`);
+  }
+  return r;
+}
+
+async function checkSecurity() {
+  const p = CONSOLE_PORT, host = `127.0.0.1:${p}`;
+  const session = (await raw(p, 'GET', '/api/session', { Host: host })).json;
+  check(session.login_required === false && /^[0-9a-f]{48}$/.test(session.token), 'loopback session hands the page its token');
+  check(session.token !== env.OMS_ADMIN_TOKEN, 'the page never gets the admin token');
+  const snapshot = await raw(p, 'GET', '/api/snapshot', { Host: host, 'X-Console-Token': session.token });
+  check(!JSON.stringify(snapshot.json).includes(env.OMS_ADMIN_TOKEN), 'the snapshot never carries the admin token');
+  await expectStatus(p, 'GET', '/api/snapshot', { Host: host }, 401, 'console token');
+  await expectStatus(p, 'GET', '/api/session', { Host: `evil.example:${p}` }, 421, 'answers to Host');
+  const retry = '/api/dead-letters/inventory/1/retry';
+  await expectStatus(p, 'POST', retry, { Host: host, Origin: `http://${host}` }, 401, 'console token');
+  await expectStatus(p, 'POST', retry, { Host: host, 'X-Console-Token': session.token }, 403, 'cross-origin');
+  await expectStatus(p, 'POST', retry, { Host: host, 'X-Console-Token': session.token, Origin: 'http://evil.example' }, 403, 'cross-origin');
+  await expectStatus(p, 'POST', '/api/dead-letters/nope/x/retry', { Host: host, 'X-Console-Token': session.token, Origin: `http://${host}` }, 400, 'SERVICE one of');
+  await expectStatus(p, 'GET', '/api/nothing', { Host: host }, 404, 'no route');
+  const refused = spawnSync(join(binDir, 'cli', 'omsctl'), ['console', '--addr', `0.0.0.0:${SHARED_PORT}`], { env, encoding: 'utf8', timeout: 10_000 });
+  check(refused.status === 2 && refused.stderr.includes('--token-file'), `a console beyond loopback without --token-file: ${refused.status} ${refused.stderr}`);
+}
+
+// A console bound beyond loopback: warns, and its page asks for the token.
+async function checkLogin(browser) {
+  const tokenFile = join(work, 'console-token');
+  const token = 'login-' + run + '-0123456789abcdef';
+  writeFileSync(tokenFile, token + '\n');
+  const p = await startProcess('console-shared', [join(binDir, 'cli', 'omsctl'), 'console', '--addr', `0.0.0.0:${SHARED_PORT}`, '--token-file', tokenFile],
+    { ...env, ...serviceUrls() }, `http://127.0.0.1:${SHARED_PORT}/`);
+  const session = (await raw(SHARED_PORT, 'GET', '/api/session')).json;
+  check(session.login_required === true && session.token === undefined, 'a shared console does not hand out its token');
+  await expectStatus(SHARED_PORT, 'GET', '/api/snapshot', { 'X-Console-Token': 'wrong' }, 401, 'log in');
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  await page.goto(`http://127.0.0.1:${SHARED_PORT}/`);
+  await page.waitForSelector('#login:not([hidden])');
+  check(await page.locator('#main').isHidden(), 'nothing is shown before logging in');
+  await page.fill('#login-token', token);
+  await page.click('#login button');
+  await until('the shared console shows the services after login', async () => (await page.locator('#services tbody tr').count()) === SERVICES.length);
+  check(errors.length === 0, `console errors on the shared console: ${errors.join(' | ')}`);
+  await page.close();
+  p.kill('SIGTERM');
+  return readFileSync(join(work, 'console-shared.log'), 'utf8');
 }
 
 // ---- the page ------------------------------------------------------------
@@ -251,6 +326,10 @@ async function main() {
 
     if (env.OMS_CONSOLE_SCREENSHOT) await page.screenshot({ path: env.OMS_CONSOLE_SCREENSHOT, fullPage: true });
     check(errors.length === 0, `console errors: ${errors.join(' | ')}`);
+
+    await checkSecurity();
+    const sharedLog = await checkLogin(browser);
+    check(sharedLog.includes('warning: the console listens on 0.0.0.0'), `no warning from the shared console: ${sharedLog}`);
   } finally {
     await browser.close();
   }
