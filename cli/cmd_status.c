@@ -64,10 +64,12 @@ static json_t *stream_json(js_conn *c, const char *name)
 
 static json_t *consumer_json(const jsConsumerInfo *ci)
 {
-    return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "stream", ci->Stream, "name", ci->Name,
-                     "num_pending", (json_int_t)ci->NumPending, "ack_pending",
+    return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "stream", ci->Stream, "name",
+                     ci->Name, "num_pending", (json_int_t)ci->NumPending, "ack_pending",
                      (json_int_t)ci->NumAckPending, "redelivered",
-                     (json_int_t)ci->NumRedelivered, "waiting", (json_int_t)ci->NumWaiting);
+                     (json_int_t)ci->NumRedelivered, "waiting", (json_int_t)ci->NumWaiting,
+                     "delivered", (json_int_t)ci->Delivered.Consumer, "acked",
+                     (json_int_t)ci->AckFloor.Consumer);
 }
 
 /* Appends the consumers of stream to arr. */

@@ -117,10 +117,10 @@ static void summary_refund(const char *subject, const json_t *ev, char *out, siz
 {
     if (strcmp(subject, "refund.requested") == 0) {
         append(out, out_len, "key %s, ", str_member(ev, "idempotency_key"));
-        if (int_member(ev, "amount_cents") == 0)
-            append(out, out_len, "everything left");
-        else
-            append(out, out_len, "%.2f", (double)int_member(ev, "amount_cents") / 100.0);
+        char amount[64];
+        money_format(int_member(ev, "amount_cents"), amount, sizeof amount);
+        /* A request carries no currency: the order's is implied. */
+        append(out, out_len, "%s", int_member(ev, "amount_cents") == 0 ? "everything left" : amount);
     } else if (strcmp(subject, "refund.processed") == 0) {
         append_money(out, out_len, "refunded ", ev, "amount_cents");
         append_money(out, out_len, ", total ", ev, "refunded_total_cents");

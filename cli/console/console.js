@@ -111,7 +111,7 @@ function renderStreams(snap) {
       el('td', { class: 'num pending', text: String(c.num_pending) }),
       el('td', { class: 'num ack-pending', text: String(c.ack_pending) }),
       el('td', { class: 'num redelivered', text: String(c.redelivered) }),
-      el('td', {}, sparkline(remember('consumer:' + key, c.num_pending))));
+      el('td', {}, sparkline(rate('consumer:' + key, c.acked, snap.time_ms))));
   }));
 }
 
