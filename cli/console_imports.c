@@ -33,7 +33,7 @@ typedef struct import_progress {
     long long rows_received, rows_total; /* total -1 until the end marker */
     long long orders_created, paid, failed;
     bool completed;
-    long long completed_rows, completed_orders, rejected_rows;
+    long long completed_rows, completed_orders, rejected_rows, missing_rows;
 } import_progress;
 
 enum { SUB_ROWS, SUB_CREATED, SUB_PAID, SUB_FAILED, SUB_COMPLETED, N_SUBS };
@@ -172,6 +172,7 @@ static void on_completed(console_imports *ci, natsMsg *msg)
     p->completed_rows = e->rows;
     p->completed_orders = e->orders;
     p->rejected_rows = e->rejected_rows;
+    p->missing_rows = e->missing_rows;
     p->last_seen_ms = oms_now_ms();
     pthread_mutex_unlock(&ci->mu);
 out:
@@ -212,19 +213,29 @@ oms_status console_imports_create(console_imports **out, js_conn *c)
     return OMS_OK;
 }
 
+static long long at_most(long long v, long long limit)
+{
+    return limit >= 0 && v > limit ? limit : v;
+}
+
+/* Core subscribers also see a publish that JetStream dropped as a
+ * duplicate (a chunk or an event re-sent after a lost PubAck), so counts
+ * can overshoot: they are capped at the totals once those are known. */
 static json_t *progress_json(const import_progress *p)
 {
     long long rows = p->completed ? p->completed_rows : p->rows_total;
-    long long received = p->completed && p->completed_rows > p->rows_received ? p->completed_rows
-                                                                              : p->rows_received;
-    bool settled = p->completed && p->paid + p->failed >= p->completed_orders;
+    long long orders = p->completed ? p->completed_orders : -1;
+    long long received = p->completed ? rows - p->missing_rows : at_most(p->rows_received, rows);
+    long long paid = at_most(p->paid, orders);
+    long long failed = at_most(p->failed, orders < 0 ? -1 : orders - paid);
+    bool settled = p->completed && paid + failed >= orders;
     return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:I,s:b}", "import_id", p->import_id,
                      "started_ms", (json_int_t)p->first_seen_ms, "rows_received",
                      (json_int_t)received, "rows_total", (json_int_t)rows, "orders_created",
-                     (json_int_t)p->orders_created, "paid", (json_int_t)p->paid, "failed",
-                     (json_int_t)p->failed, "completed", p->completed, "orders",
-                     (json_int_t)(p->completed ? p->completed_orders : -1), "rejected_rows",
-                     (json_int_t)p->rejected_rows, "done", settled);
+                     (json_int_t)at_most(p->orders_created, orders), "paid", (json_int_t)paid,
+                     "failed", (json_int_t)failed, "completed", p->completed, "orders",
+                     (json_int_t)orders, "rejected_rows", (json_int_t)p->rejected_rows, "done",
+                     settled);
 }
 
 json_t *console_imports_json(console_imports *ci)
