@@ -72,7 +72,7 @@ static void print_help(FILE *out)
           "Settings come from the environment; run `. .oms/env` first:\n"
           "  OMS_NATS_URL           default nats://127.0.0.1:14222\n"
           "  OMS_NATS_USER, OMS_NATS_PASSWORD   optional\n"
-          "  OMS_ADMIN_TOKEN        needed by `dlq retry`\n"
+          "  OMS_ADMIN_TOKEN        needed by `dlq retry` and the console's Retry\n"
           "  OMS_INGEST_URL ... OMS_ANALYTICS_URL   service URLs, default\n"
           "                         http://127.0.0.1:18081 ... 18086\n"
           "  OMS_LOG_LEVEL          show the library's logs (debug|info|warn|error)\n"
