@@ -194,6 +194,13 @@ int cmd_notifications(int argc, char **argv);
 int cmd_refund(int argc, char **argv);
 int cmd_kpi(int argc, char **argv);
 int cmd_leaderboard(int argc, char **argv);
+int cmd_trace(int argc, char **argv);
+int cmd_console(int argc, char **argv);
+
+/* What `omsctl status --json` prints: {"nats": {streams, consumers},
+ * "services": [{name, url, state, dead_letters}]} (cmd_status.c). c may be
+ * NULL (NATS unreachable). Caller decrefs. */
+json_t *cli_status_gather(js_conn *c);
 
 /* Calls path on the analytics service (cmd_kpi.c). On 200 with a JSON object
  * *out gets it (caller decrefs) and CLI_EXIT_OK is returned; otherwise prints

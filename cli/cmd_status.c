@@ -64,10 +64,12 @@ static json_t *stream_json(js_conn *c, const char *name)
 
 static json_t *consumer_json(const jsConsumerInfo *ci)
 {
-    return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "stream", ci->Stream, "name", ci->Name,
-                     "num_pending", (json_int_t)ci->NumPending, "ack_pending",
+    return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "stream", ci->Stream, "name",
+                     ci->Name, "num_pending", (json_int_t)ci->NumPending, "ack_pending",
                      (json_int_t)ci->NumAckPending, "redelivered",
-                     (json_int_t)ci->NumRedelivered, "waiting", (json_int_t)ci->NumWaiting);
+                     (json_int_t)ci->NumRedelivered, "waiting", (json_int_t)ci->NumWaiting,
+                     "delivered", (json_int_t)ci->Delivered.Consumer, "acked",
+                     (json_int_t)ci->AckFloor.Consumer);
 }
 
 /* Appends the consumers of stream to arr. */
@@ -130,7 +132,7 @@ static json_t *service_json(const cli_service *svc)
                      dead_letter_count(svc));
 }
 
-static json_t *gather(js_conn *c)
+json_t *cli_status_gather(js_conn *c)
 {
     json_t *services = json_array();
     for (size_t i = 0; i < CLI_N_SERVICES; i++)
@@ -265,7 +267,7 @@ int cmd_status(int argc, char **argv)
         return cli_usage_error(CMD, "status takes no arguments, got \"%s\"", argv[optind]);
     /* An unreachable NATS is reported by cli_connect and shown as such. */
     oms_status connected = cli_connect(&c, CLI_CONNECT_WAIT_MS);
-    json_t *status = gather(c);
+    json_t *status = cli_status_gather(c);
     js_conn_destroy(c);
     if (status == NULL) {
         cli_error("out of memory");

@@ -25,6 +25,7 @@ static const command COMMANDS[] = {
     {"notifications", cmd_notifications},
     {"refund", cmd_refund},
     {"kpi", cmd_kpi}, {"leaderboard", cmd_leaderboard},
+    {"trace", cmd_trace}, {"console", cmd_console},
 };
 
 static void print_help(FILE *out)
@@ -61,6 +62,10 @@ static void print_help(FILE *out)
           "                         copy a day's KPIs and leaderboard into PostgreSQL\n"
           "  leaderboard [--month YYYY-MM] [--limit N] [--json]\n"
           "                         customers ranked by net spend\n"
+          "  trace ORDER_ID [--json]\n"
+          "                         one order's events across the streams, in causal order\n"
+          "  console [--addr HOST:PORT] [--token-file F]\n"
+          "                         a web page for operators (default 127.0.0.1:8088)\n"
           "\n"
           "Every command has --help (`omsctl import --help`).\n"
           "\n"
@@ -68,7 +73,7 @@ static void print_help(FILE *out)
           "  OMS_NATS_URL           default nats://127.0.0.1:14222\n"
           "  OMS_NATS_USER, OMS_NATS_PASSWORD   optional\n"
           "  OMS_NATS_TLS_CA, OMS_NATS_TLS_CERT, OMS_NATS_TLS_KEY   TLS to NATS, optional\n"
-          "  OMS_ADMIN_TOKEN        needed by `dlq retry`\n"
+          "  OMS_ADMIN_TOKEN        needed by `dlq retry` and the console's Retry\n"
           "  OMS_INGEST_URL ... OMS_ANALYTICS_URL   service URLs, default\n"
           "                         http://127.0.0.1:18081 ... 18086\n"
           "  OMS_LOG_LEVEL          show the library's logs (debug|info|warn|error)\n"
@@ -106,7 +111,7 @@ static int dispatch(int argc, char **argv)
         if (strcmp(COMMANDS[i].name, name) == 0)
             return COMMANDS[i].run(argc - 1, argv + 1);
     cli_error("unknown command \"%s\" (commands: import, order, stock, events, status, dlq, "
-              "notifications, refund, kpi, leaderboard)", name);
+              "notifications, refund, kpi, leaderboard, trace, console)", name);
     fputs("run `omsctl --help` for usage\n", stderr);
     return CLI_EXIT_USAGE;
 }

@@ -19,6 +19,7 @@ PACKAGES=(
     prometheus-postgres-exporter prometheus-redis-exporter prometheus-alertmanager
     python3-yaml
     clang libclang-rt-14-dev
+    chromium
 )
 
 # clang and libclang-rt-14-dev (libclang_rt.fuzzer) build the libFuzzer
@@ -33,6 +34,9 @@ command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 # npm packages of the deployment checks (tests/deploy): installed into
 # scripts/k8s/node_modules from its package-lock.json when missing.
 NPM_DIR=scripts/k8s
+# playwright-core for the console's browser test (tests/console), which
+# drives Debian's chromium: never `playwright install`.
+CONSOLE_NPM_DIR=tests/console
 
 # Prints the packages of PACKAGES that dpkg does not list as installed.
 missing_packages() {
@@ -58,6 +62,16 @@ npm_packages() {
     (cd "$root/$NPM_DIR" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+# The same for the console test's playwright-core.
+console_npm_packages() {
+    local root
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+    [[ -d $root/$CONSOLE_NPM_DIR/node_modules/playwright-core ]] && return 0
+    command -v npm >/dev/null || return 1
+    echo "deps: npm ci in $CONSOLE_NPM_DIR"
+    (cd "$root/$CONSOLE_NPM_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 main() {
     local missing
     if ! command -v dpkg-query >/dev/null; then
@@ -68,6 +82,7 @@ main() {
     mapfile -t missing < <(missing_packages)
     if ((${#missing[@]} == 0)); then
         npm_packages
+        console_npm_packages
         exit 0
     fi
 
@@ -85,6 +100,7 @@ main() {
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
         "${missing[@]}" </dev/null
     npm_packages
+    console_npm_packages
 }
 
 main "$@"

@@ -444,7 +444,7 @@ static const bad_case CASES[] = {
     /* ---- omsctl arguments */
     CLI("cli-unknown-command", "frobnicate", 2,
         "omsctl: unknown command \"frobnicate\" (commands: import, order, stock, events, status, "
-        "dlq, notifications, refund, kpi, leaderboard)"),
+        "dlq, notifications, refund, kpi, leaderboard, trace, console)"),
     CLI("cli-import-no-file", "import", 2, "omsctl: which file? give the CSV to import"),
     CLI("cli-import-two-files", "import a.csv b.csv", 2,
         "omsctl: one FILE at a time, got \"b.csv\" too"),
