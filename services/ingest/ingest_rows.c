@@ -73,6 +73,19 @@ static char *dup_or_empty(const char *s)
     return strdup(s ? s : "");
 }
 
+/* A rejected row keeps what its fields held, for the import report; bytes
+ * that are not UTF-8 are stored escaped (\xHH), since PostgreSQL refuses
+ * them and one refused row would take the whole chunk with it. A valid row
+ * never needs this: its fields passed order_csv's UTF-8 check. */
+static char *dup_text(const char *s)
+{
+    if (s == NULL || order_csv_utf8_valid(s))
+        return dup_or_empty(s);
+    size_t len = strlen(s), size = 4 * len + 4;
+    char *out = malloc(size);
+    return out ? consumer_printable(s, len, out, size) : NULL;
+}
+
 static char *live_import_id(const char *order_id)
 {
     size_t n = strlen(LIVE_PREFIX) + strlen(order_id) + 1;
@@ -98,19 +111,19 @@ static void store_row(chunk *c, const order_row *r, bool valid)
     memset(x, 0, sizeof *x);
     x->row_no = r->row;
     x->seq = r->row;
+    x->order_id = dup_text(r->order_id);
     x->import_id = c->import_id ? strdup(c->import_id)
-                                : live_import_id(r->order_id ? r->order_id : "");
-    x->order_id = dup_or_empty(r->order_id);
-    x->customer_id = dup_or_empty(r->customer_id);
-    x->email = dup_or_empty(r->customer_email);
-    x->name = dup_or_empty(r->customer_name);
-    x->sku = dup_or_empty(r->sku);
-    x->product_name = dup_or_empty(r->product_name);
+                                : live_import_id(x->order_id ? x->order_id : "");
+    x->customer_id = dup_text(r->customer_id);
+    x->email = dup_text(r->customer_email);
+    x->name = dup_text(r->customer_name);
+    x->sku = dup_text(r->sku);
+    x->product_name = dup_text(r->product_name);
     x->qty = r->qty;
     x->price_cents = r->unit_price_cents;
     x->placed_at_ms = r->placed_at_ms ? r->placed_at_ms : c->now_ms;
     x->field = r->field ? r->field : "";
-    x->reason = valid ? NULL : strdup(r->error);
+    x->reason = valid ? NULL : dup_text(r->error);
     if (!x->import_id || !x->order_id || !x->customer_id || !x->email || !x->name || !x->sku ||
         !x->product_name || (!valid && !x->reason))
         c->oom = true;
