@@ -879,19 +879,14 @@ static void write_file(const char *dir, const char *name, const char *text)
  * of its output. */
 static bool cli_check(const char *dir, const bad_case *c, char *got, size_t got_len)
 {
-    char cmd[2048], out[8192];
-    size_t len = 0, n;
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/cli/omsctl' %s 2>&1", dir,
-             testenv_require("OMS_BUILD_DIR"), c->input);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    while ((n = fread(out + len, 1, sizeof out - 1 - len, p)) > 0)
-        len += n;
-    out[len] = '\0';
-    int status = pclose(p);
-    int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    char prefix[1024], args[2048], *out = NULL;
+    snprintf(prefix, sizeof prefix, "cd '%s' &&", dir);
+    snprintf(args, sizeof args, "%s 2>&1", c->input);
+    int rc = testenv_omsctl(prefix, args, &out);
     snprintf(got, got_len, "exit %d: %.600s", rc, out);
-    return rc == c->status && strstr(out, c->expect) != NULL;
+    bool ok = rc == c->status && strstr(out, c->expect) != NULL;
+    free(out);
+    return ok;
 }
 
 /* ---- the known good import around the table ---------------------------- */
