@@ -62,6 +62,10 @@ const char *inv_causation(const Oms__V1__EventMeta *meta, const oms_msg *m);
 oms_status inv_emit_reserved(outbox_batch *ob, const Oms__V1__OrderCreated *order,
                              const char *causation);
 
+/* Rejects message i of b (consumer_reject) when ev is not an order inventory
+ * can decide on; true when it is. Borrows everything. */
+bool inv_order_valid(consumer_batch *b, size_t i, const Oms__V1__OrderCreated *ev);
+
 /* Adds stock.rejected for order_id from a rejected plan outcome. */
 oms_status inv_emit_rejected(outbox_batch *ob, const char *order_id, const inv_outcome *o,
                              const char *causation);

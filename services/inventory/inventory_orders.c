@@ -41,8 +41,7 @@ typedef struct order_batch {
 
 /* ---- decoding --------------------------------------------------------- */
 
-/* Rejects message i when ev is not an order inventory can decide on. */
-static bool order_valid(consumer_batch *b, size_t i, const Oms__V1__OrderCreated *ev)
+bool inv_order_valid(consumer_batch *b, size_t i, const Oms__V1__OrderCreated *ev)
 {
     const char *subject = b->msgs[i].subject;
     size_t id_len = strlen(ev->order_id);
@@ -93,7 +92,7 @@ static oms_status decode_all(order_batch *ob)
         if (ev == NULL) {
             consumer_reject(b, i, "%s: payload (%zu bytes) is not a valid oms.v1.OrderCreated",
                             m->subject, m->len);
-        } else if (!order_valid(b, i, ev)) {
+        } else if (!inv_order_valid(b, i, ev)) {
             oms__v1__order_created__free_unpacked(ev, NULL);
         } else {
             ob->events[i] = ev;

@@ -185,6 +185,11 @@ oms_status notify_prune(PGconn *conn, int64_t retention_days, int limit, long *d
 oms_status notify_sender_start(notify_ctx *ctx);
 void notify_sender_stop(notify_ctx *ctx);
 
+/* Why the consumed message m (order.paid, order.failed or order.refunded)
+ * would be dead-lettered, or NULL: the check the consumer runs before it
+ * writes anything, for tests and fuzzers. Borrows m. */
+const char *notify_message_invalid(const oms_msg *m);
+
 /* ---- HTTP (notify_http.c) ---- */
 
 /* GET /notifications and POST /notifications/retry; ctx is the notify_ctx. */

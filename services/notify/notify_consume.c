@@ -111,6 +111,16 @@ static const char *invalid_reason(const oms_msg *m, const ProtobufCMessage *pb,
     return NULL;
 }
 
+const char *notify_message_invalid(const oms_msg *m)
+{
+    order_event e;
+    ProtobufCMessage *pb = unpack(m, &e);
+    const char *why = invalid_reason(m, pb, &e);
+    if (pb != NULL)
+        protobuf_c_message_free_unpacked(pb, NULL);
+    return why;
+}
+
 /* Why a notification of e on ch must not be sent, or NULL. */
 static const char *refusal(const notify_ctx *ctx, const order_event *e, notify_channel ch)
 {

@@ -229,6 +229,10 @@ payment_lookup payment_gateway_lookup(const payment_settings *cfg, const char *p
  * *looked_up gets how many were asked about. */
 oms_status payment_reconcile_due(payment_ctx *ctx, PGconn *conn, int *looked_up);
 
+/* Checks a decoded stock.reserved (NULL: not decodable) fully before anything
+ * is written for it; NULL when valid, else the reason (static text). */
+const char *payment_reserved_invalid(const Oms__V1__StockReserved *ev);
+
 /* ---- HTTP (payment_http.c) ---- */
 
 /* GET /payments/{order_id} and POST /callbacks/payment; ctx is the payment_ctx. */

@@ -41,9 +41,7 @@ static void new_payments_fini(new_payments *p)
     pg_array_fini(&p->gateway_ref), pg_array_fini(&p->reason), pg_array_fini(&p->cause);
 }
 
-/* Checks an event fully before anything is written for it; NULL when valid,
- * else the reason (static text). */
-static const char *invalid_reason(const Oms__V1__StockReserved *ev)
+const char *payment_reserved_invalid(const Oms__V1__StockReserved *ev)
 {
     if (ev == NULL || ev->meta == NULL)
         return "not a valid oms.v1.StockReserved";
@@ -96,7 +94,7 @@ static oms_status collect(payment_ctx *ctx, consumer_batch *b, new_payments *p)
         if (m->duplicate || m->rejected)
             continue;
         Oms__V1__StockReserved *ev = oms__v1__stock_reserved__unpack(NULL, m->len, m->data);
-        const char *why = invalid_reason(ev);
+        const char *why = payment_reserved_invalid(ev);
         if (why != NULL)
             consumer_reject(b, i, "%s: %s", m->subject, why);
         else

@@ -2,9 +2,11 @@
  * fuzz_proto.c - every message type of proto/oms_events.proto through
  * protobuf-c's decoder, and the decoded events through the validation the
  * services run before they store anything: refund's (refund_key_invalid,
- * refund_request_valid, refund_lines_json) and analytics' (the three
+ * refund_request_valid, refund_lines_json), analytics' (the three
  * analytics_encode_* functions, which check a message and build the Lua
- * script's arguments).
+ * script's arguments), inventory's (inv_order_valid on order.created),
+ * payment's (payment_reserved_invalid on stock.reserved) and notify's
+ * (notify_message_invalid on order.paid, order.failed, order.refunded).
  *
  * Input: the first byte picks the message type, the rest is its payload.
  *
@@ -16,7 +18,10 @@
 #include "fuzz.h"
 
 #include "analytics.h"
+#include "inventory.h"
+#include "notify.h"
 #include "order_csv.h"
+#include "payment.h"
 #include "refund.h"
 
 #include <jansson.h>
@@ -132,6 +137,57 @@ static void check_analytics(rconsumer_encode_fn encode, const char *subject, con
     redis_args_fini(&args);
 }
 
+/* An order inventory accepts has 1..256-byte ids and lines of at least one
+ * unit; one it refuses is rejected with a reason. */
+static void check_inventory_order(const Oms__V1__OrderCreated *ev)
+{
+    oms_msg m;
+    memset(&m, 0, sizeof m);
+    m.subject = "order.created";
+    consumer_batch b = {.msgs = &m, .n = 1};
+    bool ok = inv_order_valid(&b, 0, ev);
+    FUZZ_CHECK(ok != m.rejected);
+    if (!ok) {
+        FUZZ_CHECK(m.reason[0] != '\0');
+        return;
+    }
+    FUZZ_CHECK(*ev->order_id != '\0' && ev->n_lines > 0);
+    for (size_t i = 0; i < ev->n_lines; i++)
+        FUZZ_CHECK(*ev->lines[i]->sku != '\0' && ev->lines[i]->qty >= 1);
+}
+
+/* payment charges only a stock.reserved with an order id and a total that
+ * is not negative; an undecodable one always has a reason. */
+static void check_payment_reserved(const uint8_t *data, size_t len)
+{
+    Oms__V1__StockReserved *ev = oms__v1__stock_reserved__unpack(NULL, len, data);
+    const char *why = payment_reserved_invalid(ev);
+    if (ev == NULL || ev->meta == NULL)
+        FUZZ_CHECK(why != NULL);
+    else if (why == NULL)
+        FUZZ_CHECK(*ev->order_id != '\0' && ev->total_cents >= 0);
+    if (ev != NULL)
+        oms__v1__stock_reserved__free_unpacked(ev, NULL);
+}
+
+/* notify refuses every payload its subject's type cannot decode. */
+static void check_notify(const char *subject, const ProtobufCMessageDescriptor *type,
+                         const uint8_t *data, size_t len)
+{
+    oms_msg m;
+    memset(&m, 0, sizeof m);
+    m.subject = subject;
+    m.data = data;
+    m.len = len;
+    snprintf(m.event_id, sizeof m.event_id, "ORDERS:1");
+    const char *why = notify_message_invalid(&m);
+    ProtobufCMessage *msg = protobuf_c_message_unpack(type, NULL, len, data);
+    if (msg == NULL)
+        FUZZ_CHECK(why != NULL);
+    else
+        protobuf_c_message_free_unpacked(msg, NULL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -145,8 +201,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_round_trip(msg);
         if (type == &oms__v1__refund_requested__descriptor)
             check_refund_request((const Oms__V1__RefundRequested *)msg);
+        if (type == &oms__v1__order_created__descriptor)
+            check_inventory_order((const Oms__V1__OrderCreated *)msg);
         protobuf_c_message_free_unpacked(msg, NULL);
     }
+    if (type == &oms__v1__stock_reserved__descriptor)
+        check_payment_reserved(payload, len);
+    else if (type == &oms__v1__order_paid__descriptor)
+        check_notify("order.paid", type, payload, len);
+    else if (type == &oms__v1__order_failed__descriptor)
+        check_notify("order.failed", type, payload, len);
+    else if (type == &oms__v1__order_refunded__descriptor)
+        check_notify("order.refunded", type, payload, len);
     if (type == &oms__v1__order_paid__descriptor)
         check_analytics(analytics_encode_paid, "order.paid", payload, len);
     else if (type == &oms__v1__order_failed__descriptor)
