@@ -618,12 +618,6 @@ static void remember_error(consumer *c, oms_status s)
     c->last_error[strcspn(c->last_error, "\n")] = '\0';
 }
 
-static void rollback(PGconn *conn)
-{
-    PGresult *r = PQexec(conn, "ROLLBACK");
-    PQclear(r);
-}
-
 /* Applies msgs[0..n) in one transaction. On failure the transaction is rolled
  * back and c->last_error says why. */
 static oms_status apply_tx(consumer *c, oms_msg *msgs, size_t n, size_t *dead)
@@ -648,7 +642,7 @@ static oms_status apply_tx(consumer *c, oms_msg *msgs, size_t n, size_t *dead)
     return OMS_OK;
 fail:
     remember_error(c, s);
-    rollback(c->conn);
+    pg_rollback(c->conn);
     return s;
 }
 
@@ -727,7 +721,7 @@ static oms_status dead_letter_alone(consumer *c, oms_msg *m)
         s = pg_exec(c->conn, "COMMIT");
     if (s != OMS_OK) {
         remember_error(c, s);
-        rollback(c->conn);
+        pg_rollback(c->conn);
     }
     return s;
 }

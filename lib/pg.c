@@ -35,6 +35,13 @@ bool pg_ok(PGconn *c)
     return c != NULL && PQstatus(c) == CONNECTION_OK;
 }
 
+void pg_rollback(PGconn *c)
+{
+    PGTransactionStatusType t = c ? PQtransactionStatus(c) : PQTRANS_UNKNOWN;
+    if (t == PQTRANS_INTRANS || t == PQTRANS_INERROR)
+        PQclear(PQexec(c, "ROLLBACK"));
+}
+
 oms_status pg_exec(PGconn *c, const char *sql)
 {
     /* The simple protocol: allows several statements (migrations). */
@@ -144,8 +151,7 @@ static oms_status apply_one(PGconn *c, const char *prefix, const pg_migration *m
         (s = pg_query(c, "record migration", "INSERT INTO schema_migrations(version) VALUES ($1)",
                       1, params, PGRES_COMMAND_OK, NULL)) != OMS_OK ||
         (s = pg_exec(c, "COMMIT")) != OMS_OK) {
-        PGresult *r = PQexec(c, "ROLLBACK");
-        PQclear(r);
+        pg_rollback(c);
         log_error("migration failed", "version", version, NULL);
         return s;
     }

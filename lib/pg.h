@@ -48,6 +48,11 @@ oms_status pg_query(PGconn *c, const char *what, const char *sql, int n_params,
 /* True when the connection is usable. */
 bool pg_ok(PGconn *c);
 
+/* Ends c's open or failed transaction with ROLLBACK; a no-op when c is NULL,
+ * idle or broken. For cleanup paths: a ROLLBACK that fails leaves a broken
+ * connection, which the next pg_ok reports. */
+void pg_rollback(PGconn *c);
+
 /* Appends v to buf as a PostgreSQL text array literal element list, e.g. for
  * building "{a,b}" parameters: quotes and escapes the element. */
 typedef struct pg_array {

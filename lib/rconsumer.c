@@ -77,10 +77,8 @@ static oms_status dead_letters_write(rconsumer *c, oms_msg *msgs, size_t n, size
     if ((s = pg_exec(c->pg, "BEGIN")) == OMS_OK &&
         (s = consumer_dead_letters_insert(c->pg, msgs, n, count_out)) == OMS_OK)
         s = pg_exec(c->pg, "COMMIT");
-    if (s != OMS_OK) {
-        PGresult *r = PQexec(c->pg, "ROLLBACK");
-        PQclear(r);
-    }
+    if (s != OMS_OK)
+        pg_rollback(c->pg);
     return s;
 }
 

@@ -132,10 +132,7 @@ static oms_status retry_one(oms_service *svc, PGconn *c, const char *id, int *st
         s = pg_exec(c, "COMMIT");
 out:
     PQclear(res);
-    if (PQtransactionStatus(c) != PQTRANS_IDLE) {
-        PGresult *r = PQexec(c, "ROLLBACK");
-        PQclear(r);
-    }
+    pg_rollback(c);
     return s;
 }
 

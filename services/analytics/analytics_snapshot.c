@@ -101,8 +101,7 @@ oms_status analytics_snapshot(PGconn *pg, redis_conn *r, int64_t day, const char
         (!*taken || (s = insert_leaders(pg, k.day, period, l, n)) == OMS_OK))
         s = pg_exec(pg, "COMMIT");
     if (s != OMS_OK) {
-        PGresult *res = PQexec(pg, "ROLLBACK");
-        PQclear(res);
+        pg_rollback(pg);
         *taken = false;
     }
     *leaders = *taken ? n : 0;

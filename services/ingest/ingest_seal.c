@@ -506,10 +506,7 @@ static oms_status seal_next(ingest_ctx *ctx, PGconn *conn, int *sealed)
     if (run.orders_created >= SEAL_ANALYZE_ORDERS && orders_stats_stale(conn, run.orders_created))
         pg_exec(conn, "ANALYZE orders");
 out:
-    if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
-        PGresult *r = PQexec(conn, "ROLLBACK");
-        PQclear(r);
-    }
+    pg_rollback(conn);
     PQclear(res);
     builder_fini(&run.cur);
     pgcopy_fini(&run.orders);

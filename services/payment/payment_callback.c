@@ -123,10 +123,7 @@ oms_status payment_settle(PGconn *c, const payment_callback *cb, payment_settle_
         goto out;
     *result = PAYMENT_SETTLED_NOW;
 out:
-    if (PQtransactionStatus(c) != PQTRANS_IDLE) {
-        PGresult *r = PQexec(c, "ROLLBACK");
-        PQclear(r);
-    }
+    pg_rollback(c);
     PQclear(res);
     outbox_batch_fini(&ob);
     return s;

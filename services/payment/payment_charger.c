@@ -142,10 +142,7 @@ static oms_status record(payment_ctx *ctx, PGconn *conn, outcomes *o)
         goto out;
     payment_tally_report(ctx->m, &tally);
 out:
-    if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
-        PGresult *r = PQexec(conn, "ROLLBACK");
-        PQclear(r);
-    }
+    pg_rollback(conn);
     PQclear(res);
     outbox_batch_fini(&ob);
     return s;

@@ -161,10 +161,7 @@ static oms_status enqueue(refund_ctx *ctx, Oms__V1__RefundRequested *ev)
     if ((s = outbox_batch_add_message(&ob, "refund.requested", id, &ev->base)) == OMS_OK &&
         (s = pg_exec(c, "BEGIN")) == OMS_OK && (s = outbox_batch_flush(&ob, c)) == OMS_OK)
         s = pg_exec(c, "COMMIT");
-    if (PQtransactionStatus(c) != PQTRANS_IDLE) {
-        PGresult *r = PQexec(c, "ROLLBACK");
-        PQclear(r);
-    }
+    pg_rollback(c);
     service_pg_release(ctx->svc, c);
     outbox_batch_fini(&ob);
     ev->meta = NULL;

@@ -351,10 +351,7 @@ static oms_status record(refund_ctx *ctx, PGconn *conn, PGresult *claimed, const
                                 (double)atoll(PQgetvalue(fin, r, F_AMOUNT)));
     }
 out:
-    if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
-        PGresult *rb = PQexec(conn, "ROLLBACK");
-        PQclear(rb);
-    }
+    pg_rollback(conn);
     PQclear(fin);
     PQclear(o.res);
     free(o.ids), free(o.refunded), free(o.pending);
