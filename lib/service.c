@@ -14,7 +14,7 @@
  * They are also served on a small listener of their own (OMS_HEALTH_ADDR),
  * so probes are answered while clients saturate the API port.
  */
-#include "service.h"
+#include "service_int.h"
 
 #include "log.h"
 #include "outbox.h"
@@ -362,10 +362,6 @@ static void h_metrics(void *ctx, const http_request *req, http_response *resp)
     resp->body = text;
     resp->body_len = len;
 }
-
-/* Defined in service_dlq.c. */
-void service_dlq_routes(oms_service *svc, http_server *http);
-const consumer_spec *service_consumer_for(oms_service *svc, const char *subject);
 
 const consumer_spec *service_consumer_for(oms_service *svc, const char *subject)
 {

@@ -3,14 +3,11 @@
  * its cause is fixed (POST /dead-letters/{id}/retry, admin token required).
  */
 #include "log.h"
-#include "service.h"
+#include "service_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-void service_dlq_routes(oms_service *svc, http_server *http);
-const consumer_spec *service_consumer_for(oms_service *svc, const char *subject);
 
 static json_t *dead_letter_json(PGresult *res, int row)
 {
