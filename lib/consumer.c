@@ -996,17 +996,20 @@ oms_status consumer_replay(const consumer_spec *spec, const consumer_env *env, P
     outbox_batch ob;
     oms_msg msg;
     oms_status s;
+    /* On the heap: a tally is too big for an HTTP thread's stack, and retries
+     * run at once on the HTTP pool's connections, so none may be shared. */
+    struct consumer_tally *tally = calloc(1, sizeof *tally);
 
     memset(&msg, 0, sizeof msg);
     outbox_batch_init(&ob);
+    if (tally == NULL) {
+        s = OMS_ENOMEM;
+        goto out;
+    }
     if ((s = replay_msg(raw, &msg, reason_out)) != OMS_OK)
         goto out;
-    /* Static: a tally is too big for an HTTP thread's stack, and replays are
-     * serialised by the caller's connection lock. */
-    static struct consumer_tally tally;
-    tally.m = env->m;
-    tally.n = 0;
-    consumer_batch b = {conn, &msg, 1, &ob, env->schema, &tally};
+    tally->m = env->m;
+    consumer_batch b = {conn, &msg, 1, &ob, env->schema, tally};
     s = spec->apply(spec->ctx, &b);
     if (s == OMS_OK && msg.rejected) {
         snprintf(reason_out, CONSUMER_REASON_LEN, "%s", msg.reason);
@@ -1015,8 +1018,9 @@ oms_status consumer_replay(const consumer_spec *spec, const consumer_env *env, P
         s = outbox_batch_flush(&ob, conn);
     }
     if (s == OMS_OK)
-        tally_publish(&tally); /* the caller commits next; a failed COMMIT over-counts one */
+        tally_publish(tally); /* the caller commits next; a failed COMMIT over-counts one */
 out:
+    free(tally);
     outbox_batch_fini(&ob);
     natsMsg_Destroy(msg.nmsg);
     return s;
