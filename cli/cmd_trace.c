@@ -19,7 +19,8 @@ static void print_help(FILE *out)
           "causation id names), one line each: time, milliseconds since order.created,\n"
           "subject, producer and the fields that matter (lines, amount, reason,\n"
           "gateway reference). It reads the streams, not the services' databases: it\n"
-          "shows what integrations see. Notifications are not events and do not appear.\n"
+          "shows what integrations see. Notifications are not events: they come from\n"
+          "notify's history (OMS_NOTIFY_URL), each after the event it told of.\n"
           "\n"
           "  --json       the trace as one JSON object, each event decoded in full\n"
           "  -h, --help   this help\n"
@@ -91,6 +92,9 @@ int cmd_trace(int argc, char **argv)
     print_lines(trace);
     if (note != NULL)
         cli_error("%s", note);
+    const char *notify_note = json_string_value(json_object_get(trace, "notifications_note"));
+    if (found && notify_note != NULL)
+        cli_error("%s", notify_note);
     rc = found ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 out:
     json_decref(trace);

@@ -401,11 +401,19 @@ oms_status trace_collect(js_conn *c, const char *order_id, json_t **out, char er
             goto out;
     if (!read_stream(&run, &IMPORT_STREAM))
         goto out;
+    char notify_note[512] = "";
+    json_t *notifications = NULL;
+    if (json_array_size(run.events) > 0 &&
+        trace_fetch_notifications(order_id, &notifications, notify_note, sizeof notify_note) ==
+            OMS_OK)
+        trace_add_notifications(run.events, notifications);
+    json_decref(notifications);
     sorted = causal_order(run.events);
-    json_t *trace = json_pack("{s:s,s:b,s:O,s:o,s:I}", "order_id", order_id, "found",
+    json_t *trace = json_pack("{s:s,s:b,s:O,s:o,s:o,s:I}", "order_id", order_id, "found",
                               has_subject(sorted, "order.created"), "events", sorted, "note",
-                              trace_note(&run, sorted), "retention_ms",
-                              (json_int_t)run.orders_max_age_ms);
+                              trace_note(&run, sorted), "notifications_note",
+                              notify_note[0] ? json_string(notify_note) : json_null(),
+                              "retention_ms", (json_int_t)run.orders_max_age_ms);
     if (trace == NULL) {
         s = OMS_ENOMEM;
         goto out;

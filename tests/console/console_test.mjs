@@ -319,7 +319,9 @@ async function main() {
     check(subjects.filter((s) => s !== 'import.completed').slice(0, 3).join(' ') === 'order.created stock.reserved payment.settled',
       `trace starts ${subjects.join(' ')}`);
     check(at('order.paid') > at('payment.settled') && at('stock.committed') > at('payment.settled'), `trace order: ${subjects.join(' ')}`);
-    check(subjects.length === 6 && at('import.completed') >= 0, `trace has ${subjects.join(' ')}`);
+    // The six events of the streams, and notify's log line after the order.paid it told of.
+    check(subjects.length === 7 && at('import.completed') >= 0 &&
+          at('notification.log') > at('order.paid'), `trace has ${subjects.join(' ')}`);
     check((await text(page, '#order-summary')).startsWith('paid'), 'the order shows as paid');
     check((await page.locator('#order-lines tbody tr').count()) === 1, 'the order has one line');
     check((await page.locator('#order-history li').count()) >= 3, 'the status history shows created, reserved, paid');

@@ -21,11 +21,14 @@
 #define INVENTORY_PORT 19962
 #define PAYMENT_PORT 19963
 #define REFUND_PORT 19964
+#define NOTIFY_PORT 19960
 #define IMPORT_ID "imp-trace"
 
-static const char *const SCHEMAS[] = {"ingest", "inventory", "payment", "refund", NULL};
+static const char *const SCHEMAS[] = {"ingest", "inventory", "payment", "refund", "notify",
+                                      NULL};
 static const char *const INGEST_ENV[] = {"OMS_INGEST_SEAL_MS=200", NULL};
 static const char *const PAYMENT_ENV[] = {"OMS_PAYMENT_SUCCESS_RATE=1", NULL};
+static const char *const NOTIFY_ENV[] = {"OMS_NOTIFY_CHANNELS=log", NULL};
 
 /* Runs omsctl with args; returns its exit status, stdout in *out. */
 static int omsctl(const char *args, char **out)
@@ -126,6 +129,43 @@ static void make_orders(js_conn *js, PGconn *pg)
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE order_id ="
                                          " 'TR-REF' AND status = 'partially_refunded'", 1, 30000),
                      1);
+    /* paid, failed, paid + refunded: one log line each, sent. */
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM notify.notifications"
+                                         " WHERE state = 'sent'", 4, 30000),
+                     4);
+}
+
+/* The trace's notifications: want of them, each after the event it told
+ * of (which notify names as its event id) and of that event's type, sent
+ * on the log channel. They
+ * are taken out of the trace so the checks of the events that follow see
+ * the streams' events only. */
+static void take_notifications(json_t *t, size_t want)
+{
+    json_t *events = json_object_get(t, "events");
+    size_t found = 0;
+    for (size_t i = 0; i < json_array_size(events);) {
+        const json_t *e = json_array_get(events, i);
+        if (strcmp(json_string_value(json_object_get(e, "producer")), "notify") != 0) {
+            i++;
+            continue;
+        }
+        const char *cause = json_string_value(json_object_get(e, "causation_id"));
+        size_t at = SIZE_MAX;
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(json_string_value(json_object_get(json_array_get(events, k), "event_id")),
+                       cause) == 0)
+                at = k;
+        if (at == SIZE_MAX)
+            fail_msg("notification %zu comes before the event %s it told of", i, cause);
+        assert_string_equal(json_string_value(json_object_get(e, "subject")), "notification.log");
+        assert_string_equal(field(e, "type"), json_string_value(json_object_get(
+                                                  json_array_get(events, at), "subject")));
+        assert_string_equal(field(e, "state"), "sent");
+        found++;
+        json_array_remove(events, i);
+    }
+    assert_int_equal(found, want);
 }
 
 /* What the paid part of a trace holds: created, reserved, settled, then
@@ -178,6 +218,8 @@ static void check_paid(void)
     json_t *t = trace_json("TR-PAID");
     char s[1024];
     assert_true(json_is_true(json_object_get(t, "found")));
+    assert_true(json_is_null(json_object_get(t, "notifications_note")));
+    take_notifications(t, 1);
     assert_causal(t);
     order_events(t);
     subjects(t, s, sizeof s);
@@ -193,6 +235,7 @@ static void check_failed(void)
 {
     json_t *t = trace_json("TR-FAIL");
     char s[1024];
+    take_notifications(t, 1);
     assert_causal(t);
     order_events(t);
     subjects(t, s, sizeof s);
@@ -208,6 +251,7 @@ static void check_failed(void)
 static void check_refunded(void)
 {
     json_t *t = trace_json("TR-REF");
+    take_notifications(t, 2);
     assert_causal(t);
     order_events(t);
     assert_int_equal(json_array_size(json_object_get(t, "events")), 8);
@@ -251,6 +295,8 @@ static void test_trace_of_paid_failed_refunded(void **state)
     pid_t inventory = testenv_service_start("inventory", INVENTORY_PORT, NULL);
     pid_t payment = testenv_service_start("payment", PAYMENT_PORT, PAYMENT_ENV);
     pid_t refund = testenv_service_start("refund", REFUND_PORT, NULL);
+    pid_t notify = testenv_service_start("notify", NOTIFY_PORT, NOTIFY_ENV);
+    setenv("OMS_NOTIFY_URL", "http://127.0.0.1:19960", 1);
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
 
@@ -262,6 +308,7 @@ static void test_trace_of_paid_failed_refunded(void **state)
 
     PQfinish(pg);
     js_conn_destroy(js);
+    testenv_service_stop(notify);
     testenv_service_stop(refund);
     testenv_service_stop(payment);
     testenv_service_stop(inventory);
