@@ -7,6 +7,7 @@
  */
 #include "consumer.h"
 
+#include "backoff.h"
 #include "js.h"
 #include "log.h"
 #include "metrics.h"
@@ -21,7 +22,6 @@
 #include <string.h>
 
 #define NAK_DELAY_MS 1000
-#define MAX_BACKOFF_MS 5000
 #define TALLY_MAX 32
 #define TALLY_LABELS_LEN 160
 #define RECENT_ERRORS 16
@@ -870,12 +870,11 @@ static void rebind(consumer *c)
 static void *consumer_main(void *arg)
 {
     consumer *c = arg;
-    int64_t backoff_ms = 100;
+    oms_backoff backoff = OMS_BACKOFF_INIT;
     int fetch_errors = 0;
     while (!atomic_load(&c->stop)) {
         if (ensure_bound(c) != OMS_OK) {
-            oms_sleep_ms(backoff_ms, &c->stop);
-            backoff_ms = backoff_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff_ms * 2;
+            oms_backoff_sleep(&backoff, &c->stop);
             continue;
         }
         natsMsgList list;
@@ -885,11 +884,10 @@ static void *consumer_main(void *arg)
             fetch_errors = 0;
         }
         if (s != OMS_OK) {
-            oms_sleep_ms(backoff_ms, &c->stop);
-            backoff_ms = backoff_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff_ms * 2;
+            oms_backoff_sleep(&backoff, &c->stop);
             continue;
         }
-        backoff_ms = 100;
+        oms_backoff_reset(&backoff);
         fetch_errors = 0;
         if (list.Count > 0) {
             process(c, &list);

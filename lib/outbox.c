@@ -12,6 +12,7 @@
  */
 #include "outbox.h"
 
+#include "backoff.h"
 #include "js.h"
 #include "log.h"
 #include "metrics.h"
@@ -247,7 +248,8 @@ static void relay_housekeeping(outbox_relay *r, int64_t *next_backlog, int64_t *
 static void *relay_main(void *arg)
 {
     outbox_relay *r = arg;
-    int64_t backoff_ms = 100, next_rescan = 0, next_backlog = 0, next_prune = 0;
+    oms_backoff backoff = OMS_BACKOFF_INIT;
+    int64_t next_rescan = 0, next_backlog = 0, next_prune = 0;
     bool notified = false;
 
     for (;;) {
@@ -257,11 +259,10 @@ static void *relay_main(void *arg)
         if (!pg_ok(r->conn) && relay_connect(r) != OMS_OK) {
             if (stopping)
                 break;
-            oms_sleep_ms(backoff_ms, NULL);
-            backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
+            oms_backoff_sleep(&backoff, NULL);
             continue;
         }
-        backoff_ms = 100;
+        oms_backoff_reset(&backoff);
         if (oms_mono_ms() >= next_rescan) {
             r->cursor = 0;
             next_rescan = oms_mono_ms() + RELAY_RESCAN_MS;

@@ -3,13 +3,12 @@
  */
 #include "pgworker.h"
 
+#include "backoff.h"
 #include "pg.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
 
 struct pgworker {
     pthread_t thread;
@@ -20,16 +19,11 @@ struct pgworker {
     void *ctx;
 };
 
-static int64_t longer(int64_t backoff_ms)
-{
-    return backoff_ms < BACKOFF_MAX_MS ? backoff_ms * 2 : BACKOFF_MAX_MS;
-}
-
 static void *worker_main(void *arg)
 {
     pgworker *w = arg;
     PGconn *conn = NULL;
-    int64_t backoff_ms = BACKOFF_MIN_MS;
+    oms_backoff backoff = OMS_BACKOFF_INIT;
     while (!atomic_load(&w->stop)) {
         if (!pg_ok(conn)) {
             PQfinish(conn);
@@ -44,18 +38,16 @@ static void *worker_main(void *arg)
                 pg_exec(conn, "SET enable_bitmapscan = off") != OMS_OK) {
                 PQfinish(conn);
                 conn = NULL;
-                oms_sleep_ms(backoff_ms, &w->stop);
-                backoff_ms = longer(backoff_ms);
+                oms_backoff_sleep(&backoff, &w->stop);
                 continue;
             }
         }
         bool more = false;
         if (w->round(w->ctx, &conn, &more) != OMS_OK) {
-            backoff_ms = longer(backoff_ms);
-            oms_sleep_ms(backoff_ms, &w->stop);
+            oms_backoff_sleep(&backoff, &w->stop);
             continue;
         }
-        backoff_ms = BACKOFF_MIN_MS;
+        oms_backoff_reset(&backoff);
         if (!more)
             oms_sleep_ms(w->idle_ms, &w->stop);
     }

@@ -5,6 +5,7 @@
  */
 #include "rconsumer.h"
 
+#include "backoff.h"
 #include "js.h"
 #include "log.h"
 #include "metrics.h"
@@ -16,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MIN_BACKOFF_MS 100
-#define MAX_BACKOFF_MS 5000
 #define REDIS_TIMEOUT_MS 5000
 
 struct rconsumer {
@@ -56,11 +55,6 @@ static void count(rconsumer *c, const char *subject, const char *result, double 
     snprintf(labels, sizeof labels, "subject=\"%s\",result=\"%s\"",
              consumer_subject_label(subject, subj, sizeof subj), result);
     metrics_counter_add(c->env->m, "oms_events_consumed_total", labels, v);
-}
-
-static int64_t backoff_next(int64_t ms)
-{
-    return ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : ms * 2;
 }
 
 /* ---- dead letters ------------------------------------------------------ */
@@ -350,7 +344,7 @@ static void check_caught_up(rconsumer *c)
 static void *rconsumer_main(void *arg)
 {
     rconsumer *c = arg;
-    int64_t backoff_ms = MIN_BACKOFF_MS;
+    oms_backoff backoff = OMS_BACKOFF_INIT;
     int fetch_errors = 0;
     while (!atomic_load(&c->stop)) {
         natsMsgList list;
@@ -364,8 +358,7 @@ static void *rconsumer_main(void *arg)
                 c->sub = NULL;
                 fetch_errors = 0;
             }
-            oms_sleep_ms(backoff_ms, &c->stop);
-            backoff_ms = backoff_next(backoff_ms);
+            oms_backoff_sleep(&backoff, &c->stop);
             continue;
         }
         fetch_errors = 0;
@@ -377,11 +370,10 @@ static void *rconsumer_main(void *arg)
         }
         natsMsgList_Destroy(&list);
         if (redis_ok(c->redis)) {
-            backoff_ms = MIN_BACKOFF_MS;
+            oms_backoff_reset(&backoff);
         } else {
             atomic_store(&c->ready, 0);
-            oms_sleep_ms(backoff_ms, &c->stop);
-            backoff_ms = backoff_next(backoff_ms);
+            oms_backoff_sleep(&backoff, &c->stop);
         }
     }
     return NULL;

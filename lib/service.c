@@ -16,6 +16,7 @@
  */
 #include "service_int.h"
 
+#include "backoff.h"
 #include "log.h"
 #include "outbox.h"
 
@@ -203,10 +204,9 @@ static void pool_probe(oms_service *svc)
 
 /* ---- start-up, retried until the peers answer ------------------------ */
 
-static bool wait_step(oms_service *svc, int64_t *backoff_ms)
+static bool wait_step(oms_service *svc, oms_backoff *backoff)
 {
-    oms_sleep_ms(*backoff_ms, &svc->stopping);
-    *backoff_ms = *backoff_ms < 5000 ? *backoff_ms * 2 : 5000;
+    oms_backoff_sleep(backoff, &svc->stopping);
     return !svc->stopping;
 }
 
@@ -214,7 +214,7 @@ static bool wait_step(oms_service *svc, int64_t *backoff_ms)
  * when it starts; this one only reads its info. */
 static oms_status wait_stream(oms_service *svc, const char *stream)
 {
-    int64_t backoff = 200;
+    oms_backoff backoff = OMS_BACKOFF_INIT;
     oms_status s;
     while ((s = js_stream_exists(svc->js, stream)) != OMS_OK) {
         const char *owner = js_stream_owner(stream);
@@ -230,7 +230,7 @@ static oms_status wait_stream(oms_service *svc, const char *stream)
  * consumers' and def->needs_streams. */
 static oms_status ensure_streams(oms_service *svc)
 {
-    int64_t backoff = 200;
+    oms_backoff backoff = OMS_BACKOFF_INIT;
     oms_status s;
     while ((s = js_ensure_owned_streams(svc->js, svc->def->name, svc->cfg.stream_replicas,
                                         svc->cfg.stream_max_age_ms, svc->cfg.dup_window_ms)) !=
@@ -267,7 +267,7 @@ static oms_status connect_nats(oms_service *svc)
 
 static oms_status migrate(oms_service *svc)
 {
-    int64_t backoff = 200;
+    oms_backoff backoff = OMS_BACKOFF_INIT;
     for (;;) {
         PGconn *c = NULL;
         oms_status s = pg_connect(&c, svc->cfg.pg_dsn, svc->def->name, "migrate");

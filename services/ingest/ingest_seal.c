@@ -13,6 +13,7 @@
  */
 #include "ingest.h"
 
+#include "backoff.h"
 #include "log.h"
 #include "metrics.h"
 #include "pgcopy.h"
@@ -537,21 +538,23 @@ static void *sealer_main(void *arg)
 {
     ingest_sealer *sl = arg;
     PGconn *conn = NULL;
-    int64_t backoff_ms = 100;
+    oms_backoff backoff = OMS_BACKOFF_INIT;
     while (!atomic_load(&sl->stop)) {
         if (!pg_ok(conn)) {
             PQfinish(conn);
             conn = NULL;
             if (pg_connect(&conn, sl->ctx->dsn, "ingest", "ingest-sealer") != OMS_OK) {
-                oms_sleep_ms(backoff_ms, &sl->stop);
-                backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
+                oms_backoff_sleep(&backoff, &sl->stop);
                 continue;
             }
         }
         int sealed = 0;
-        oms_status s = ingest_seal_ready(sl->ctx, conn, &sealed);
-        backoff_ms = s == OMS_OK ? 100 : (backoff_ms < 5000 ? backoff_ms * 2 : 5000);
-        oms_sleep_ms(s == OMS_OK ? 50 : backoff_ms, &sl->stop);
+        if (ingest_seal_ready(sl->ctx, conn, &sealed) != OMS_OK) {
+            oms_backoff_sleep(&backoff, &sl->stop);
+            continue;
+        }
+        oms_backoff_reset(&backoff);
+        oms_sleep_ms(50, &sl->stop);
     }
     PQfinish(conn);
     return NULL;
