@@ -8,6 +8,7 @@
 #include "cli.h"
 
 #include "config.h"
+#include "ports.h"
 
 #include <curl/curl.h>
 #include <stdlib.h>
@@ -19,12 +20,12 @@
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 const cli_service CLI_SERVICES[] = {
-    {"ingest", "OMS_INGEST_URL", "http://127.0.0.1:18081"},
-    {"inventory", "OMS_INVENTORY_URL", "http://127.0.0.1:18082"},
-    {"payment", "OMS_PAYMENT_URL", "http://127.0.0.1:18083"},
-    {"notify", "OMS_NOTIFY_URL", "http://127.0.0.1:18084"},
-    {"refund", "OMS_REFUND_URL", "http://127.0.0.1:18085"},
-    {"analytics", "OMS_ANALYTICS_URL", "http://127.0.0.1:18086"},
+    {"ingest", "OMS_INGEST_URL", OMS_LOCAL_URL(OMS_PORT_INGEST)},
+    {"inventory", "OMS_INVENTORY_URL", OMS_LOCAL_URL(OMS_PORT_INVENTORY)},
+    {"payment", "OMS_PAYMENT_URL", OMS_LOCAL_URL(OMS_PORT_PAYMENT)},
+    {"notify", "OMS_NOTIFY_URL", OMS_LOCAL_URL(OMS_PORT_NOTIFY)},
+    {"refund", "OMS_REFUND_URL", OMS_LOCAL_URL(OMS_PORT_REFUND)},
+    {"analytics", "OMS_ANALYTICS_URL", OMS_LOCAL_URL(OMS_PORT_ANALYTICS)},
 };
 const size_t CLI_N_SERVICES = sizeof CLI_SERVICES / sizeof CLI_SERVICES[0];
 

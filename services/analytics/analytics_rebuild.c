@@ -16,6 +16,7 @@
 #include "analytics.h"
 
 #include "log.h"
+#include "ports.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -326,7 +327,7 @@ int analytics_rebuild_main(void)
     rebuild rb;
     char err[CONFIG_ERR_LEN];
     memset(&rb, 0, sizeof rb);
-    if (config_load(&rb.cfg, "analytics", 18086, err) != OMS_OK) {
+    if (config_load(&rb.cfg, "analytics", OMS_PORT_ANALYTICS, err) != OMS_OK) {
         fprintf(stderr, "analytics rebuild: configuration error: %s\n", err);
         return 2;
     }

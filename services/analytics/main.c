@@ -7,6 +7,7 @@
 #include "analytics.h"
 
 #include "log.h"
+#include "ports.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -94,7 +95,7 @@ int main(int argc, char **argv)
     service_def def = {
         .name = "analytics",
         .needs_streams = streams,
-        .http_port = 18086,
+        .http_port = OMS_PORT_ANALYTICS,
         .migrations = analytics_migrations,
         .init = analytics_init,
         .fini = analytics_fini,

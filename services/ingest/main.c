@@ -3,6 +3,7 @@
  */
 #include "ingest.h"
 #include "log.h"
+#include "ports.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,7 @@ int main(void)
 {
     service_def def = {
         .name = "ingest",
-        .http_port = 18081,
+        .http_port = OMS_PORT_INGEST,
         .migrations = ingest_migrations,
         .consumers = CONSUMERS,
         .n_consumers = sizeof CONSUMERS / sizeof CONSUMERS[0],

@@ -2,6 +2,7 @@
  * main.c - the inventory service: wiring only (see inventory.h for the domain).
  */
 #include "inventory.h"
+#include "ports.h"
 
 #include <stdlib.h>
 
@@ -49,7 +50,7 @@ int main(void)
 {
     service_def def = {
         .name = "inventory",
-        .http_port = 18082,
+        .http_port = OMS_PORT_INVENTORY,
         .migrations = inventory_migrations,
         .consumers = CONSUMERS,
         .n_consumers = sizeof CONSUMERS / sizeof CONSUMERS[0],

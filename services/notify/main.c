@@ -4,6 +4,7 @@
 #include "notify.h"
 
 #include "log.h"
+#include "ports.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -70,7 +71,7 @@ int main(void)
     }
     service_def def = {
         .name = "notify",
-        .http_port = 18084,
+        .http_port = OMS_PORT_NOTIFY,
         .migrations = notify_migrations,
         .consumers = CONSUMERS,
         .n_consumers = sizeof CONSUMERS / sizeof CONSUMERS[0],

@@ -4,6 +4,7 @@
 #include "payment.h"
 
 #include "log.h"
+#include "ports.h"
 
 #include <stdio.h>
 
@@ -58,7 +59,7 @@ int main(void)
     }
     service_def def = {
         .name = "payment",
-        .http_port = 18083,
+        .http_port = OMS_PORT_PAYMENT,
         .migrations = payment_migrations,
         .consumers = CONSUMERS,
         .n_consumers = sizeof CONSUMERS / sizeof CONSUMERS[0],

@@ -4,6 +4,7 @@
 #include "refund.h"
 
 #include "log.h"
+#include "ports.h"
 
 #include <stdio.h>
 
@@ -57,7 +58,7 @@ int main(void)
     }
     service_def def = {
         .name = "refund",
-        .http_port = 18085,
+        .http_port = OMS_PORT_REFUND,
         .migrations = refund_migrations,
         .consumers = CONSUMERS,
         .n_consumers = sizeof CONSUMERS / sizeof CONSUMERS[0],
