@@ -125,6 +125,10 @@ static void make_orders(js_conn *js, PGconn *pg)
     testenv_import_rows(js, IMPORT_ID, rows, 4, 4);
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders"
                                          " WHERE status IN ('paid', 'failed')", 3, 30000), 3);
+    /* refund decides only on an order it has seen paid. */
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM refund.paid_orders"
+                                         " WHERE order_id = 'TR-REF'", 1, 30000),
+                     1);
     publish_refund(js, "trace-refund-1", "TR-REF", 200);
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE order_id ="
                                          " 'TR-REF' AND status = 'partially_refunded'", 1, 30000),

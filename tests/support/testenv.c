@@ -290,6 +290,19 @@ size_t testenv_stream_read(js_conn *js, const char *stream, const char *filter,
     snprintf(durable, sizeof durable, "test-%.8s", uuid);
     *out = NULL;
     assert_int_equal(js_pull_subscribe(js, stream, durable, filter, 30000, &sub), OMS_OK);
+    /* What the new consumer has to deliver: an empty fetch alone does not
+     * mean the end, since a stream whose leader was just elected (a node
+     * restarted) can take longer than one fetch to start delivering. */
+    jsConsumerInfo *ci = NULL;
+    int64_t deadline = oms_mono_ms() + 30000;
+    natsStatus ns;
+    /* By name: nats.c refuses consumer info on a bound pull subscription. */
+    while ((ns = js_GetConsumerInfo(&ci, js_ctx(js), stream, durable, NULL, NULL)) != NATS_OK &&
+           oms_mono_ms() < deadline)
+        oms_sleep_ms(200, NULL);
+    assert_int_equal(ns, NATS_OK);
+    size_t want = (size_t)ci->NumPending;
+    jsConsumerInfo_Destroy(ci);
     for (;;) {
         natsMsgList list;
         assert_int_equal(js_fetch(sub, 1024, 500, &list), OMS_OK);
@@ -299,7 +312,7 @@ size_t testenv_stream_read(js_conn *js, const char *stream, const char *filter,
             natsMsg_Ack(list.Msgs[i], NULL);
         }
         natsMsgList_Destroy(&list);
-        if (got == 0)
+        if (got == 0 && (n >= want || oms_mono_ms() >= deadline))
             break;
     }
     natsSubscription_Unsubscribe(sub);
