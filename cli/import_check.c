@@ -16,6 +16,7 @@ typedef struct check {
     int64_t records;
     bool not_header, header_bad, stop;
     order_col missing;
+    order_layout layout;
     char error[ORDER_ERR_LEN];
 } check;
 
@@ -48,6 +49,7 @@ static void on_record(void *arg, char *const *fields, size_t n)
         c->not_header = true;
     else if (order_csv_header_parse(fields, n, &h, &c->missing, c->error) != OMS_OK)
         c->header_bad = true;
+    c->layout = c->header_bad ? h.layout : ORDER_LAYOUT_LINES;
     c->stop = c->not_header || c->header_bad;
     if (!c->stop)
         note_header(c->info, &h, fields, n);
@@ -74,7 +76,9 @@ oms_status import_check_file(const char *path, import_file_info *info)
     if (c.header_bad) {
         cli_error("cannot import %s: column %s is missing: %s; accepted column names: %s; "
                   "nothing was sent",
-                  path, order_csv_column_name(c.missing), c.error, ACCEPTED_COLUMNS);
+                  path, order_csv_column_name(c.missing), c.error,
+                  c.layout == ORDER_LAYOUT_PRODUCTS ? ORDER_CSV_PRODUCT_LIST_COLUMNS
+                                                    : ACCEPTED_COLUMNS);
         return OMS_EINVAL;
     }
     if (c.records == 1) {

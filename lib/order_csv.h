@@ -53,8 +53,11 @@ typedef enum order_layout { ORDER_LAYOUT_LINES = 0, ORDER_LAYOUT_PRODUCTS } orde
 #define ORDER_CSV_ACCEPTED_COLUMNS                                                             \
     "order_id (or external_order_id), customer_id, sku (or product_sku), qty, unit_price or "  \
     "unit_price_cents; optional: placed_at (or order_placed_at), currency, customer_email, "   \
-    "customer_name, product_name; or the product-list layout: products (a JSON array), "         \
-    "customer_id or customer_email; optional: order_id, customer_name, phone, address"
+    "customer_name, product_name"
+/* The product-list layout's (docs/csv.md). */
+#define ORDER_CSV_PRODUCT_LIST_COLUMNS                                                         \
+    "products (a JSON array), customer_id or customer_email; optional: order_id, "             \
+    "customer_name, phone, address"
 
 #define ORDER_QTY_MAX 100000
 #define ORDER_FIELD_MAX 256 /* bytes in any text field */
