@@ -39,6 +39,10 @@ typedef struct in_row {
     const char *field; /* static column name, or "" */
     char *reason;
     bool publish_now;  /* rejected outside a seal: publish import.rejected now */
+    /* Lines after the first of a product-list row borrow its strings (all
+     * but sku, reason included): a row's customer is held once however
+     * many lines it has (docs/architecture.md, "Bounds per message"). */
+    bool shares;
 } in_row;
 
 /* The rows of one message while it is parsed. */
@@ -64,9 +68,22 @@ typedef struct chunk {
 
 static void row_free(in_row *r)
 {
+    free(r->sku);
+    if (r->shares)
+        return;
     free(r->import_id), free(r->order_id), free(r->customer_id), free(r->email);
-    free(r->name), free(r->sku), free(r->product_name), free(r->reason);
+    free(r->name), free(r->product_name), free(r->reason);
     free(r->phone), free(r->address);
+}
+
+/* Line x of the row whose first line is first borrows its strings. */
+static void share_first(in_row *x, const in_row *first)
+{
+    x->shares = true;
+    x->import_id = first->import_id, x->order_id = first->order_id;
+    x->customer_id = first->customer_id, x->email = first->email, x->name = first->name;
+    x->product_name = first->product_name, x->phone = first->phone;
+    x->address = first->address, x->reason = first->reason, x->field = first->field;
 }
 
 static void chunk_fini(chunk *c)
@@ -108,20 +125,26 @@ static void store_line(chunk *c, const order_row *r, bool valid, size_t line)
     x->row_no = r->row;
     x->seq = r->row;
     x->line_no = (int)line;
+    x->placed_at_ms = r->placed_at_ms ? r->placed_at_ms : c->now_ms;
+    x->sku = dup_or_empty(line < r->n_items ? r->items[line].sku : r->sku);
+    x->qty = line < r->n_items ? r->items[line].qty : r->qty;
+    x->price_cents = line < r->n_items ? r->items[line].unit_price_cents : r->unit_price_cents;
+    x->element = line < r->n_items ? r->items[line].element : 0;
+    if (line > 0) {
+        share_first(x, x - line);
+        if (x->sku == NULL)
+            c->oom = true;
+        return;
+    }
     x->import_id = c->import_id ? strdup(c->import_id)
                                 : live_import_id(r->order_id ? r->order_id : "");
     x->order_id = dup_or_empty(r->order_id);
     x->customer_id = dup_or_empty(r->customer_id);
     x->email = dup_or_empty(r->customer_email);
     x->name = dup_or_empty(r->customer_name);
-    x->sku = dup_or_empty(line < r->n_items ? r->items[line].sku : r->sku);
     x->product_name = dup_or_empty(r->product_name);
     x->phone = dup_or_empty(r->phone);
     x->address = dup_or_empty(r->address);
-    x->qty = line < r->n_items ? r->items[line].qty : r->qty;
-    x->price_cents = line < r->n_items ? r->items[line].unit_price_cents : r->unit_price_cents;
-    x->element = line < r->n_items ? r->items[line].element : 0;
-    x->placed_at_ms = r->placed_at_ms ? r->placed_at_ms : c->now_ms;
     x->field = r->field ? r->field : "";
     x->reason = valid ? NULL : strdup(r->error);
     if (!x->import_id || !x->order_id || !x->customer_id || !x->email || !x->name || !x->sku ||
@@ -357,13 +380,13 @@ static void reject_unpriced(chunk *c, size_t from, size_t to, const in_row *at)
              "row %d: products[%d].sku \"%.80s\" has no price: it is not in the catalogue "
              "(omsctl stock load) and the file gives no unit_price",
              at->row_no, at->element, at->sku);
-    for (size_t i = from; i < to; i++) {
-        free(c->rows[i].reason);
-        c->rows[i].reason = strdup(reason);
-        c->rows[i].field = "products";
-        if (c->rows[i].reason == NULL)
-            c->oom = true;
-    }
+    in_row *first = &c->rows[from];
+    free(first->reason);
+    first->field = "products";
+    if ((first->reason = strdup(reason)) == NULL)
+        c->oom = true;
+    for (size_t i = from + 1; i < to; i++)
+        share_first(&c->rows[i], first);
 }
 
 /* Gives each line of the chunk without a price the catalogue's (skus: the
@@ -433,9 +456,16 @@ out:
     return s;
 }
 
-static void mark_late(in_row *r, bool live)
+/* Rejects r as late or a duplicate. first: the row's first line, which a
+ * later line (marked after it) takes its reason from. */
+static void mark_late(in_row *r, bool live, const in_row *first)
 {
     char buf[ORDER_ERR_LEN + 64];
+    r->publish_now = true;
+    if (r->shares) {
+        share_first(r, first);
+        return;
+    }
     if (live)
         snprintf(buf, sizeof buf, "row %d: order %s was already created; this row is a duplicate",
                  r->row_no, r->order_id);
@@ -446,7 +476,6 @@ static void mark_late(in_row *r, bool live)
     free(r->reason);
     r->reason = strdup(buf);
     r->field = live ? "order_id" : "";
-    r->publish_now = true;
 }
 
 /* Counts the rows of a file chunk into its import; late rows if sealed. */
@@ -473,8 +502,10 @@ static oms_status register_file(PGconn *conn, chunk *c)
                             " last_row_at = now() RETURNING sealed_at IS NOT NULL",
                             2, params, PGRES_TUPLES_OK, &res);
     if (s == OMS_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0)
-        for (size_t i = 0; i < c->n; i++)
-            mark_late(&c->rows[i], false);
+        for (size_t i = 0, first = 0; i < c->n; i++) {
+            first = c->rows[i].line_no == 0 ? i : first;
+            mark_late(&c->rows[i], false, &c->rows[first]);
+        }
     PQclear(res);
     return s;
 }
@@ -555,11 +586,13 @@ static oms_status register_live(PGconn *conn, chunk *c)
             rows += sorted[last]->line_no == 0;
         /* The lines of a product-list row share the row's number. */
         int seq = received - rows;
+        const in_row *line0 = sorted[first];
         for (size_t k = first; k < last; k++) {
             seq += sorted[k]->line_no == 0;
+            line0 = sorted[k]->line_no == 0 ? sorted[k] : line0;
             sorted[k]->seq = seq;
             if (sealed)
-                mark_late(sorted[k], true);
+                mark_late(sorted[k], true, line0);
         }
     }
     PQclear(res);
