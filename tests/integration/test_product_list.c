@@ -26,21 +26,40 @@
 static const char *const SCHEMAS[] = {"ingest", "inventory", "payment", NULL};
 
 /* Row 2: 2 x 12.34 + 5.00 (both catalogue prices) = 29.68, paid.
- * Row 3: 7.25 (the file's price wins) + 3 x 12.34 (PROD001 twice, summed) = 44.27, paid.
+ * Row 3: 301 x 7.25 (PROD002 301 times, the file's price wins) + 3 x 12.34
+ *        (PROD001 twice, summed) = 2219.27, paid; its cell is longer than
+ *        the 4,096 bytes of any other column.
  * Row 4: NOPRICE has no price: rejected.
  * Row 5: quantity 0: rejected.
  * Row 6: 5 x 3.00 of a product with 1 on hand = 15.00, failed (out of stock). */
-static const char CSV[] =
+#define MANY_PROD002 300
+#define JANE_CENTS (301 * 725 + 3 * 1234)
+static char CSV[32768];
+
+static const char CSV_HEAD[] =
     "customer_name,customer_email,phone,address,products,notes\n"
     "John Doe,John.Doe@example.com,123-456-7890,\"123 Main St, Anytown\","
     "\"[{\"\"sku\"\":\"\"PROD001\"\",\"\"quantity\"\":2},{\"\"sku\"\":\"\"PROD002\"\","
     "\"\"quantity\"\":1}]\",vip\n"
     "Jane Roe,jane@example.com,555-0100,1 Elm Rd,"
     "\"[{\"\"sku\"\":\"\"PROD002\"\",\"\"qty\"\":1,\"\"unit_price\"\":\"\"7.25\"\"},"
-    "{\"\"sku\"\":\"\"PROD001\"\",\"\"qty\"\":1},{\"\"sku\"\":\"\"PROD001\"\",\"\"qty\"\":2}]\",\n"
+    "{\"\"sku\"\":\"\"PROD001\"\",\"\"qty\"\":1},{\"\"sku\"\":\"\"PROD001\"\",\"\"qty\"\":2}";
+
+static const char CSV_TAIL[] =
+    "]\",\n"
     "No Price,np@example.com,,,\"[{\"\"sku\"\":\"\"NOPRICE\"\",\"\"quantity\"\":1}]\",\n"
     "Zero Qty,zq@example.com,,,\"[{\"\"sku\"\":\"\"PROD001\"\",\"\"quantity\"\":0}]\",\n"
     "Low Stock,low@example.com,,,\"[{\"\"sku\"\":\"\"PROD-LOW\"\",\"\"quantity\"\":5}]\",\n";
+
+static void build_csv(void)
+{
+    size_t len = (size_t)snprintf(CSV, sizeof CSV, "%s", CSV_HEAD);
+    for (int i = 0; i < MANY_PROD002; i++)
+        len += (size_t)snprintf(CSV + len, sizeof CSV - len,
+                                ",{\"\"sku\"\":\"\"PROD002\"\",\"\"qty\"\":1}");
+    len += (size_t)snprintf(CSV + len, sizeof CSV - len, "%s", CSV_TAIL);
+    assert_true(len < sizeof CSV - 1);
+}
 
 static int omsctl(const char *args, char **out)
 {
@@ -112,7 +131,7 @@ static void check_first_import(const json_t *j, const char *id2)
     assert_int_equal(jint(j, "paid"), 2);
     assert_int_equal(jint(j, "failed"), 1);
     assert_int_equal(jint(j, "failed_out_of_stock"), 1);
-    assert_int_equal(jint(j, "revenue_cents"), 2968 + 4427);
+    assert_int_equal(jint(j, "revenue_cents"), 2968 + JANE_CENTS);
     assert_string_equal(json_string_value(json_object_get(j, "ignored_columns")), "notes");
     assert_string_equal(json_string_value(json_object_get(j, "generated_order_id_prefix")),
                         prefix);
@@ -199,12 +218,13 @@ static void test_product_list_import(void **state)
     PGconn *pg = testenv_pg();
 
     load_priced(js, "PROD001", 100, 1234);
-    load_priced(js, "PROD002", 100, 500);
+    load_priced(js, "PROD002", 1000, 500);
     load_priced(js, "PROD-LOW", 1, 300);
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.catalog_prices", 3, 10000),
                      3);
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM inventory.products", 3, 10000), 3);
 
+    build_csv();
     snprintf(csv, sizeof csv, "%s/Testing/product-list.csv", testenv_require("OMS_BUILD_DIR"));
     FILE *f = fopen(csv, "w");
     assert_non_null(f);
@@ -219,7 +239,7 @@ static void test_product_list_import(void **state)
     check_order(id2);
     char sql[200];
     snprintf(sql, sizeof sql, "SELECT total_cents FROM ingest.orders WHERE order_id = '%s'", id3);
-    assert_int_equal(testenv_pg_long(pg, sql), 4427);
+    assert_int_equal(testenv_pg_long(pg, sql), JANE_CENTS);
     check_event(js, id2);
 
     /* The same file again: every row is a duplicate, nothing is created. */
