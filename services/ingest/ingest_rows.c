@@ -98,6 +98,19 @@ static char *dup_or_empty(const char *s)
     return strdup(s ? s : "");
 }
 
+/* A rejected row keeps what its fields held, for the import report; bytes
+ * that are not UTF-8 are stored escaped (\xHH), since PostgreSQL refuses
+ * them and one refused row would take the whole chunk with it. A valid row
+ * never needs this: its fields passed order_csv's UTF-8 check. */
+static char *dup_text(const char *s)
+{
+    if (s == NULL || order_csv_utf8_valid(s))
+        return dup_or_empty(s);
+    size_t len = strlen(s), size = 4 * len + 4;
+    char *out = malloc(size);
+    return out ? consumer_printable(s, len, out, size) : NULL;
+}
+
 static char *live_import_id(const char *order_id)
 {
     size_t n = strlen(LIVE_PREFIX) + strlen(order_id) + 1;
@@ -126,7 +139,7 @@ static void store_line(chunk *c, const order_row *r, bool valid, size_t line)
     x->seq = r->row;
     x->line_no = (int)line;
     x->placed_at_ms = r->placed_at_ms ? r->placed_at_ms : c->now_ms;
-    x->sku = dup_or_empty(line < r->n_items ? r->items[line].sku : r->sku);
+    x->sku = dup_text(line < r->n_items ? r->items[line].sku : r->sku);
     x->qty = line < r->n_items ? r->items[line].qty : r->qty;
     x->price_cents = line < r->n_items ? r->items[line].unit_price_cents : r->unit_price_cents;
     x->element = line < r->n_items ? r->items[line].element : 0;
@@ -136,17 +149,17 @@ static void store_line(chunk *c, const order_row *r, bool valid, size_t line)
             c->oom = true;
         return;
     }
+    x->order_id = dup_text(r->order_id);
     x->import_id = c->import_id ? strdup(c->import_id)
-                                : live_import_id(r->order_id ? r->order_id : "");
-    x->order_id = dup_or_empty(r->order_id);
-    x->customer_id = dup_or_empty(r->customer_id);
-    x->email = dup_or_empty(r->customer_email);
-    x->name = dup_or_empty(r->customer_name);
-    x->product_name = dup_or_empty(r->product_name);
-    x->phone = dup_or_empty(r->phone);
-    x->address = dup_or_empty(r->address);
+                                : live_import_id(x->order_id ? x->order_id : "");
+    x->customer_id = dup_text(r->customer_id);
+    x->email = dup_text(r->customer_email);
+    x->name = dup_text(r->customer_name);
+    x->product_name = dup_text(r->product_name);
+    x->phone = dup_text(r->phone);
+    x->address = dup_text(r->address);
     x->field = r->field ? r->field : "";
-    x->reason = valid ? NULL : strdup(r->error);
+    x->reason = valid ? NULL : dup_text(r->error);
     if (!x->import_id || !x->order_id || !x->customer_id || !x->email || !x->name || !x->sku ||
         !x->product_name || !x->phone || !x->address || (!valid && !x->reason))
         c->oom = true;

@@ -435,16 +435,10 @@ static double metric_value(int port, const char *series)
 /* Runs omsctl with args against the test's analytics; returns its stdout. */
 static char *omsctl(const char *args)
 {
-    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
-    char cmd[1024], buf[4096];
-    snprintf(cmd, sizeof cmd, "OMS_ANALYTICS_URL=http://127.0.0.1:%d %s/cli/omsctl %s",
-             ANALYTICS_PORT, bin ? bin : ".", args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t len = fread(buf, 1, sizeof buf - 1, p);
-    buf[len] = '\0';
-    assert_int_equal(pclose(p), 0);
-    return strdup(buf);
+    char prefix[64], *out = NULL;
+    snprintf(prefix, sizeof prefix, "OMS_ANALYTICS_URL=http://127.0.0.1:%d", ANALYTICS_PORT);
+    assert_int_equal(testenv_omsctl(prefix, args, &out), 0);
+    return out;
 }
 
 /* omsctl's leaderboard shows the API's top customer with money formatted. */

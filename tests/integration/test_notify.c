@@ -34,9 +34,6 @@
 #ifndef OMS_WEBHOOK_SINK
 #define OMS_WEBHOOK_SINK "tests/webhook_sink"
 #endif
-#ifndef OMS_OMSCTL
-#define OMS_OMSCTL "cli/omsctl"
-#endif
 
 static const char *const SCHEMAS[] = {"notify", NULL};
 
@@ -346,17 +343,9 @@ static double metric(const char *series)
  * status and its stdout (caller frees). */
 static int omsctl(const char *args, char **out)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "OMS_NOTIFY_URL=http://127.0.0.1:%d %s %s", PORT, OMS_OMSCTL,
-             args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    char *text = calloc(1, 1 << 16);
-    size_t got = fread(text, 1, (1 << 16) - 1, p);
-    text[got] = '\0';
-    int status = pclose(p);
-    *out = text;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "OMS_NOTIFY_URL=http://127.0.0.1:%d", PORT);
+    return testenv_omsctl(prefix, args, out);
 }
 
 /* ---- tests ------------------------------------------------------------ */

@@ -18,33 +18,6 @@ static const char *const NAMES[] = {"ingest", "inventory", "payment",
 #define N_SERVICES 6
 #define PORT_BASE 19781 /* ingest; the others follow in NAMES order */
 
-/* Runs omsctl with args; returns its exit status, its output in *out. */
-static int omsctl(const char *args, char **out)
-{
-    char cmd[1024], buf[8192];
-    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
-    size_t len = 0, n;
-    snprintf(cmd, sizeof cmd, "%s/cli/omsctl %s 2>&1", bin ? bin : ".", args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    while (len < sizeof buf - 1 && (n = fread(buf + len, 1, sizeof buf - 1 - len, p)) > 0)
-        len += n;
-    buf[len] = '\0';
-    int status = pclose(p);
-    *out = strdup(buf);
-    fprintf(stderr, "omsctl %s -> %d\n%s", args, WEXITSTATUS(status), buf);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static void expect_omsctl(const char *args, int want_rc, const char *want_text)
-{
-    char *out = NULL;
-    assert_int_equal(omsctl(args, &out), want_rc);
-    if (strstr(out, want_text) == NULL)
-        fail_msg("omsctl %s printed %s, not %s", args, out, want_text);
-    free(out);
-}
-
 /* Points omsctl at the ports this test starts the services on. */
 static void set_service_urls(void)
 {
@@ -62,7 +35,7 @@ static void test_version(void **state)
 {
     (void)state;
     char *out = NULL;
-    assert_int_equal(omsctl("--version", &out), 0);
+    assert_int_equal(testenv_omsctl(NULL, "--version", &out), 0);
     assert_string_equal(out, "omsctl " OMS_VERSION "\n");
     free(out);
 }
@@ -78,17 +51,17 @@ static void test_status_and_pending_refund(void **state)
     set_service_urls();
     for (int i = 0; i < N_SERVICES; i++)
         pids[i] = testenv_service_start(NAMES[i], PORT_BASE + i, NULL);
-    expect_omsctl("status", 0, "analytics");
+    testenv_expect_omsctl("status", 0, "analytics");
 
     testenv_service_stop(pids[3]); /* notify */
     pids[3] = 0;
-    expect_omsctl("status", 1, "down");
-    expect_omsctl("status --json", 1,
+    testenv_expect_omsctl("status", 1, "down");
+    testenv_expect_omsctl("status --json", 1,
                   "\"name\":\"notify\",\"url\":\"http://127.0.0.1:19784\",\"state\":\"down\"");
 
     testenv_service_stop(pids[4]); /* refund */
     pids[4] = 0;
-    expect_omsctl("refund ORD-PENDING 1.00 --key cli-pending --wait 1", 3,
+    testenv_expect_omsctl("refund ORD-PENDING 1.00 --key cli-pending --wait 1", 3,
                   "requested; still pending after 1s (the refund service is not answering)");
     for (int i = 0; i < N_SERVICES; i++)
         if (pids[i] > 0)

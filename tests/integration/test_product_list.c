@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #define INGEST_PORT 19711
 #define INVENTORY_PORT 19712
@@ -61,23 +60,6 @@ static void build_csv(void)
     assert_true(len < sizeof CSV - 1);
 }
 
-static int omsctl(const char *args, char **out)
-{
-    char cmd[2048], buf[16384];
-    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
-    size_t len = 0, n;
-    snprintf(cmd, sizeof cmd, "%s/cli/omsctl %s 2>&1", bin ? bin : ".", args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    while (len < sizeof buf - 1 && (n = fread(buf + len, 1, sizeof buf - 1 - len, p)) > 0)
-        len += n;
-    buf[len] = '\0';
-    int status = pclose(p);
-    *out = strdup(buf);
-    fprintf(stderr, "omsctl %s -> %d\n%s", args, WEXITSTATUS(status), buf);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static void load_priced(js_conn *js, const char *sku, long on_hand, long price_cents)
 {
     Oms__V1__ProductUpserted ev = OMS__V1__PRODUCT_UPSERTED__INIT;
@@ -105,11 +87,8 @@ static json_t *import_json(const char *path, int want_rc)
 {
     char args[1200], *out = NULL;
     snprintf(args, sizeof args, "import --json --timeout 60 %s", path);
-    assert_int_equal(omsctl(args, &out), want_rc);
-    /* --json prints one object on stdout; stderr (merged) may precede it. */
-    const char *brace = strchr(out, '{');
-    assert_non_null(brace);
-    json_t *j = json_loads(brace, JSON_DISABLE_EOF_CHECK, NULL);
+    assert_int_equal(testenv_omsctl(NULL, args, &out), want_rc);
+    json_t *j = json_loads(out, 0, NULL);
     assert_non_null(j);
     free(out);
     return j;
@@ -172,7 +151,7 @@ static void check_order(const char *id2)
 
     char args[200], *out = NULL;
     snprintf(args, sizeof args, "order show %s", id2);
-    assert_int_equal(omsctl(args, &out), 0);
+    assert_int_equal(testenv_omsctl(NULL, args, &out), 0);
     assert_non_null(strstr(out, "phone      123-456-7890\n"));
     assert_non_null(strstr(out, "address    123 Main St, Anytown\n"));
     free(out);

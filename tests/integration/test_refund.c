@@ -669,34 +669,6 @@ static void test_http_requests(void **state)
 
 /* ---- omsctl refund ---------------------------------------------------------- */
 
-/* Runs omsctl with args; returns its exit status and its stdout in *out. */
-static int omsctl(const char *args, char **out)
-{
-    char cmd[1024], buf[4096];
-    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
-    size_t len = 0;
-    snprintf(cmd, sizeof cmd, "%s/cli/omsctl %s 2>&1", bin ? bin : ".", args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n;
-    while ((n = fread(buf + len, 1, sizeof buf - 1 - len, p)) > 0 && len < sizeof buf - 1)
-        len += n;
-    buf[len] = '\0';
-    int status = pclose(p);
-    *out = strdup(buf);
-    fprintf(stderr, "omsctl %s -> %d\n%s", args, WEXITSTATUS(status), buf);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static void expect_omsctl(const char *args, int want_rc, const char *want_text)
-{
-    char *out = NULL;
-    assert_int_equal(omsctl(args, &out), want_rc);
-    if (strstr(out, want_text) == NULL)
-        fail_msg("omsctl %s printed %s, not %s", args, out, want_text);
-    free(out);
-}
-
 static void test_omsctl_refund(void **state)
 {
     (void)state;
@@ -710,19 +682,19 @@ static void test_omsctl_refund(void **state)
                              "SELECT count(*) FROM refund.paid_orders WHERE order_id = '%s'",
                              "RO-1"),
                      1);
-    expect_omsctl("refund RO-1 12.50 --key cli-1 --reason 'wrong size'", 0,
+    testenv_expect_omsctl("refund RO-1 12.50 --key cli-1 --reason 'wrong size'", 0,
                   "refunded 12.50 USD (12.50 USD refunded on the order in total)");
     /* The same command again: the first outcome, nothing refunded twice. */
-    expect_omsctl("refund RO-1 12.50 --key cli-1 --reason 'wrong size'", 0,
+    testenv_expect_omsctl("refund RO-1 12.50 --key cli-1 --reason 'wrong size'", 0,
                   "refund cli-1 on RO-1: processed");
-    expect_omsctl("refund RO-1 40.00 --key cli-2", 1,
+    testenv_expect_omsctl("refund RO-1 40.00 --key cli-2", 1,
                   "rejected: refund of 40.00 USD exceeds the 37.50 USD still refundable on RO-1");
-    expect_omsctl("refund RO-1", 0, "(50.00 USD refunded on the order in total, in full)");
-    expect_omsctl("refund status --order RO-1", 0,
+    testenv_expect_omsctl("refund RO-1", 0, "(50.00 USD refunded on the order in total, in full)");
+    testenv_expect_omsctl("refund status --order RO-1", 0,
                   "order RO-1: paid 50.00 USD, refunded 50.00 USD");
-    expect_omsctl("refund status --key cli-2", 0, "refund cli-2 on RO-1: rejected");
-    expect_omsctl("refund status --key no-such-key", 1, "no refund request with key no-such-key");
-    expect_omsctl("refund RO-1 1.001", 2, "AMOUNT \"1.001\" must be a decimal");
+    testenv_expect_omsctl("refund status --key cli-2", 0, "refund cli-2 on RO-1: rejected");
+    testenv_expect_omsctl("refund status --key no-such-key", 1, "no refund request with key no-such-key");
+    testenv_expect_omsctl("refund RO-1 1.001", 2, "AMOUNT \"1.001\" must be a decimal");
     assert_int_equal(pg_long(pg, "SELECT refunded_cents FROM refund.paid_orders WHERE"
                                  " order_id = '%s'", "RO-1"), 5000);
     assert_int_equal(pg_long(pg, "SELECT count(*) FROM refund.refunds WHERE order_id = '%s'",

@@ -30,21 +30,7 @@ static const char *const PAYMENT_ENV[] = {"OMS_PAYMENT_SUCCESS_RATE=1", NULL};
 /* Runs omsctl with args; returns its exit status, stdout in *out. */
 static int omsctl(const char *args, char **out)
 {
-    char cmd[1024];
-    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
-    size_t len = 0, cap = 1 << 16, n;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    snprintf(cmd, sizeof cmd, "%s/cli/omsctl %s", bin ? bin : ".", args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    while (len < cap - 1 && (n = fread(buf + len, 1, cap - 1 - len, p)) > 0)
-        len += n;
-    buf[len] = '\0';
-    int status = pclose(p);
-    fprintf(stderr, "omsctl %s -> %d\n%s", args, WEXITSTATUS(status), buf);
-    *out = buf;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return testenv_omsctl(NULL, args, out);
 }
 
 /* The trace of order_id as JSON (omsctl trace --json), asserting exit 0. */

@@ -576,3 +576,35 @@ void testenv_terminal_events(js_conn *js, PGconn *pg, long *paid, long *failed)
                      *paid + *failed);
     testenv_msgs_free(msgs, n);
 }
+
+int testenv_omsctl(const char *prefix, const char *args, char **out)
+{
+    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
+    size_t len = 0, cap = 1 << 16, n;
+    char cmd[4096];
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    snprintf(cmd, sizeof cmd, "%s '%s/cli/omsctl' %s", prefix ? prefix : "", bin ? bin : ".",
+             args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    while (len < cap - 1 && (n = fread(buf + len, 1, cap - 1 - len, p)) > 0)
+        len += n;
+    buf[len] = '\0';
+    int status = pclose(p);
+    int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    fprintf(stderr, "omsctl %s -> %d\n%s", args, rc, buf);
+    *out = buf;
+    return rc;
+}
+
+void testenv_expect_omsctl(const char *args, int want_rc, const char *want_text)
+{
+    char with_stderr[2048], *out = NULL;
+    snprintf(with_stderr, sizeof with_stderr, "%s 2>&1", args);
+    int rc = testenv_omsctl(NULL, with_stderr, &out);
+    if (rc != want_rc || strstr(out, want_text) == NULL)
+        fail_msg("omsctl %s exited %d printing %s; wanted %d and %s", args, rc, out, want_rc,
+                 want_text);
+    free(out);
+}

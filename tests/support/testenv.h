@@ -98,6 +98,17 @@ long testenv_wait_pg(PGconn *c, const char *sql, long want, int timeout_ms);
 long testenv_http(const char *method, int port, const char *path, const char *token,
                   char **body);
 
+/* Runs the build's omsctl through the shell as "<prefix> omsctl <args>":
+ * prefix (may be NULL) is shell text before the command, such as variable
+ * assignments or a `cd DIR &&`; args may end in 2>&1 to capture stderr too.
+ * Returns the exit status (-1 when it did not exit); *out gets stdout
+ * (caller frees). The command and its output are logged to stderr. */
+int testenv_omsctl(const char *prefix, const char *args, char **out);
+
+/* Runs omsctl with args, stderr included, and fails the test unless it exits
+ * want_rc with want_text somewhere in its output. */
+void testenv_expect_omsctl(const char *args, int want_rc, const char *want_text);
+
 /* Starts a peer we do not ship (a test server from tests/support/) as path
  * with args (NULL-terminated), its stderr appended to
  * <build>/Testing/<name>-<port>.log, and waits until it accepts TCP
