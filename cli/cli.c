@@ -8,6 +8,7 @@
 #include "order_csv.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,20 +231,72 @@ oms_status cli_require_stream(js_conn *c, const char *stream)
     return OMS_ENATS;
 }
 
+/* The first record of an order file decides whether one column (products)
+ * may be longer than the others, as ingest reads it. */
+typedef struct scan_ctx {
+    csvrec_fn fn;
+    void *ctx;
+    csvrec *rec;
+    bool first;
+} scan_ctx;
+
+static void scan_record(void *arg, char *const *fields, size_t n)
+{
+    scan_ctx *sc = arg;
+    if (sc->first && order_csv_is_header(fields, n)) {
+        order_csv_header h;
+        order_col missing;
+        char err[ORDER_ERR_LEN];
+        (void)order_csv_header_parse(fields, n, &h, &missing, err);
+        if (h.layout == ORDER_LAYOUT_PRODUCTS)
+            csvrec_set_wide_field(sc->rec, (size_t)h.index[OC_PRODUCTS],
+                                  ORDER_CSV_PRODUCTS_BYTES_MAX);
+    }
+    sc->first = false;
+    sc->fn(sc->ctx, fields, n);
+}
+
+static void hex_digest(EVP_MD_CTX *md, char *out)
+{
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    out[0] = '\0';
+    if (EVP_DigestFinal_ex(md, digest, &len) != 1)
+        return;
+    for (unsigned i = 0; i < len; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
 oms_status cli_csv_scan(const char *path, csvrec_fn fn, void *ctx, const bool *stop)
+{
+    return cli_csv_scan_hashed(path, fn, ctx, stop, NULL);
+}
+
+oms_status cli_csv_scan_hashed(const char *path, csvrec_fn fn, void *ctx, const bool *stop,
+                               char *sha256_hex)
 {
     FILE *f = NULL;
     char *block = NULL;
     csvrec rec;
     bool rec_ready = false;
     oms_status s = OMS_OK;
+    scan_ctx sc = {.fn = fn, .ctx = ctx, .rec = &rec, .first = true};
+    EVP_MD_CTX *md = sha256_hex ? EVP_MD_CTX_new() : NULL;
+
+    if (sha256_hex != NULL)
+        sha256_hex[0] = '\0';
+    if (sha256_hex != NULL && (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)) {
+        s = OMS_ENOMEM;
+        goto out;
+    }
 
     if ((f = fopen(path, "rb")) == NULL) {
         cli_error("cannot open %s: %s", path, strerror(errno));
         s = OMS_EIO;
         goto out;
     }
-    if ((block = malloc(CSV_BLOCK_BYTES)) == NULL || (s = csvrec_init(&rec, fn, ctx)) != OMS_OK) {
+    if ((block = malloc(CSV_BLOCK_BYTES)) == NULL ||
+        (s = csvrec_init(&rec, scan_record, &sc)) != OMS_OK) {
         s = OMS_ENOMEM;
         goto out;
     }
@@ -253,7 +306,9 @@ oms_status cli_csv_scan(const char *path, csvrec_fn fn, void *ctx, const bool *s
     csvrec_set_limits(&rec, ORDER_CSV_FIELD_BYTES_MAX, ORDER_CSV_FIELDS_MAX);
     while (s == OMS_OK && (stop == NULL || !*stop)) {
         size_t n = fread(block, 1, CSV_BLOCK_BYTES, f);
-        if (n > 0)
+        if (n > 0 && md != NULL && EVP_DigestUpdate(md, block, n) != 1)
+            s = OMS_ENOMEM;
+        if (n > 0 && s == OMS_OK)
             s = csvrec_feed(&rec, block, n);
         if (n < CSV_BLOCK_BYTES)
             break;
@@ -263,6 +318,8 @@ oms_status cli_csv_scan(const char *path, csvrec_fn fn, void *ctx, const bool *s
         s = OMS_EIO;
     } else if (s == OMS_OK && (stop == NULL || !*stop)) {
         s = csvrec_finish(&rec);
+        if (s == OMS_OK && md != NULL)
+            hex_digest(md, sha256_hex);
     }
     if (s == OMS_ENOMEM)
         cli_error("out of memory while reading %s", path);
@@ -271,6 +328,7 @@ oms_status cli_csv_scan(const char *path, csvrec_fn fn, void *ctx, const bool *s
 out:
     if (rec_ready)
         csvrec_fini(&rec);
+    EVP_MD_CTX_free(md);
     free(block);
     if (f != NULL)
         fclose(f);

@@ -153,6 +153,12 @@ oms_status cli_print_json(json_t *json);
  * naming the file when it cannot be read. */
 oms_status cli_csv_scan(const char *path, csvrec_fn fn, void *ctx, const bool *stop);
 
+/* cli_csv_scan that also sets sha256_hex (65 bytes) to the SHA-256 of the
+ * file's bytes, in lowercase hex, when the whole file was read ("" when
+ * it stopped early). */
+oms_status cli_csv_scan_hashed(const char *path, csvrec_fn fn, void *ctx, const bool *stop,
+                               char *sha256_hex);
+
 /* ---- tables --------------------------------------------------------- */
 
 typedef struct cli_table cli_table;

@@ -70,8 +70,11 @@ static void print_help(FILE *out)
           "\n"
           "The first line must be a header. Required columns: order_id, customer_id,\n"
           "sku, qty, and unit_price or unit_price_cents; optional: placed_at, currency,\n"
-          "customer_email, customer_name, product_name. The file is refused, and\n"
-          "nothing sent, when a required column is missing. Rows with bad values are\n"
+          "customer_email, customer_name, product_name, phone, address. Or one order\n"
+          "per row: a products column (a JSON array of {\"sku\", \"quantity\"}, prices\n"
+          "optional: the catalogue's apply) and customer_id or customer_email; ids are\n"
+          "generated from the file's SHA-256 and the row (docs/csv.md). The file is\n"
+          "refused, and nothing sent, when a required column is missing. Rows with bad values are\n"
           "reported by ingest as rejected, and orders that fail are reported as\n"
           "failed: that is data, not a failure of the command.\n"
           "\n"
@@ -328,12 +331,20 @@ static void wait_outcome(progress *p, const import_args *a, import_summary *sum)
 
 /* Sends the file, waits for the outcome and prints it; returns the exit code. */
 static int run_import(js_conn *c, const import_args *a, const char *import_id,
-                      int64_t total_rows)
+                      const import_file_info *info)
 {
+    int64_t total_rows = info->data_rows;
+    char id_prefix[64];
     import_watch *w = NULL;
     progress p = {.tty = isatty(STDERR_FILENO) == 1, .follow = a->follow,
                   .total_rows = total_rows, .start_ms = oms_mono_ms()};
-    import_summary sum = {.import_id = import_id, .follow = a->follow};
+    import_summary sum = {.import_id = import_id, .follow = a->follow, .ignored = info->ignored};
+    /* The ids ingest generates are known here: the file's hash and the row. */
+    if (info->generates_ids) {
+        order_csv_generated_id(info->content_sha256, 0, id_prefix, sizeof id_prefix);
+        id_prefix[strlen(id_prefix) - 1] = '\0';
+        sum.id_prefix = id_prefix;
+    }
     int rc = CLI_EXIT_FAIL;
 
     if (cli_require_stream(c, "INGEST") != OMS_OK ||
@@ -344,7 +355,8 @@ static int run_import(js_conn *c, const import_args *a, const char *import_id,
     /* The plain line's first print comes after a second, not at once. */
     p.last_draw_ms = p.tty ? 0 : p.start_ms;
     import_send_opts so = {.path = a->path, .import_id = import_id, .chunk_rows = a->chunk_rows,
-                           .ack_wait_ms = ACK_WAIT_MS, .tick = on_tick, .tick_ctx = &p};
+                           .ack_wait_ms = ACK_WAIT_MS, .tick = on_tick, .tick_ctx = &p,
+                           .content_sha256 = info->content_sha256};
     oms_status s = import_send(c, &so, &sum.rows_sent);
     p.rows_sent = sum.rows_sent;
     if (s != OMS_OK) {
@@ -374,19 +386,19 @@ int cmd_import(int argc, char **argv)
     import_args a;
     js_conn *c = NULL;
     char uuid[37], import_id[IMPORT_ID_LEN];
-    int64_t total_rows = 0;
+    import_file_info info;
 
     int rc = parse_args(argc, argv, &a);
     if (rc != CLI_EXIT_OK)
         return rc < 0 ? CLI_EXIT_OK : rc;
-    if (import_check_file(a.path, &total_rows) != OMS_OK)
+    if (import_check_file(a.path, &info) != OMS_OK)
         return CLI_EXIT_FAIL;
     cli_catch_signals();
     if (cli_connect(&c, CLI_CONNECT_WAIT_MS) != OMS_OK)
         return CLI_EXIT_FAIL;
     oms_uuid4(uuid);
     snprintf(import_id, sizeof import_id, "imp-%s", uuid);
-    rc = run_import(c, &a, import_id, total_rows);
+    rc = run_import(c, &a, import_id, &info);
     js_conn_destroy(c);
     return rc;
 }

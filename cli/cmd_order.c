@@ -94,6 +94,10 @@ static void print_header(const json_t *o)
     printf("total      %s\n", total);
     printf("placed at  %s\n", placed);
     printf("import     %s\n", *import_id ? import_id : "- (rows published without an import)");
+    if (*str_at(o, "customer_phone"))
+        printf("phone      %s\n", str_at(o, "customer_phone"));
+    if (*str_at(o, "customer_address"))
+        printf("address    %s\n", str_at(o, "customer_address"));
 }
 
 /* One row of the lines table; the line total is "-" if it would overflow

@@ -27,11 +27,23 @@
 
 /* ---- import_check.c ---- */
 
+#define IMPORT_IGNORED_LEN 512
+
+/* What the first pass learnt about a file. */
+typedef struct import_file_info {
+    int64_t data_rows;
+    order_layout layout;
+    bool generates_ids;               /* product-list layout without order_id */
+    char content_sha256[65];          /* of the file's bytes, lowercase hex */
+    char ignored[IMPORT_IGNORED_LEN]; /* header names ingest ignores, ", "-separated */
+} import_file_info;
+
 /* Reads path once: the first record must be a header naming every required
- * column; counts the data rows after it into *data_rows. On a problem prints
- * it (naming the file, the column and the accepted names) and returns
- * OMS_EINVAL (or OMS_EIO when the file cannot be read). */
-oms_status import_check_file(const char *path, int64_t *data_rows);
+ * column; counts the data rows after it, hashes the file and lists the
+ * columns ingest ignores into *info. On a problem prints it (naming the
+ * file, the column and the accepted names) and returns OMS_EINVAL (or
+ * OMS_EIO when the file cannot be read). */
+oms_status import_check_file(const char *path, import_file_info *info);
 
 /* ---- import_send.c ---- */
 
@@ -44,6 +56,7 @@ typedef struct import_send_opts {
     int64_t chunk_rows;     /* data rows per chunk; fewer when a chunk would
                                exceed the server's max payload */
     int64_t ack_wait_ms;    /* for the PubAcks of all chunks, then of the end marker */
+    const char *content_sha256; /* sent as Oms-Content-Sha256 with every chunk; may be NULL */
     import_tick_fn tick;    /* may be NULL */
     void *tick_ctx;
 } import_send_opts;
@@ -118,6 +131,8 @@ typedef struct import_summary {
     bool follow;               /* waited for every order to be paid or failed */
     bool settled;              /* follow, and every order was paid or failed */
     int64_t dropped;           /* import_watch_dropped */
+    const char *ignored;       /* columns ingest ignored, ", "-separated; NULL or "" none */
+    const char *id_prefix;     /* generated order ids are id_prefix + row; NULL none */
 } import_summary;
 
 /* Orders of the import neither paid nor failed yet (ingest's count once the

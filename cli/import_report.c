@@ -92,6 +92,10 @@ oms_status import_print_json(const import_summary *s)
                             "timed_out", o->completed ? o->timed_out : true, "completed",
                             o->completed, "rejections", rejections_json(o), "elapsed_s",
                             s->elapsed_s);
+    if (out != NULL && s->ignored != NULL && *s->ignored != '\0')
+        json_object_set_new(out, "ignored_columns", json_string(s->ignored));
+    if (out != NULL && s->id_prefix != NULL)
+        json_object_set_new(out, "generated_order_id_prefix", json_string(s->id_prefix));
     if (out != NULL && add_lifecycle_json(out, s) != OMS_OK) {
         json_decref(out);
         out = NULL;
@@ -154,6 +158,11 @@ void import_print_text(const import_summary *s)
     printf("  valid rows      %d\n", o->valid_rows);
     print_rejections(o);
     printf("  orders created  %d\n", o->orders);
+    if (s->id_prefix != NULL)
+        printf("  order ids       generated: %sROW, ROW the file's line (row 2 is %s2)\n",
+               s->id_prefix, s->id_prefix);
+    if (s->ignored != NULL && *s->ignored != '\0')
+        printf("  ignored columns %s\n", s->ignored);
     if (o->missing_rows > 0 || o->timed_out)
         printf("  missing rows    %d (announced but never received: ingest sealed the import "
                "when it timed out)\n",

@@ -54,6 +54,8 @@ static oms_status flush_chunk(sender *s)
     natsStatus st = natsMsg_Create(&msg, IMPORT_SUBJECT, NULL, s->buf, (int)s->len);
     if (st == NATS_OK)
         st = set_headers(msg, s->o->import_id, IMPORT_HDR_CHUNK, seq, IMPORT_HDR_FIRST_ROW, first);
+    if (st == NATS_OK && s->o->content_sha256 != NULL && *s->o->content_sha256 != '\0')
+        st = natsMsgHeader_Set(msg, ORDER_CSV_HDR_CONTENT_SHA256, s->o->content_sha256);
     if (st == NATS_OK)
         st = cli_publish_async(s->c, &msg, msg_id, STALL_WAIT_MS);
     natsMsg_Destroy(msg);

@@ -54,10 +54,17 @@ static void set_fault(csvrec *r, csvrec_fault fault, size_t field, size_t byte, 
         snprintf(e->text, sizeof e->text, "row %zu %s", e->record, e->what);
 }
 
+/* The limit of the field being read (fields_seen counts the ones before). */
+static size_t limit_here(const csvrec *r)
+{
+    return r->wide_bytes_max > 0 && r->fields_seen == r->wide_index ? r->wide_bytes_max
+                                                                    : r->field_bytes_max;
+}
+
 static void stop_too_long(csvrec *r)
 {
     set_fault(r, CSVREC_FAULT_FIELD_TOO_LONG, r->fields_seen + 1, 0, "is longer than %zu bytes",
-              r->field_bytes_max);
+              limit_here(r));
     r->stopped = true;
 }
 
@@ -87,7 +94,7 @@ static void on_field(void *data, size_t len, void *ctx)
     csvrec *r = ctx;
     if (r->stopped || r->oom)
         return;
-    if (r->field_bytes_max > 0 && len > r->field_bytes_max) {
+    if (r->field_bytes_max > 0 && len > limit_here(r)) {
         stop_too_long(r);
         return;
     }
@@ -146,6 +153,12 @@ void csvrec_set_limits(csvrec *r, size_t field_bytes_max, size_t fields_max)
     r->fields_max = fields_max;
 }
 
+void csvrec_set_wide_field(csvrec *r, size_t index, size_t bytes_max)
+{
+    r->wide_index = index;
+    r->wide_bytes_max = bytes_max;
+}
+
 void csvrec_set_fault_fn(csvrec *r, csvrec_fault_fn fn)
 {
     r->fault_fn = fn;
@@ -179,7 +192,7 @@ static oms_status feed_piece(csvrec *r, const char *data, size_t len)
         else
             r->oom = true;
     }
-    if (!r->stopped && r->field_bytes_max > 0 && r->parser.entry_pos > r->field_bytes_max)
+    if (!r->stopped && r->field_bytes_max > 0 && r->parser.entry_pos > limit_here(r))
         stop_too_long(r);
     if (r->oom)
         return OMS_ENOMEM;

@@ -59,6 +59,7 @@ typedef struct csvrec {
     csvrec_fault_fn fault_fn;
     void *ctx;
     size_t field_bytes_max, fields_max; /* 0: no limit */
+    size_t wide_index, wide_bytes_max;  /* one field allowed more (0: none) */
     char *arena;          /* the current record's fields, NUL-separated */
     size_t arena_len, arena_cap;
     size_t *offsets;      /* start of each field in arena */
@@ -76,6 +77,10 @@ oms_status csvrec_init(csvrec *r, csvrec_fn fn, void *ctx);
 
 /* Limits what one record may hold; 0 leaves a limit off (the default). */
 void csvrec_set_limits(csvrec *r, size_t field_bytes_max, size_t fields_max);
+
+/* Lets field index (from 0) of every record hold up to bytes_max bytes
+ * instead of field_bytes_max (a JSON cell); only with limits set. */
+void csvrec_set_wide_field(csvrec *r, size_t index, size_t bytes_max);
 
 /* Reports record faults to fn and goes on; without it (the default) the first
  * record fault stops parsing like an input fault. */

@@ -22,8 +22,15 @@ typedef enum order_col {
     OC_CUSTOMER_EMAIL,
     OC_CUSTOMER_NAME,
     OC_PRODUCT_NAME,
+    OC_PRODUCTS,  /* the product-list layout: a JSON array of the order's lines */
+    OC_PHONE,
+    OC_ADDRESS,
     OC_COUNT
 } order_col;
+
+/* How a file lays out its orders (docs/csv.md): a row per order line, or a
+ * row per order whose `products` cell holds the lines (no `sku` column). */
+typedef enum order_layout { ORDER_LAYOUT_LINES = 0, ORDER_LAYOUT_PRODUCTS } order_layout;
 
 /* The subject and headers of ingest.rows messages (docs/events.md). */
 #define ORDER_CSV_SUBJECT "ingest.rows"
@@ -31,6 +38,9 @@ typedef enum order_col {
 #define ORDER_CSV_HDR_CHUNK "Oms-Chunk"
 #define ORDER_CSV_HDR_FIRST_ROW "Oms-First-Row"
 #define ORDER_CSV_HDR_IMPORT_END "Oms-Import-End"
+/* SHA-256 (64 lowercase hex digits) of the whole file, sent by omsctl import
+ * with every chunk: the product-list layout derives its order ids from it. */
+#define ORDER_CSV_HDR_CONTENT_SHA256 "Oms-Content-Sha256"
 
 /* What one ingest.rows message may carry (docs/events.md, Limits); ingest
  * dead-letters a message past one, omsctl import chunks within them. */
@@ -44,6 +54,10 @@ typedef enum order_col {
     "order_id (or external_order_id), customer_id, sku (or product_sku), qty, unit_price or "  \
     "unit_price_cents; optional: placed_at (or order_placed_at), currency, customer_email, "   \
     "customer_name, product_name"
+/* The product-list layout's (docs/csv.md). */
+#define ORDER_CSV_PRODUCT_LIST_COLUMNS                                                         \
+    "products (a JSON array), customer_id or customer_email; optional: order_id, "             \
+    "customer_name, phone, address"
 
 #define ORDER_QTY_MAX 100000
 #define ORDER_FIELD_MAX 256 /* bytes in any text field */
@@ -52,11 +66,16 @@ typedef enum order_col {
  * read, so one record holds at most ORDER_CSV_FIELDS_MAX fields of it. */
 #define ORDER_CSV_FIELD_BYTES_MAX 4096
 #define ORDER_CSV_FIELDS_MAX 256
+/* The products cell alone may be longer: 1,000 elements of up to 64 bytes
+ * ({"sku":"PROD-000123","quantity":100000,"unit_price":"1234.56"} is 62). */
+#define ORDER_CSV_PRODUCTS_BYTES_MAX 65536
+#define ORDER_PRODUCTS_MAX 1000
 #define ORDER_ERR_LEN 320
 
 /* Where each column is in a record (-1 when absent). */
 typedef struct order_csv_header {
     int index[OC_COUNT];
+    order_layout layout;
 } order_csv_header;
 
 /* Canonical column name ("order_id"). */
@@ -75,7 +94,16 @@ bool order_csv_is_header(char *const *fields, size_t n);
 oms_status order_csv_header_parse(char *const *fields, size_t n, order_csv_header *h,
                                   order_col *missing, char err[ORDER_ERR_LEN]);
 
-/* One validated row. Strings are borrowed from the record's fields. */
+/* One line of a product-list row; sku owned by the order_row. */
+typedef struct order_item {
+    char *sku;
+    int32_t qty;
+    int64_t unit_price_cents; /* -1: not in the file, the catalogue's price applies */
+    int element;              /* index in the JSON array of its first element */
+} order_item;
+
+/* One validated row. Strings are borrowed from the record's fields, except
+ * items (the product-list layout), owned: release with order_row_fini. */
 typedef struct order_row {
     int row;
     const char *order_id, *customer_id, *customer_email, *customer_name;
@@ -84,6 +112,10 @@ typedef struct order_row {
     int64_t unit_price_cents;
     int64_t placed_at_ms;   /* 0 when the column is absent or empty */
     const char *currency;
+    const char *phone, *address;
+    order_item *items; /* the product-list layout: n_items lines, SKUs distinct */
+    size_t n_items;
+    char customer_id_buf[ORDER_FIELD_MAX + 1]; /* the email lowercased, as customer_id */
     /* On error: the column at fault ("" for the row as a whole) and a
      * sentence starting "row N: ". */
     const char *field;
@@ -95,6 +127,19 @@ typedef struct order_row {
  * fields are then best effort (order_id is set when it was readable). */
 oms_status order_csv_row_parse(const order_csv_header *h, char *const *fields, size_t n, int row,
                                const char *currency, order_row *out);
+
+/* Frees what order_csv_row_parse allocated (the items); safe to call twice. */
+void order_row_fini(order_row *r);
+
+/* Parses a products cell (a JSON array of {"sku", "quantity" or "qty",
+ * optional "unit_price" or "unit_price_cents"}) into out->items, lines of
+ * one SKU summed. OMS_EINVAL with out->error naming the element
+ * ("row 7: products[2].quantity ..."); OMS_ENOMEM. out->row must be set. */
+oms_status order_csv_products_parse(const char *cell, order_row *out);
+
+/* Writes the order id the product-list layout gives a row without order_id:
+ * "pl-" + the first 16 hex digits of the file's SHA-256 + "-" + the row. */
+void order_csv_generated_id(const char *content_sha256_hex, int row, char *out, size_t out_len);
 
 /* True when s is strict UTF-8 (RFC 3629: no overlong forms, surrogates or
  * code points past U+10FFFF), i.e. what PostgreSQL accepts. */

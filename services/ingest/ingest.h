@@ -80,6 +80,11 @@ oms_status ingest_apply_stock_reserved(void *ctx, consumer_batch *b);
 oms_status ingest_apply_stock_rejected(void *ctx, consumer_batch *b);
 oms_status ingest_apply_payment_settled(void *ctx, consumer_batch *b);
 
+/* ---- catalogue prices (ingest_catalog.c) ---- */
+/* consumer_apply_fn for catalog.product: keeps each SKU's newest price in
+ * catalog_prices, which prices product-list lines the file gives none. */
+oms_status ingest_apply_catalog_product(void *ctx, consumer_batch *b);
+
 /* ---- refunds (ingest_refunds.c) ---- */
 /* consumer_apply_fn for refund.processed: the order becomes partially_refunded
  * or refunded, and order.refunded is published once per refund. */

@@ -15,7 +15,7 @@ static json_t *order_lines(PGconn *c, const char *order_id, const char *import_i
     json_t *lines = json_array();
     if (pg_query(c, "order lines",
                  "SELECT row_no, sku, product_name, qty, unit_price_cents FROM import_rows"
-                 " WHERE order_id = $1 AND import_id = $2 AND reason IS NULL ORDER BY row_no",
+                 " WHERE order_id = $1 AND import_id = $2 AND reason IS NULL ORDER BY row_no, line_no",
                  2, params, PGRES_TUPLES_OK, &res) != OMS_OK)
         return lines;
     for (int r = 0; r < PQntuples(res); r++)
@@ -64,7 +64,8 @@ static void h_order(void *ctx, const http_request *req, http_response *resp)
                             "SELECT o.order_id, o.customer_id, o.customer_email, o.customer_name,"
                             " o.total_cents, o.currency, o.placed_at_ms, o.import_id, i.kind,"
                             " o.status, o.status_reason,"
-                            " to_char(o.created_at AT TIME ZONE 'UTC', " ISO_MS ")"
+                            " to_char(o.created_at AT TIME ZONE 'UTC', " ISO_MS "),"
+                            " o.customer_phone, o.customer_address"
                             " FROM orders o JOIN imports i USING (import_id) WHERE o.order_id = $1",
                             1, params, PGRES_TUPLES_OK, &res);
     if (s != OMS_OK) {
@@ -81,6 +82,8 @@ static void h_order(void *ctx, const http_request *req, http_response *resp)
             "placed_at_ms", (json_int_t)atoll(PQgetvalue(res, 0, 6)), "import_id",
             live ? "" : PQgetvalue(res, 0, 7), "status", PQgetvalue(res, 0, 9), "reason",
             PQgetvalue(res, 0, 10));
+        json_object_set_new(o, "customer_phone", json_string(PQgetvalue(res, 0, 12)));
+        json_object_set_new(o, "customer_address", json_string(PQgetvalue(res, 0, 13)));
         json_object_set_new(o, "lines", order_lines(c, order_id, PQgetvalue(res, 0, 7)));
         json_object_set_new(o, "history", order_history(c, order_id, PQgetvalue(res, 0, 11)));
         http_respond_json(resp, 200, o);

@@ -19,22 +19,30 @@
 #include "order_csv.h"
 #include "pgcopy.h"
 
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define LIVE_PREFIX "live:"
+#define SHA256_HEX_LEN (2 * SHA256_DIGEST_LENGTH)
 
-/* One received row; strings owned. reason NULL = valid so far. */
+/* One received row, or one line of a product-list row (line_no from 0:
+ * the lines of a row share its seq, row_no and fate); strings owned.
+ * reason NULL = valid so far. */
 typedef struct in_row {
     char *import_id;
-    int seq, row_no;
-    char *order_id, *customer_id, *email, *name, *sku, *product_name;
+    int seq, row_no, line_no, element;
+    char *order_id, *customer_id, *email, *name, *sku, *product_name, *phone, *address;
     int32_t qty;
-    int64_t price_cents, placed_at_ms;
+    int64_t price_cents, placed_at_ms; /* price -1: the catalogue's, looked up before COPY */
     const char *field; /* static column name, or "" */
     char *reason;
     bool publish_now;  /* rejected outside a seal: publish import.rejected now */
+    /* Lines after the first of a product-list row borrow its strings (all
+     * but sku, reason included): a row's customer is held once however
+     * many lines it has (docs/architecture.md, "Bounds per message"). */
+    bool shares;
 } in_row;
 
 /* The rows of one message while it is parsed. */
@@ -44,6 +52,9 @@ typedef struct chunk {
     int64_t now_ms;
     int next_row;
     bool first_record, header_bad, explicit_rows;
+    const oms_msg *msg;
+    csvrec *rec;
+    char content_sha[SHA256_HEX_LEN + 1]; /* of the file (header) or message; "" until needed */
     order_csv_header header;
     order_col missing;
     char header_error[ORDER_ERR_LEN];
@@ -57,8 +68,22 @@ typedef struct chunk {
 
 static void row_free(in_row *r)
 {
+    free(r->sku);
+    if (r->shares)
+        return;
     free(r->import_id), free(r->order_id), free(r->customer_id), free(r->email);
-    free(r->name), free(r->sku), free(r->product_name), free(r->reason);
+    free(r->name), free(r->product_name), free(r->reason);
+    free(r->phone), free(r->address);
+}
+
+/* Line x of the row whose first line is first borrows its strings. */
+static void share_first(in_row *x, const in_row *first)
+{
+    x->shares = true;
+    x->import_id = first->import_id, x->order_id = first->order_id;
+    x->customer_id = first->customer_id, x->email = first->email, x->name = first->name;
+    x->product_name = first->product_name, x->phone = first->phone;
+    x->address = first->address, x->reason = first->reason, x->field = first->field;
 }
 
 static void chunk_fini(chunk *c)
@@ -95,7 +120,8 @@ static char *live_import_id(const char *order_id)
     return id;
 }
 
-static void store_row(chunk *c, const order_row *r, bool valid)
+/* Stores line `line` of r (the row itself in the line-per-item layout). */
+static void store_line(chunk *c, const order_row *r, bool valid, size_t line)
 {
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 256;
@@ -111,22 +137,59 @@ static void store_row(chunk *c, const order_row *r, bool valid)
     memset(x, 0, sizeof *x);
     x->row_no = r->row;
     x->seq = r->row;
+    x->line_no = (int)line;
+    x->placed_at_ms = r->placed_at_ms ? r->placed_at_ms : c->now_ms;
+    x->sku = dup_text(line < r->n_items ? r->items[line].sku : r->sku);
+    x->qty = line < r->n_items ? r->items[line].qty : r->qty;
+    x->price_cents = line < r->n_items ? r->items[line].unit_price_cents : r->unit_price_cents;
+    x->element = line < r->n_items ? r->items[line].element : 0;
+    if (line > 0) {
+        share_first(x, x - line);
+        if (x->sku == NULL)
+            c->oom = true;
+        return;
+    }
     x->order_id = dup_text(r->order_id);
     x->import_id = c->import_id ? strdup(c->import_id)
                                 : live_import_id(x->order_id ? x->order_id : "");
     x->customer_id = dup_text(r->customer_id);
     x->email = dup_text(r->customer_email);
     x->name = dup_text(r->customer_name);
-    x->sku = dup_text(r->sku);
     x->product_name = dup_text(r->product_name);
-    x->qty = r->qty;
-    x->price_cents = r->unit_price_cents;
-    x->placed_at_ms = r->placed_at_ms ? r->placed_at_ms : c->now_ms;
+    x->phone = dup_text(r->phone);
+    x->address = dup_text(r->address);
     x->field = r->field ? r->field : "";
     x->reason = valid ? NULL : dup_text(r->error);
     if (!x->import_id || !x->order_id || !x->customer_id || !x->email || !x->name || !x->sku ||
-        !x->product_name || (!valid && !x->reason))
+        !x->product_name || !x->phone || !x->address || (!valid && !x->reason))
         c->oom = true;
+}
+
+/* Stores a row: one in_row per line of a valid product-list row. */
+static void store_row(chunk *c, const order_row *r, bool valid)
+{
+    size_t lines = valid && r->n_items > 0 ? r->n_items : 1;
+    for (size_t k = 0; k < lines && !c->oom; k++)
+        store_line(c, r, valid, k);
+}
+
+static void hex_of(const unsigned char *digest, char out[SHA256_HEX_LEN + 1])
+{
+    for (size_t i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
+/* The id of a product-list row without order_id: from the file's SHA-256
+ * when the publisher sent it (omsctl import does), otherwise from the
+ * message's own (docs/csv.md, "Generated order ids"). */
+static void generate_id(chunk *c, int row, char *out, size_t out_len)
+{
+    if (c->content_sha[0] == '\0') {
+        unsigned char digest[SHA256_DIGEST_LENGTH];
+        SHA256(c->msg->data, c->msg->len, digest);
+        hex_of(digest, c->content_sha);
+    }
+    order_csv_generated_id(c->content_sha, row, out, out_len);
 }
 
 /* The number of the next data row, or false once the message holds
@@ -205,6 +268,9 @@ static void on_record(void *arg, char *const *fields, size_t n)
             if (order_csv_header_parse(fields, n, &c->header, &c->missing, c->header_error) !=
                 OMS_OK)
                 c->header_bad = true;
+            else if (c->header.layout == ORDER_LAYOUT_PRODUCTS)
+                csvrec_set_wide_field(c->rec, (size_t)c->header.index[OC_PRODUCTS],
+                                      ORDER_CSV_PRODUCTS_BYTES_MAX);
             /* Without Oms-First-Row the header is row 1, as in a spreadsheet. */
             if (!c->explicit_rows)
                 c->next_row = 2;
@@ -223,7 +289,17 @@ static void on_record(void *arg, char *const *fields, size_t n)
         return;
     }
     oms_status s = order_csv_row_parse(&c->header, fields, n, row, c->ctx->currency, &r);
-    store_row(c, &r, s == OMS_OK);
+    char generated[64];
+    if (c->header.layout == ORDER_LAYOUT_PRODUCTS && r.order_id != NULL && *r.order_id == '\0' &&
+        strcmp(r.field, "order_id") != 0) {
+        generate_id(c, row, generated, sizeof generated);
+        r.order_id = generated;
+    }
+    if (s == OMS_ENOMEM)
+        c->oom = true;
+    else
+        store_row(c, &r, s == OMS_OK);
+    order_row_fini(&r);
 }
 
 /* The CSV stops being readable at a field of the record being read: that
@@ -250,6 +326,8 @@ static oms_status chunk_parse(chunk *c, const oms_msg *m, int first_row)
         return s;
     csvrec_set_limits(&rec, ORDER_CSV_FIELD_BYTES_MAX, ORDER_CSV_FIELDS_MAX);
     csvrec_set_fault_fn(&rec, on_fault);
+    c->rec = &rec;
+    c->msg = m;
     c->first_record = true;
     c->explicit_rows = first_row > 0;
     c->next_row = first_row > 0 ? first_row : 1;
@@ -299,9 +377,108 @@ static oms_status header_int(consumer_batch *b, size_t i, const char *key, const
     return OMS_OK;
 }
 
-static void mark_late(in_row *r, bool live)
+/* ---- catalogue prices ------------------------------------------------- */
+
+static int cmp_sku(const void *key, const void *elem)
+{
+    return strcmp(key, *(const char *const *)elem);
+}
+
+/* Rejects the lines [from, to) of one product-list row: line `at` has no
+ * price anywhere. */
+static void reject_unpriced(chunk *c, size_t from, size_t to, const in_row *at)
+{
+    char reason[ORDER_ERR_LEN];
+    snprintf(reason, sizeof reason,
+             "row %d: products[%d].sku \"%.80s\" has no price: it is not in the catalogue "
+             "(omsctl stock load) and the file gives no unit_price",
+             at->row_no, at->element, at->sku);
+    in_row *first = &c->rows[from];
+    free(first->reason);
+    first->field = "products";
+    if ((first->reason = strdup(reason)) == NULL)
+        c->oom = true;
+    for (size_t i = from + 1; i < to; i++)
+        share_first(&c->rows[i], first);
+}
+
+/* Gives each line of the chunk without a price the catalogue's (skus: the
+ * known SKUs in byte order, prices alongside); a row with a line priced
+ * nowhere is rejected whole. */
+static void apply_prices(chunk *c, const char **skus, const int64_t *prices, size_t n_skus)
+{
+    for (size_t i = 0; i < c->n;) {
+        size_t j = i + 1;
+        while (j < c->n && c->rows[j].line_no > 0)
+            j++;
+        for (size_t k = i; k < j && c->rows[i].reason == NULL; k++) {
+            in_row *r = &c->rows[k];
+            if (r->price_cents >= 0)
+                continue;
+            const char **hit = bsearch(r->sku, skus, n_skus, sizeof *skus, cmp_sku);
+            if (hit != NULL)
+                r->price_cents = prices[hit - skus];
+            else
+                reject_unpriced(c, i, j, r);
+        }
+        i = j;
+    }
+}
+
+/* Prices the lines the file gave no price from catalog_prices (one query
+ * for the chunk). */
+static oms_status price_lines(PGconn *conn, chunk *c)
+{
+    pg_array wanted;
+    PGresult *res = NULL;
+    const char **skus = NULL;
+    int64_t *prices = NULL;
+    oms_status s = OMS_OK;
+
+    pg_array_init(&wanted);
+    for (size_t i = 0; i < c->n && s == OMS_OK; i++)
+        if (c->rows[i].price_cents < 0 && c->rows[i].reason == NULL)
+            s = pg_array_add(&wanted, c->rows[i].sku) ? OMS_ENOMEM : OMS_OK;
+    if (s != OMS_OK || wanted.count == 0)
+        goto out;
+    const char *params[] = {pg_array_literal(&wanted)};
+    /* Byte order (COLLATE "C") is strcmp's, for bsearch. */
+    if ((s = pg_query(conn, "catalog prices",
+                      "SELECT sku, price_cents FROM catalog_prices WHERE sku = ANY($1::text[])"
+                      " ORDER BY sku COLLATE \"C\"",
+                      1, params, PGRES_TUPLES_OK, &res)) != OMS_OK)
+        goto out;
+    size_t n = (size_t)PQntuples(res);
+    skus = calloc(n + 1, sizeof *skus);
+    prices = calloc(n + 1, sizeof *prices);
+    if (skus == NULL || prices == NULL) {
+        s = OMS_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        skus[i] = PQgetvalue(res, (int)i, 0);
+        prices[i] = atoll(PQgetvalue(res, (int)i, 1));
+    }
+    apply_prices(c, skus, prices, n);
+    s = c->oom ? OMS_ENOMEM : OMS_OK;
+out:
+    free(skus);
+    free(prices);
+    PQclear(res);
+    pg_array_fini(&wanted);
+    return s;
+}
+
+/* Rejects r as late or a duplicate. first: the row's first line, which a
+ * later line (marked after it) takes its reason from. */
+static void mark_late(in_row *r, bool live, const in_row *first)
 {
     char buf[ORDER_ERR_LEN + 64];
+    r->publish_now = true;
+    if (r->shares) {
+        share_first(r, first);
+        return;
+    }
     if (live)
         snprintf(buf, sizeof buf, "row %d: order %s was already created; this row is a duplicate",
                  r->row_no, r->order_id);
@@ -312,14 +489,23 @@ static void mark_late(in_row *r, bool live)
     free(r->reason);
     r->reason = strdup(buf);
     r->field = live ? "order_id" : "";
-    r->publish_now = true;
 }
 
 /* Counts the rows of a file chunk into its import; late rows if sealed. */
+/* Rows of the chunk as the file counts them (a product-list row is one
+ * row, however many lines it brought). */
+static size_t file_rows(const in_row *rows, size_t n)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += rows[i].line_no == 0;
+    return count;
+}
+
 static oms_status register_file(PGconn *conn, chunk *c)
 {
     char count[24];
-    snprintf(count, sizeof count, "%zu", c->n);
+    snprintf(count, sizeof count, "%zu", file_rows(c->rows, c->n));
     const char *params[] = {c->import_id, count};
     PGresult *res = NULL;
     oms_status s = pg_query(conn, "import upsert",
@@ -329,8 +515,10 @@ static oms_status register_file(PGconn *conn, chunk *c)
                             " last_row_at = now() RETURNING sealed_at IS NOT NULL",
                             2, params, PGRES_TUPLES_OK, &res);
     if (s == OMS_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0)
-        for (size_t i = 0; i < c->n; i++)
-            mark_late(&c->rows[i], false);
+        for (size_t i = 0, first = 0; i < c->n; i++) {
+            first = c->rows[i].line_no == 0 ? i : first;
+            mark_late(&c->rows[i], false, &c->rows[first]);
+        }
     PQclear(res);
     return s;
 }
@@ -339,7 +527,9 @@ static int cmp_row_import(const void *a, const void *b)
 {
     const in_row *const *x = a, *const *y = b;
     int d = strcmp((*x)->import_id, (*y)->import_id);
-    return d ? d : (*x)->row_no - (*y)->row_no;
+    if (d == 0)
+        d = (*x)->row_no - (*y)->row_no;
+    return d ? d : (*x)->line_no - (*y)->line_no;
 }
 
 /* Numbers rows that belong to no order from a sequence (one round trip). */
@@ -380,10 +570,10 @@ static oms_status register_live(PGconn *conn, chunk *c)
     if (s == OMS_OK && orphans > 0)
         s = number_orphans(conn, sorted, orphans);
     for (size_t i = orphans; s == OMS_OK && i < c->n;) {
-        size_t j = i;
-        while (j < c->n && strcmp(sorted[j]->import_id, sorted[i]->import_id) == 0)
-            j++;
-        if (pg_array_add(&ids, sorted[i]->import_id) || pg_array_add_int(&counts, (int64_t)(j - i)))
+        size_t j = i, rows = 0;
+        for (; j < c->n && strcmp(sorted[j]->import_id, sorted[i]->import_id) == 0; j++)
+            rows += sorted[j]->line_no == 0;
+        if (pg_array_add(&ids, sorted[i]->import_id) || pg_array_add_int(&counts, (int64_t)rows))
             s = OMS_ENOMEM;
         i = j;
     }
@@ -404,12 +594,18 @@ static oms_status register_live(PGconn *conn, chunk *c)
         size_t first = orphans, last;
         while (first < c->n && strcmp(sorted[first]->import_id, id) != 0)
             first++;
+        int rows = 0;
         for (last = first; last < c->n && strcmp(sorted[last]->import_id, id) == 0; last++)
-            ;
+            rows += sorted[last]->line_no == 0;
+        /* The lines of a product-list row share the row's number. */
+        int seq = received - rows;
+        const in_row *line0 = sorted[first];
         for (size_t k = first; k < last; k++) {
-            sorted[k]->seq = received - (int)(last - first) + (int)(k - first) + 1;
+            seq += sorted[k]->line_no == 0;
+            line0 = sorted[k]->line_no == 0 ? sorted[k] : line0;
+            sorted[k]->seq = seq;
             if (sealed)
-                mark_late(sorted[k], true);
+                mark_late(sorted[k], true, line0);
         }
     }
     PQclear(res);
@@ -421,7 +617,7 @@ static oms_status register_live(PGconn *conn, chunk *c)
 #define COPY_IMPORT_ROWS                                                                   \
     "COPY import_rows (import_id, seq, row_no, order_id, customer_id, customer_email,"      \
     " customer_name, sku, product_name, qty, unit_price_cents, currency, placed_at_ms,"     \
-    " field, reason) FROM STDIN"
+    " field, reason, line_no, customer_phone, customer_address) FROM STDIN"
 
 /* Sends the buffered rows, and the batch's events, once they hold at least
  * min_bytes (0: the rows, whatever is there; the consumer sends the events):
@@ -459,8 +655,11 @@ static oms_status write_rows(chunk *c, pgcopy *copy, consumer_batch *b, const ch
         pgcopy_int(copy, r->placed_at_ms);
         pgcopy_text(copy, r->reason ? r->field : NULL);
         pgcopy_text(copy, r->reason);
+        pgcopy_int(copy, r->line_no);
+        pgcopy_text(copy, r->phone);
+        pgcopy_text(copy, r->address);
         pgcopy_end_row(copy);
-        if (r->publish_now)
+        if (r->publish_now && r->line_no == 0)
             s = ingest_emit_rejected(b->outbox, r->import_id, r->row_no, r->order_id, r->field,
                                      r->reason, causation);
         if (s == OMS_OK)
@@ -530,6 +729,26 @@ static bool message_fits(consumer_batch *b, size_t i)
     return true;
 }
 
+/* Copies header Oms-Content-Sha256 (64 hex digits, lowercased) into out, ""
+ * when absent; false (the message rejected) when it is malformed. */
+static bool content_sha_of(consumer_batch *b, size_t i, char out[SHA256_HEX_LEN + 1])
+{
+    const char *v = oms_msg_header(&b->msgs[i], ORDER_CSV_HDR_CONTENT_SHA256);
+    size_t n = 0;
+    out[0] = '\0';
+    if (v == NULL)
+        return true;
+    for (; n < SHA256_HEX_LEN && strchr("0123456789abcdefABCDEF", v[n]) && v[n]; n++)
+        out[n] = (char)(v[n] >= 'A' && v[n] <= 'F' ? v[n] + 32 : v[n]);
+    out[n] = '\0';
+    if (n == SHA256_HEX_LEN && v[n] == '\0')
+        return true;
+    out[0] = '\0';
+    consumer_reject(b, i, "header %s \"%.80s\" must be 64 hexadecimal digits (a SHA-256)",
+                    ORDER_CSV_HDR_CONTENT_SHA256, v);
+    return false;
+}
+
 static oms_status apply_message(ingest_ctx *ctx, consumer_batch *b, size_t i, pgcopy *copy)
 {
     const oms_msg *m = &b->msgs[i];
@@ -562,12 +781,16 @@ static oms_status apply_message(ingest_ctx *ctx, consumer_batch *b, size_t i, pg
         return apply_end(b, i, import_id, end_rows);
 
     chunk c = {.ctx = ctx, .import_id = import_id, .now_ms = oms_now_ms()};
+    if (!content_sha_of(b, i, c.content_sha))
+        return OMS_OK;
     s = chunk_parse(&c, m, (int)first_row);
     if (s == OMS_EINVAL) {
         consumer_reject(b, i, "%s", c.unreadable);
         s = OMS_OK;
     } else if (s == OMS_OK && c.n > 0) {
-        s = import_id ? register_file(b->conn, &c) : register_live(b->conn, &c);
+        s = price_lines(b->conn, &c);
+        if (s == OMS_OK)
+            s = import_id ? register_file(b->conn, &c) : register_live(b->conn, &c);
         if (s == OMS_OK)
             s = write_rows(&c, copy, b, m->event_id);
     }

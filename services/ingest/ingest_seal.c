@@ -148,7 +148,7 @@ static oms_status reject_invalid_orders(PGconn *conn, const char *ids, size_t n_
 
 /* The order being assembled from consecutive rows; strings owned. */
 typedef struct order_builder {
-    char *import_id, *order_id, *customer_id, *email, *name, *currency;
+    char *import_id, *order_id, *customer_id, *email, *name, *currency, *phone, *address;
     int64_t placed_at_ms, total_cents;
     Oms__V1__OrderLine *lines;
     Oms__V1__OrderLine **line_ptrs;
@@ -168,12 +168,13 @@ typedef struct seal_run {
 static void builder_reset(order_builder *o)
 {
     free(o->import_id), free(o->order_id), free(o->customer_id);
-    free(o->email), free(o->name), free(o->currency);
+    free(o->email), free(o->name), free(o->currency), free(o->phone), free(o->address);
     for (size_t i = 0; i < o->n_lines; i++) {
         free(o->lines[i].sku);
         free(o->lines[i].product_name);
     }
     o->import_id = o->order_id = o->customer_id = o->email = o->name = o->currency = NULL;
+    o->phone = o->address = NULL;
     o->n_lines = 0;
     o->total_cents = 0;
 }
@@ -183,6 +184,16 @@ static void builder_fini(order_builder *o)
     builder_reset(o);
     free(o->lines);
     free(o->line_ptrs);
+}
+
+/* The order keeps the first non-empty value its rows give. */
+static oms_status keep_first(char **held, const char *value)
+{
+    if (**held != '\0' || *value == '\0')
+        return OMS_OK;
+    free(*held);
+    *held = strdup(value);
+    return *held ? OMS_OK : OMS_ENOMEM;
 }
 
 static oms_status builder_add_line(order_builder *o, PGresult *p, int r)
@@ -218,7 +229,10 @@ static oms_status builder_add_line(order_builder *o, PGresult *p, int r)
         free(o->name);
         o->name = strdup(PQgetvalue(p, r, 4));
     }
-    return (o->email && o->name) ? OMS_OK : OMS_ENOMEM;
+    if (o->email == NULL || o->name == NULL)
+        return OMS_ENOMEM;
+    oms_status s = keep_first(&o->phone, PQgetvalue(p, r, 11));
+    return s == OMS_OK ? keep_first(&o->address, PQgetvalue(p, r, 12)) : s;
 }
 
 static oms_status builder_start(order_builder *o, PGresult *p, int r)
@@ -229,9 +243,12 @@ static oms_status builder_start(order_builder *o, PGresult *p, int r)
     o->customer_id = strdup(PQgetvalue(p, r, 2));
     o->email = strdup("");
     o->name = strdup("");
+    o->phone = strdup("");
+    o->address = strdup("");
     o->currency = strdup(PQgetvalue(p, r, 9));
     o->placed_at_ms = atoll(PQgetvalue(p, r, 10));
-    if (!o->import_id || !o->order_id || !o->customer_id || !o->email || !o->name || !o->currency)
+    if (!o->import_id || !o->order_id || !o->customer_id || !o->email || !o->name || !o->currency ||
+        !o->phone || !o->address)
         return OMS_ENOMEM;
     return OMS_OK;
 }
@@ -259,6 +276,8 @@ static oms_status emit_order(seal_run *run)
     ev.currency = o->currency;
     ev.placed_at_ms = o->placed_at_ms;
     ev.import_id = ingest_is_live(o->import_id) ? "" : o->import_id;
+    ev.customer_phone = o->phone;
+    ev.customer_address = o->address;
 
     pgcopy_text(&run->orders, o->order_id);
     pgcopy_text(&run->orders, o->import_id);
@@ -270,6 +289,8 @@ static oms_status emit_order(seal_run *run)
     pgcopy_int(&run->orders, o->placed_at_ms);
     pgcopy_int(&run->orders, (int64_t)o->n_lines);
     pgcopy_text(&run->orders, id);
+    pgcopy_text(&run->orders, o->phone);
+    pgcopy_text(&run->orders, o->address);
     pgcopy_end_row(&run->orders);
     run->orders_created++;
     return outbox_batch_add_message(run->ob, "order.created", id, &ev.base);
@@ -280,7 +301,7 @@ static oms_status flush_orders(seal_run *run)
     oms_status s = pgcopy_send(&run->orders, run->conn,
                                "COPY orders (order_id, import_id, customer_id, customer_email,"
                                " customer_name, total_cents, currency, placed_at_ms, line_count,"
-                               " created_event_id) FROM STDIN");
+                               " created_event_id, customer_phone, customer_address) FROM STDIN");
     if (s == OMS_OK)
         s = outbox_batch_flush(run->ob, run->conn);
     return s;
@@ -325,9 +346,9 @@ static oms_status create_orders(seal_run *run, const char *ids)
     oms_status s = pg_cursor_each(
         run->conn,
         "SELECT import_id, order_id, customer_id, customer_email, customer_name, sku,"
-        " product_name, qty, unit_price_cents, currency, placed_at_ms FROM import_rows"
-        " WHERE import_id = ANY($1::text[]) AND reason IS NULL"
-        " ORDER BY import_id, order_id, row_no",
+        " product_name, qty, unit_price_cents, currency, placed_at_ms, customer_phone,"
+        " customer_address FROM import_rows WHERE import_id = ANY($1::text[]) AND reason IS NULL"
+        " ORDER BY import_id, order_id, row_no, line_no",
         1, params, SEAL_PAGE_ROWS, on_valid_page, run);
     if (s == OMS_OK && (s = emit_order(run)) == OMS_OK)
         s = flush_orders(run);
@@ -335,7 +356,7 @@ static oms_status create_orders(seal_run *run, const char *ids)
         s = pg_cursor_each(run->conn,
                            "SELECT import_id, row_no, order_id, field, reason FROM import_rows"
                            " WHERE import_id = ANY($1::text[]) AND reason IS NOT NULL"
-                           " ORDER BY import_id, row_no",
+                           " AND line_no = 0 ORDER BY import_id, row_no",
                            1, params, SEAL_PAGE_ROWS, on_rejected_page, run);
     return s;
 }
@@ -377,8 +398,8 @@ static oms_status finish_imports(seal_run *run, const char *ids)
         /* Every row of an order that was not created carries a reason, so
          * the orders are the distinct order ids of the valid rows (orders has
          * no index on import_id: counting there scanned the whole table). */
-        " (valid_rows, rejected_rows, orders) = (SELECT count(*) FILTER (WHERE reason IS NULL),"
-        "   count(*) FILTER (WHERE reason IS NOT NULL),"
+        " (valid_rows, rejected_rows, orders) = (SELECT count(*) FILTER (WHERE reason IS NULL"
+        "   AND line_no = 0), count(*) FILTER (WHERE reason IS NOT NULL AND line_no = 0),"
         "   count(DISTINCT order_id) FILTER (WHERE reason IS NULL) FROM import_rows r"
         "   WHERE r.import_id = i.import_id)"
         " WHERE import_id = ANY($1::text[])"

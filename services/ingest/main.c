@@ -67,6 +67,13 @@ static const consumer_spec CONSUMERS[] = {
      .durable = "ingest-refunds",
      .filter = "refund.processed",
      .apply = ingest_apply_refund_processed},
+    /* Catalogue prices for product-list rows without prices (inventory
+     * owns CATALOG; ingest only reads it). */
+    {.name = "ingest-catalog",
+     .stream = "CATALOG",
+     .durable = "ingest-catalog",
+     .filter = "catalog.product",
+     .apply = ingest_apply_catalog_product},
 };
 
 int main(void)

@@ -175,6 +175,43 @@ static void test_in_flight(void **state)
     assert_int_equal(import_in_flight(&o), 0); /* never negative */
 }
 
+/* A product-list import: the generated ids and the ignored columns are
+ * said once; an ordinary import prints neither. */
+static void test_generated_ids_and_ignored_columns(void **state)
+{
+    (void)state;
+    import_summary s = followed_import();
+    s.ignored = "notes, gift_wrap";
+    s.id_prefix = "pl-6600d7fe36856d89-";
+    char *text = capture(import_print_text, &s);
+    assert_non_null(strstr(text, "  orders created  9\n"
+                                 "  order ids       generated: pl-6600d7fe36856d89-ROW, ROW the "
+                                 "file's line (row 2 is pl-6600d7fe36856d89-2)\n"
+                                 "  ignored columns notes, gift_wrap\n"));
+    free(text);
+    text = capture(print_json, &s);
+    json_t *j = json_loads(text, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "ignored_columns")),
+                        "notes, gift_wrap");
+    assert_string_equal(json_string_value(json_object_get(j, "generated_order_id_prefix")),
+                        "pl-6600d7fe36856d89-");
+    json_decref(j);
+    free(text);
+
+    s = followed_import();
+    text = capture(import_print_text, &s);
+    assert_null(strstr(text, "order ids"));
+    assert_null(strstr(text, "ignored"));
+    free(text);
+    text = capture(print_json, &s);
+    j = json_loads(text, 0, NULL);
+    assert_null(json_object_get(j, "ignored_columns"));
+    assert_null(json_object_get(j, "generated_order_id_prefix"));
+    json_decref(j);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +220,7 @@ int main(void)
         cmocka_unit_test(test_text_summary),
         cmocka_unit_test(test_text_in_flight_and_no_follow),
         cmocka_unit_test(test_in_flight),
+        cmocka_unit_test(test_generated_ids_and_ignored_columns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

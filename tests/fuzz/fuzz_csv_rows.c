@@ -152,6 +152,21 @@ static void check_valid_row(const order_row *r)
     FUZZ_CHECK(strcmp(r->currency, CURRENCY) == 0);
 }
 
+/* A product-list row: its lines, SKUs distinct, each within the limits. */
+static void check_valid_items(const order_row *r)
+{
+    FUZZ_CHECK(r->n_items >= 1 && r->n_items <= ORDER_PRODUCTS_MAX);
+    FUZZ_CHECK(*r->customer_id != '\0');
+    for (size_t i = 0; i < r->n_items; i++) {
+        const order_item *it = &r->items[i];
+        FUZZ_CHECK(*it->sku != '\0' && strlen(it->sku) <= ORDER_FIELD_MAX);
+        FUZZ_CHECK(it->qty >= 1 && it->qty <= ORDER_QTY_MAX);
+        FUZZ_CHECK(it->unit_price_cents >= -1 && it->unit_price_cents <= MONEY_MAX_CENTS);
+        for (size_t k = 0; k < i; k++)
+            FUZZ_CHECK(strcmp(r->items[k].sku, it->sku) != 0);
+    }
+}
+
 static void check_rejected_row(const order_row *r)
 {
     char prefix[32];
@@ -204,13 +219,18 @@ static void on_record(void *arg, char *const *fields, size_t n)
         return;
     }
     if (order_csv_row_parse(&p->header, fields, n, row, CURRENCY, &r) == OMS_OK) {
-        check_valid_row(&r);
-        keep_line(p, &r);
+        if (p->header.layout == ORDER_LAYOUT_PRODUCTS) {
+            check_valid_items(&r);
+        } else {
+            check_valid_row(&r);
+            keep_line(p, &r);
+        }
         p->valid++;
     } else {
         check_rejected_row(&r);
         p->rejected++;
     }
+    order_row_fini(&r);
 }
 
 static int cmp_line(const void *a, const void *b)

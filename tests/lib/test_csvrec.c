@@ -530,6 +530,50 @@ static void test_field_limit_while_parsing(void **state)
     }
 }
 
+/* One column may be wider (a JSON cell): it holds up to its own limit, the
+ * other columns keep theirs, and past it the message is named with the
+ * wide limit. */
+static void test_wide_field(void **state)
+{
+    (void)state;
+    static char text[4096];
+    collected c;
+    csvrec r;
+    size_t len = 0;
+    memset(&c, 0, sizeof c);
+    text[len++] = 'a', text[len++] = ',';
+    memset(text + len, 'w', 1000), len += 1000;
+    text[len++] = '\n';
+    assert_int_equal(csvrec_init(&r, collect, &c), OMS_OK);
+    csvrec_set_limits(&r, 256, 0);
+    csvrec_set_wide_field(&r, 1, 1000);
+    assert_int_equal(feed_all(&r, text, len, 100), OMS_OK);
+    assert_int_equal(csvrec_finish(&r), OMS_OK);
+    assert_int_equal(c.count, 1);
+    assert_int_equal(strlen(c.fields[0][1]), 1000);
+    csvrec_fini(&r);
+    collected_free(&c);
+
+    /* 1,001 bytes in the wide column, or 257 in another, stop parsing. */
+    memcpy(text + len - 1, "w\n", 3), len++;
+    assert_int_equal(csvrec_init(&r, collect, &c), OMS_OK);
+    csvrec_set_limits(&r, 256, 0);
+    csvrec_set_wide_field(&r, 1, 1000);
+    assert_int_equal(feed_all(&r, text, len, 100), OMS_EINVAL);
+    assert_string_equal(csvrec_error_of(&r)->text, "row 1, field 2 is longer than 1000 bytes");
+    csvrec_fini(&r);
+    collected_free(&c);
+    memset(text, 'w', 300);
+    memcpy(text + 300, ",b\n", 4);
+    assert_int_equal(csvrec_init(&r, collect, &c), OMS_OK);
+    csvrec_set_limits(&r, 256, 0);
+    csvrec_set_wide_field(&r, 1, 1000);
+    assert_int_equal(feed_all(&r, text, strlen(text), 100), OMS_EINVAL);
+    assert_string_equal(csvrec_error_of(&r)->text, "row 1, field 1 is longer than 256 bytes");
+    csvrec_fini(&r);
+    collected_free(&c);
+}
+
 /* Past fields_max a record is refused (its fields are not kept); the next
  * record is read as usual. */
 static void test_fields_limit(void **state)
@@ -578,6 +622,7 @@ int main(void)
         cmocka_unit_test(test_misplaced_quote),
         cmocka_unit_test(test_field_limit_while_parsing),
         cmocka_unit_test(test_fields_limit),
+        cmocka_unit_test(test_wide_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

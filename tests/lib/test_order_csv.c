@@ -29,7 +29,8 @@ static void test_column_names(void **state)
     static const char *const want[OC_COUNT] = {
         "order_id",       "customer_id",   "sku",         "qty",
         "unit_price",     "unit_price_cents", "placed_at", "currency",
-        "customer_email", "customer_name", "product_name",
+        "customer_email", "customer_name", "product_name", "products",
+        "phone",          "address",
     };
     for (int c = 0; c < OC_COUNT; c++)
         assert_string_equal(order_csv_column_name((order_col)c), want[c]);
@@ -43,7 +44,7 @@ static void test_header_default(void **state)
     order_csv_header h;
     memset(&h, 0x5a, sizeof h);
     order_csv_header_default(&h);
-    static const int want[OC_COUNT] = {0, 1, 2, 3, 4, -1, -1, -1, -1, -1, -1};
+    static const int want[OC_COUNT] = {0, 1, 2, 3, 4, -1, -1, -1, -1, -1, -1, -1, -1, -1};
     for (int c = 0; c < OC_COUNT; c++)
         assert_int_equal(h.index[c], want[c]);
 }
@@ -73,7 +74,7 @@ static void test_header_canonical(void **state)
     order_col missing = OC_COUNT;
     char err[ORDER_ERR_LEN] = "";
     assert_int_equal(order_csv_header_parse(names, N(names), &h, &missing, err), OMS_OK);
-    static const int want[OC_COUNT] = {0, 1, 2, 3, 4, -1, -1, -1, -1, -1, -1};
+    static const int want[OC_COUNT] = {0, 1, 2, 3, 4, -1, -1, -1, -1, -1, -1, -1, -1, -1};
     for (int c = 0; c < OC_COUNT; c++)
         assert_int_equal(h.index[c], want[c]);
     assert_int_equal(missing, OC_COUNT);
@@ -703,6 +704,222 @@ static void test_time_rejected(void **state)
     }
 }
 
+
+/* ---- the product-list layout ------------------------------------------- */
+
+static char *const PL_HEADER[] = {"Customer_Name", "customer_email", "phone", "address",
+                                  "products", "notes"};
+
+static void pl_header(order_csv_header *h)
+{
+    order_col missing = OC_COUNT;
+    char err[ORDER_ERR_LEN] = "";
+    assert_int_equal(order_csv_header_parse(PL_HEADER, N(PL_HEADER), h, &missing, err), OMS_OK);
+    assert_string_equal(err, "");
+}
+
+/* Parses one product-list row (row 7) with the given products cell. */
+static oms_status pl_parse(const char *products, order_row *r)
+{
+    order_csv_header h;
+    pl_header(&h);
+    char *f[] = {"John Doe", "John.Doe@Example.com", "123-456-7890", "123 Main St, Anytown",
+                 (char *)products, "gift"};
+    return order_csv_row_parse(&h, f, N(f), 7, "USD", r);
+}
+
+static void assert_products_error(const char *products, const char *want_error)
+{
+    order_row r;
+    if (pl_parse(products, &r) != OMS_EINVAL)
+        fail_msg("products %s accepted", products);
+    assert_string_equal(r.error, want_error);
+    assert_string_equal(r.field, "products");
+    assert_null(r.items);
+    assert_int_equal(r.n_items, 0);
+}
+
+static void test_products_header_layout(void **state)
+{
+    (void)state;
+    order_csv_header h;
+    pl_header(&h);
+    assert_int_equal(h.layout, ORDER_LAYOUT_PRODUCTS);
+    assert_int_equal(h.index[OC_PRODUCTS], 4);
+    assert_int_equal(h.index[OC_PHONE], 2);
+    assert_int_equal(h.index[OC_ADDRESS], 3);
+    assert_int_equal(h.index[OC_ORDER_ID], -1);
+    assert_int_equal(h.index[OC_SKU], -1);
+    assert_true(order_csv_is_header(PL_HEADER, N(PL_HEADER)));
+
+    /* A sku column keeps the line-per-item layout; products is then ignored. */
+    char *lines[] = {"order_id", "customer_id", "sku", "quantity", "unit_price", "products"};
+    order_col missing = OC_COUNT;
+    char err[ORDER_ERR_LEN] = "";
+    assert_int_equal(order_csv_header_parse(lines, N(lines), &h, &missing, err), OMS_OK);
+    assert_int_equal(h.layout, ORDER_LAYOUT_LINES);
+    assert_int_equal(h.index[OC_QTY], 3); /* quantity is qty's alias */
+
+    char *no_customer[] = {"customer_name", "products"};
+    assert_int_equal(order_csv_header_parse(no_customer, N(no_customer), &h, &missing, err),
+                     OMS_EINVAL);
+    assert_int_equal(missing, OC_CUSTOMER_ID);
+    assert_string_equal(err, "header has neither a customer_id nor a customer_email column (the "
+                             "product-list layout, with a products column, needs one)");
+}
+
+static void test_products_valid_row(void **state)
+{
+    (void)state;
+    order_row r;
+    assert_int_equal(pl_parse("[{\"sku\":\"PROD001\",\"quantity\":2},"
+                              "{\"sku\":\"PROD002\",\"qty\":1,\"unit_price\":\"12.50\"},"
+                              "{\"sku\":\"PROD003\",\"quantity\":3,\"unit_price_cents\":999},"
+                              "{\"sku\":\"PROD004\",\"quantity\":1,\"unit_price\":0.1}]",
+                              &r),
+                     OMS_OK);
+    assert_string_equal(r.error, "");
+    assert_string_equal(r.order_id, "");
+    /* No customer_id column: the email lowercased. */
+    assert_string_equal(r.customer_id, "john.doe@example.com");
+    assert_string_equal(r.customer_email, "John.Doe@Example.com");
+    assert_string_equal(r.customer_name, "John Doe");
+    assert_string_equal(r.phone, "123-456-7890");
+    assert_string_equal(r.address, "123 Main St, Anytown");
+    assert_int_equal(r.n_items, 4);
+    assert_string_equal(r.items[0].sku, "PROD001");
+    assert_int_equal(r.items[0].qty, 2);
+    assert_int_equal(r.items[0].unit_price_cents, -1);
+    assert_string_equal(r.items[1].sku, "PROD002");
+    assert_int_equal(r.items[1].qty, 1);
+    assert_int_equal(r.items[1].unit_price_cents, 1250);
+    assert_int_equal(r.items[2].unit_price_cents, 999);
+    assert_int_equal(r.items[2].qty, 3);
+    assert_int_equal(r.items[3].unit_price_cents, 10);
+    order_row_fini(&r);
+    order_row_fini(&r); /* twice is harmless */
+    assert_null(r.items);
+}
+
+static void test_products_duplicates_summed(void **state)
+{
+    (void)state;
+    order_row r;
+    assert_int_equal(pl_parse("[{\"sku\":\"A\",\"quantity\":2},{\"sku\":\"B\",\"quantity\":1},"
+                              "{\"sku\":\"A\",\"quantity\":5,\"unit_price\":\"3.00\"}]",
+                              &r),
+                     OMS_OK);
+    assert_int_equal(r.n_items, 2);
+    assert_string_equal(r.items[0].sku, "A");
+    assert_int_equal(r.items[0].qty, 7);
+    assert_int_equal(r.items[0].unit_price_cents, 300);
+    assert_int_equal(r.items[0].element, 0);
+    assert_string_equal(r.items[1].sku, "B");
+    assert_int_equal(r.items[1].element, 1);
+    order_row_fini(&r);
+    assert_products_error("[{\"sku\":\"A\",\"quantity\":60000},{\"sku\":\"A\",\"quantity\":40001}]",
+                          "row 7: products[1]: SKU A totals 100001, more than 100000");
+    assert_products_error("[{\"sku\":\"A\",\"quantity\":1,\"unit_price\":\"1.00\"},"
+                          "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":\"2.00\"}]",
+                          "row 7: products[1]: SKU A has another price than products[0]");
+}
+
+static void test_products_bad_cells(void **state)
+{
+    (void)state;
+    assert_products_error("", "row 7: products is empty");
+    assert_products_error("{\"sku\":\"A\",\"quantity\":1}",
+                          "row 7: products is not a JSON array: it is a JSON object");
+    assert_products_error("[{\"sku\":\"A\",\"quantity\":1}",
+                          "row 7: products is not a JSON array: ']' expected near end of file "
+                          "(at character 25)");
+    assert_products_error("PROD001 x2", "row 7: products is not a JSON array: '[' or '{' "
+                                        "expected near 'PROD' (at character 4)");
+    assert_products_error("[]", "row 7: products is an empty array: an order needs a product");
+    assert_products_error("[{\"sku\":\"A\",\"quantity\":1},\"B\"]",
+                          "row 7: products[1] is not an object with sku and quantity");
+    assert_products_error("[{\"quantity\":1}]", "row 7: products[0].sku is missing");
+    assert_products_error("[{\"sku\":7,\"quantity\":1}]",
+                          "row 7: products[0].sku must be a non-empty string");
+    assert_products_error("[{\"sku\":\"A\"}]", "row 7: products[0].quantity is missing");
+    assert_products_error("[{\"sku\":\"A\",\"quantity\":1},{\"sku\":\"B\",\"quantity\":1},"
+                          "{\"sku\":\"C\",\"quantity\":0}]",
+                          "row 7: products[2].quantity \"0\" must be an integer from 1 to 100000");
+    assert_products_error("[{\"sku\":\"A\",\"qty\":-3}]",
+                          "row 7: products[0].qty \"-3\" must be an integer from 1 to 100000");
+    assert_products_error("[{\"sku\":\"A\",\"quantity\":100001}]",
+                          "row 7: products[0].quantity \"100001\" must be an integer from 1 to "
+                          "100000");
+    assert_products_error("[{\"sku\":\"A\",\"quantity\":1.5}]",
+                          "row 7: products[0].quantity \"1.5\" must be an integer from 1 to "
+                          "100000");
+    assert_products_error("[{\"sku\":\"A\",\"quantity\":\"2\"}]",
+                          "row 7: products[0].quantity \"2\" must be an integer from 1 to 100000");
+    assert_products_error("[{\"sku\":\"A\",\"quantity\":1,\"unit_price\":\"1.234\"}]",
+                          "row 7: products[0].unit_price \"1.234\" must be an amount from 0 to "
+                          "10000000.00 with at most 2 decimals");
+    assert_products_error("[{\"sku\":\"A\",\"quantity\":1,\"unit_price\":1.234}]",
+                          "row 7: products[0].unit_price 1.234 must be an amount from 0 to "
+                          "10000000.00 with at most 2 decimals");
+    assert_products_error("[{\"sku\":\"A\",\"quantity\":1,\"unit_price_cents\":-1}]",
+                          "row 7: products[0].unit_price_cents -1 must be an integer from 0 to "
+                          "1000000000");
+    assert_products_error("[{\"sku\":\"A\xff\",\"quantity\":1}]",
+                          "row 7: products is not valid UTF-8");
+    assert_products_error("[{\"sku\":\"A\\u0007\",\"quantity\":1}]",
+                          "row 7: products[0].sku contains control character 0x07 at byte 2");
+}
+
+/* 1,000 elements are accepted, 1,001 are not. */
+static void test_products_element_limit(void **state)
+{
+    (void)state;
+    static char cell[32 * 1002];
+    for (int n = 1000; n <= 1001; n++) {
+        size_t len = 0;
+        cell[len++] = '[';
+        for (int i = 0; i < n; i++)
+            len += (size_t)snprintf(cell + len, sizeof cell - len, "%s{\"sku\":\"S%d\",\"qty\":1}",
+                                    i ? "," : "", i);
+        cell[len++] = ']';
+        cell[len] = '\0';
+        assert_true(len < ORDER_CSV_PRODUCTS_BYTES_MAX);
+        order_row r;
+        if (n == 1000) {
+            assert_int_equal(pl_parse(cell, &r), OMS_OK);
+            assert_int_equal(r.n_items, 1000);
+            order_row_fini(&r);
+        } else {
+            assert_products_error(cell, "row 7: products has 1001 elements: at most 1000");
+        }
+    }
+}
+
+static void test_products_customer_and_ids(void **state)
+{
+    (void)state;
+    char *header[] = {"order_id", "customer_id", "customer_email", "products"};
+    order_csv_header h;
+    order_col missing;
+    char err[ORDER_ERR_LEN];
+    assert_int_equal(order_csv_header_parse(header, N(header), &h, &missing, err), OMS_OK);
+    char *given[] = {"ORD-9", "C-42", "Ada@Example.com", "[{\"sku\":\"A\",\"qty\":1}]"};
+    order_row r;
+    assert_int_equal(order_csv_row_parse(&h, given, N(given), 3, "USD", &r), OMS_OK);
+    assert_string_equal(r.order_id, "ORD-9");
+    assert_string_equal(r.customer_id, "C-42");
+    order_row_fini(&r);
+    char *nobody[] = {"", "", "", "[{\"sku\":\"A\",\"qty\":1}]"};
+    assert_int_equal(order_csv_row_parse(&h, nobody, N(nobody), 3, "USD", &r), OMS_EINVAL);
+    assert_string_equal(r.error, "row 3: customer_id is empty: the row names no customer");
+    assert_string_equal(r.field, "customer_id");
+
+    char id[64];
+    order_csv_generated_id("3f2a9c0d1e4b5a6c7d8e9f00112233445566778899aabbccddeeff0011223344",
+                           12, id, sizeof id);
+    assert_string_equal(id, "pl-3f2a9c0d1e4b5a6c-12");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -735,6 +952,12 @@ int main(void)
         cmocka_unit_test(test_row_error_quotes_at_most_40_chars_of_qty),
         cmocka_unit_test(test_time_accepted_forms),
         cmocka_unit_test(test_time_rejected),
+        cmocka_unit_test(test_products_header_layout),
+        cmocka_unit_test(test_products_valid_row),
+        cmocka_unit_test(test_products_duplicates_summed),
+        cmocka_unit_test(test_products_bad_cells),
+        cmocka_unit_test(test_products_element_limit),
+        cmocka_unit_test(test_products_customer_and_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
