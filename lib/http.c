@@ -222,15 +222,23 @@ const char *http_path(const http_request *req)
     return req->path;
 }
 
-const char *http_query(const http_request *req, const char *key)
+/* The value of query key with its length (binary-safe), NULL when absent;
+ * "?verbose" has the key but no value: present, so "" rather than NULL. */
+static const char *query_value(const http_request *req, const char *key, size_t *len)
 {
     const char *value = NULL;
     size_t value_len = 0;
     if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, key, strlen(key),
                                       &value, &value_len) == MHD_NO)
         return NULL;
-    /* "?verbose" has the key but no value: present, so "" rather than NULL. */
+    *len = value ? value_len : 0;
     return value ? value : "";
+}
+
+const char *http_query(const http_request *req, const char *key)
+{
+    size_t len;
+    return query_value(req, key, &len);
 }
 
 const char *http_header(const http_request *req, const char *key)
@@ -321,18 +329,6 @@ static oms_status parse_int(const char *name, const char *text, int64_t min, int
     }
     *out = n;
     return OMS_OK;
-}
-
-/* The value of query key with its length (binary-safe), NULL when absent. */
-static const char *query_value(const http_request *req, const char *key, size_t *len)
-{
-    const char *value = NULL;
-    size_t value_len = 0;
-    if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, key, strlen(key),
-                                      &value, &value_len) == MHD_NO)
-        return NULL;
-    *len = value ? value_len : 0;
-    return value ? value : "";
 }
 
 oms_status http_query_str(const http_request *req, const char *key, size_t max_bytes,
