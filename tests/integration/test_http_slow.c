@@ -28,39 +28,11 @@
 
 static const char *const SCHEMAS[] = {"ingest", "refund", NULL};
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int connect_raw(int port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    return fd;
-}
-
-/* True when the server has closed fd (end of stream or reset), without waiting. */
-static bool closed_by_server(int fd)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    char byte;
-    if (poll(&pfd, 1, 0) <= 0)
-        return false;
-    ssize_t n = recv(fd, &byte, 1, MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno == ECONNRESET);
-}
-
 static int count_closed(const int *fds, const int64_t *closed_at, int n)
 {
     int closed = 0;
     for (int i = 0; i < n; i++)
-        closed += closed_at[i] != 0 || closed_by_server(fds[i]);
+        closed += closed_at[i] != 0 || testenv_closed_by_server(fds[i]);
     return closed;
 }
 
@@ -80,9 +52,9 @@ static void expect_http(const char *method, int port, const char *path, const ch
 /* GETs path on port and returns how long the answer took; asserts 200. */
 static int64_t timed_get_ok(int port, const char *path)
 {
-    int64_t start = now_ms();
+    int64_t start = oms_mono_ms();
     assert_int_equal(testenv_http("GET", port, path, NULL, NULL), 200);
-    return now_ms() - start;
+    return oms_mono_ms() - start;
 }
 
 static void test_slow_heads_are_cut_and_health_answers(void **state)
@@ -96,15 +68,15 @@ static void test_slow_heads_are_cut_and_health_answers(void **state)
     pid_t ingest = testenv_service_start("ingest", INGEST_PORT, env);
     int health = HEALTH_PORT;
 
-    int64_t start = now_ms();
+    int64_t start = oms_mono_ms();
     for (int i = 0; i < SLOW_CLIENTS; i++)
-        fds[i] = connect_raw(INGEST_PORT);
+        fds[i] = testenv_connect_raw(INGEST_PORT);
     /* 64 from 127.0.0.1 are held, the other 6 closed at once. */
     while (count_closed(fds, closed_at, SLOW_CLIENTS) < SLOW_CLIENTS - PER_IP &&
-           now_ms() - start < 1000)
+           oms_mono_ms() - start < 1000)
         usleep(20000);
     for (int i = 0; i < SLOW_CLIENTS; i++)
-        if (closed_by_server(fds[i]))
+        if (testenv_closed_by_server(fds[i]))
             closed_at[i] = -1; /* refused by the per-IP cap */
     assert_int_equal(count_closed(fds, closed_at, SLOW_CLIENTS), SLOW_CLIENTS - PER_IP);
     for (int i = 0; i < SLOW_CLIENTS; i++)
@@ -121,12 +93,12 @@ static void test_slow_heads_are_cut_and_health_answers(void **state)
 
     /* One header byte every 500 ms: idle never, so only the deadline cuts. */
     int open = PER_IP;
-    while (open > 0 && now_ms() - start < HEADER_TIMEOUT_MS + 3000) {
+    while (open > 0 && oms_mono_ms() - start < HEADER_TIMEOUT_MS + 3000) {
         for (int i = 0; i < SLOW_CLIENTS; i++) {
             if (closed_at[i] != 0)
                 continue;
-            if (closed_by_server(fds[i])) {
-                closed_at[i] = now_ms() - start;
+            if (testenv_closed_by_server(fds[i])) {
+                closed_at[i] = oms_mono_ms() - start;
                 open--;
             } else {
                 send(fds[i], "X", 1, MSG_NOSIGNAL);
@@ -203,11 +175,11 @@ static void test_slow_query_holds_one_pooled_connection(void **state)
     pending_get_start(&b, "/orders/SLOW-B");
     usleep(300000);
     /* Both pooled connections wait: the next handler is told so after 2 s. */
-    int64_t t0 = now_ms();
+    int64_t t0 = oms_mono_ms();
     expect_http("GET", INGEST_PORT, "/dead-letters", NULL, 503,
                 "{\"error\":\"all 2 PostgreSQL connections for HTTP requests are busy "
                 "(OMS_HTTP_PG_POOL); retry later\"}");
-    assert_true(now_ms() - t0 >= 1900);
+    assert_true(oms_mono_ms() - t0 >= 1900);
     /* Health checks never need the pool. */
     assert_true(timed_get_ok(INGEST_PORT, "/readyz") < 1000);
     assert_true(timed_get_ok(HEALTH_PORT, "/readyz") < 1000);

@@ -434,34 +434,6 @@ static void test_path_checks(void **state)
     assert_false(http_text_ok("\xc3", 1)); /* a sequence cut short */
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int connect_raw(int port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    return fd;
-}
-
-/* True when the server has closed fd (end of stream or reset), without waiting. */
-static bool closed_by_server(int fd)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    char byte;
-    if (poll(&pfd, 1, 0) <= 0)
-        return false;
-    ssize_t n = recv(fd, &byte, 1, MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno == ECONNRESET);
-}
-
 /* The idle timeout (30 s) never fires for a client that keeps trickling its
  * head; the header deadline does, and the per-IP cap refuses the excess. */
 static void test_slow_head_is_cut_at_the_deadline(void **state)
@@ -471,18 +443,18 @@ static void test_slow_head_is_cut_at_the_deadline(void **state)
     int port = 0, fds[4];
     int64_t closed_at[3] = {0, 0, 0};
     http_server *s = start_limited_server(NULL, &limits, &port);
-    int64_t start = now_ms();
+    int64_t start = oms_mono_ms();
     for (int i = 0; i < 4; i++)
-        fds[i] = connect_raw(port);
+        fds[i] = testenv_connect_raw(port);
     /* The fourth from 127.0.0.1 is over the per-IP cap: closed at once. */
-    for (int i = 0; i < 20 && !closed_by_server(fds[3]); i++)
+    for (int i = 0; i < 20 && !testenv_closed_by_server(fds[3]); i++)
         usleep(25000);
-    assert_true(now_ms() - start < 600);
+    assert_true(oms_mono_ms() - start < 600);
     for (int i = 0; i < 3; i++)
         assert_int_equal(send(fds[i], "GET /hello HTTP/1.1\r\n", 21, MSG_NOSIGNAL), 21);
-    for (int64_t t = now_ms(); t - start < 3000; t = now_ms()) {
+    for (int64_t t = oms_mono_ms(); t - start < 3000; t = oms_mono_ms()) {
         for (int i = 0; i < 3; i++) {
-            if (closed_at[i] == 0 && closed_by_server(fds[i]))
+            if (closed_at[i] == 0 && testenv_closed_by_server(fds[i]))
                 closed_at[i] = t - start;
             else if (closed_at[i] == 0)
                 send(fds[i], "X", 1, MSG_NOSIGNAL); /* one header byte at a time */

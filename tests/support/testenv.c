@@ -12,6 +12,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <signal.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -620,4 +622,24 @@ void testenv_expect_omsctl(const char *args, int want_rc, const char *want_text)
         fail_msg("omsctl %s exited %d printing %s; wanted %d and %s", args, rc, out, want_rc,
                  want_text);
     free(out);
+}
+
+int testenv_connect_raw(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+bool testenv_closed_by_server(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    char byte;
+    if (poll(&pfd, 1, 0) <= 0)
+        return false;
+    ssize_t n = recv(fd, &byte, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
 }

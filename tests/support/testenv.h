@@ -109,6 +109,14 @@ int testenv_omsctl(const char *prefix, const char *args, char **out);
  * want_rc with want_text somewhere in its output. */
 void testenv_expect_omsctl(const char *args, int want_rc, const char *want_text);
 
+/* A raw TCP connection to 127.0.0.1:port, for tests that play a slow or
+ * broken HTTP client; fails the test when it cannot connect. */
+int testenv_connect_raw(int port);
+
+/* True when the server has closed fd (end of stream or reset), without
+ * waiting. */
+bool testenv_closed_by_server(int fd);
+
 /* Starts a peer we do not ship (a test server from tests/support/) as path
  * with args (NULL-terminated), its stderr appended to
  * <build>/Testing/<name>-<port>.log, and waits until it accepts TCP
