@@ -462,6 +462,11 @@ synchronous_commit = on
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
+    # Opt-in for bench/pipeline/pgstats.sh: statement counts and times cost a
+    # little on every statement, so the tests' stack runs without them.
+    if [[ ${OMS_PG_STAT_STATEMENTS:-0} == 1 ]]; then
+        echo "shared_preload_libraries = 'pg_stat_statements'" >>"$PGDATA/oms.conf"
+    fi
     if is_root; then chown postgres:postgres "$PGDATA/oms.conf"; fi
 }
 
