@@ -66,7 +66,8 @@ def snapshot(path):
         "tables": psql_json(
             "SELECT schemaname || '.' || relname AS name, n_tup_ins, n_tup_upd, n_tup_hot_upd,"
             " n_tup_del, n_dead_tup, n_live_tup, autovacuum_count, autoanalyze_count,"
-            " vacuum_count, pg_total_relation_size(relid) AS bytes FROM pg_stat_user_tables"),
+            " vacuum_count, seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS idx_scan,"
+            " pg_total_relation_size(relid) AS bytes FROM pg_stat_user_tables"),
         "indexes": psql_json(
             "SELECT schemaname || '.' || indexrelname AS name, schemaname || '.' || relname AS tbl,"
             " idx_scan, pg_relation_size(indexrelid) AS bytes FROM pg_stat_user_indexes"),
@@ -144,20 +145,22 @@ def report_database(b, a, orders):
 def report_tables(b, a, orders):
     before = {t["name"]: t for t in b["tables"]}
     print("== tables (pg_stat_user_tables, per order; dead = n_dead_tup at the end; av = autovacuum runs)")
-    print("  %7s %7s %7s %7s %8s %4s %4s %9s  %s" % ("ins/o", "upd/o", "hot/o", "del/o", "dead", "av", "an", "size MB", "table"))
+    print("  %7s %7s %7s %7s %8s %4s %4s %7s %9s %9s  %s" % ("ins/o", "upd/o", "hot/o", "del/o", "dead", "av", "an",
+                                                          "seqsc/o", "seqrows/o", "size MB", "table"))
     rows = []
     for t in a["tables"]:
         p = before.get(t["name"], {k: 0 for k in t})
         delta = {k: t[k] - p.get(k, 0) for k in ("n_tup_ins", "n_tup_upd", "n_tup_hot_upd", "n_tup_del",
-                                                  "autovacuum_count", "autoanalyze_count")}
-        if not any(delta.values()):
+                                                  "autovacuum_count", "autoanalyze_count", "seq_scan",
+                                                  "seq_tup_read")}
+        if not any(delta[k] for k in ("n_tup_ins", "n_tup_upd", "n_tup_del", "seq_tup_read")):
             continue
         rows.append((delta["n_tup_ins"] + delta["n_tup_upd"] + delta["n_tup_del"], t, delta))
     for _, t, d in sorted(rows, key=lambda r: -r[0]):
-        print("  %7.2f %7.2f %7.2f %7.2f %8d %4d %4d %9.1f  %s" % (
+        print("  %7.2f %7.2f %7.2f %7.2f %8d %4d %4d %7.3f %9.1f %9.1f  %s" % (
             per(d["n_tup_ins"], orders), per(d["n_tup_upd"], orders), per(d["n_tup_hot_upd"], orders),
             per(d["n_tup_del"], orders), t["n_dead_tup"], d["autovacuum_count"], d["autoanalyze_count"],
-            t["bytes"] / 1e6, t["name"]))
+            per(d["seq_scan"], orders), per(d["seq_tup_read"], orders), t["bytes"] / 1e6, t["name"]))
 
 
 def report_indexes(b, a, orders):
