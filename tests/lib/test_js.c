@@ -70,6 +70,9 @@ static void test_owned_streams(void **st)
     assert_int_equal(js_GetStreamInfo(&si, js_ctx(js), "PAYMENTS", NULL, &code), NATS_OK);
     assert_int_equal(si->Config->MaxAge, 7200000 * 1000000LL);
     jsStreamInfo_Destroy(si);
+    /* Left as the services' defaults make it, for the tests that follow. */
+    assert_int_equal(js_ensure_owned_streams(js, "payment", 1, 168 * 3600 * 1000LL, 120000),
+                     OMS_OK);
     assert_int_equal(js_stream_exists(js, "RTJS_NONE"), OMS_ENOTFOUND);
 }
 
