@@ -2,7 +2,8 @@
  * test_rt_consumer.c - lib/consumer (the PostgreSQL applier) against the
  * stack's nats-server and PostgreSQL, through consumer.h only: a message is
  * applied once; the same event id delivered again is skipped by the inbox; a
- * message apply rejects, and one PostgreSQL refuses, go to dead_letters with
+ * message apply rejects (one whose payload does not decode), and one
+ * PostgreSQL refuses, go to dead_letters with
  * their reason while the stream moves on; a transient failure (apply says so,
  * or the backend is terminated under it) naks and the message is applied
  * exactly once afterwards; and nothing is acked before COMMIT.
@@ -11,6 +12,7 @@
 
 #include "consumer.h"
 #include "metrics.h"
+#include "oms_events.pb-c.h"
 #include "pg.h"
 
 #include <pthread.h>
@@ -61,6 +63,21 @@ static void hold_until_released(void)
     pthread_mutex_unlock(&seen.mu);
 }
 
+/* rtcons.paid carries an oms.v1.OrderPaid: one that does not decode is
+ * rejected before anything is written for it. */
+static oms_status apply_paid(consumer_batch *b, size_t i)
+{
+    oms_msg *m = &b->msgs[i];
+    Oms__V1__OrderPaid *paid = oms__v1__order_paid__unpack(NULL, m->len, m->data);
+    if (paid == NULL) {
+        consumer_reject(b, i, "payload is not an oms.v1.OrderPaid (%zu bytes)", m->len);
+        return OMS_OK;
+    }
+    oms_status s = insert_applied(b->conn, m, paid->order_id);
+    oms__v1__order_paid__free_unpacked(paid, NULL);
+    return s;
+}
+
 /* The behaviour of one message, chosen by the last subject token. */
 static oms_status apply_one(consumer_batch *b, size_t i)
 {
@@ -86,6 +103,8 @@ static oms_status apply_one(consumer_batch *b, size_t i)
     }
     if (strcmp(kind, "hold") == 0)
         hold_until_released();
+    if (strcmp(kind, "paid") == 0)
+        return apply_paid(b, i);
     /* rtcons.refused breaks the CHECK on tag: PostgreSQL refuses it. */
     return insert_applied(b->conn, m, strcmp(kind, "refused") == 0 ? "" : kind);
 }
@@ -154,12 +173,29 @@ static consumer_spec spec_for(const char *durable)
                            .max_attempts = 5, .nak_delay_ms = 50, .apply = apply};
 }
 
-static void publish(const char *kind, const char *id)
+static void publish_bytes(const char *kind, const char *id, const void *data, size_t len)
 {
     char subject[64];
     const char *headers[] = {JS_HDR_MSG_ID, id, NULL};
     snprintf(subject, sizeof subject, "rtcons.%s", kind);
-    testenv_publish(js, subject, "x", 1, headers);
+    testenv_publish(js, subject, data, len, headers);
+}
+
+static void publish(const char *kind, const char *id)
+{
+    publish_bytes(kind, id, "x", 1);
+}
+
+static void publish_paid(const char *id, const char *order_id)
+{
+    Oms__V1__OrderPaid paid = OMS__V1__ORDER_PAID__INIT;
+    uint8_t buf[128];
+    paid.order_id = (char *)order_id;
+    paid.total_cents = 1250;
+    size_t len = oms__v1__order_paid__get_packed_size(&paid);
+    assert_true(len <= sizeof buf);
+    oms__v1__order_paid__pack(&paid, buf);
+    publish_bytes("paid", id, buf, len);
 }
 
 static long count_where(const char *table, const char *event_id)
@@ -209,16 +245,21 @@ static void test_poison_dead_lettered_stream_moves_on(void **st)
     consumer *c = NULL;
     publish("reject", "poison-1");
     publish("refused", "poison-2");
+    publish_bytes("paid", "poison-3", "\xff\xff\xff", 3); /* wire type 7: not protobuf */
+    publish_paid("paid-1", "O-77");
     publish("ok", "after-1");
     assert_int_equal(consumer_start(&c, &spec, &env), OMS_OK);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM dead_letters", 2, 5000), 2);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM applied", 1, 5000), 1);
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM dead_letters", 3, 5000), 3);
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM applied", 2, 5000), 2);
     assert_true(testenv_durable_settled(js, STREAM, spec.durable, 5000));
     consumer_stop(c);
     assert_int_equal(count_where("applied", "after-1"), 1);
-    PGresult *r = PQexec(pg, "SELECT event_id, subject, reason, attempts FROM dead_letters"
+    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM applied WHERE event_id = 'paid-1'"
+                                         " AND tag = 'O-77'"),
+                     1);
+    PGresult *r = PQexec(pg, "SELECT event_id, subject, reason, payload FROM dead_letters"
                              " ORDER BY event_id");
-    assert_int_equal(PQntuples(r), 2);
+    assert_int_equal(PQntuples(r), 3);
     assert_string_equal(PQgetvalue(r, 0, 0), "poison-1");
     assert_string_equal(PQgetvalue(r, 0, 1), "rtcons.reject");
     assert_string_equal(PQgetvalue(r, 0, 2), "test rejects poison-1");
@@ -228,10 +269,14 @@ static void test_poison_dead_lettered_stream_moves_on(void **st)
     if (strncmp(reason, "database refused the event: ", 28) != 0 ||
         strstr(reason, "tag_not_empty") == NULL)
         fail_msg("reason of poison-2 is \"%s\"", reason);
+    assert_string_equal(PQgetvalue(r, 2, 0), "poison-3");
+    assert_string_equal(PQgetvalue(r, 2, 2), "payload is not an oms.v1.OrderPaid (3 bytes)");
+    assert_string_equal(PQgetvalue(r, 2, 3), "\\xffffff"); /* the bytes kept, bytea hex */
     PQclear(r);
     /* A dead letter is settled: neither is in the inbox twice nor applied. */
     assert_int_equal(count_where("applied", "poison-1"), 0);
     assert_int_equal(count_where("applied", "poison-2"), 0);
+    assert_int_equal(count_where("applied", "poison-3"), 0);
 }
 
 static void test_transient_failure_naks_then_applies_once(void **st)
