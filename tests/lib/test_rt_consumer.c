@@ -2,11 +2,11 @@
  * test_rt_consumer.c - lib/consumer (the PostgreSQL applier) against the
  * stack's nats-server and PostgreSQL, through consumer.h only: a message is
  * applied once; the same event id delivered again is skipped by the inbox; a
- * message apply rejects (one whose payload does not decode), and one
- * PostgreSQL refuses, go to dead_letters with
- * their reason while the stream moves on; a transient failure (apply says so,
- * or the backend is terminated under it) naks and the message is applied
- * exactly once afterwards; and nothing is acked before COMMIT.
+ * message apply rejects (one whose payload does not decode) and one
+ * PostgreSQL refuses go to dead_letters with their reason while the stream
+ * moves on; a transient failure (apply says so, or the backend is terminated
+ * under it) naks and the message is applied exactly once afterwards; and
+ * nothing is acked before COMMIT.
  */
 #include "testenv.h"
 
