@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include "oms_events.pb-c.h"
 #include "outbox.h"
+#include "pg.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -642,4 +643,106 @@ bool testenv_closed_by_server(int fd)
         return false;
     ssize_t n = recv(fd, &byte, 1, MSG_DONTWAIT);
     return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+/* ---- runtime tests --------------------------------------------------- */
+
+void testenv_stream_create(js_conn *js, const char *stream, const char *subjects,
+                           int64_t dup_window_ms)
+{
+    jsStreamConfig cfg;
+    const char *subject_list[] = {subjects};
+    jsErrCode code = 0;
+    js_DeleteStream(js_ctx(js), stream, NULL, NULL); /* absent is fine */
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = stream;
+    cfg.Subjects = subject_list;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_MemoryStorage;
+    cfg.Duplicates = dup_window_ms * 1000000; /* nanoseconds */
+    natsStatus s = js_AddStream(NULL, js_ctx(js), &cfg, NULL, &code);
+    if (s != NATS_OK) {
+        fprintf(stderr, "cannot create stream %s: %s (JetStream error %d)\n", stream,
+                natsStatus_GetText(s), (int)code);
+        fail();
+    }
+}
+
+PGconn *testenv_pg_schema(const char *schema)
+{
+    PGconn *admin = testenv_pg(), *c = NULL;
+    char sql[128];
+    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", schema);
+    PGresult *r = PQexec(admin, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(admin);
+    assert_int_equal(pg_connect(&c, testenv_require("OMS_PG_DSN"), schema, "test"), OMS_OK);
+    assert_int_equal(pg_migrate(c, schema, NULL), OMS_OK);
+    r = PQexec(c, "SET client_min_messages = warning");
+    PQclear(r);
+    return c;
+}
+
+void testenv_durable_pending(js_conn *js, const char *stream, const char *durable,
+                             long *ack_pending, long *pending)
+{
+    jsConsumerInfo *ci = NULL;
+    jsErrCode code = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, js_ctx(js), stream, durable, NULL, &code);
+    if (s != NATS_OK) {
+        fprintf(stderr, "consumer info %s/%s: %s (JetStream error %d)\n", stream, durable,
+                natsStatus_GetText(s), (int)code);
+        fail();
+    }
+    *ack_pending = (long)ci->NumAckPending;
+    *pending = (long)ci->NumPending;
+    jsConsumerInfo_Destroy(ci);
+}
+
+bool testenv_durable_settled(js_conn *js, const char *stream, const char *durable,
+                             int timeout_ms)
+{
+    long ack_pending = -1, pending = -1;
+    for (int waited = 0;; waited += 50) {
+        testenv_durable_pending(js, stream, durable, &ack_pending, &pending);
+        if (ack_pending == 0 && pending == 0)
+            return true;
+        if (waited >= timeout_ms)
+            return false;
+        usleep(50000);
+    }
+}
+
+static int stderr_saved = -1;
+static FILE *stderr_capture;
+
+void testenv_stderr_begin(void)
+{
+    fflush(stderr);
+    assert_int_equal(stderr_saved, -1);
+    assert_non_null(stderr_capture = tmpfile());
+    assert_true((stderr_saved = dup(STDERR_FILENO)) >= 0);
+    assert_true(dup2(fileno(stderr_capture), STDERR_FILENO) >= 0);
+}
+
+char *testenv_stderr_end(void)
+{
+    fflush(stderr);
+    assert_true(dup2(stderr_saved, STDERR_FILENO) >= 0);
+    close(stderr_saved);
+    stderr_saved = -1;
+    /* The logs went through the descriptor, not the FILE: read it as such. */
+    int fd = fileno(stderr_capture);
+    off_t len = lseek(fd, 0, SEEK_END);
+    assert_true(len >= 0);
+    char *text = calloc(1, (size_t)len + 1);
+    assert_non_null(text);
+    ssize_t got = pread(fd, text, (size_t)len, 0);
+    text[got > 0 ? got : 0] = '\0';
+    fclose(stderr_capture);
+    stderr_capture = NULL;
+    /* Shown again, so a failing test's log still has it. */
+    fputs(text, stderr);
+    return text;
 }

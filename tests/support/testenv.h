@@ -155,4 +155,30 @@ void testenv_import_rows(js_conn *js, const char *import_id, char **rows, int n,
  * asserts there is one per order (distinct order ids == messages). */
 void testenv_terminal_events(js_conn *js, PGconn *pg, long *paid, long *failed);
 
+/* ---- runtime tests (tests/lib/test_rt_*, test_outbox, ...) ------------ */
+
+/* (Re)creates a memory stream `stream` holding subjects (one filter, e.g.
+ * "rtc.>") with a duplicate window of dup_window_ms (0: the server's). */
+void testenv_stream_create(js_conn *js, const char *stream, const char *subjects,
+                           int64_t dup_window_ms);
+
+/* Drops schema, connects to it with pg_connect and applies the runtime's
+ * migrations (outbox, inbox, dead_letters). Caller frees with PQfinish. */
+PGconn *testenv_pg_schema(const char *schema);
+
+/* Delivered-but-unacked and not-yet-delivered counts of durable on stream;
+ * fails the test when JetStream does not answer. */
+void testenv_durable_pending(js_conn *js, const char *stream, const char *durable,
+                             long *ack_pending, long *pending);
+
+/* Polls until durable has nothing pending and nothing unacked, or timeout_ms. */
+bool testenv_durable_settled(js_conn *js, const char *stream, const char *durable,
+                             int timeout_ms);
+
+/* Sends what the process writes to stderr (the logs) to a temporary file
+ * until testenv_stderr_end, which restores stderr and returns the text
+ * captured (caller frees). One capture at a time. */
+void testenv_stderr_begin(void);
+char *testenv_stderr_end(void);
+
 #endif
