@@ -205,6 +205,17 @@ static oms_status array_reserve(pg_array *a, size_t extra)
 
 oms_status pg_array_add(pg_array *a, const char *element)
 {
+    if (element == NULL) {
+        /* Unquoted: "NULL" in quotes is the four-letter text. */
+        if (array_reserve(a, 5) != OMS_OK)
+            return OMS_ENOMEM;
+        if (a->count > 0)
+            a->data[a->len++] = ',';
+        memcpy(a->data + a->len, "NULL", 4);
+        a->len += 4;
+        a->count++;
+        return OMS_OK;
+    }
     size_t n = strlen(element);
     /* Worst case every byte is escaped, plus quotes and a comma. */
     if (array_reserve(a, 2 * n + 3) != OMS_OK)
@@ -249,6 +260,77 @@ void pg_array_fini(pg_array *a)
 {
     free(a->data);
     pg_array_init(a);
+}
+
+void pg_cols_init(pg_cols *c, size_t n_cols)
+{
+    memset(c, 0, sizeof *c);
+    c->n_cols = n_cols <= PG_COLS_MAX ? n_cols : PG_COLS_MAX;
+}
+
+/* Keeps the first failure: a later add must not hide a lost value. */
+static oms_status cols_note(pg_cols *c, oms_status s)
+{
+    if (c->status == OMS_OK)
+        c->status = s;
+    return s;
+}
+
+oms_status pg_cols_text(pg_cols *c, size_t col, const char *v)
+{
+    if (col >= c->n_cols)
+        return cols_note(c, OMS_EINVAL);
+    return cols_note(c, pg_array_add(&c->col[col], v));
+}
+
+oms_status pg_cols_int(pg_cols *c, size_t col, int64_t v)
+{
+    if (col >= c->n_cols)
+        return cols_note(c, OMS_EINVAL);
+    return cols_note(c, pg_array_add_int(&c->col[col], v));
+}
+
+oms_status pg_cols_bool(pg_cols *c, size_t col, bool v)
+{
+    return pg_cols_text(c, col, v ? "t" : "f");
+}
+
+size_t pg_cols_rows(const pg_cols *c)
+{
+    return c->n_cols > 0 ? c->col[0].count : 0;
+}
+
+const char *const *pg_cols_params(pg_cols *c)
+{
+    if (c->status != OMS_OK)
+        return NULL;
+    for (size_t k = 0; k < c->n_cols; k++)
+        if ((c->params[k] = pg_array_literal(&c->col[k])) == NULL)
+            return NULL;
+    return c->params;
+}
+
+oms_status pg_cols_query(PGconn *conn, const char *what, const char *sql, pg_cols *c,
+                         ExecStatusType expect, PGresult **out)
+{
+    const char *const *params = pg_cols_params(c);
+    if (params == NULL)
+        return c->status != OMS_OK ? c->status : OMS_ENOMEM;
+    return pg_query(conn, what, sql, (int)c->n_cols, params, expect, out);
+}
+
+void pg_cols_reset(pg_cols *c)
+{
+    for (size_t k = 0; k < c->n_cols; k++)
+        pg_array_reset(&c->col[k]);
+    c->status = OMS_OK;
+}
+
+void pg_cols_fini(pg_cols *c)
+{
+    for (size_t k = 0; k < c->n_cols; k++)
+        pg_array_fini(&c->col[k]);
+    pg_cols_init(c, c->n_cols);
 }
 
 oms_status pg_cursor_each(PGconn *c, const char *sql, int n_params, const char *const *params,

@@ -53,8 +53,11 @@ bool pg_ok(PGconn *c);
  * connection, which the next pg_ok reports. */
 void pg_rollback(PGconn *c);
 
-/* Appends v to buf as a PostgreSQL text array literal element list, e.g. for
- * building "{a,b}" parameters: quotes and escapes the element. */
+/* One PostgreSQL array literal ("{...}") built element by element, for a
+ * $n::text[] / $n::bigint[] parameter: every element is double-quoted with
+ * '"' and '\\' backslash-escaped, so commas, braces, blanks and the word NULL
+ * stay text; a NULL element is written as an unquoted SQL NULL. Caller
+ * allocates; pg_array_fini frees. Adds return OMS_ENOMEM and leave a unchanged. */
 typedef struct pg_array {
     char *data;
     size_t len, cap;
@@ -62,13 +65,47 @@ typedef struct pg_array {
 } pg_array;
 
 void pg_array_init(pg_array *a);
+/* Borrows element (NULL for SQL NULL); the literal keeps its own copy. */
 oms_status pg_array_add(pg_array *a, const char *element);
 oms_status pg_array_add_int(pg_array *a, int64_t v);
-/* Returns the literal ("{...}"); valid until the next add or fini. */
+/* Returns the literal ("{...}"), owned by a and valid until the next add,
+ * reset or fini; NULL when out of memory. */
 const char *pg_array_literal(pg_array *a);
 void pg_array_reset(pg_array *a);
 void pg_array_fini(pg_array *a);
 
+/* The parallel columns of UPDATE/INSERT ... FROM unnest($1::text[], $2::bigint[],
+ * ...): one pg_array per column, appended row by row. The first failed add is
+ * remembered, so a caller appends a whole row unchecked and learns of it from
+ * pg_cols_params or pg_cols_query. Caller allocates; pg_cols_fini frees. */
+#define PG_COLS_MAX 24
+
+typedef struct pg_cols {
+    size_t n_cols;
+    oms_status status; /* first failed add, OMS_OK while none failed */
+    pg_array col[PG_COLS_MAX];
+    const char *params[PG_COLS_MAX];
+} pg_cols;
+
+/* Prepares n_cols (at most PG_COLS_MAX) empty columns. */
+void pg_cols_init(pg_cols *c, size_t n_cols);
+/* Append one value to column col; v is borrowed (copied), NULL is SQL NULL.
+ * A row is complete once each column has had one value. */
+oms_status pg_cols_text(pg_cols *c, size_t col, const char *v);
+oms_status pg_cols_int(pg_cols *c, size_t col, int64_t v);
+oms_status pg_cols_bool(pg_cols *c, size_t col, bool v);
+/* Rows appended so far (the count of the first column). */
+size_t pg_cols_rows(const pg_cols *c);
+/* The n_cols literals as paramValues, owned by c and valid until the next add,
+ * reset or fini; NULL when an add or the rendering ran out of memory. */
+const char *const *pg_cols_params(pg_cols *c);
+/* pg_query with the columns as $1..$n_cols; OMS_ENOMEM when they could not be
+ * built (nothing is sent then). */
+oms_status pg_cols_query(PGconn *conn, const char *what, const char *sql, pg_cols *c,
+                         ExecStatusType expect, PGresult **out);
+/* Empties every column for reuse, keeping their memory. */
+void pg_cols_reset(pg_cols *c);
+void pg_cols_fini(pg_cols *c);
 
 /* Runs sql (parameterised) through a server-side cursor inside the caller's
  * open transaction and calls fn for each page of up to page_rows rows, so a

@@ -69,19 +69,19 @@ static void decode(refund_batch *rb, size_t i)
     rb->events[i] = ev;
 }
 
-static oms_status collect(refund_batch *rb, pg_array *ids, pg_array *refund_ids,
-                          pg_array *amounts, pg_array *causes)
+/* The order_refunds columns; $1 alone also selects the orders to lock. */
+static const char *const *collect(refund_batch *rb, pg_cols *c)
 {
     for (size_t i = 0; i < rb->b->n; i++) {
         const Oms__V1__RefundProcessed *ev = rb->events[i];
         if (ev == NULL)
             continue;
-        if (pg_array_add(ids, ev->order_id) || pg_array_add(refund_ids, ev->refund_id) ||
-            pg_array_add_int(amounts, ev->amount_cents) ||
-            pg_array_add(causes, ev->meta->event_id))
-            return OMS_ENOMEM;
+        pg_cols_text(c, 0, ev->order_id);
+        pg_cols_text(c, 1, ev->refund_id);
+        pg_cols_int(c, 2, ev->amount_cents);
+        pg_cols_text(c, 3, ev->meta->event_id);
     }
-    return OMS_OK;
+    return pg_cols_params(c);
 }
 
 static oms_status index_orders(refund_batch *rb)
@@ -114,14 +114,12 @@ static oms_status index_orders(refund_batch *rb)
 /* Locks the orders and records the refunds not applied before. */
 static oms_status lock_and_record(refund_batch *rb)
 {
-    pg_array ids, refund_ids, amounts, causes;
-    oms_status s;
-    pg_array_init(&ids), pg_array_init(&refund_ids), pg_array_init(&amounts);
-    pg_array_init(&causes);
-    s = collect(rb, &ids, &refund_ids, &amounts, &causes);
-    const char *p1[] = {pg_array_literal(&ids)};
-    const char *p2[] = {pg_array_literal(&ids), pg_array_literal(&refund_ids),
-                        pg_array_literal(&amounts), pg_array_literal(&causes)};
+    pg_cols c;
+    oms_status s = OMS_OK;
+    pg_cols_init(&c, 4);
+    const char *const *params = collect(rb, &c);
+    if (params == NULL)
+        s = c.status != OMS_OK ? c.status : OMS_ENOMEM;
     if (s == OMS_OK)
         s = pg_query(rb->b->conn, "refund orders lock",
                      "SELECT o.order_id, o.customer_id, o.customer_email, o.customer_name,"
@@ -130,7 +128,7 @@ static oms_status lock_and_record(refund_batch *rb)
                      " WHERE o.order_id = ANY($1::text[])"
                      " AND o.status IN ('paid', 'partially_refunded', 'refunded')"
                      " ORDER BY o.order_id FOR UPDATE OF o",
-                     1, p1, PGRES_TUPLES_OK, &rb->locked);
+                     1, params, PGRES_TUPLES_OK, &rb->locked);
     if (s == OMS_OK)
         s = pg_query(
             rb->b->conn, "order refunds insert",
@@ -140,11 +138,10 @@ static oms_status lock_and_record(refund_batch *rb)
             " JOIN orders o ON o.order_id = x.o"
             " WHERE o.status IN ('paid', 'partially_refunded', 'refunded')"
             " ON CONFLICT (refund_id) DO NOTHING RETURNING refund_id",
-            4, p2, PGRES_TUPLES_OK, &rb->fresh);
+            4, params, PGRES_TUPLES_OK, &rb->fresh);
     if (s == OMS_OK)
         s = index_orders(rb);
-    pg_array_fini(&ids), pg_array_fini(&refund_ids), pg_array_fini(&amounts);
-    pg_array_fini(&causes);
+    pg_cols_fini(&c);
     return s;
 }
 
@@ -175,8 +172,7 @@ static oms_status emit(refund_batch *rb, const Oms__V1__RefundProcessed *ev,
 }
 
 /* One refund applied to its order in memory; its history row and event. */
-static oms_status apply_one(refund_batch *rb, size_t i, pg_array *h_ids, pg_array *h_status,
-                            pg_array *h_reason, pg_array *h_cause)
+static oms_status apply_one(refund_batch *rb, size_t i, pg_cols *history)
 {
     const Oms__V1__RefundProcessed *ev = rb->events[i];
     long k = strs_find(rb->ids, rb->n_orders, ev->order_id);
@@ -200,59 +196,57 @@ static oms_status apply_one(refund_batch *rb, size_t i, pg_array *h_ids, pg_arra
                           sizeof amount);
     snprintf(reason, sizeof reason, "refund of %s%s%.512s", amount, *ev->reason ? ": " : "",
              ev->reason);
-    if (pg_array_add(h_ids, ev->order_id) || pg_array_add(h_status, o->status) ||
-        pg_array_add(h_reason, reason) || pg_array_add(h_cause, ev->meta->event_id))
-        return OMS_ENOMEM;
+    pg_cols_text(history, 0, ev->order_id);
+    pg_cols_text(history, 1, o->status);
+    pg_cols_text(history, 2, reason);
+    pg_cols_text(history, 3, ev->meta->event_id);
+    if (history->status != OMS_OK)
+        return history->status;
     consumer_count(rb->b, "oms_ingest_order_transitions_total",
                    full ? "status=\"refunded\"" : "status=\"partially_refunded\"", 1);
     return emit(rb, ev, o);
 }
 
-static oms_status write_orders(refund_batch *rb, pg_array *h_ids, pg_array *h_status,
-                               pg_array *h_reason, pg_array *h_cause)
+static oms_status write_orders(refund_batch *rb, pg_cols *history)
 {
-    pg_array ids, statuses, refunded;
-    oms_status s = OMS_OK;
-    pg_array_init(&ids), pg_array_init(&statuses), pg_array_init(&refunded);
-    for (size_t k = 0; k < rb->n_orders && s == OMS_OK; k++) {
+    pg_cols c;
+    oms_status s;
+    pg_cols_init(&c, 3);
+    for (size_t k = 0; k < rb->n_orders; k++) {
         const locked_order *o = &rb->orders[k];
-        if (o->changed && (pg_array_add(&ids, o->id) || pg_array_add(&statuses, o->status) ||
-                           pg_array_add_int(&refunded, o->refunded)))
-            s = OMS_ENOMEM;
+        if (o->changed) {
+            pg_cols_text(&c, 0, o->id);
+            pg_cols_text(&c, 1, o->status);
+            pg_cols_int(&c, 2, o->refunded);
+        }
     }
-    const char *p1[] = {pg_array_literal(&ids), pg_array_literal(&statuses),
-                        pg_array_literal(&refunded)};
-    const char *p2[] = {pg_array_literal(h_ids), pg_array_literal(h_status),
-                        pg_array_literal(h_reason), pg_array_literal(h_cause)};
-    if (s == OMS_OK && ids.count > 0)
-        s = pg_query(rb->b->conn, "order refunded",
+    if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
+        s = pg_cols_query(rb->b->conn, "order refunded",
                      "UPDATE orders o SET status = x.status, refunded_cents = x.refunded,"
                      " updated_at = now()"
                      " FROM unnest($1::text[], $2::text[], $3::bigint[]) AS x(id, status, refunded)"
                      " WHERE o.order_id = x.id",
-                     3, p1, PGRES_COMMAND_OK, NULL);
-    if (s == OMS_OK && h_ids->count > 0)
-        s = pg_query(rb->b->conn, "order refunded history",
+                     &c, PGRES_COMMAND_OK, NULL);
+    if (s == OMS_OK && pg_cols_rows(history) > 0)
+        s = pg_cols_query(rb->b->conn, "order refunded history",
                      "INSERT INTO order_status_history (order_id, status, reason, event_id)"
                      " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])",
-                     4, p2, PGRES_COMMAND_OK, NULL);
-    pg_array_fini(&ids), pg_array_fini(&statuses), pg_array_fini(&refunded);
+                     history, PGRES_COMMAND_OK, NULL);
+    pg_cols_fini(&c);
     return s;
 }
 
 static oms_status apply(refund_batch *rb)
 {
-    pg_array h_ids, h_status, h_reason, h_cause;
+    pg_cols history; /* order_status_history rows, one per refund applied */
     oms_status s = lock_and_record(rb);
-    pg_array_init(&h_ids), pg_array_init(&h_status), pg_array_init(&h_reason);
-    pg_array_init(&h_cause);
+    pg_cols_init(&history, 4);
     for (size_t i = 0; s == OMS_OK && i < rb->b->n; i++)
         if (rb->events[i] != NULL)
-            s = apply_one(rb, i, &h_ids, &h_status, &h_reason, &h_cause);
+            s = apply_one(rb, i, &history);
     if (s == OMS_OK)
-        s = write_orders(rb, &h_ids, &h_status, &h_reason, &h_cause);
-    pg_array_fini(&h_ids), pg_array_fini(&h_status), pg_array_fini(&h_reason);
-    pg_array_fini(&h_cause);
+        s = write_orders(rb, &history);
+    pg_cols_fini(&history);
     return s;
 }
 
@@ -278,5 +272,5 @@ out:
     free(rb.fresh_used);
     PQclear(rb.locked);
     PQclear(rb.fresh);
-    return s == OMS_ENOMEM ? OMS_ETRANSIENT : s;
+    return s;
 }

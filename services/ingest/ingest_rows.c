@@ -555,12 +555,12 @@ static oms_status number_orphans(PGconn *conn, in_row **rows, size_t n)
 static oms_status register_live(PGconn *conn, chunk *c)
 {
     in_row **sorted = calloc(c->n, sizeof *sorted);
-    pg_array ids, counts;
+    pg_cols imports;
     PGresult *res = NULL;
     oms_status s = sorted ? OMS_OK : OMS_ENOMEM;
     size_t orphans = 0;
 
-    pg_array_init(&ids), pg_array_init(&counts);
+    pg_cols_init(&imports, 2);
     for (size_t i = 0; s == OMS_OK && i < c->n; i++)
         sorted[i] = &c->rows[i];
     if (s == OMS_OK)
@@ -573,20 +573,20 @@ static oms_status register_live(PGconn *conn, chunk *c)
         size_t j = i, rows = 0;
         for (; j < c->n && strcmp(sorted[j]->import_id, sorted[i]->import_id) == 0; j++)
             rows += sorted[j]->line_no == 0;
-        if (pg_array_add(&ids, sorted[i]->import_id) || pg_array_add_int(&counts, (int64_t)rows))
-            s = OMS_ENOMEM;
+        pg_cols_text(&imports, 0, sorted[i]->import_id);
+        pg_cols_int(&imports, 1, (int64_t)rows);
+        s = imports.status;
         i = j;
     }
-    const char *params[] = {pg_array_literal(&ids), pg_array_literal(&counts)};
-    if (s == OMS_OK && ids.count > 0)
-        s = pg_query(conn, "live import upsert",
+    if (s == OMS_OK && pg_cols_rows(&imports) > 0)
+        s = pg_cols_query(conn, "live import upsert",
                      "INSERT INTO imports AS i (import_id, kind, received_rows)"
                      " SELECT id, 'live', n FROM unnest($1::text[], $2::int[]) AS t(id, n) ORDER BY id"
                      " ON CONFLICT (import_id) DO UPDATE"
                      " SET received_rows = i.received_rows + EXCLUDED.received_rows,"
                      " last_row_at = now()"
                      " RETURNING import_id, sealed_at IS NOT NULL, received_rows",
-                     2, params, PGRES_TUPLES_OK, &res);
+                     &imports, PGRES_TUPLES_OK, &res);
     for (int r = 0; s == OMS_OK && res && r < PQntuples(res); r++) {
         const char *id = PQgetvalue(res, r, 0);
         bool sealed = strcmp(PQgetvalue(res, r, 1), "t") == 0;
@@ -609,7 +609,7 @@ static oms_status register_live(PGconn *conn, chunk *c)
         }
     }
     PQclear(res);
-    pg_array_fini(&ids), pg_array_fini(&counts);
+    pg_cols_fini(&imports);
     free(sorted);
     return s;
 }
@@ -795,8 +795,7 @@ static oms_status apply_message(ingest_ctx *ctx, consumer_batch *b, size_t i, pg
             s = write_rows(&c, copy, b, m->event_id);
     }
     chunk_fini(&c);
-    /* Out of memory is not the message's fault: roll back and retry later. */
-    return s == OMS_ENOMEM ? OMS_ETRANSIENT : s;
+    return s;
 }
 
 oms_status ingest_apply_rows(void *arg, consumer_batch *b)

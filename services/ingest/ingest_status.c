@@ -22,26 +22,26 @@
 
 /* Transitions decided for one batch, applied set-based. */
 typedef struct transitions {
-    pg_array ids, reasons, causes;
+    pg_cols cols; /* order_id, reason, cause */
 } transitions;
 
 static void transitions_init(transitions *t)
 {
-    pg_array_init(&t->ids), pg_array_init(&t->reasons), pg_array_init(&t->causes);
+    pg_cols_init(&t->cols, 3);
 }
 
 static void transitions_fini(transitions *t)
 {
-    pg_array_fini(&t->ids), pg_array_fini(&t->reasons), pg_array_fini(&t->causes);
+    pg_cols_fini(&t->cols);
 }
 
 static oms_status transitions_add(transitions *t, const char *order_id, const char *reason,
                                   const char *cause)
 {
-    if (pg_array_add(&t->ids, order_id) || pg_array_add(&t->reasons, reason) ||
-        pg_array_add(&t->causes, cause))
-        return OMS_ENOMEM;
-    return OMS_OK;
+    pg_cols_text(&t->cols, 0, order_id);
+    pg_cols_text(&t->cols, 1, reason);
+    pg_cols_text(&t->cols, 2, cause);
+    return t->cols.status;
 }
 
 /* Columns returned by every transition, for the events. */
@@ -94,7 +94,7 @@ static oms_status apply_transitions(consumer_batch *b, transitions *t, const cha
 {
     char sql[1024];
     PGresult *res = NULL;
-    if (t->ids.count == 0)
+    if (pg_cols_rows(&t->cols) == 0)
         return OMS_OK;
     snprintf(sql, sizeof sql,
              "WITH moved AS ("
@@ -106,8 +106,9 @@ static oms_status apply_transitions(consumer_batch *b, transitions *t, const cha
              "  SELECT order_id, status, status_reason, cause FROM moved)"
              " SELECT " RETURNED ", o.cause FROM moved o JOIN imports i USING (import_id)",
              to, from);
-    const char *params[] = {pg_array_literal(&t->ids), pg_array_literal(&t->reasons),
-                            pg_array_literal(&t->causes)};
+    const char *const *params = pg_cols_params(&t->cols);
+    if (params == NULL)
+        return t->cols.status != OMS_OK ? t->cols.status : OMS_ENOMEM;
     /* Lock in order-id order first: the three status consumers (and other
      * replicas) update overlapping orders, and UPDATE ... FROM unnest locks
      * rows in whatever order the join yields them. */
@@ -175,7 +176,7 @@ static oms_status apply_events(consumer_batch *b, const ProtobufCMessageDescript
             protobuf_c_message_free_unpacked(pm, NULL);
     }
     for (int k = 0; k < TARGETS && s == OMS_OK; k++)
-        if (t[k].ids.count > 0)
+        if (pg_cols_rows(&t[k].cols) > 0)
             s = apply_transitions(b, &t[k], TARGET_SQL[k].to, TARGET_SQL[k].from);
     for (int k = 0; k < TARGETS; k++)
         transitions_fini(&t[k]);

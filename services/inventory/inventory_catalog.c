@@ -106,23 +106,21 @@ static void decide(catalog_batch *cb)
 
 static oms_status upsert(catalog_batch *cb)
 {
-    pg_array skus, names, on_hand, prices;
-    oms_status s = OMS_OK;
-    pg_array_init(&skus), pg_array_init(&names), pg_array_init(&on_hand);
-    pg_array_init(&prices);
-    for (size_t k = 0; k < cb->n_skus && s == OMS_OK; k++) {
+    pg_cols c;
+    oms_status s;
+    pg_cols_init(&c, 4);
+    for (size_t k = 0; k < cb->n_skus; k++) {
         if (cb->winner[k] == SIZE_MAX)
             continue;
         const Oms__V1__ProductUpserted *ev = cb->events[cb->winner[k]];
-        if (pg_array_add(&skus, ev->sku) || pg_array_add(&names, ev->name) ||
-            pg_array_add_int(&on_hand, ev->on_hand) || pg_array_add_int(&prices, ev->price_cents))
-            s = OMS_ENOMEM;
+        pg_cols_text(&c, 0, ev->sku);
+        pg_cols_text(&c, 1, ev->name);
+        pg_cols_int(&c, 2, ev->on_hand);
+        pg_cols_int(&c, 3, ev->price_cents);
     }
-    const char *params[] = {pg_array_literal(&skus), pg_array_literal(&names),
-                            pg_array_literal(&on_hand), pg_array_literal(&prices)};
     /* Sorted input: two processes inserting new SKUs take them in one order. */
-    if (s == OMS_OK && skus.count > 0)
-        s = pg_query(cb->b->conn, "catalog upsert",
+    if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
+        s = pg_cols_query(cb->b->conn, "catalog upsert",
                      "INSERT INTO products AS p (sku, name, on_hand, price_cents)"
                      " SELECT sku, name, on_hand, price_cents"
                      " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])"
@@ -130,9 +128,8 @@ static oms_status upsert(catalog_batch *cb)
                      " ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name,"
                      " on_hand = EXCLUDED.on_hand, price_cents = EXCLUDED.price_cents,"
                      " updated_at = now()",
-                     4, params, PGRES_COMMAND_OK, NULL);
-    pg_array_fini(&skus), pg_array_fini(&names), pg_array_fini(&on_hand);
-    pg_array_fini(&prices);
+                     &c, PGRES_COMMAND_OK, NULL);
+    pg_cols_fini(&c);
     return s;
 }
 
@@ -169,6 +166,5 @@ out:
     free(cb.skus);
     free(cb.reserved);
     free(cb.winner);
-    /* Out of memory is not the messages' fault: roll back and retry later. */
-    return s == OMS_ENOMEM ? OMS_ETRANSIENT : s;
+    return s;
 }

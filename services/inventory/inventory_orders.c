@@ -192,45 +192,44 @@ static oms_status lock_products(order_batch *ob)
 static oms_status update_products(order_batch *ob)
 {
     const inv_plan *p = &ob->plan;
-    pg_array skus, qty;
-    oms_status s = OMS_OK;
-    pg_array_init(&skus), pg_array_init(&qty);
-    for (size_t k = 0; k < p->n_stock && s == OMS_OK; k++)
-        if (p->stock[k].taken > 0 &&
-            (pg_array_add(&skus, p->stock[k].sku) || pg_array_add_int(&qty, p->stock[k].taken)))
-            s = OMS_ENOMEM;
-    const char *params[] = {pg_array_literal(&skus), pg_array_literal(&qty)};
-    if (s == OMS_OK && skus.count > 0)
-        s = pg_query(ob->b->conn, "products reserve",
+    pg_cols c;
+    oms_status s;
+    pg_cols_init(&c, 2);
+    for (size_t k = 0; k < p->n_stock; k++)
+        if (p->stock[k].taken > 0) {
+            pg_cols_text(&c, 0, p->stock[k].sku);
+            pg_cols_int(&c, 1, p->stock[k].taken);
+        }
+    if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
+        s = pg_cols_query(ob->b->conn, "products reserve",
                      "UPDATE products p SET reserved = p.reserved + d.qty, updated_at = now()"
                      " FROM unnest($1::text[], $2::bigint[]) AS d(sku, qty) WHERE p.sku = d.sku",
-                     2, params, PGRES_COMMAND_OK, NULL);
-    pg_array_fini(&skus), pg_array_fini(&qty);
+                     &c, PGRES_COMMAND_OK, NULL);
+    pg_cols_fini(&c);
     return s;
 }
 
 static oms_status update_rejected(order_batch *ob)
 {
     const inv_plan *p = &ob->plan;
-    pg_array ids, reasons;
-    oms_status s = OMS_OK;
-    pg_array_init(&ids), pg_array_init(&reasons);
-    for (size_t k = 0; k < ob->n_orders && s == OMS_OK; k++) {
+    pg_cols c;
+    oms_status s;
+    pg_cols_init(&c, 2);
+    for (size_t k = 0; k < ob->n_orders; k++) {
         char reason[CONSUMER_REASON_LEN];
         if (p->outcomes[k].result != INV_REJECTED)
             continue;
         inv_plan_reason(&p->outcomes[k], reason, sizeof reason);
-        if (pg_array_add(&ids, ob->orders[k].order_id) || pg_array_add(&reasons, reason))
-            s = OMS_ENOMEM;
+        pg_cols_text(&c, 0, ob->orders[k].order_id);
+        pg_cols_text(&c, 1, reason);
     }
-    const char *params[] = {pg_array_literal(&ids), pg_array_literal(&reasons)};
-    if (s == OMS_OK && ids.count > 0)
-        s = pg_query(ob->b->conn, "reservations reject",
+    if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
+        s = pg_cols_query(ob->b->conn, "reservations reject",
                      "UPDATE reservations r SET status = 'rejected', reason = d.reason"
                      " FROM unnest($1::text[], $2::text[]) AS d(order_id, reason)"
                      " WHERE r.order_id = d.order_id",
-                     2, params, PGRES_COMMAND_OK, NULL);
-    pg_array_fini(&ids), pg_array_fini(&reasons);
+                     &c, PGRES_COMMAND_OK, NULL);
+    pg_cols_fini(&c);
     return s;
 }
 
@@ -321,6 +320,5 @@ oms_status inv_apply_orders(void *arg, consumer_batch *b)
     free(ob.orders);
     free(ob.msg_of);
     free(ob.lines);
-    /* Out of memory is not the messages' fault: roll back and retry later. */
-    return s == OMS_ENOMEM ? OMS_ETRANSIENT : s;
+    return s;
 }

@@ -191,16 +191,19 @@ static oms_status sum_per_sku(payment_batch *pb)
  * takes the settled units off them in one statement. */
 static oms_status update_products(payment_batch *pb)
 {
-    pg_array skus, sold, released;
+    pg_cols c;
     PGresult *res = NULL;
     oms_status s = OMS_OK;
-    pg_array_init(&skus), pg_array_init(&sold), pg_array_init(&released);
-    for (size_t k = 0; k < pb->n_skus && s == OMS_OK; k++)
-        if (pg_array_add(&skus, pb->skus[k]) || pg_array_add_int(&sold, pb->sold[k]) ||
-            pg_array_add_int(&released, pb->released[k]))
-            s = OMS_ENOMEM;
-    const char *params[] = {pg_array_literal(&skus), pg_array_literal(&sold),
-                            pg_array_literal(&released)};
+    pg_cols_init(&c, 3);
+    for (size_t k = 0; k < pb->n_skus; k++) {
+        pg_cols_text(&c, 0, pb->skus[k]);
+        pg_cols_int(&c, 1, pb->sold[k]);
+        pg_cols_int(&c, 2, pb->released[k]);
+    }
+    /* $1 alone locks the products, all three then settle them. */
+    const char *const *params = pg_cols_params(&c);
+    if (params == NULL)
+        s = c.status != OMS_OK ? c.status : OMS_ENOMEM;
     if (s == OMS_OK)
         s = pg_query(pb->b->conn, "products lock",
                      "SELECT sku, name FROM products WHERE sku = ANY($1::text[])"
@@ -220,30 +223,29 @@ static oms_status update_products(payment_batch *pb)
                      " WHERE p.sku = d.sku",
                      3, params, PGRES_COMMAND_OK, NULL);
     PQclear(res);
-    pg_array_fini(&skus), pg_array_fini(&sold), pg_array_fini(&released);
+    pg_cols_fini(&c);
     return s;
 }
 
 static oms_status update_reservations(payment_batch *pb)
 {
-    pg_array ids, statuses;
-    oms_status s = OMS_OK;
-    pg_array_init(&ids), pg_array_init(&statuses);
-    for (size_t i = 0; i < pb->b->n && s == OMS_OK; i++) {
+    pg_cols c;
+    oms_status s;
+    pg_cols_init(&c, 2);
+    for (size_t i = 0; i < pb->b->n; i++) {
         if (pb->settles[i] < 0)
             continue;
         const reservation *r = &pb->res[pb->settles[i]];
-        if (pg_array_add(&ids, r->order_id) || pg_array_add(&statuses, r->status))
-            s = OMS_ENOMEM;
+        pg_cols_text(&c, 0, r->order_id);
+        pg_cols_text(&c, 1, r->status);
     }
-    const char *params[] = {pg_array_literal(&ids), pg_array_literal(&statuses)};
-    if (s == OMS_OK)
-        s = pg_query(pb->b->conn, "reservations settle",
+    if ((s = c.status) == OMS_OK)
+        s = pg_cols_query(pb->b->conn, "reservations settle",
                      "UPDATE reservations r SET status = d.status, settled_at = now()"
                      " FROM unnest($1::text[], $2::text[]) AS d(order_id, status)"
                      " WHERE r.order_id = d.order_id",
-                     2, params, PGRES_COMMAND_OK, NULL);
-    pg_array_fini(&ids), pg_array_fini(&statuses);
+                     &c, PGRES_COMMAND_OK, NULL);
+    pg_cols_fini(&c);
     return s;
 }
 
@@ -343,6 +345,5 @@ out:
     free(pb.events), free(pb.settles), free(pb.res), free(pb.res_ids);
     free(pb.skus), free(pb.sold), free(pb.released), free(pb.names);
     PQclear(pb.rows);
-    /* Out of memory is not the messages' fault: roll back and retry later. */
-    return s == OMS_ENOMEM ? OMS_ETRANSIENT : s;
+    return s;
 }

@@ -187,9 +187,9 @@ static oms_status write_products(restock_batch *rb)
     const char **skus = calloc(rb->n_lines + 1, sizeof *skus);
     int64_t *add = calloc(rb->n_lines + 1, sizeof *add);
     size_t n = 0;
-    pg_array a_skus, a_add;
+    pg_cols c;
     oms_status s = skus && add ? OMS_OK : OMS_ENOMEM;
-    pg_array_init(&a_skus), pg_array_init(&a_add);
+    pg_cols_init(&c, 2);
     for (size_t k = 0; s == OMS_OK && k < rb->n_lines; k++)
         if (rb->lines[k].add > 0)
             skus[n++] = rb->lines[k].sku;
@@ -197,10 +197,14 @@ static oms_status write_products(restock_batch *rb)
     for (size_t k = 0; s == OMS_OK && k < rb->n_lines; k++)
         if (rb->lines[k].add > 0)
             add[strs_find(skus, n, rb->lines[k].sku)] += rb->lines[k].add;
-    for (size_t k = 0; s == OMS_OK && k < n; k++)
-        if (pg_array_add(&a_skus, skus[k]) || pg_array_add_int(&a_add, add[k]))
-            s = OMS_ENOMEM;
-    const char *params[] = {pg_array_literal(&a_skus), pg_array_literal(&a_add)};
+    for (size_t k = 0; s == OMS_OK && k < n; k++) {
+        pg_cols_text(&c, 0, skus[k]);
+        pg_cols_int(&c, 1, add[k]);
+    }
+    /* $1 alone locks the products, $1 and $2 then update them. */
+    const char *const *params = pg_cols_params(&c);
+    if (s == OMS_OK && params == NULL)
+        s = c.status != OMS_OK ? c.status : OMS_ENOMEM;
     if (s == OMS_OK && n > 0)
         s = pg_query(rb->b->conn, "restock products lock",
                      "SELECT 1 FROM products WHERE sku = ANY($1::text[])"
@@ -211,62 +215,60 @@ static oms_status write_products(restock_batch *rb)
                      "UPDATE products p SET on_hand = p.on_hand + x.add, updated_at = now()"
                      " FROM unnest($1::text[], $2::bigint[]) AS x(sku, add) WHERE p.sku = x.sku",
                      2, params, PGRES_COMMAND_OK, NULL);
-    pg_array_fini(&a_skus), pg_array_fini(&a_add);
+    pg_cols_fini(&c);
     free(skus), free(add);
     return s;
 }
 
 static oms_status write_lines(restock_batch *rb)
 {
-    pg_array orders, skus, add;
-    oms_status s = OMS_OK;
-    pg_array_init(&orders), pg_array_init(&skus), pg_array_init(&add);
-    for (size_t k = 0; s == OMS_OK && k < rb->n_lines; k++) {
+    pg_cols c;
+    oms_status s;
+    pg_cols_init(&c, 3);
+    for (size_t k = 0; k < rb->n_lines; k++) {
         const line_state *l = &rb->lines[k];
-        if (l->add > 0 && (pg_array_add(&orders, l->order_id) || pg_array_add(&skus, l->sku) ||
-                           pg_array_add_int(&add, l->add)))
-            s = OMS_ENOMEM;
+        if (l->add > 0) {
+            pg_cols_text(&c, 0, l->order_id);
+            pg_cols_text(&c, 1, l->sku);
+            pg_cols_int(&c, 2, l->add);
+        }
     }
-    const char *params[] = {pg_array_literal(&orders), pg_array_literal(&skus),
-                            pg_array_literal(&add)};
-    if (s == OMS_OK && orders.count > 0)
-        s = pg_query(rb->b->conn, "restock lines",
+    if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
+        s = pg_cols_query(rb->b->conn, "restock lines",
                      "UPDATE reservation_lines l SET restocked = l.restocked + x.add"
                      " FROM unnest($1::text[], $2::text[], $3::bigint[]) AS x(o, sku, add)"
                      " WHERE l.order_id = x.o AND l.sku = x.sku",
-                     3, params, PGRES_COMMAND_OK, NULL);
-    pg_array_fini(&orders), pg_array_fini(&skus), pg_array_fini(&add);
+                     &c, PGRES_COMMAND_OK, NULL);
+    pg_cols_fini(&c);
     return s;
 }
 
 static oms_status write_restocks(restock_batch *rb)
 {
-    pg_array ids, orders, units, causes;
-    oms_status s = OMS_OK;
+    pg_cols c;
+    oms_status s;
     int64_t total = 0;
-    pg_array_init(&ids), pg_array_init(&orders), pg_array_init(&units), pg_array_init(&causes);
-    for (size_t i = 0; s == OMS_OK && i < rb->b->n; i++) {
+    pg_cols_init(&c, 4);
+    for (size_t i = 0; i < rb->b->n; i++) {
         const Oms__V1__RefundProcessed *ev = rb->events[i];
         if (ev == NULL)
             continue;
         total += rb->units[i];
-        if (pg_array_add(&ids, ev->refund_id) || pg_array_add(&orders, ev->order_id) ||
-            pg_array_add_int(&units, rb->units[i]) ||
-            pg_array_add(&causes, rb->b->msgs[i].event_id))
-            s = OMS_ENOMEM;
+        pg_cols_text(&c, 0, ev->refund_id);
+        pg_cols_text(&c, 1, ev->order_id);
+        pg_cols_int(&c, 2, rb->units[i]);
+        pg_cols_text(&c, 3, rb->b->msgs[i].event_id);
     }
-    const char *params[] = {pg_array_literal(&ids), pg_array_literal(&orders),
-                            pg_array_literal(&units), pg_array_literal(&causes)};
-    if (s == OMS_OK && ids.count > 0)
-        s = pg_query(rb->b->conn, "restocks insert",
+    if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
+        s = pg_cols_query(rb->b->conn, "restocks insert",
                      "INSERT INTO restocks (refund_id, order_id, units, event_id)"
                      " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])",
-                     4, params, PGRES_COMMAND_OK, NULL);
+                     &c, PGRES_COMMAND_OK, NULL);
     if (s == OMS_OK) {
-        consumer_count(rb->b, "oms_inventory_restocks_total", "", (double)ids.count);
+        consumer_count(rb->b, "oms_inventory_restocks_total", "", (double)pg_cols_rows(&c));
         consumer_count(rb->b, "oms_inventory_restocked_units_total", "", (double)total);
     }
-    pg_array_fini(&ids), pg_array_fini(&orders), pg_array_fini(&units), pg_array_fini(&causes);
+    pg_cols_fini(&c);
     return s;
 }
 
@@ -321,5 +323,5 @@ out:
     free(rb.events), free(rb.units), free(rb.lines), free(rb.done_ids);
     PQclear(rb.rows);
     PQclear(rb.done);
-    return s == OMS_ENOMEM ? OMS_ETRANSIENT : s;
+    return s;
 }

@@ -28,11 +28,6 @@ enum column {
     COL_OCCURRED, COL_STATE, COL_ERROR, N_COLUMNS
 };
 
-/* The columns of the new rows of one batch, as array literals. */
-typedef struct new_rows {
-    pg_array col[N_COLUMNS];
-} new_rows;
-
 /* One event of any of the three types, its strings borrowed from the
  * unpacked message. */
 typedef struct order_event {
@@ -133,31 +128,34 @@ static const char *refusal(const notify_ctx *ctx, const order_event *e, notify_c
     return NULL;
 }
 
-static oms_status add_row(const notify_ctx *ctx, new_rows *r, const order_event *e,
+/* Appends one notification row to the batch's columns (enum column order). */
+static oms_status add_row(const notify_ctx *ctx, pg_cols *c, const order_event *e,
                           const char *subject, notify_channel ch)
 {
     const char *error = refusal(ctx, e, ch), *currency = ctx->currency;
     const char *state = error ? "failed" : "pending";
-    pg_array *c = r->col;
-    if (pg_array_add(&c[COL_EVENT_ID], e->event_id) ||
-        pg_array_add(&c[COL_CHANNEL], notify_channel_name(ch)) ||
-        pg_array_add(&c[COL_SUBJECT], subject) || pg_array_add(&c[COL_ORDER_ID], e->order_id) ||
-        pg_array_add(&c[COL_CUSTOMER_ID], e->customer_id) ||
-        pg_array_add(&c[COL_EMAIL], e->email) || pg_array_add(&c[COL_NAME], e->name) ||
-        pg_array_add(&c[COL_STATUS], e->status) ||
-        pg_array_add_int(&c[COL_TOTAL], e->total_cents) ||
-        pg_array_add(&c[COL_CURRENCY], *e->currency ? e->currency : currency) ||
-        pg_array_add(&c[COL_REASON], e->reason) || pg_array_add(&c[COL_REFUND_ID], e->refund_id) ||
-        pg_array_add_int(&c[COL_REFUND], e->refund_cents) ||
-        pg_array_add_int(&c[COL_REFUNDED], e->refunded_total_cents) ||
-        pg_array_add_int(&c[COL_OCCURRED], e->occurred_at_ms) ||
-        pg_array_add(&c[COL_STATE], state) || pg_array_add(&c[COL_ERROR], error ? error : ""))
-        return OMS_ENOMEM;
-    return OMS_OK;
+    pg_cols_text(c, COL_EVENT_ID, e->event_id);
+    pg_cols_text(c, COL_CHANNEL, notify_channel_name(ch));
+    pg_cols_text(c, COL_SUBJECT, subject);
+    pg_cols_text(c, COL_ORDER_ID, e->order_id);
+    pg_cols_text(c, COL_CUSTOMER_ID, e->customer_id);
+    pg_cols_text(c, COL_EMAIL, e->email);
+    pg_cols_text(c, COL_NAME, e->name);
+    pg_cols_text(c, COL_STATUS, e->status);
+    pg_cols_int(c, COL_TOTAL, e->total_cents);
+    pg_cols_text(c, COL_CURRENCY, *e->currency ? e->currency : currency);
+    pg_cols_text(c, COL_REASON, e->reason);
+    pg_cols_text(c, COL_REFUND_ID, e->refund_id);
+    pg_cols_int(c, COL_REFUND, e->refund_cents);
+    pg_cols_int(c, COL_REFUNDED, e->refunded_total_cents);
+    pg_cols_int(c, COL_OCCURRED, e->occurred_at_ms);
+    pg_cols_text(c, COL_STATE, state);
+    pg_cols_text(c, COL_ERROR, error ? error : "");
+    return c->status;
 }
 
 /* Decodes and validates the batch into r; invalid messages are rejected. */
-static oms_status collect(notify_ctx *ctx, consumer_batch *b, new_rows *r)
+static oms_status collect(notify_ctx *ctx, consumer_batch *b, pg_cols *r)
 {
     oms_status s = OMS_OK;
     for (size_t i = 0; i < b->n && s == OMS_OK; i++) {
@@ -178,13 +176,10 @@ static oms_status collect(notify_ctx *ctx, consumer_batch *b, new_rows *r)
     return s;
 }
 
-static oms_status insert_rows(consumer_batch *b, new_rows *r)
+static oms_status insert_rows(consumer_batch *b, pg_cols *r)
 {
-    const char *params[N_COLUMNS];
     PGresult *res = NULL;
-    for (int i = 0; i < N_COLUMNS; i++)
-        params[i] = pg_array_literal(&r->col[i]);
-    oms_status s = pg_query(
+    oms_status s = pg_cols_query(
         b->conn, "notification insert",
         "INSERT INTO notifications (event_id, channel, subject, order_id, customer_id,"
         " customer_email, customer_name, status, total_cents, currency, reason, refund_id,"
@@ -196,7 +191,7 @@ static oms_status insert_rows(consumer_batch *b, new_rows *r)
         "  $13::bigint[], $14::bigint[], $15::bigint[], $16::text[], $17::text[])"
         "  AS x(e, ch, su, o, cu, em, na, st, t, cur, re, ri, rc, rt, oc, sta, er)"
         " ON CONFLICT (event_id, channel) DO NOTHING RETURNING channel, state",
-        N_COLUMNS, params, PGRES_TUPLES_OK, &res);
+        r, PGRES_TUPLES_OK, &res);
     if (s != OMS_OK)
         return s;
     int inserted = PQntuples(res);
@@ -207,9 +202,9 @@ static oms_status insert_rows(consumer_batch *b, new_rows *r)
         snprintf(labels, sizeof labels, "channel=\"%s\",state=\"failed\"", PQgetvalue(res, i, 0));
         consumer_count(b, "oms_notifications_total", labels, 1);
     }
-    if ((size_t)inserted < r->col[COL_EVENT_ID].count) {
+    if ((size_t)inserted < pg_cols_rows(r)) {
         char ignored[24];
-        snprintf(ignored, sizeof ignored, "%zu", r->col[COL_EVENT_ID].count - (size_t)inserted);
+        snprintf(ignored, sizeof ignored, "%zu", pg_cols_rows(r) - (size_t)inserted);
         log_info("notifications already recorded ignored", "notifications", ignored, NULL);
     }
     PQclear(res);
@@ -219,14 +214,11 @@ static oms_status insert_rows(consumer_batch *b, new_rows *r)
 oms_status notify_apply_orders(void *arg, consumer_batch *b)
 {
     notify_ctx *ctx = arg;
-    new_rows r;
-    memset(&r, 0, sizeof r);
-    for (int i = 0; i < N_COLUMNS; i++)
-        pg_array_init(&r.col[i]);
+    pg_cols r; /* the new rows of the batch */
+    pg_cols_init(&r, N_COLUMNS);
     oms_status s = collect(ctx, b, &r);
-    if (s == OMS_OK && r.col[COL_EVENT_ID].count > 0)
+    if (s == OMS_OK && pg_cols_rows(&r) > 0)
         s = insert_rows(b, &r);
-    for (int i = 0; i < N_COLUMNS; i++)
-        pg_array_fini(&r.col[i]);
+    pg_cols_fini(&r);
     return s;
 }

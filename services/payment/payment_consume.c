@@ -21,25 +21,11 @@
 
 #define ORDER_ID_MAX 256
 
-/* The columns of the new payments of one batch, as array literals. */
-typedef struct new_payments {
-    pg_array payment_id, order_id, amount, currency, status, attempts, gateway_ref, reason,
-        cause;
-} new_payments;
-
-static void new_payments_init(new_payments *p)
-{
-    pg_array_init(&p->payment_id), pg_array_init(&p->order_id), pg_array_init(&p->amount);
-    pg_array_init(&p->currency), pg_array_init(&p->status), pg_array_init(&p->attempts);
-    pg_array_init(&p->gateway_ref), pg_array_init(&p->reason), pg_array_init(&p->cause);
-}
-
-static void new_payments_fini(new_payments *p)
-{
-    pg_array_fini(&p->payment_id), pg_array_fini(&p->order_id), pg_array_fini(&p->amount);
-    pg_array_fini(&p->currency), pg_array_fini(&p->status), pg_array_fini(&p->attempts);
-    pg_array_fini(&p->gateway_ref), pg_array_fini(&p->reason), pg_array_fini(&p->cause);
-}
+/* The columns of the new payments of one batch, in $n order. */
+enum {
+    NP_PAYMENT_ID, NP_ORDER_ID, NP_AMOUNT, NP_CURRENCY, NP_STATUS, NP_ATTEMPTS, NP_GATEWAY_REF,
+    NP_REASON, NP_CAUSE, NP_NCOLS
+};
 
 const char *payment_reserved_invalid(const Oms__V1__StockReserved *ev)
 {
@@ -57,7 +43,7 @@ const char *payment_reserved_invalid(const Oms__V1__StockReserved *ev)
 /* Adds one new payment; the charge is decided now with the mock gateway.
  * A free order (total 0) has nothing to charge: it succeeds here in either
  * mode, without asking a gateway that would refuse a zero amount. */
-static oms_status add_payment(payment_ctx *ctx, new_payments *p, const Oms__V1__StockReserved *ev,
+static oms_status add_payment(payment_ctx *ctx, pg_cols *p, const Oms__V1__StockReserved *ev,
                               const char *cause)
 {
     char payment_id[37], ref[16];
@@ -75,18 +61,20 @@ static oms_status add_payment(payment_ctx *ctx, new_payments *p, const Oms__V1__
         gateway_ref = ref;
         attempts = 1;
     }
-    if (pg_array_add(&p->payment_id, payment_id) || pg_array_add(&p->order_id, ev->order_id) ||
-        pg_array_add_int(&p->amount, ev->total_cents) ||
-        pg_array_add(&p->currency, *ev->currency ? ev->currency : ctx->currency) ||
-        pg_array_add(&p->status, status) || pg_array_add_int(&p->attempts, attempts) ||
-        pg_array_add(&p->gateway_ref, gateway_ref) || pg_array_add(&p->reason, reason) ||
-        pg_array_add(&p->cause, cause))
-        return OMS_ENOMEM;
-    return OMS_OK;
+    pg_cols_text(p, NP_PAYMENT_ID, payment_id);
+    pg_cols_text(p, NP_ORDER_ID, ev->order_id);
+    pg_cols_int(p, NP_AMOUNT, ev->total_cents);
+    pg_cols_text(p, NP_CURRENCY, *ev->currency ? ev->currency : ctx->currency);
+    pg_cols_text(p, NP_STATUS, status);
+    pg_cols_int(p, NP_ATTEMPTS, attempts);
+    pg_cols_text(p, NP_GATEWAY_REF, gateway_ref);
+    pg_cols_text(p, NP_REASON, reason);
+    pg_cols_text(p, NP_CAUSE, cause);
+    return p->status;
 }
 
 /* Decodes and validates the batch into p; invalid messages are rejected. */
-static oms_status collect(payment_ctx *ctx, consumer_batch *b, new_payments *p)
+static oms_status collect(payment_ctx *ctx, consumer_batch *b, pg_cols *p)
 {
     oms_status s = OMS_OK;
     for (size_t i = 0; i < b->n && s == OMS_OK; i++) {
@@ -104,29 +92,23 @@ static oms_status collect(payment_ctx *ctx, consumer_batch *b, new_payments *p)
     return s;
 }
 
-static oms_status insert_payments(consumer_batch *b, new_payments *p)
+static oms_status insert_payments(consumer_batch *b, pg_cols *p)
 {
-    const char *params[] = {
-        pg_array_literal(&p->payment_id), pg_array_literal(&p->order_id),
-        pg_array_literal(&p->amount),     pg_array_literal(&p->currency),
-        pg_array_literal(&p->status),     pg_array_literal(&p->attempts),
-        pg_array_literal(&p->gateway_ref), pg_array_literal(&p->reason),
-        pg_array_literal(&p->cause)};
     PGresult *res = NULL;
     payment_tally tally = {0, 0};
-    oms_status s = pg_query(
+    oms_status s = pg_cols_query(
         b->conn, "payment insert",
         "INSERT INTO payments AS p (payment_id, order_id, amount_cents, currency, status,"
         " attempts, gateway_ref, reason, reserved_event_id)"
         " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],"
         "  $6::int[], $7::text[], $8::text[], $9::text[])"
         " ON CONFLICT (order_id) DO NOTHING RETURNING " PAYMENT_RETURNING,
-        9, params, PGRES_TUPLES_OK, &res);
+        p, PGRES_TUPLES_OK, &res);
     for (int r = 0; s == OMS_OK && r < PQntuples(res); r++)
         s = payment_emit_settled(b->outbox, res, r, &tally);
-    if (s == OMS_OK && (size_t)PQntuples(res) < p->order_id.count) {
+    if (s == OMS_OK && (size_t)PQntuples(res) < pg_cols_rows(p)) {
         char ignored[24];
-        snprintf(ignored, sizeof ignored, "%zu", p->order_id.count - (size_t)PQntuples(res));
+        snprintf(ignored, sizeof ignored, "%zu", pg_cols_rows(p) - (size_t)PQntuples(res));
         log_info("stock.reserved for orders already charged ignored", "orders", ignored, NULL);
     }
     if (s == OMS_OK) {
@@ -140,16 +122,16 @@ static oms_status insert_payments(consumer_batch *b, new_payments *p)
 oms_status payment_apply_stock_reserved(void *arg, consumer_batch *b)
 {
     payment_ctx *ctx = arg;
-    new_payments p;
-    new_payments_init(&p);
+    pg_cols p; /* the new payments of the batch */
+    pg_cols_init(&p, NP_NCOLS);
     oms_status s = collect(ctx, b, &p);
-    if (s == OMS_OK && p.order_id.count > 0) {
+    if (s == OMS_OK && pg_cols_rows(&p) > 0) {
         /* A gateway that charges a whole batch in parallel takes about one
          * call's latency per batch, not per payment. */
         if (ctx->cfg.gateway == PAYMENT_GATEWAY_MOCK && ctx->cfg.latency_ms > 0)
             oms_sleep_ms(ctx->cfg.latency_ms, ctx->stopping);
         s = insert_payments(b, &p);
     }
-    new_payments_fini(&p);
+    pg_cols_fini(&p);
     return s;
 }

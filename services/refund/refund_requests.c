@@ -329,62 +329,54 @@ static void decide_one(req_batch *rb, item *it)
 
 /* ---- step 5: writing ------------------------------------------------------- */
 
-typedef struct refund_cols {
-    pg_array id, key, order, requested, amount, currency, reason, restock, lines, by, state, why,
-        total, full, ref, cause;
-} refund_cols;
-
-#define COLS(c)                                                                                 \
-    &(c)->id, &(c)->key, &(c)->order, &(c)->requested, &(c)->amount, &(c)->currency,           \
-        &(c)->reason, &(c)->restock, &(c)->lines, &(c)->by, &(c)->state, &(c)->why, &(c)->total, \
-        &(c)->full, &(c)->ref, &(c)->cause
+/* The columns of the refunds insert, in $n order. */
+enum {
+    RC_ID, RC_KEY, RC_ORDER, RC_REQUESTED, RC_AMOUNT, RC_CURRENCY, RC_REASON, RC_RESTOCK,
+    RC_LINES, RC_BY, RC_STATE, RC_WHY, RC_TOTAL, RC_FULL, RC_REF, RC_CAUSE, RC_NCOLS
+};
 
 static const char *state_name(outcome_kind k)
 {
     return k == OUT_PROCESSED ? "processed" : k == OUT_PENDING ? "pending" : "rejected";
 }
 
-static oms_status cols_add(refund_cols *c, const req_batch *rb, const item *it, size_t i)
+static void cols_add(pg_cols *c, const req_batch *rb, const item *it, size_t i)
 {
     const Oms__V1__RefundRequested *ev = it->ev;
     const char *currency = it->order >= 0 ? rb->orders[it->order].currency : rb->ctx->currency;
     char ref[16] = "";
     if (it->kind == OUT_PROCESSED)
         snprintf(ref, sizeof ref, "mock-%.8s", it->refund_id);
-    if (pg_array_add(&c->id, it->refund_id) || pg_array_add(&c->key, ev->idempotency_key) ||
-        pg_array_add(&c->order, ev->order_id) ||
-        pg_array_add_int(&c->requested, ev->amount_cents) ||
-        pg_array_add_int(&c->amount, it->kind == OUT_REJECTED ? 0 : it->amount_cents) ||
-        pg_array_add(&c->currency, currency) || pg_array_add(&c->reason, ev->reason) ||
-        pg_array_add(&c->restock, ev->restock ? "t" : "f") ||
-        pg_array_add(&c->lines, it->lines_json) || pg_array_add(&c->by, ev->requested_by) ||
-        pg_array_add(&c->state, state_name(it->kind)) ||
-        pg_array_add(&c->why, it->kind == OUT_REJECTED ? it->why : "") ||
-        pg_array_add_int(&c->total, it->refunded_total_cents) ||
-        pg_array_add(&c->full, it->full ? "t" : "f") || pg_array_add(&c->ref, ref) ||
-        pg_array_add(&c->cause, ev->meta ? ev->meta->event_id : rb->b->msgs[i].event_id))
-        return OMS_ENOMEM;
-    return OMS_OK;
+    pg_cols_text(c, RC_ID, it->refund_id);
+    pg_cols_text(c, RC_KEY, ev->idempotency_key);
+    pg_cols_text(c, RC_ORDER, ev->order_id);
+    pg_cols_int(c, RC_REQUESTED, ev->amount_cents);
+    pg_cols_int(c, RC_AMOUNT, it->kind == OUT_REJECTED ? 0 : it->amount_cents);
+    pg_cols_text(c, RC_CURRENCY, currency);
+    pg_cols_text(c, RC_REASON, ev->reason);
+    pg_cols_bool(c, RC_RESTOCK, ev->restock);
+    pg_cols_text(c, RC_LINES, it->lines_json);
+    pg_cols_text(c, RC_BY, ev->requested_by);
+    pg_cols_text(c, RC_STATE, state_name(it->kind));
+    pg_cols_text(c, RC_WHY, it->kind == OUT_REJECTED ? it->why : "");
+    pg_cols_int(c, RC_TOTAL, it->refunded_total_cents);
+    pg_cols_bool(c, RC_FULL, it->full);
+    pg_cols_text(c, RC_REF, ref);
+    pg_cols_text(c, RC_CAUSE, ev->meta ? ev->meta->event_id : rb->b->msgs[i].event_id);
 }
 
 static oms_status insert_refunds(req_batch *rb)
 {
-    refund_cols c;
-    pg_array *cols[] = {COLS(&c)};
-    size_t n_cols = sizeof cols / sizeof cols[0];
-    const char *params[sizeof cols / sizeof cols[0]];
+    pg_cols c;
     oms_status s = OMS_OK;
-    for (size_t k = 0; k < n_cols; k++)
-        pg_array_init(cols[k]);
-    for (size_t i = 0; i < rb->b->n && s == OMS_OK; i++) {
+    pg_cols_init(&c, RC_NCOLS);
+    for (size_t i = 0; i < rb->b->n; i++) {
         const item *it = &rb->items[i];
         if (it->kind == OUT_REJECTED || it->kind == OUT_PENDING || it->kind == OUT_PROCESSED)
-            s = cols_add(&c, rb, it, i);
+            cols_add(&c, rb, it, i);
     }
-    for (size_t k = 0; k < n_cols; k++)
-        params[k] = pg_array_literal(cols[k]);
-    if (s == OMS_OK && c.id.count > 0)
-        s = pg_query(rb->b->conn, "refunds insert",
+    if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
+        s = pg_cols_query(rb->b->conn, "refunds insert",
                      "INSERT INTO refunds (refund_id, idempotency_key, order_id, requested_cents,"
                      " amount_cents, currency, reason, restock, lines, requested_by, state,"
                      " reject_reason, refunded_total_cents, full_refund, gateway_ref,"
@@ -397,34 +389,33 @@ static oms_status insert_refunds(req_batch *rb)
                      "  $12::text[], $13::bigint[], $14::bool[], $15::text[], $16::text[])"
                      "  AS x(id, key, o, req, amt, cur, rsn, rs, l, rb, st, why, tot, fu, ref,"
                      "  cause)",
-                     (int)n_cols, params, PGRES_COMMAND_OK, NULL);
-    for (size_t k = 0; k < n_cols; k++)
-        pg_array_fini(cols[k]);
+                     &c, PGRES_COMMAND_OK, NULL);
+    pg_cols_fini(&c);
     return s;
 }
 
 static oms_status update_orders(req_batch *rb)
 {
-    pg_array ids, refunded, pending;
+    pg_cols c;
     oms_status s = OMS_OK;
-    pg_array_init(&ids), pg_array_init(&refunded), pg_array_init(&pending);
-    for (size_t k = 0; k < rb->n_orders && s == OMS_OK; k++) {
+    pg_cols_init(&c, 3);
+    for (size_t k = 0; k < rb->n_orders; k++) {
         const paid_row *o = &rb->orders[k];
-        if (o->changed && (pg_array_add(&ids, o->id) || pg_array_add_int(&refunded, o->refunded) ||
-                           pg_array_add_int(&pending, o->pending)))
-            s = OMS_ENOMEM;
+        if (o->changed) {
+            pg_cols_text(&c, 0, o->id);
+            pg_cols_int(&c, 1, o->refunded);
+            pg_cols_int(&c, 2, o->pending);
+        }
     }
-    const char *params[] = {pg_array_literal(&ids), pg_array_literal(&refunded),
-                            pg_array_literal(&pending)};
-    if (s == OMS_OK && ids.count > 0)
-        s = pg_query(rb->b->conn, "paid orders refund",
+    if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
+        s = pg_cols_query(rb->b->conn, "paid orders refund",
                      "UPDATE paid_orders p SET refunded_cents = x.refunded,"
                      " pending_cents = x.pending, updated_at = now()"
                      " FROM unnest($1::text[], $2::bigint[], $3::bigint[])"
                      "  AS x(order_id, refunded, pending)"
                      " WHERE p.order_id = x.order_id",
-                     3, params, PGRES_COMMAND_OK, NULL);
-    pg_array_fini(&ids), pg_array_fini(&refunded), pg_array_fini(&pending);
+                     &c, PGRES_COMMAND_OK, NULL);
+    pg_cols_fini(&c);
     return s;
 }
 
@@ -526,6 +517,5 @@ out:
     free(rb.items), free(rb.keys), free(rb.orders), free(rb.order_ids);
     PQclear(rb.keys_res);
     PQclear(rb.orders_res);
-    /* Out of memory is not the messages' fault: roll back and retry later. */
-    return s == OMS_ENOMEM ? OMS_ETRANSIENT : s;
+    return s;
 }
