@@ -105,11 +105,12 @@ const char *cli_nats_url(void)
     return config_str("OMS_NATS_URL", CLI_DEFAULT_NATS_URL);
 }
 
-/* Tries one plain connection, no retries, bounded by wait_ms. js_connect
- * retries forever in the calling thread when the server is absent (nats.c
- * 3.4.1 blocks in natsConnection_Connect with retry-on-failed-connect and
- * no connected callback), which is right for a service and wrong for a
- * command; this probe lets omsctl fail fast and say why. */
+/* Tries one plain connection, no retries, bounded by wait_ms. js_connect_as
+ * does not block when the server is absent: after one failed attempt it
+ * returns OMS_OK with a connection that keeps retrying in the background
+ * (retry-on-failed-connect with a connected callback), logging the cause,
+ * which is right for a service and wrong for a command; this probe lets
+ * omsctl fail fast and say why (refused credentials, TLS, unreachable). */
 static natsStatus probe(const char *url, const js_identity *id, int64_t wait_ms)
 {
     natsOptions *opts = NULL;

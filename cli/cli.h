@@ -49,8 +49,6 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 int cli_getopt(int argc, char *const argv[], const char *shortopts,
                const struct option *longopts, const char *cmd);
 
-/* Parses option `name`'s value as an integer in [min, max]. On error prints
- * which option, the value and the range, and returns OMS_EINVAL. */
 /* Parses the arguments of a show command: "[--json] [-h|--help] [ARG]".
  * --help prints help(stdout) and returns -1; a bad option or a second ARG is
  * a usage error (CLI_EXIT_USAGE, reported naming arg_name); otherwise
@@ -58,6 +56,8 @@ int cli_getopt(int argc, char *const argv[], const char *shortopts,
 int cli_parse_show(int argc, char **argv, const char *cmd, void (*help)(FILE *out),
                    const char *arg_name, bool *json, const char **arg);
 
+/* Parses option `name`'s value as an integer in [min, max]. On error prints
+ * which option, the value and the range, and returns OMS_EINVAL. */
 oms_status cli_parse_int(const char *cmd, const char *name, const char *text, long long min,
                          long long max, long long *out);
 

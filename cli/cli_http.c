@@ -1,16 +1,17 @@
 /*
- * cli_http.c - the services' admin APIs over HTTP (libcurl) with JSON
+ * cli_http.c - the services' admin APIs over HTTP (lib/httpc) with JSON
  * bodies (jansson), and the table of services with their URL variables.
  *
- * One easy handle per call: omsctl makes a handful of calls per run, so
- * connection reuse would buy nothing and cost shared state.
+ * No session: omsctl makes a handful of calls per run, so connection reuse
+ * would buy nothing and cost shared state.
  */
 #include "cli.h"
 
 #include "config.h"
+#include "httpc.h"
 #include "ports.h"
 
-#include <curl/curl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,85 +57,34 @@ const char *cli_service_names(void)
     return "ingest, inventory, payment, notify, refund, analytics";
 }
 
-/* The response body while it arrives. */
-typedef struct http_body {
-    char *data;
-    size_t len, cap;
-    bool too_big;
-} http_body;
-
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    http_body *b = arg;
-    size_t n = size * nmemb;
-    if (b->len + n + 1 > HTTP_BODY_MAX_BYTES) {
-        b->too_big = true;
-        return 0; /* aborts the transfer */
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->data, cap);
-        if (p == NULL)
-            return 0;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, ptr, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return n;
-}
-
-static struct curl_slist *auth_header(const char *bearer)
-{
-    char line[512];
-    if (bearer == NULL)
-        return NULL;
-    snprintf(line, sizeof line, "Authorization: Bearer %s", bearer);
-    return curl_slist_append(NULL, line);
-}
-
 oms_status cli_http(const char *method, const char *url, const char *bearer, long timeout_ms,
                     long *status, json_t **body, char err[CLI_HTTP_ERR_LEN])
 {
-    CURL *curl = curl_easy_init();
-    struct curl_slist *headers = auth_header(bearer);
-    http_body b = {0};
-    char curl_err[CURL_ERROR_SIZE] = "";
-    oms_status s = OMS_OK;
-
-    if (curl == NULL || (bearer != NULL && headers == NULL)) {
+    char auth[512];
+    const char *headers[1] = {auth};
+    if (bearer != NULL)
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", bearer);
+    httpc_request r = {.url = url,
+                       .method = method,
+                       .body = strcmp(method, "POST") == 0 ? "" : NULL,
+                       .headers = headers,
+                       .n_headers = bearer != NULL ? 1 : 0,
+                       .response_max_bytes = HTTP_BODY_MAX_BYTES,
+                       .refuse_larger = true};
+    oms_status s = httpc_run(NULL, &r, 1, HTTP_CONNECT_TIMEOUT_MS, timeout_ms);
+    if (s != OMS_OK) {
         snprintf(err, CLI_HTTP_ERR_LEN, "out of memory");
-        s = OMS_ENOMEM;
         goto out;
     }
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-    if (strcmp(method, "POST") == 0)
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_err);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L); /* nats.c runs threads */
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, HTTP_CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-    CURLcode rc = curl_easy_perform(curl);
-    if (rc != CURLE_OK) {
-        snprintf(err, CLI_HTTP_ERR_LEN, "%s",
-                 b.too_big ? "response larger than 16 MiB"
-                           : (*curl_err ? curl_err : curl_easy_strerror(rc)));
+    if (!r.done) {
+        snprintf(err, CLI_HTTP_ERR_LEN, "%s", r.error);
         s = OMS_EIO;
         goto out;
     }
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
-    *body = b.len > 0 ? json_loadb(b.data, b.len, 0, NULL) : NULL;
+    *status = r.status;
+    *body = r.response_len > 0 ? json_loadb(r.response, r.response_len, 0, NULL) : NULL;
 out:
-    free(b.data);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
+    httpc_request_fini(&r);
     return s;
 }
 

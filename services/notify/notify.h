@@ -20,9 +20,9 @@
 
 #include "config.h"
 #include "consumer.h"
+#include "httpc.h"
 #include "service.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 
 #define NOTIFY_PRODUCER "notify"
@@ -151,15 +151,16 @@ typedef struct notify_outcome {
 /* Decides the outcome of n's delivery (n->attempts made so far). */
 void notify_decide(const notify_msg *n, const notify_settings *cfg, notify_outcome *out);
 
-/* ---- delivering (notify_deliver.c, libcurl) ---- */
+/* ---- delivering (notify_deliver.c, on lib/httpc) ---- */
 
 /* Delivers every notification (log at once; email and webhook in parallel on
- * multi, each bounded by the configured timeouts) and sets result and error
- * on each. multi is borrowed and kept from group to group, so its connection
- * cache lets SMTP sessions and HTTP keep-alive connections serve the next
- * group. OMS_ENOMEM when the transfers cannot be set up (no result is
- * meaningful). */
-oms_status notify_deliver(const notify_settings *cfg, CURLM *multi, notify_msg *msgs, size_t n);
+ * session, each bounded by the configured timeouts) and sets result and
+ * error on each. session is borrowed and kept from group to group, so its
+ * connection cache lets SMTP sessions and HTTP keep-alive connections serve
+ * the next group. OMS_ENOMEM when the transfers cannot be set up (no result
+ * is meaningful). */
+oms_status notify_deliver(const notify_settings *cfg, httpc_session *session, notify_msg *msgs,
+                          size_t n);
 
 /* Classifies an SMTP transfer: curl_ok false and reply the last SMTP reply
  * code (0 when none). */

@@ -1,10 +1,10 @@
 /*
  * notify_deliver.c - delivering a claimed group of notifications: the log
- * channel at once, email (SMTP) and webhooks (HTTP POST) in parallel through
- * one curl multi handle, so a slow peer costs one timeout per group, not
- * per notification; the multi handle outlives the group, so the next group
- * reuses its SMTP sessions and keep-alive connections. The only file of the
- * service that sends through libcurl.
+ * channel at once, email (SMTP) and webhooks (HTTP POST) in parallel on
+ * lib/httpc, so a slow peer costs one timeout per group, not per
+ * notification; the sender's httpc session outlives the group, so the next
+ * group reuses its SMTP sessions and keep-alive connections. This file says
+ * what each channel sends; lib/httpc sends it.
  *
  * Every delivery names its event: webhooks carry Idempotency-Key: <event_id>
  * and emails Message-ID: <event_id@oms.notify>, so a receiver can drop the
@@ -12,27 +12,24 @@
  */
 #include "notify.h"
 
-#include "curlrun.h"
 #include "hmac.h"
 #include "log.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define POLL_MS 100
 #define USER_AGENT "oms-notify/1"
-#define KEEP_CONNECTION_S 60 /* an idle connection older than this is not reused */
+#define WEBHOOK_HEADERS 4
 
-typedef struct transfer {
-    notify_msg *msg;
-    CURL *easy;
-    struct curl_slist *list; /* headers (webhook) or recipients (email) */
-    char *payload;
-    size_t payload_len, sent;
-    char errbuf[CURL_ERROR_SIZE];
-} transfer;
+/* What one notification's request borrows while it is sent. */
+typedef struct delivery {
+    char *payload; /* the email's text or the webhook's JSON */
+    httpc_mail mail;
+    char rcpt[NOTIFY_EMAIL_MAX + 3], from[NOTIFY_EMAIL_MAX + 3];
+    char signature[HMAC_HEX_LEN + 96], key[CONSUMER_EVENT_ID_LEN + 32], type[64];
+    const char *headers[WEBHOOK_HEADERS];
+} delivery;
 
 notify_result notify_classify_smtp(bool curl_ok, long reply)
 {
@@ -55,130 +52,54 @@ notify_result notify_classify_webhook(bool curl_ok, long http_status)
     return NOTIFY_ERROR;
 }
 
-static size_t discard(char *data, size_t size, size_t n, void *arg)
+static oms_status email_init(delivery *d, httpc_request *r, const notify_settings *cfg,
+                             const notify_msg *n)
 {
-    (void)data, (void)arg;
-    return size * n;
-}
-
-/* Hands the email to libcurl, which dot-stuffs it on the way. */
-static size_t read_payload(char *buf, size_t size, size_t n, void *arg)
-{
-    transfer *t = arg;
-    size_t room = size * n, left = t->payload_len - t->sent;
-    size_t take = left < room ? left : room;
-    memcpy(buf, t->payload + t->sent, take);
-    t->sent += take;
-    return take;
-}
-
-/* Lets libcurl start the upload again, e.g. when a reused SMTP session
- * turns out to be closed and it retries on a new connection. */
-static int seek_payload(void *arg, curl_off_t offset, int origin)
-{
-    transfer *t = arg;
-    if (origin != SEEK_SET || offset < 0 || (size_t)offset > t->payload_len)
-        return CURL_SEEKFUNC_CANTSEEK;
-    t->sent = (size_t)offset;
-    return CURL_SEEKFUNC_OK;
-}
-
-static void transfer_fini(transfer *t)
-{
-    if (t->easy != NULL)
-        curl_easy_cleanup(t->easy);
-    curl_slist_free_all(t->list);
-    free(t->payload);
-}
-
-static oms_status list_add(struct curl_slist **list, const char *item)
-{
-    struct curl_slist *l = curl_slist_append(*list, item);
-    if (l == NULL)
+    if ((d->payload = notify_email_text(n, cfg->smtp_from, oms_now_ms())) == NULL)
         return OMS_ENOMEM;
-    *list = l;
-    return OMS_OK;
-}
-
-static void common_options(CURL *e, const notify_settings *cfg, transfer *t)
-{
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, (long)KEEP_CONNECTION_S);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, t);
-}
-
-static oms_status email_init(transfer *t, const notify_settings *cfg)
-{
-    char rcpt[NOTIFY_EMAIL_MAX + 3], from[NOTIFY_EMAIL_MAX + 3];
-    notify_msg *n = t->msg;
-    if ((t->payload = notify_email_text(n, cfg->smtp_from, oms_now_ms())) == NULL ||
-        (t->easy = curl_easy_init()) == NULL)
-        return OMS_ENOMEM;
-    t->payload_len = strlen(t->payload);
-    snprintf(rcpt, sizeof rcpt, "<%s>", n->customer_email);
-    snprintf(from, sizeof from, "<%s>", cfg->smtp_from);
-    if (list_add(&t->list, rcpt) != OMS_OK)
-        return OMS_ENOMEM;
-    CURL *e = t->easy;
-    curl_easy_setopt(e, CURLOPT_URL, cfg->smtp_url);
-    curl_easy_setopt(e, CURLOPT_MAIL_FROM, from);
-    curl_easy_setopt(e, CURLOPT_MAIL_RCPT, t->list);
-    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(e, CURLOPT_READFUNCTION, read_payload);
-    curl_easy_setopt(e, CURLOPT_READDATA, t);
-    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_payload);
-    curl_easy_setopt(e, CURLOPT_SEEKDATA, t);
-    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->payload_len);
-    /* A server's own certificate is verified whenever TLS is used. */
-    curl_easy_setopt(e, CURLOPT_USE_SSL,
-                     cfg->smtp_tls == NOTIFY_TLS_REQUIRE ? (long)CURLUSESSL_ALL
-                     : cfg->smtp_tls == NOTIFY_TLS_OFF   ? (long)CURLUSESSL_NONE
-                                                         : (long)CURLUSESSL_TRY);
-    if (cfg->smtp_user != NULL) {
-        curl_easy_setopt(e, CURLOPT_USERNAME, cfg->smtp_user);
-        curl_easy_setopt(e, CURLOPT_PASSWORD, cfg->smtp_password ? cfg->smtp_password : "");
-    }
-    common_options(e, cfg, t);
+    snprintf(d->rcpt, sizeof d->rcpt, "<%s>", n->customer_email);
+    snprintf(d->from, sizeof d->from, "<%s>", cfg->smtp_from);
+    d->mail = (httpc_mail){.from = d->from,
+                           .rcpt = d->rcpt,
+                           .user = cfg->smtp_user,
+                           .password = cfg->smtp_password,
+                           .tls = cfg->smtp_tls == NOTIFY_TLS_REQUIRE ? HTTPC_TLS_REQUIRE
+                                  : cfg->smtp_tls == NOTIFY_TLS_OFF   ? HTTPC_TLS_OFF
+                                                                      : HTTPC_TLS_TRY};
+    *r = (httpc_request){.url = cfg->smtp_url, .body = d->payload, .mail = &d->mail};
     return OMS_OK;
 }
 
 /* OMS_EINVAL when the notification cannot be encoded as JSON (text that is
  * not UTF-8): it would fail the same way every time. */
-static oms_status webhook_init(transfer *t, const notify_settings *cfg)
+static oms_status webhook_init(delivery *d, httpc_request *r, const notify_settings *cfg,
+                               const notify_msg *n)
 {
-    char signature[HMAC_HEX_LEN + 64], header[HMAC_HEX_LEN + 96];
-    char key[CONSUMER_EVENT_ID_LEN + 32], type[64];
-    notify_msg *n = t->msg;
+    char signature[HMAC_HEX_LEN + 64];
     json_t *json = notify_json(n);
     if (json == NULL)
         return OMS_EINVAL;
-    t->payload = json_dumps(json, JSON_COMPACT);
+    d->payload = json_dumps(json, JSON_COMPACT);
     json_decref(json);
-    if (t->payload == NULL || (t->easy = curl_easy_init()) == NULL)
+    if (d->payload == NULL)
         return OMS_ENOMEM;
-    t->payload_len = strlen(t->payload);
-    if (hmac_header_value(cfg->webhook_secret, oms_now_ms() / 1000, t->payload, t->payload_len,
-                          signature, sizeof signature) != OMS_OK)
+    size_t len = strlen(d->payload);
+    if (hmac_header_value(cfg->webhook_secret, oms_now_ms() / 1000, d->payload, len, signature,
+                          sizeof signature) != OMS_OK)
         return OMS_ENOMEM;
-    snprintf(header, sizeof header, "%s: %s", HMAC_HEADER, signature);
-    snprintf(key, sizeof key, "Idempotency-Key: %s", n->event_id);
-    snprintf(type, sizeof type, "Oms-Event: %s", n->subject);
-    /* An empty Expect: the body is small; do not wait for 100-continue. */
-    const char *headers[] = {"Content-Type: application/json", header, key, type, "Expect:"};
-    for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++)
-        if (list_add(&t->list, headers[i]) != OMS_OK)
-            return OMS_ENOMEM;
-    CURL *e = t->easy;
-    curl_easy_setopt(e, CURLOPT_URL, cfg->webhook_url);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->payload);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)t->payload_len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->list);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, USER_AGENT);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
-    common_options(e, cfg, t);
+    snprintf(d->signature, sizeof d->signature, "%s: %s", HMAC_HEADER, signature);
+    snprintf(d->key, sizeof d->key, "Idempotency-Key: %s", n->event_id);
+    snprintf(d->type, sizeof d->type, "Oms-Event: %s", n->subject);
+    d->headers[0] = "Content-Type: application/json";
+    d->headers[1] = d->signature;
+    d->headers[2] = d->key;
+    d->headers[3] = d->type;
+    *r = (httpc_request){.url = cfg->webhook_url,
+                         .body = d->payload,
+                         .body_len = len,
+                         .headers = d->headers,
+                         .n_headers = WEBHOOK_HEADERS,
+                         .user_agent = USER_AGENT};
     return OMS_OK;
 }
 
@@ -196,32 +117,27 @@ static void deliver_log(notify_msg *n)
     n->result = NOTIFY_SENT;
 }
 
-static void record_answer(void *priv, CURLcode rc)
+static void record_answer(notify_msg *n, const httpc_request *r)
 {
-    transfer *t = priv;
-    notify_msg *n = t->msg;
-    long code = 0;
-    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
-    const char *detail = t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc);
     if (n->channel == NOTIFY_EMAIL) {
-        n->result = notify_classify_smtp(rc == CURLE_OK, code);
+        n->result = notify_classify_smtp(r->done, r->status);
         if (n->result != NOTIFY_SENT)
-            snprintf(n->error, sizeof n->error, "SMTP: %s%s", detail,
-                     code > 0 ? "" : " (no reply)");
+            snprintf(n->error, sizeof n->error, "SMTP: %s%s", r->error,
+                     r->status > 0 ? "" : " (no reply)");
     } else {
-        n->result = notify_classify_webhook(rc == CURLE_OK, code);
-        if (rc != CURLE_OK)
-            snprintf(n->error, sizeof n->error, "webhook: %s", detail);
+        n->result = notify_classify_webhook(r->done, r->status);
+        if (!r->done)
+            snprintf(n->error, sizeof n->error, "webhook: %s", r->error);
         else if (n->result != NOTIFY_SENT)
-            snprintf(n->error, sizeof n->error, "webhook answered HTTP %ld", code);
+            snprintf(n->error, sizeof n->error, "webhook answered HTTP %ld", r->status);
     }
 }
 
-/* Prepares n's transfer, or settles n at once (log, unusable address). */
-static oms_status prepare(transfer *t, const notify_settings *cfg, notify_msg *n)
+/* Prepares n's request, or settles n at once (log, unusable address) and
+ * leaves r without a URL. */
+static oms_status prepare(delivery *d, httpc_request *r, const notify_settings *cfg,
+                          notify_msg *n)
 {
-    memset(t, 0, sizeof *t);
-    t->msg = n;
     n->result = NOTIFY_ERROR;
     snprintf(n->error, sizeof n->error, "not delivered");
     if (n->channel == NOTIFY_LOG) {
@@ -241,7 +157,8 @@ static oms_status prepare(transfer *t, const notify_settings *cfg, notify_msg *n
                                     : "customer has no email address");
         return OMS_OK;
     }
-    oms_status s = n->channel == NOTIFY_EMAIL ? email_init(t, cfg) : webhook_init(t, cfg);
+    oms_status s =
+        n->channel == NOTIFY_EMAIL ? email_init(d, r, cfg, n) : webhook_init(d, r, cfg, n);
     if (s == OMS_EINVAL) {
         n->result = NOTIFY_REFUSED;
         snprintf(n->error, sizeof n->error, "notification text is not valid UTF-8");
@@ -250,29 +167,29 @@ static oms_status prepare(transfer *t, const notify_settings *cfg, notify_msg *n
     return s;
 }
 
-oms_status notify_deliver(const notify_settings *cfg, CURLM *multi, notify_msg *msgs, size_t n)
+oms_status notify_deliver(const notify_settings *cfg, httpc_session *session, notify_msg *msgs,
+                          size_t n)
 {
-    oms_status s = OMS_OK;
-    transfer *ts = calloc(n ? n : 1, sizeof *ts);
-    if (ts == NULL) {
-        s = OMS_ENOMEM;
+    oms_status s = OMS_ENOMEM;
+    delivery *ds = calloc(n ? n : 1, sizeof *ds);
+    httpc_request *reqs = calloc(n ? n : 1, sizeof *reqs);
+    if (ds == NULL || reqs == NULL)
         goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if ((s = prepare(&ts[i], cfg, &msgs[i])) != OMS_OK)
+    for (size_t i = 0; i < n; i++)
+        if ((s = prepare(&ds[i], &reqs[i], cfg, &msgs[i])) != OMS_OK)
             goto out;
-        if (ts[i].easy != NULL && curl_multi_add_handle(multi, ts[i].easy) != CURLM_OK) {
-            s = OMS_ENOMEM;
-            goto out;
-        }
-    }
-    curlrun_perform(multi, POLL_MS, record_answer);
+    if ((s = httpc_run(session, reqs, n, (long)cfg->connect_timeout_ms, (long)cfg->timeout_ms)) !=
+        OMS_OK)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if (reqs[i].url != NULL)
+            record_answer(&msgs[i], &reqs[i]);
 out:
-    for (size_t i = 0; ts != NULL && i < n; i++) {
-        if (ts[i].easy != NULL)
-            curl_multi_remove_handle(multi, ts[i].easy);
-        transfer_fini(&ts[i]);
+    for (size_t i = 0; ds != NULL && reqs != NULL && i < n; i++) {
+        httpc_request_fini(&reqs[i]);
+        free(ds[i].payload);
     }
-    free(ts);
+    free(reqs);
+    free(ds);
     return s;
 }

@@ -32,18 +32,18 @@
 #define BACKLOG_EVERY_MS 1000
 #define PRUNE_EVERY_MS (3600 * 1000)
 #define PRUNE_ROWS 10000 /* per statement: a short transaction, the rest next time */
-/* Idle connections kept for the next group (at most 60 s each, see
- * notify_deliver.c): enough to reuse SMTP sessions and keep-alive
- * connections under load, few enough not to hold a receiver's connection
- * slots when it is quiet. */
+/* Idle connections kept for the next group: enough to reuse SMTP sessions
+ * and keep-alive connections under load, few enough not to hold a
+ * receiver's connection slots when it is quiet. */
 #define KEEP_CONNECTIONS 8
+#define KEEP_CONNECTION_S 60 /* an idle connection older than this is not reused */
 
 static const double LATENCY_BUCKETS[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1,   2.5,  5,   10,
                                          30,   60,   120, 300,  600, 1800, 3600, 21600};
 
 struct notify_sender {
     pgworker *worker;
-    CURLM *multi;          /* kept across groups: its connections are reused */
+    httpc_session *http;   /* kept across groups: its connections are reused */
     notify_ctx *ctx;
     int64_t backlog_at_ms; /* when the pending gauge was last refreshed */
     int64_t pruned_at_ms;  /* when old notifications were last deleted */
@@ -250,7 +250,7 @@ oms_status notify_send_due(notify_ctx *ctx, PGconn **conn, int *claimed)
     if (n == 0)
         goto out;
     /* Out of memory: the rows stay claimed and are tried again after the lease. */
-    if ((s = notify_deliver(&ctx->cfg, ctx->sender->multi, msgs, (size_t)n)) != OMS_OK)
+    if ((s = notify_deliver(&ctx->cfg, ctx->sender->http, msgs, (size_t)n)) != OMS_OK)
         goto out;
     for (int r = 0; r < n && s == OMS_OK; r++)
         s = outcomes_add(&o, &msgs[r], &ctx->cfg);
@@ -350,12 +350,10 @@ oms_status notify_sender_start(notify_ctx *ctx)
     sd->backlog_at_ms = oms_mono_ms() - BACKLOG_EVERY_MS;
     sd->pruned_at_ms = oms_mono_ms() - PRUNE_EVERY_MS;
     ctx->sender = sd;
-    if ((sd->multi = curl_multi_init()) == NULL ||
-        curl_multi_setopt(sd->multi, CURLMOPT_MAXCONNECTS, (long)KEEP_CONNECTIONS) != CURLM_OK ||
+    if (httpc_session_create(&sd->http, KEEP_CONNECTIONS, KEEP_CONNECTION_S) != OMS_OK ||
         pgworker_start(&sd->worker, ctx->dsn, NOTIFY_PRODUCER, "notify-sender", IDLE_POLL_MS,
                        sender_round, sd) != OMS_OK) {
-        if (sd->multi != NULL)
-            curl_multi_cleanup(sd->multi);
+        httpc_session_destroy(sd->http);
         ctx->sender = NULL;
         free(sd);
         curl_global_cleanup();
@@ -371,7 +369,7 @@ void notify_sender_stop(notify_ctx *ctx)
         return;
     /* A group in flight finishes (bounded by the timeout) and is recorded. */
     pgworker_stop(sd->worker);
-    curl_multi_cleanup(sd->multi);
+    httpc_session_destroy(sd->http);
     free(sd);
     ctx->sender = NULL;
     curl_global_cleanup();
