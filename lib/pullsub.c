@@ -174,7 +174,8 @@ static oms_status ensure_bound(pullsub *ps)
     return OMS_OK;
 }
 
-/* Drops the subscription so ensure_bound creates the durable again. */
+/* Drops the subscription so ensure_bound creates the durable again. Not
+ * ready until it has: a probe must not see a consumer that cannot fetch. */
 static void rebind(pullsub *ps)
 {
     log_warn("fetch keeps failing, binding the consumer again", "consumer", ps->spec.name, NULL);
@@ -194,6 +195,9 @@ static void *pullsub_main(void *arg)
             oms_backoff_sleep(&backoff, &ps->stop);
             continue;
         }
+        /* Only a failed fetch counts towards rebinding: a store that is down
+         * says nothing about the durable, and rebinding would only drop a
+         * good binding. */
         if (js_fetch(ps->sub, ps->spec.batch_max, ps->spec.wait_ms, &list) != OMS_OK) {
             if (++fetch_errors >= PULLSUB_REBIND_AFTER) {
                 rebind(ps);
