@@ -11,6 +11,7 @@
  */
 #include "cli.h"
 #include "order_csv.h"
+#include "utf8.h"
 
 #include "money.h"
 #include "oms_events.pb-c.h"
@@ -116,7 +117,7 @@ static int check_args(refund_args *a, int argc, char **argv)
             return cli_usage_error(CMD, "--key must be 1 to %d printable ASCII characters",
                                    KEY_MAX);
     }
-    if (strlen(a->reason) > REASON_MAX || !order_csv_utf8_valid(a->reason))
+    if (strlen(a->reason) > REASON_MAX || !utf8_valid(a->reason))
         return cli_usage_error(CMD, "--reason must be UTF-8 text of at most %d bytes",
                                REASON_MAX);
     if (a->n_lines > 0 && !a->restock)

@@ -9,7 +9,7 @@
  * so memory holds the set of SKUs (to catch duplicates), not the rows.
  */
 #include "cli.h"
-#include "order_csv.h"
+#include "utf8.h"
 
 #include "money.h"
 #include "oms_events.pb-c.h"
@@ -114,7 +114,7 @@ static oms_status text_ok(const char *name, const char *v, int64_t row, char err
     else if (strlen(v) > TEXT_MAX_BYTES)
         snprintf(err, ERR_LEN, "row %lld: %s is longer than %d bytes", (long long)row, name,
                  TEXT_MAX_BYTES);
-    else if (!order_csv_utf8_valid(v))
+    else if (!utf8_valid(v))
         snprintf(err, ERR_LEN, "row %lld: %s is not valid UTF-8", (long long)row, name);
     else
         return OMS_OK;

@@ -1,27 +1,26 @@
 /*
- * consumer.c - the batch consumer loop shared by every service, and what it
- * checks at the boundary (consumer.h). Dead letters never send PostgreSQL a
+ * consumer.c - the PostgreSQL applier every service's consumers use, plugged
+ * into the pull-consumer core (lib/pullsub), and what is checked at the
+ * boundary (consumer.h). Dead letters never send PostgreSQL a
  * byte of the message as text: text columns get a printable form built here,
  * the message's own bytes go as hex into bytea, so the insert cannot be
  * refused for what a message carries.
  */
 #include "consumer.h"
 
-#include "backoff.h"
 #include "js.h"
 #include "log.h"
 #include "metrics.h"
 #include "pg.h"
+#include "pullsub.h"
+#include "utf8.h"
 
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define NAK_DELAY_MS 1000
 #define TALLY_MAX 32
 #define TALLY_LABELS_LEN 160
 #define RECENT_ERRORS 16
@@ -37,17 +36,14 @@ struct consumer_tally {
     } add[TALLY_MAX];
 };
 
+/* The PostgreSQL applier of one consumer; the fetch loop is c->ps's. */
 struct consumer {
     const consumer_spec *spec;
     const consumer_env *env;
-    pthread_t thread;
-    atomic_int stop;
-    atomic_int ready;
-    PGconn *conn;
-    natsSubscription *sub;
+    pullsub *ps;                 /* read by the caller's thread only */
+    PGconn *conn;                /* used by ps's thread only */
     outbox_batch outbox;
     struct consumer_tally tally;
-    char labels[96];             /* consumer="<name>" */
     char last_error[CONSUMER_REASON_LEN];
     /* Why the last few nak'ed messages failed, for the reason of a delivery
      * past the last attempt (a nak'ed message can come back overdue when
@@ -66,18 +62,6 @@ void consumer_reject(consumer_batch *b, size_t i, const char *fmt, ...)
     vsnprintf(b->msgs[i].reason, sizeof b->msgs[i].reason, fmt, ap);
     va_end(ap);
     b->msgs[i].rejected = true;
-}
-
-static void consumer_reject_msg(oms_msg *m, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void consumer_reject_msg(oms_msg *m, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(m->reason, sizeof m->reason, fmt, ap);
-    va_end(ap);
-    m->rejected = true;
 }
 
 void consumer_count(consumer_batch *b, const char *name, const char *labels, double v)
@@ -136,38 +120,6 @@ bool consumer_subject_matches(const char *filter, const char *subject)
 
 /* ---- the boundary: text a message carries ----------------------------- */
 
-/* Length of the UTF-8 character at s[0..len) with its code point in *cp, or 0
- * when the bytes are not one (PostgreSQL's rules: no overlong forms, no
- * surrogates, nothing past U+10FFFF). */
-static size_t utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
-{
-    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-    size_t n = s[0] < 0x80            ? 1
-               : (s[0] & 0xe0) == 0xc0 ? 2
-               : (s[0] & 0xf0) == 0xe0 ? 3
-               : (s[0] & 0xf8) == 0xf0 ? 4
-                                       : 0;
-    if (n == 0 || n > len)
-        return 0;
-    uint32_t c = n == 1 ? s[0] : s[0] & (0x7fu >> n);
-    for (size_t k = 1; k < n; k++) {
-        if ((s[k] & 0xc0) != 0x80)
-            return 0;
-        c = c << 6 | (s[k] & 0x3fu);
-    }
-    if (c < min[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return n;
-}
-
-/* C0, DEL and C1: nothing a subject, id or header value has a use for, and
- * what would garble a log line or a terminal. */
-static bool is_control(uint32_t cp)
-{
-    return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0);
-}
-
 bool consumer_text_problem(const void *bytes, size_t len, size_t max_bytes, char *why,
                            size_t why_len)
 {
@@ -176,6 +128,7 @@ bool consumer_text_problem(const void *bytes, size_t len, size_t max_bytes, char
         snprintf(why, why_len, "is %zu bytes, longer than the %zu allowed", len, max_bytes);
         return true;
     }
+    /* One pass in order: the reason names the first fault, whichever kind. */
     for (size_t i = 0; i < len;) {
         uint32_t cp = 0;
         size_t n = utf8_decode(s + i, len - i, &cp);
@@ -183,7 +136,7 @@ bool consumer_text_problem(const void *bytes, size_t len, size_t max_bytes, char
             snprintf(why, why_len, "is not valid UTF-8 (byte 0x%02x at offset %zu)", s[i], i);
             return true;
         }
-        if (is_control(cp)) {
+        if (utf8_is_control(cp)) {
             snprintf(why, why_len, "contains control character U+%04X at offset %zu",
                      (unsigned)cp, i);
             return true;
@@ -202,7 +155,7 @@ static size_t printable_piece(const unsigned char *s, size_t n, uint32_t cp, cha
         *piece = "\\\\";
         return 2;
     }
-    if ((n == 1 && s[0] < 0x80 && !is_control(s[0])) || (n > 1 && !is_control(cp))) {
+    if ((n == 1 && s[0] < 0x80 && !utf8_is_control(s[0])) || (n > 1 && !utf8_is_control(cp))) {
         *piece = (const char *)s;
         return n;
     }
@@ -606,6 +559,15 @@ static oms_status dead_letter_insert(PGconn *conn, oms_msg *msgs, size_t n, size
     return s;
 }
 
+/* The one place an apply function's status is read. Running out of memory
+ * is this process's trouble, not the event's: it is retried like a database
+ * that went away, never dead-lettered as a refusal. */
+static oms_status apply_call(const consumer_spec *spec, consumer_batch *b)
+{
+    oms_status s = spec->apply(spec->ctx, b);
+    return s == OMS_ENOMEM ? OMS_ETRANSIENT : s;
+}
+
 /* What went wrong, for the log and the reason of a last attempt: PostgreSQL's
  * message, or the status the apply function returned. */
 static void remember_error(consumer *c, oms_status s)
@@ -632,7 +594,7 @@ static oms_status apply_tx(consumer *c, oms_msg *msgs, size_t n, size_t *dead)
         goto fail;
     if ((s = inbox_filter(c->conn, msgs, n)) != OMS_OK)
         goto fail;
-    if ((s = c->spec->apply(c->spec->ctx, &b)) != OMS_OK)
+    if ((s = apply_call(c->spec, &b)) != OMS_OK)
         goto fail;
     if ((s = dead_letter_insert(c->conn, msgs, n, dead)) != OMS_OK ||
         (s = outbox_batch_flush(&c->outbox, c->conn)) != OMS_OK ||
@@ -646,7 +608,7 @@ fail:
     return s;
 }
 
-/* ---- the loop -------------------------------------------------------- */
+/* ---- the applier: one PostgreSQL transaction per batch ------------------- */
 
 char *consumer_subject_label(const char *subject, char *out, size_t out_size)
 {
@@ -658,30 +620,13 @@ char *consumer_subject_label(const char *subject, char *out, size_t out_size)
     return out;
 }
 
-static void count(consumer *c, const char *subject, const char *result, double v)
-{
-    char labels[192], subj[96];
-    consumer_subject_label(subject, subj, sizeof subj);
-    snprintf(labels, sizeof labels, "subject=\"%s\",result=\"%s\"", subj, result);
-    metrics_counter_add(c->env->m, "oms_events_consumed_total", labels, v);
-}
-
-static void settle(consumer *c, oms_msg *msgs, size_t n)
+static void settle(pullsub *ps, oms_msg *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (msgs[i].rejected && !msgs[i].duplicate) {
-            char subj[CONSUMER_SUBJECT_MAX_BYTES + 64];
-            log_warn("message dead-lettered", "consumer", c->spec->name, "subject",
-                     consumer_printable(msgs[i].subject, strlen(msgs[i].subject), subj,
-                                        sizeof subj),
-                     "event_id", msgs[i].event_id, "reason", msgs[i].reason, NULL);
-            natsMsg_Term(msgs[i].nmsg, NULL);
-            count(c, msgs[i].subject, "dead_letter", 1);
-            metrics_counter_add(c->env->m, "oms_dead_letters_total", "", 1);
-        } else {
-            natsMsg_Ack(msgs[i].nmsg, NULL);
-            count(c, msgs[i].subject, msgs[i].duplicate ? "duplicate" : "applied", 1);
-        }
+        if (msgs[i].rejected && !msgs[i].duplicate)
+            pullsub_dead_letter(ps, &msgs[i]);
+        else
+            pullsub_ack(ps, &msgs[i], msgs[i].duplicate ? "duplicate" : "applied");
     }
 }
 
@@ -692,20 +637,21 @@ static void remember_failure(consumer *c, const oms_msg *m)
     snprintf(c->recent[k].error, sizeof c->recent[k].error, "%.191s", c->last_error);
 }
 
-static const char *recent_failure(const consumer *c, const oms_msg *m)
+/* pullsub_ops.earlier_failure: what the last nak of m said. */
+static const char *recent_failure(void *ctx, const oms_msg *m)
 {
+    const consumer *c = ctx;
     for (size_t k = 0; k < RECENT_ERRORS; k++)
         if (c->recent[k].event_id[0] != '\0' && strcmp(c->recent[k].event_id, m->event_id) == 0)
             return c->recent[k].error;
     return NULL;
 }
 
-static void nak(consumer *c, oms_msg *m)
+static void nak(consumer *c, pullsub *ps, oms_msg *m)
 {
     if (!m->invalid)
         remember_failure(c, m);
-    natsMsg_NakWithDelay(m->nmsg, consumer_nak_delay_ms(c->spec->nak_delay_ms, m->deliveries),
-                         NULL);
+    pullsub_nak(ps, m);
 }
 
 /* Records m alone as a dead letter with reason (a transaction of its own). */
@@ -729,9 +675,10 @@ static oms_status dead_letter_alone(consumer *c, oms_msg *m)
 /* The batch failed while the database is up: apply each message on its own.
  * The one PostgreSQL still refuses alone is dead-lettered at once; one that
  * fails transiently is nak'ed alone, or dead-lettered on its last attempt. */
-static oms_status isolate(consumer *c, oms_msg *msgs, size_t n, oms_status batch_status)
+static oms_status isolate(consumer *c, pullsub *ps, oms_msg *msgs, size_t n,
+                          oms_status batch_status)
 {
-    int max_attempts = consumer_max_attempts(c->spec->max_attempts);
+    int max_attempts = pullsub_max_attempts(ps);
     oms_status failed = OMS_OK;
     for (size_t i = 0; i < n; i++) {
         size_t dead = 0;
@@ -750,157 +697,65 @@ static oms_status isolate(consumer *c, oms_msg *msgs, size_t n, oms_status batch
             s = dead_letter_alone(c, &msgs[i]);
         }
         if (s == OMS_OK) {
-            settle(c, &msgs[i], 1);
+            settle(ps, &msgs[i], 1);
             continue;
         }
         failed = s;
-        nak(c, &msgs[i]);
+        nak(c, ps, &msgs[i]);
     }
     return failed;
 }
 
-/* A delivery past the last attempt: the one before got no answer (the
- * process died or stalled past the ack wait) or could not be recorded. It is
- * dead-lettered without being applied, which ends a crash loop. */
-static void give_up_overdue(consumer *c, oms_msg *msgs, size_t n)
-{
-    int max_attempts = consumer_max_attempts(c->spec->max_attempts);
-    for (size_t i = 0; i < n; i++) {
-        if (msgs[i].rejected || msgs[i].deliveries <= max_attempts)
-            continue;
-        const char *seen = recent_failure(c, &msgs[i]);
-        if (seen != NULL)
-            consumer_reject_msg(&msgs[i], "not applied after %d deliveries: %s",
-                                msgs[i].deliveries - 1, seen);
-        else
-            consumer_reject_msg(&msgs[i], "not applied after %d deliveries: the last one ended"
-                                " without an answer (the process stopped or crashed, or the"
-                                " ack wait expired)", msgs[i].deliveries - 1);
-    }
-}
-
-static void nak_all(consumer *c, oms_msg *msgs, size_t n)
+static void nak_all(consumer *c, pullsub *ps, oms_msg *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        nak(c, &msgs[i]);
+        nak(c, ps, &msgs[i]);
 }
 
-/* What the durable still holds behind the batch's last message, and how long
- * ago the stream stored that message: the backlog dashboards and alerts
- * watch. From the message's own metadata, so it costs no request. */
-static void observe_backlog(consumer *c, natsMsg *last)
+/* pullsub_ops.batch: the whole batch in one transaction; on failure, each
+ * message alone while the database is up, else all of them nak'ed. */
+static void apply_batch(void *ctx, pullsub *ps, oms_msg *msgs, size_t n)
 {
-    jsMsgMetaData *meta = NULL;
-    if (last == NULL || natsMsg_GetMetaData(&meta, last) != NATS_OK)
-        return;
-    int64_t age_ms = oms_now_ms() - meta->Timestamp / 1000000;
-    metrics_gauge_set(c->env->m, "oms_consumer_pending", c->labels, (double)meta->NumPending);
-    metrics_gauge_set(c->env->m, "oms_consumer_lag_seconds", c->labels,
-                      age_ms > 0 ? (double)age_ms / 1000.0 : 0);
-    jsMsgMetaData_Destroy(meta);
-}
-
-static void process(consumer *c, natsMsgList *list)
-{
-    size_t n = (size_t)list->Count;
-    oms_msg *msgs = calloc(n, sizeof *msgs);
-    if (msgs == NULL)
-        return; /* unacked: redelivered after ack_wait */
-    for (size_t i = 0; i < n; i++)
-        consumer_msg_init(&msgs[i], list->Msgs[i]);
-    give_up_overdue(c, msgs, n);
-    int64_t t0 = oms_mono_ms();
+    consumer *c = ctx;
     size_t dead = 0;
     oms_status s = apply_tx(c, msgs, n, &dead);
     if (s == OMS_OK)
-        settle(c, msgs, n);
+        settle(ps, msgs, n);
     else if (pg_ok(c->conn))
-        s = isolate(c, msgs, n, s);
+        s = isolate(c, ps, msgs, n, s);
     else
-        nak_all(c, msgs, n); /* the database is gone: no message is at fault */
+        nak_all(c, ps, msgs, n); /* the database is gone: no message is at fault */
     if (s != OMS_OK) {
         log_warn("batch not applied, will retry", "consumer", c->spec->name, "error",
                  c->last_error, NULL);
-        metrics_counter_add(c->env->m, "oms_consumer_retries_total", "", 1);
+        pullsub_count_retries(ps, 1);
     }
-    char labels[96];
-    snprintf(labels, sizeof labels, "consumer=\"%s\"", c->spec->name);
-    metrics_histogram_observe(c->env->m, "oms_batch_duration_seconds", labels,
-                              (double)(oms_mono_ms() - t0) / 1000.0);
-    free(msgs);
 }
 
-/* Makes sure we have a PostgreSQL connection and a bound subscription. */
-static oms_status ensure_bound(consumer *c)
+/* pullsub_ops.connect */
+static oms_status pg_connect_store(void *ctx)
 {
-    oms_status s = OMS_OK;
-    if (!pg_ok(c->conn)) {
-        PQfinish(c->conn);
-        c->conn = NULL;
-        atomic_store(&c->ready, 0);
-        if ((s = pg_connect(&c->conn, c->env->dsn, c->env->schema, c->spec->name)) != OMS_OK)
-            return s;
-    }
-    if (c->sub == NULL) {
-        s = js_pull_subscribe_max(c->env->js, c->spec->stream, c->spec->durable,
-                                  c->spec->filter, c->spec->ack_wait_ms,
-                                  consumer_max_attempts(c->spec->max_attempts) +
-                                      CONSUMER_SPARE_DELIVERIES,
-                                  &c->sub);
-        if (s != OMS_OK)
-            return s;
-        log_info("consumer bound", "consumer", c->spec->name, "stream", c->spec->stream,
-                 "durable", c->spec->durable, NULL);
-    }
-    atomic_store(&c->ready, 1);
-    return OMS_OK;
+    consumer *c = ctx;
+    if (pg_ok(c->conn))
+        return OMS_OK;
+    PQfinish(c->conn);
+    c->conn = NULL;
+    return pg_connect(&c->conn, c->env->dsn, c->env->schema, c->spec->name);
 }
 
-/* Drops the subscription so ensure_bound creates the durable again: after
- * repeated fetch errors the consumer may have been deleted (a stream
- * recreated by an operator), and fetching from it would fail forever. */
-static void rebind(consumer *c)
+/* pullsub_ops.connected */
+static bool pg_connected(void *ctx)
 {
-    log_warn("fetch keeps failing, binding the consumer again", "consumer", c->spec->name, NULL);
-    natsSubscription_Destroy(c->sub);
-    c->sub = NULL;
-    atomic_store(&c->ready, 0);
+    const consumer *c = ctx;
+    return pg_ok(c->conn);
 }
 
-static void *consumer_main(void *arg)
-{
-    consumer *c = arg;
-    oms_backoff backoff = OMS_BACKOFF_INIT;
-    int fetch_errors = 0;
-    while (!atomic_load(&c->stop)) {
-        if (ensure_bound(c) != OMS_OK) {
-            oms_backoff_sleep(&backoff, &c->stop);
-            continue;
-        }
-        natsMsgList list;
-        oms_status s = js_fetch(c->sub, c->spec->batch_max, c->spec->wait_ms, &list);
-        if (s != OMS_OK && ++fetch_errors >= 3) {
-            rebind(c);
-            fetch_errors = 0;
-        }
-        if (s != OMS_OK) {
-            oms_backoff_sleep(&backoff, &c->stop);
-            continue;
-        }
-        oms_backoff_reset(&backoff);
-        fetch_errors = 0;
-        if (list.Count > 0) {
-            process(c, &list);
-            observe_backlog(c, list.Msgs[list.Count - 1]);
-        } else {
-            metrics_gauge_set(c->env->m, "oms_consumer_pending", c->labels, 0);
-        }
-        natsMsgList_Destroy(&list);
-        if (!pg_ok(c->conn))
-            atomic_store(&c->ready, 0);
-    }
-    return NULL;
-}
+static const pullsub_ops pg_applier = {
+    .connect = pg_connect_store,
+    .connected = pg_connected,
+    .batch = apply_batch,
+    .earlier_failure = recent_failure,
+};
 
 oms_status consumer_start(consumer **out, const consumer_spec *spec, const consumer_env *env)
 {
@@ -910,28 +765,17 @@ oms_status consumer_start(consumer **out, const consumer_spec *spec, const consu
     c->spec = spec;
     c->env = env;
     outbox_batch_init(&c->outbox);
-    metrics_counter_declare(env->m, "oms_events_consumed_total",
-                            "Events consumed, by subject and result (applied, duplicate, dead_letter)");
-    metrics_counter_declare(env->m, "oms_dead_letters_total", "Messages sent to dead_letters");
-    metrics_counter_declare(env->m, "oms_consumer_retries_total",
-                            "Batches rolled back and redelivered after a transient failure");
-    /* Both from 0, so that the first dead letter or retry is an increase that
-     * rate()/increase() and the alert rules see, not a series that appears. */
-    metrics_counter_add(env->m, "oms_dead_letters_total", "", 0);
-    metrics_counter_add(env->m, "oms_consumer_retries_total", "", 0);
-    metrics_histogram_declare(env->m, "oms_batch_duration_seconds",
-                              "Time to apply and commit one fetched batch",
-                              METRICS_SECONDS_BUCKETS, METRICS_SECONDS_BUCKETS_LEN);
-    metrics_gauge_declare(env->m, "oms_consumer_pending",
-                          "Messages of the stream not yet delivered to the consumer");
-    metrics_gauge_declare(env->m, "oms_consumer_lag_seconds",
-                          "Age of the last applied message when it was applied");
-    snprintf(c->labels, sizeof c->labels, "consumer=\"%s\"", spec->name);
-    metrics_gauge_set(env->m, "oms_consumer_pending", c->labels, 0);
-    if (pthread_create(&c->thread, NULL, consumer_main, c) != 0) {
+    pullsub_spec core = {
+        .name = spec->name, .stream = spec->stream, .durable = spec->durable,
+        .filter = spec->filter, .batch_max = spec->batch_max, .wait_ms = spec->wait_ms,
+        .ack_wait_ms = spec->ack_wait_ms, .max_attempts = spec->max_attempts,
+        .nak_delay_ms = spec->nak_delay_ms,
+    };
+    oms_status s = pullsub_start(&c->ps, &core, env->js, env->m, &pg_applier, c);
+    if (s != OMS_OK) {
         outbox_batch_fini(&c->outbox);
         free(c);
-        return OMS_ENOMEM;
+        return s;
     }
     *out = c;
     return OMS_OK;
@@ -941,12 +785,7 @@ void consumer_stop(consumer *c)
 {
     if (c == NULL)
         return;
-    atomic_store(&c->stop, 1);
-    pthread_join(c->thread, NULL);
-    if (c->sub != NULL) {
-        natsSubscription_Unsubscribe(c->sub);
-        natsSubscription_Destroy(c->sub);
-    }
+    pullsub_stop(c->ps);
     PQfinish(c->conn);
     outbox_batch_fini(&c->outbox);
     free(c);
@@ -954,7 +793,7 @@ void consumer_stop(consumer *c)
 
 bool consumer_ready(consumer *c)
 {
-    return c != NULL && atomic_load(&c->ready);
+    return c != NULL && pullsub_ready(c->ps);
 }
 
 /* A natsMsg carrying exactly the stored bytes, checked at the boundary. */
@@ -1008,7 +847,7 @@ oms_status consumer_replay(const consumer_spec *spec, const consumer_env *env, P
         goto out;
     tally->m = env->m;
     consumer_batch b = {conn, &msg, 1, &ob, env->schema, tally};
-    s = spec->apply(spec->ctx, &b);
+    s = apply_call(spec, &b);
     if (s == OMS_OK && msg.rejected) {
         snprintf(reason_out, CONSUMER_REASON_LEN, "%s", msg.reason);
         s = OMS_EINVAL;

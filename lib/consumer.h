@@ -85,7 +85,8 @@ typedef struct consumer_batch {
 /* Applies every message of b that is neither duplicate nor rejected, using
  * b->conn inside the open transaction. Must validate a message fully before
  * writing anything for it, and reject it with consumer_reject when invalid.
- * Returns OMS_OK, OMS_ETRANSIENT (retry later) or OMS_EDB (statement refused). */
+ * Returns OMS_OK, OMS_ETRANSIENT (retry later) or OMS_EDB (statement refused);
+ * the consumer takes OMS_ENOMEM as OMS_ETRANSIENT, so it need not be mapped. */
 typedef oms_status (*consumer_apply_fn)(void *ctx, consumer_batch *b);
 
 /* Marks message i as rejected (dead letter) with a formatted reason. */

@@ -38,6 +38,7 @@
 #include "http.h"
 
 #include "log.h"
+#include "utf8.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -276,20 +277,9 @@ static bool has_control(const char *text, size_t len)
     return false;
 }
 
-/* jansson is the one UTF-8 validator in the tree (it refuses overlong forms,
- * surrogates and code points past U+10FFFF), and every answer that echoes a
- * parameter goes through it anyway. */
-static bool utf8_valid(const char *text, size_t len)
-{
-    json_t *probe = json_stringn(text, len);
-    bool ok = probe != NULL;
-    json_decref(probe);
-    return ok;
-}
-
 bool http_text_ok(const char *text, size_t len)
 {
-    return !has_control(text, len) && utf8_valid(text, len);
+    return !has_control(text, len) && !utf8_problem(text, len, NULL);
 }
 
 /* Refuses a text parameter that is not valid UTF-8, holds a control
@@ -297,7 +287,7 @@ bool http_text_ok(const char *text, size_t len)
 static oms_status check_text(const char *name, const char *text, size_t len, size_t max_bytes,
                              http_response *resp)
 {
-    if (!utf8_valid(text, len)) {
+    if (utf8_problem(text, len, NULL)) {
         http_respond_error(resp, 400, "parameter %s is not valid UTF-8", name);
         return OMS_EINVAL;
     }

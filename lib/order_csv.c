@@ -4,6 +4,7 @@
 #include "order_csv.h"
 
 #include "money.h"
+#include "utf8.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -135,37 +136,6 @@ static const char *field_of(const order_csv_header *h, char *const *fields, size
     return (i >= 0 && (size_t)i < n) ? fields[i] : NULL;
 }
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past
- * U+10FFFF -- exactly what PostgreSQL accepts, so a row that passes here
- * can be stored by every consumer. */
-bool order_csv_utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p++;
-        int extra;
-        unsigned min, cp;
-        if (c < 0x80)
-            continue;
-        if ((c >> 5) == 6)
-            extra = 1, min = 0x80, cp = c & 0x1f;
-        else if ((c >> 4) == 14)
-            extra = 2, min = 0x800, cp = c & 0x0f;
-        else if ((c >> 3) == 30)
-            extra = 3, min = 0x10000, cp = c & 0x07;
-        else
-            return false;
-        for (int i = 0; i < extra; i++, p++) {
-            if ((*p & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (*p & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-    }
-    return true;
-}
-
 static oms_status fail(order_row *out, order_col col, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -213,7 +183,7 @@ static oms_status text_col(const order_csv_header *h, char *const *fields, size_
     if (at > 0)
         return fail(out, c, "%s contains control character 0x%02X at byte %zu", CANONICAL[c],
                     (unsigned)(unsigned char)(*value)[at - 1], at);
-    if (!order_csv_utf8_valid(*value))
+    if (!utf8_valid(*value))
         return fail(out, c, "%s is not valid UTF-8", CANONICAL[c]);
     return OMS_OK;
 }
@@ -580,7 +550,7 @@ oms_status order_csv_products_parse(const char *cell, order_row *out)
     if (strlen(cell) > ORDER_CSV_PRODUCTS_BYTES_MAX)
         return fail(out, OC_PRODUCTS, "products is longer than %d bytes",
                     ORDER_CSV_PRODUCTS_BYTES_MAX);
-    if (!order_csv_utf8_valid(cell))
+    if (!utf8_valid(cell))
         return fail(out, OC_PRODUCTS, "products is not valid UTF-8");
     json_t *arr = json_loads(cell, JSON_REJECT_DUPLICATES, &jerr);
     oms_status s;

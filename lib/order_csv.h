@@ -141,10 +141,6 @@ oms_status order_csv_products_parse(const char *cell, order_row *out);
  * "pl-" + the first 16 hex digits of the file's SHA-256 + "-" + the row. */
 void order_csv_generated_id(const char *content_sha256_hex, int row, char *out, size_t out_len);
 
-/* True when s is strict UTF-8 (RFC 3629: no overlong forms, surrogates or
- * code points past U+10FFFF), i.e. what PostgreSQL accepts. */
-bool order_csv_utf8_valid(const char *s);
-
 /* Parses an ISO 8601 UTC timestamp ("2026-11-02T10:15:00Z", with optional
  * fraction and offset, "2026-11-02 10:15:00" or "2026-11-02") into ms. */
 oms_status order_csv_parse_time(const char *text, int64_t *ms);

@@ -1,18 +1,19 @@
 /*
- * rconsumer.c - the batch loop of consumers that apply into Redis (see
- * rconsumer.h). One thread, one Redis connection and one durable per
- * consumer; PostgreSQL only for dead letters.
+ * rconsumer.c - the Redis applier (see rconsumer.h), plugged into the
+ * pull-consumer core (lib/pullsub), which owns the thread, the durable and
+ * the settling. One Redis connection per consumer; PostgreSQL only for dead
+ * letters.
  */
 #include "rconsumer.h"
 
-#include "backoff.h"
 #include "js.h"
 #include "log.h"
 #include "metrics.h"
 #include "pg.h"
+#include "pullsub.h"
 
-#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,13 +23,10 @@
 struct rconsumer {
     const rconsumer_spec *spec;
     const rconsumer_env *env;
-    pthread_t thread;
-    atomic_int stop;
-    atomic_int ready;
+    pullsub *ps;             /* read by the caller's thread only */
     atomic_int caught_up;
     atomic_llong applied;
-    natsSubscription *sub;
-    redis_conn *redis;
+    redis_conn *redis;       /* the rest: used by ps's thread only */
     redis_script script;
     PGconn *pg;
     redis_args *calls;       /* batch_max argument vectors, reused */
@@ -37,7 +35,6 @@ struct rconsumer {
     bool *retry;             /* msgs[i] met a transient Redis error: nak it */
     size_t batch;            /* entries of replies, slot and retry */
     size_t calls_cap;        /* entries of calls (initialised) */
-    char labels[128];        /* consumer="<name>" */
 };
 
 void rconsumer_reject(oms_msg *m, const char *fmt, ...)
@@ -47,14 +44,6 @@ void rconsumer_reject(oms_msg *m, const char *fmt, ...)
     vsnprintf(m->reason, sizeof m->reason, fmt, ap);
     va_end(ap);
     m->rejected = true;
-}
-
-static void count(rconsumer *c, const char *subject, const char *result, double v)
-{
-    char labels[192], subj[96];
-    snprintf(labels, sizeof labels, "subject=\"%s\",result=\"%s\"",
-             consumer_subject_label(subject, subj, sizeof subj), result);
-    metrics_counter_add(c->env->m, "oms_events_consumed_total", labels, v);
 }
 
 /* ---- dead letters ------------------------------------------------------ */
@@ -77,27 +66,6 @@ static oms_status dead_letters_write(rconsumer *c, oms_msg *msgs, size_t n, size
 }
 
 /* ---- one batch --------------------------------------------------------- */
-
-/* Fills and checks every message; one delivered past its last attempt is
- * rejected without being applied (see consumer.h). */
-static void msgs_init(rconsumer *c, oms_msg *msgs, size_t n, natsMsgList *list)
-{
-    int max_attempts = consumer_max_attempts(c->spec->max_attempts);
-    for (size_t i = 0; i < n; i++) {
-        oms_msg *m = &msgs[i];
-        consumer_msg_init(m, list->Msgs[i]);
-        if (!m->rejected && m->deliveries > max_attempts)
-            rconsumer_reject(m, "not applied after %d deliveries: the last one ended without"
-                             " an answer (the process stopped or crashed, or the ack wait"
-                             " expired)", m->deliveries - 1);
-    }
-}
-
-static void nak(rconsumer *c, oms_msg *m)
-{
-    natsMsg_NakWithDelay(m->nmsg, consumer_nak_delay_ms(c->spec->nak_delay_ms, m->deliveries),
-                         NULL);
-}
 
 /* Encodes every message; returns how many calls were built (their message
  * index in c->slot). */
@@ -164,55 +132,42 @@ static void take_replies(rconsumer *c, oms_msg *msgs, size_t ncalls)
     }
 }
 
-static void settle(rconsumer *c, oms_msg *msgs, size_t n, bool dead_lettered)
+static void settle(rconsumer *c, pullsub *ps, oms_msg *msgs, size_t n, bool dead_lettered)
 {
     for (size_t i = 0; i < n; i++) {
         if (c->retry[i]) {
-            nak(c, &msgs[i]);
-            metrics_counter_add(c->env->m, "oms_consumer_retries_total", "", 1);
-            continue;
+            pullsub_nak(ps, &msgs[i]);
+            pullsub_count_retries(ps, 1);
+        } else if (msgs[i].rejected && !c->spec->replay && !dead_lettered) {
+            pullsub_nak(ps, &msgs[i]);
+        } else if (msgs[i].rejected && !c->spec->replay) {
+            pullsub_dead_letter(ps, &msgs[i]);
+        } else {
+            pullsub_ack(ps, &msgs[i],
+                        msgs[i].rejected    ? "rejected"
+                        : msgs[i].duplicate ? "duplicate"
+                                            : "applied");
         }
-        if (msgs[i].rejected && !c->spec->replay) {
-            if (!dead_lettered) {
-                nak(c, &msgs[i]);
-                continue;
-            }
-            char subj[CONSUMER_SUBJECT_MAX_BYTES + 64];
-            log_warn("message dead-lettered", "consumer", c->spec->name, "subject",
-                     consumer_printable(msgs[i].subject, strlen(msgs[i].subject), subj,
-                                        sizeof subj),
-                     "event_id", msgs[i].event_id, "reason", msgs[i].reason, NULL);
-            natsMsg_Term(msgs[i].nmsg, NULL);
-            count(c, msgs[i].subject, "dead_letter", 1);
-            metrics_counter_add(c->env->m, "oms_dead_letters_total", "", 1);
-            continue;
-        }
-        natsMsg_Ack(msgs[i].nmsg, NULL);
-        count(c, msgs[i].subject,
-              msgs[i].rejected ? "rejected" : msgs[i].duplicate ? "duplicate" : "applied", 1);
     }
 }
 
-static void nak_all(rconsumer *c, oms_msg *msgs, size_t n)
+static void nak_all(pullsub *ps, oms_msg *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        nak(c, &msgs[i]);
-    metrics_counter_add(c->env->m, "oms_consumer_retries_total", "", 1);
+        pullsub_nak(ps, &msgs[i]);
+    pullsub_count_retries(ps, 1);
 }
 
-/* Pending and lag from the batch's last message: what is left behind it on
- * the durable, and how long ago the stream stored it. */
-static void observe_position(rconsumer *c, natsMsg *last)
+/* Replay mode: caught up once nothing is left behind the batch's last
+ * message, or it is at or past replay_until_seq. Only after a batch Redis
+ * answered: a nak'ed batch is not caught up whatever the durable says. */
+static void replay_position(rconsumer *c, natsMsg *last)
 {
     jsMsgMetaData *meta = NULL;
-    if (natsMsg_GetMetaData(&meta, last) != NATS_OK)
+    if (!c->spec->replay || natsMsg_GetMetaData(&meta, last) != NATS_OK)
         return;
-    metrics_gauge_set(c->env->m, "oms_consumer_pending", c->labels, (double)meta->NumPending);
-    double lag_s = (double)(oms_now_ms() - meta->Timestamp / 1000000) / 1000.0;
-    metrics_gauge_set(c->env->m, "oms_consumer_lag_seconds", c->labels, lag_s > 0 ? lag_s : 0);
-    if (c->spec->replay && (meta->NumPending == 0 || (c->spec->replay_until_seq > 0 &&
-                                                      meta->Sequence.Stream >=
-                                                          c->spec->replay_until_seq)))
+    if (meta->NumPending == 0 ||
+        (c->spec->replay_until_seq > 0 && meta->Sequence.Stream >= c->spec->replay_until_seq))
         atomic_store(&c->caught_up, 1);
     jsMsgMetaData_Destroy(meta);
 }
@@ -248,16 +203,14 @@ static oms_status reserve(rconsumer *c, size_t n)
     return OMS_OK;
 }
 
-static void process(rconsumer *c, natsMsgList *list)
+/* pullsub_ops.batch: one pipelined round trip of script calls, then the dead
+ * letters in PostgreSQL, then the acks. */
+static void redis_batch(void *ctx, pullsub *ps, oms_msg *msgs, size_t n)
 {
-    size_t n = (size_t)list->Count, ncalls = 0, dead = 0;
-    int64_t t0 = oms_mono_ms();
-    oms_msg *msgs = calloc(n, sizeof *msgs);
-    if (msgs == NULL || reserve(c, n) != OMS_OK) {
-        free(msgs);
+    rconsumer *c = ctx;
+    size_t ncalls = 0, dead = 0;
+    if (reserve(c, n) != OMS_OK)
         return; /* unacked: redelivered after ack_wait */
-    }
-    msgs_init(c, msgs, n, list);
     memset(c->retry, 0, n * sizeof *c->retry);
     oms_status s = encode_all(c, msgs, n, &ncalls);
     if (s == OMS_OK && ncalls > 0)
@@ -265,8 +218,8 @@ static void process(rconsumer *c, natsMsgList *list)
     if (s != OMS_OK) {
         log_warn("batch not applied, will retry", "consumer", c->spec->name, "error",
                  oms_strstatus(s), NULL);
-        nak_all(c, msgs, n);
-        goto out;
+        nak_all(ps, msgs, n);
+        return;
     }
     take_replies(c, msgs, ncalls);
     bool any_rejected = false;
@@ -277,52 +230,41 @@ static void process(rconsumer *c, natsMsgList *list)
         log_warn("cannot write dead letters, will retry them", "consumer", c->spec->name, NULL);
         dead_lettered = false;
     }
-    settle(c, msgs, n, dead_lettered);
-    observe_position(c, msgs[n - 1].nmsg);
-out:
-    metrics_histogram_observe(c->env->m, "oms_batch_duration_seconds", c->labels,
-                              (double)(oms_mono_ms() - t0) / 1000.0);
-    free(msgs);
+    settle(c, ps, msgs, n, dead_lettered);
+    replay_position(c, msgs[n - 1].nmsg);
 }
 
-/* ---- the loop ---------------------------------------------------------- */
-
-static oms_status ensure_bound(rconsumer *c)
+/* pullsub_ops.connect */
+static oms_status redis_connect_store(void *ctx)
 {
-    oms_status s;
+    rconsumer *c = ctx;
     char err[REDIS_ERR_LEN];
-    if (!redis_ok(c->redis)) {
-        atomic_store(&c->ready, 0);
-        redis_conn_destroy(c->redis);
-        c->redis = NULL;
-        c->script.sha[0] = '\0'; /* a restarted Redis has no scripts */
-        if ((s = redis_connect(&c->redis, c->env->redis_url, REDIS_TIMEOUT_MS, err)) != OMS_OK) {
-            log_warn("Redis not reachable, retrying", "consumer", c->spec->name, "error", err,
-                     NULL);
-            return s;
-        }
-    }
-    if (c->sub == NULL) {
-        s = js_pull_subscribe_max(c->env->js, c->spec->stream, c->spec->durable,
-                                  c->spec->filter, c->spec->ack_wait_ms,
-                                  consumer_max_attempts(c->spec->max_attempts) +
-                                      CONSUMER_SPARE_DELIVERIES,
-                                  &c->sub);
-        if (s != OMS_OK)
-            return s;
-        log_info("consumer bound", "consumer", c->spec->name, "stream", c->spec->stream,
-                 "durable", c->spec->durable, NULL);
-    }
-    atomic_store(&c->ready, 1);
-    return OMS_OK;
+    if (redis_ok(c->redis))
+        return OMS_OK;
+    redis_conn_destroy(c->redis);
+    c->redis = NULL;
+    c->script.sha[0] = '\0'; /* a restarted Redis has no scripts */
+    oms_status s = redis_connect(&c->redis, c->env->redis_url, REDIS_TIMEOUT_MS, err);
+    if (s != OMS_OK)
+        log_warn("Redis not reachable, retrying", "consumer", c->spec->name, "error", err, NULL);
+    return s;
+}
+
+/* pullsub_ops.connected */
+static bool redis_connected(void *ctx)
+{
+    const rconsumer *c = ctx;
+    return redis_ok(c->redis);
 }
 
 /* Replay mode, after an empty fetch: caught up when the durable has nothing
  * left to deliver. */
-static void check_caught_up(rconsumer *c)
+static void check_caught_up(void *ctx, pullsub *ps)
 {
+    rconsumer *c = ctx;
     jsConsumerInfo *ci = NULL;
     jsErrCode code = 0;
+    (void)ps;
     if (!c->spec->replay)
         return;
     /* By name: nats.c 3.4.1 answers "Invalid Subscription" for a pull
@@ -341,63 +283,12 @@ static void check_caught_up(rconsumer *c)
     jsConsumerInfo_Destroy(ci);
 }
 
-static void *rconsumer_main(void *arg)
-{
-    rconsumer *c = arg;
-    oms_backoff backoff = OMS_BACKOFF_INIT;
-    int fetch_errors = 0;
-    while (!atomic_load(&c->stop)) {
-        natsMsgList list;
-        oms_status s = ensure_bound(c);
-        if (s == OMS_OK)
-            s = js_fetch(c->sub, c->spec->batch_max, c->spec->wait_ms, &list);
-        if (s != OMS_OK) {
-            /* The durable may have been deleted (stream recreated): bind again. */
-            if (c->sub != NULL && ++fetch_errors >= 3) {
-                natsSubscription_Destroy(c->sub);
-                c->sub = NULL;
-                fetch_errors = 0;
-            }
-            oms_backoff_sleep(&backoff, &c->stop);
-            continue;
-        }
-        fetch_errors = 0;
-        if (list.Count > 0) {
-            process(c, &list);
-        } else {
-            metrics_gauge_set(c->env->m, "oms_consumer_pending", c->labels, 0);
-            check_caught_up(c);
-        }
-        natsMsgList_Destroy(&list);
-        if (redis_ok(c->redis)) {
-            oms_backoff_reset(&backoff);
-        } else {
-            atomic_store(&c->ready, 0);
-            oms_backoff_sleep(&backoff, &c->stop);
-        }
-    }
-    return NULL;
-}
-
-static void declare_metrics(metrics *m)
-{
-    metrics_counter_declare(m, "oms_events_consumed_total",
-                            "Events consumed, by subject and result (applied, duplicate, dead_letter)");
-    metrics_counter_declare(m, "oms_dead_letters_total", "Messages sent to dead_letters");
-    metrics_counter_declare(m, "oms_consumer_retries_total",
-                            "Batches rolled back and redelivered after a transient failure");
-    /* Both from 0, so that the first dead letter or retry is an increase that
-     * rate()/increase() and the alert rules see, not a series that appears. */
-    metrics_counter_add(m, "oms_dead_letters_total", "", 0);
-    metrics_counter_add(m, "oms_consumer_retries_total", "", 0);
-    metrics_histogram_declare(m, "oms_batch_duration_seconds",
-                              "Time to apply and commit one fetched batch",
-                              METRICS_SECONDS_BUCKETS, METRICS_SECONDS_BUCKETS_LEN);
-    metrics_gauge_declare(m, "oms_consumer_pending",
-                          "Messages of the stream not yet delivered to the consumer");
-    metrics_gauge_declare(m, "oms_consumer_lag_seconds",
-                          "Age of the last applied message when it was applied");
-}
+static const pullsub_ops redis_applier = {
+    .connect = redis_connect_store,
+    .connected = redis_connected,
+    .batch = redis_batch,
+    .idle = check_caught_up,
+};
 
 oms_status rconsumer_start(rconsumer **out, const rconsumer_spec *spec, const rconsumer_env *env)
 {
@@ -410,7 +301,6 @@ oms_status rconsumer_start(rconsumer **out, const rconsumer_spec *spec, const rc
     c->script.source = spec->script;
     c->batch = batch;
     c->calls_cap = batch;
-    snprintf(c->labels, sizeof c->labels, "consumer=\"%s\"", spec->name);
     c->calls = calloc(batch, sizeof *c->calls);
     c->replies = calloc(batch, sizeof *c->replies);
     c->slot = calloc(batch, sizeof *c->slot);
@@ -419,8 +309,13 @@ oms_status rconsumer_start(rconsumer **out, const rconsumer_spec *spec, const rc
         goto fail;
     for (size_t i = 0; i < batch; i++)
         redis_args_init(&c->calls[i]);
-    declare_metrics(env->m);
-    if (pthread_create(&c->thread, NULL, rconsumer_main, c) != 0)
+    pullsub_spec core = {
+        .name = spec->name, .stream = spec->stream, .durable = spec->durable,
+        .filter = spec->filter, .batch_max = spec->batch_max, .wait_ms = spec->wait_ms,
+        .ack_wait_ms = spec->ack_wait_ms, .max_attempts = spec->max_attempts,
+        .nak_delay_ms = spec->nak_delay_ms,
+    };
+    if (pullsub_start(&c->ps, &core, env->js, env->m, &redis_applier, c) != OMS_OK)
         goto fail;
     *out = c;
     return OMS_OK;
@@ -437,12 +332,7 @@ void rconsumer_stop(rconsumer *c)
 {
     if (c == NULL)
         return;
-    atomic_store(&c->stop, 1);
-    pthread_join(c->thread, NULL);
-    if (c->sub != NULL) {
-        natsSubscription_Unsubscribe(c->sub);
-        natsSubscription_Destroy(c->sub);
-    }
+    pullsub_stop(c->ps);
     redis_conn_destroy(c->redis);
     PQfinish(c->pg);
     for (size_t i = 0; i < c->calls_cap; i++)
@@ -456,7 +346,7 @@ void rconsumer_stop(rconsumer *c)
 
 bool rconsumer_ready(rconsumer *c)
 {
-    return c != NULL && atomic_load(&c->ready);
+    return c != NULL && pullsub_ready(c->ps);
 }
 
 bool rconsumer_caught_up(rconsumer *c)

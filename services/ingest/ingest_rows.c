@@ -18,6 +18,7 @@
 #include "log.h"
 #include "order_csv.h"
 #include "pgcopy.h"
+#include "utf8.h"
 
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -104,7 +105,7 @@ static char *dup_or_empty(const char *s)
  * never needs this: its fields passed order_csv's UTF-8 check. */
 static char *dup_text(const char *s)
 {
-    if (s == NULL || order_csv_utf8_valid(s))
+    if (s == NULL || utf8_valid(s))
         return dup_or_empty(s);
     size_t len = strlen(s), size = 4 * len + 4;
     char *out = malloc(size);
@@ -220,7 +221,7 @@ static const char *column_at(const chunk *c, size_t field)
  * then belongs to the order, which is not created without the row. */
 static const char *readable_id(const char *v)
 {
-    return v != NULL && strlen(v) <= ORDER_FIELD_MAX && order_csv_utf8_valid(v) ? v : NULL;
+    return v != NULL && strlen(v) <= ORDER_FIELD_MAX && utf8_valid(v) ? v : NULL;
 }
 
 /* Stores the next row as rejected for csvrec's fault e: the sentence names

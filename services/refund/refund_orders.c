@@ -5,7 +5,7 @@
  */
 #include "refund.h"
 
-#include "order_csv.h"
+#include "utf8.h"
 
 #include <string.h>
 
@@ -20,9 +20,9 @@ static const char *invalid_reason(const Oms__V1__OrderPaid *ev)
         return "order_id must be 1 to 256 bytes";
     if (ev->total_cents < 0 || ev->total_cents > REFUND_AMOUNT_MAX)
         return "total_cents must be from 0 to 100000000000000";
-    if (!order_csv_utf8_valid(ev->order_id) || !order_csv_utf8_valid(ev->customer_id) ||
-        !order_csv_utf8_valid(ev->customer_email) || !order_csv_utf8_valid(ev->customer_name) ||
-        !order_csv_utf8_valid(ev->currency))
+    if (!utf8_valid(ev->order_id) || !utf8_valid(ev->customer_id) ||
+        !utf8_valid(ev->customer_email) || !utf8_valid(ev->customer_name) ||
+        !utf8_valid(ev->currency))
         return "a text field is not valid UTF-8";
     return NULL;
 }

@@ -20,8 +20,8 @@
 
 #include "log.h"
 #include "money.h"
-#include "order_csv.h"
 #include "strs.h"
+#include "utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,15 +81,15 @@ static const char *unstorable(const Oms__V1__RefundRequested *ev)
     const char *why = refund_key_invalid(ev->idempotency_key);
     if (why != NULL)
         return why;
-    if (strlen(ev->order_id) > REFUND_ORDER_ID_MAX || !order_csv_utf8_valid(ev->order_id))
+    if (strlen(ev->order_id) > REFUND_ORDER_ID_MAX || !utf8_valid(ev->order_id))
         return "order_id is longer than 256 bytes or not valid UTF-8";
-    if (strlen(ev->reason) > REFUND_REASON_MAX || !order_csv_utf8_valid(ev->reason))
+    if (strlen(ev->reason) > REFUND_REASON_MAX || !utf8_valid(ev->reason))
         return "reason is longer than 512 bytes or not valid UTF-8";
     if (strlen(ev->requested_by) > REFUND_REQUESTED_BY_MAX ||
-        !order_csv_utf8_valid(ev->requested_by))
+        !utf8_valid(ev->requested_by))
         return "requested_by is longer than 256 bytes or not valid UTF-8";
     for (size_t i = 0; i < ev->n_lines; i++)
-        if (strlen(ev->lines[i]->sku) > REFUND_SKU_MAX || !order_csv_utf8_valid(ev->lines[i]->sku))
+        if (strlen(ev->lines[i]->sku) > REFUND_SKU_MAX || !utf8_valid(ev->lines[i]->sku))
             return "a line's sku is longer than 256 bytes or not valid UTF-8";
     return NULL;
 }

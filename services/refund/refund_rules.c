@@ -6,7 +6,7 @@
 #include "refund.h"
 
 #include "money.h"
-#include "order_csv.h"
+#include "utf8.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -71,7 +71,7 @@ static bool text_valid(const char *name, const char *v, size_t max, bool require
         snprintf(why, why_len, "%s is empty", name);
     else if (strlen(v) > max)
         snprintf(why, why_len, "%s is longer than %zu bytes", name, max);
-    else if (!order_csv_utf8_valid(v))
+    else if (!utf8_valid(v))
         snprintf(why, why_len, "%s is not valid UTF-8", name);
     else
         return true;

@@ -23,6 +23,7 @@
 #include "csvrec.h"
 #include "money.h"
 #include "order_csv.h"
+#include "utf8.h"
 
 #include <stdbool.h>
 #include <strings.h>
@@ -146,7 +147,7 @@ static void check_valid_row(const order_row *r)
                            r->customer_name, r->product_name};
     FUZZ_CHECK(*r->order_id != '\0' && *r->customer_id != '\0' && *r->sku != '\0');
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
-        FUZZ_CHECK(strlen(texts[i]) <= ORDER_FIELD_MAX && order_csv_utf8_valid(texts[i]));
+        FUZZ_CHECK(strlen(texts[i]) <= ORDER_FIELD_MAX && utf8_valid(texts[i]));
     FUZZ_CHECK(r->qty >= 1 && r->qty <= ORDER_QTY_MAX);
     FUZZ_CHECK(r->unit_price_cents >= 0 && r->unit_price_cents <= MONEY_MAX_CENTS);
     FUZZ_CHECK(strcmp(r->currency, CURRENCY) == 0);

@@ -20,9 +20,9 @@
 #include "analytics.h"
 #include "inventory.h"
 #include "notify.h"
-#include "order_csv.h"
 #include "payment.h"
 #include "refund.h"
+#include "utf8.h"
 
 #include <jansson.h>
 
@@ -102,7 +102,7 @@ static void check_refund_request(const Oms__V1__RefundRequested *ev)
      * JSON; anything it lets through must have one (NULL means "no memory"
      * there, and the batch would be retried for ever). */
     for (size_t i = 0; i < ev->n_lines; i++)
-        if (strlen(ev->lines[i]->sku) > REFUND_SKU_MAX || !order_csv_utf8_valid(ev->lines[i]->sku))
+        if (strlen(ev->lines[i]->sku) > REFUND_SKU_MAX || !utf8_valid(ev->lines[i]->sku))
             lines_storable = false;
     char *text = refund_lines_json(ev);
     if (lines_storable) {
