@@ -353,7 +353,7 @@ oms_status notify_sender_start(notify_ctx *ctx)
     if ((sd->multi = curl_multi_init()) == NULL ||
         curl_multi_setopt(sd->multi, CURLMOPT_MAXCONNECTS, (long)KEEP_CONNECTIONS) != CURLM_OK ||
         pgworker_start(&sd->worker, ctx->dsn, NOTIFY_PRODUCER, "notify-sender", IDLE_POLL_MS,
-                       sender_round, sd) != OMS_OK) {
+                       PGWORKER_NO_BITMAPSCAN, sender_round, sd) != OMS_OK) {
         if (sd->multi != NULL)
             curl_multi_cleanup(sd->multi);
         ctx->sender = NULL;
