@@ -35,18 +35,17 @@
 
 extern const pg_migration ingest_migrations[];
 
-typedef struct ingest_sealer ingest_sealer;
-
 typedef struct ingest_ctx {
     const char *currency;          /* OMS_CURRENCY */
     int64_t seal_ms;               /* OMS_INGEST_SEAL_MS */
     int64_t import_timeout_ms;     /* OMS_INGEST_IMPORT_TIMEOUT_S */
     const char *dsn;
     struct metrics *m;
-    ingest_sealer *sealer;
+    struct pgworker *sealer;       /* the sealer thread (lib/pgworker) */
 } ingest_ctx;
 
-/* Reads the ingest settings from the environment into ctx. */
+/* Reads the ingest settings from the environment into ctx (ingest_config.c).
+ * On a bad value returns OMS_EINVAL with a message naming the variable in err. */
 oms_status ingest_config(ingest_ctx *ctx, char err[CONFIG_ERR_LEN]);
 
 /* consumer_apply_fn for ingest.rows: stores the rows of every chunk and
@@ -59,7 +58,8 @@ oms_status ingest_apply_rows(void *ctx, consumer_batch *b);
  * the number of imports sealed. Used by the sealer thread and by tests. */
 oms_status ingest_seal_ready(ingest_ctx *ctx, PGconn *conn, int *sealed);
 
-/* Starts/stops the sealer thread (own PostgreSQL connection). */
+/* Starts/stops the sealer thread: a lib/pgworker on its own PostgreSQL
+ * connection that runs ingest_seal_ready, then waits 50 ms. */
 oms_status ingest_sealer_start(ingest_ctx *ctx);
 void ingest_sealer_stop(ingest_ctx *ctx);
 

@@ -13,13 +13,11 @@
  */
 #include "ingest.h"
 
-#include "backoff.h"
 #include "log.h"
 #include "metrics.h"
 #include "pgcopy.h"
+#include "pgworker.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -549,77 +547,30 @@ oms_status ingest_seal_ready(ingest_ctx *ctx, PGconn *conn, int *sealed)
 
 /* ---- the sealer thread ----------------------------------------------- */
 
-struct ingest_sealer {
-    pthread_t thread;
-    atomic_int stop;
-    ingest_ctx *ctx;
-};
+#define SEAL_POLL_MS 50 /* between rounds that found nothing more to seal */
 
-static void *sealer_main(void *arg)
+/* pgworker_round_fn: seals everything ready, then the worker waits. */
+static oms_status seal_round(void *ctx, PGconn **conn, bool *more)
 {
-    ingest_sealer *sl = arg;
-    PGconn *conn = NULL;
-    oms_backoff backoff = OMS_BACKOFF_INIT;
-    while (!atomic_load(&sl->stop)) {
-        if (!pg_ok(conn)) {
-            PQfinish(conn);
-            conn = NULL;
-            if (pg_connect(&conn, sl->ctx->dsn, "ingest", "ingest-sealer") != OMS_OK) {
-                oms_backoff_sleep(&backoff, &sl->stop);
-                continue;
-            }
-        }
-        int sealed = 0;
-        if (ingest_seal_ready(sl->ctx, conn, &sealed) != OMS_OK) {
-            oms_backoff_sleep(&backoff, &sl->stop);
-            continue;
-        }
-        oms_backoff_reset(&backoff);
-        oms_sleep_ms(50, &sl->stop);
-    }
-    PQfinish(conn);
-    return NULL;
+    int sealed = 0;
+    *more = false;
+    return ingest_seal_ready(ctx, *conn, &sealed);
 }
 
 oms_status ingest_sealer_start(ingest_ctx *ctx)
 {
-    ingest_sealer *sl = calloc(1, sizeof *sl);
-    if (sl == NULL)
-        return OMS_ENOMEM;
-    sl->ctx = ctx;
     metrics_counter_declare(ctx->m, "oms_ingest_orders_created_total", "Orders sealed and created");
     metrics_counter_declare(ctx->m, "oms_ingest_rows_total", "Rows of sealed imports, by result");
     metrics_counter_declare(ctx->m, "oms_ingest_imports_sealed_total",
                             "Imports sealed, complete or timed out");
     metrics_counter_declare(ctx->m, "oms_ingest_order_transitions_total",
                             "Orders moved to a status (reserved, paid, failed)");
-    if (pthread_create(&sl->thread, NULL, sealer_main, sl) != 0) {
-        free(sl);
-        return OMS_ENOMEM;
-    }
-    ctx->sealer = sl;
-    return OMS_OK;
+    return pgworker_start(&ctx->sealer, ctx->dsn, "ingest", "ingest-sealer", SEAL_POLL_MS, 0,
+                          seal_round, ctx);
 }
 
 void ingest_sealer_stop(ingest_ctx *ctx)
 {
-    if (ctx->sealer == NULL)
-        return;
-    atomic_store(&ctx->sealer->stop, 1);
-    pthread_join(ctx->sealer->thread, NULL);
-    free(ctx->sealer);
+    pgworker_stop(ctx->sealer);
     ctx->sealer = NULL;
-}
-
-oms_status ingest_config(ingest_ctx *ctx, char err[CONFIG_ERR_LEN])
-{
-    int64_t v;
-    ctx->currency = config_str("OMS_CURRENCY", "USD");
-    if (config_int("OMS_INGEST_SEAL_MS", 1000, 10, 3600000, &v, err) != OMS_OK)
-        return OMS_EINVAL;
-    ctx->seal_ms = v;
-    if (config_int("OMS_INGEST_IMPORT_TIMEOUT_S", 600, 1, 7 * 86400, &v, err) != OMS_OK)
-        return OMS_EINVAL;
-    ctx->import_timeout_ms = v * 1000;
-    return OMS_OK;
 }

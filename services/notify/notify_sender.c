@@ -352,7 +352,7 @@ oms_status notify_sender_start(notify_ctx *ctx)
     ctx->sender = sd;
     if (httpc_session_create(&sd->http, KEEP_CONNECTIONS, KEEP_CONNECTION_S) != OMS_OK ||
         pgworker_start(&sd->worker, ctx->dsn, NOTIFY_PRODUCER, "notify-sender", IDLE_POLL_MS,
-                       sender_round, sd) != OMS_OK) {
+                       PGWORKER_NO_BITMAPSCAN, sender_round, sd) != OMS_OK) {
         httpc_session_destroy(sd->http);
         ctx->sender = NULL;
         free(sd);

@@ -227,7 +227,7 @@ oms_status payment_charger_start(payment_ctx *ctx)
         return OMS_ENOMEM;
     }
     if (pgworker_start(&ch->worker, ctx->dsn, PAYMENT_PRODUCER, "payment-charger", IDLE_POLL_MS,
-                       charger_round, ctx) != OMS_OK) {
+                       PGWORKER_NO_BITMAPSCAN, charger_round, ctx) != OMS_OK) {
         free(ch);
         curl_global_cleanup();
         return OMS_ENOMEM;

@@ -62,8 +62,6 @@ typedef struct refund_settings {
  * message naming the variable in err. */
 oms_status refund_config(refund_settings *cfg, char err[CONFIG_ERR_LEN]);
 
-typedef struct refund_worker refund_worker;
-
 /* The domain context shared by the consumers, the worker and HTTP handlers. */
 typedef struct refund_ctx {
     refund_settings cfg;
@@ -71,7 +69,7 @@ typedef struct refund_ctx {
     const char *dsn;
     struct metrics *m;
     oms_service *svc;
-    refund_worker *worker;    /* http mode only */
+    struct pgworker *worker;  /* http mode only (lib/pgworker) */
 } refund_ctx;
 
 void refund_metrics_declare(struct metrics *m);
@@ -142,6 +140,9 @@ int64_t refund_backoff_ms(int failed_attempts);
  * Sets *sent to the number claimed. */
 oms_status refund_send_due(refund_ctx *ctx, PGconn *conn, int *sent);
 
+/* Starts/stops the worker thread: a lib/pgworker on its own PostgreSQL
+ * connection that runs refund_send_due again at once after a full group and
+ * 100 ms later otherwise. */
 oms_status refund_worker_start(refund_ctx *ctx);
 void refund_worker_stop(refund_ctx *ctx);
 

@@ -19,25 +19,17 @@
 #include "httpc.h"
 #include "log.h"
 #include "metrics.h"
+#include "pgworker.h"
 #include "strs.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define IDLE_POLL_MS 100
-#define RECONNECT_MAX_MS 5000
 #define REF_MAX 256
-
-struct refund_worker {
-    pthread_t thread;
-    atomic_int stop;
-    refund_ctx *ctx;
-};
 
 int64_t refund_backoff_ms(int failed_attempts)
 {
@@ -387,34 +379,14 @@ out:
     return s;
 }
 
-static void *worker_main(void *arg)
+/* pgworker_round_fn: one group of due refunds. */
+static oms_status worker_round(void *ctx, PGconn **conn, bool *more)
 {
-    refund_worker *w = arg;
-    PGconn *conn = NULL;
-    int64_t backoff_ms = 100;
-    while (!atomic_load(&w->stop)) {
-        if (!pg_ok(conn)) {
-            PQfinish(conn);
-            conn = NULL;
-            if (pg_connect(&conn, w->ctx->dsn, REFUND_PRODUCER, "refund-worker") != OMS_OK) {
-                oms_sleep_ms(backoff_ms, &w->stop);
-                backoff_ms = backoff_ms < RECONNECT_MAX_MS ? backoff_ms * 2 : RECONNECT_MAX_MS;
-                continue;
-            }
-        }
-        int sent = 0;
-        if (refund_send_due(w->ctx, conn, &sent) != OMS_OK) {
-            backoff_ms = backoff_ms < RECONNECT_MAX_MS ? backoff_ms * 2 : RECONNECT_MAX_MS;
-            oms_sleep_ms(backoff_ms, &w->stop);
-            continue;
-        }
-        backoff_ms = 100;
-        /* A full group suggests more are due: go on at once. */
-        if (sent < REFUND_CLAIM_MAX)
-            oms_sleep_ms(IDLE_POLL_MS, &w->stop);
-    }
-    PQfinish(conn);
-    return NULL;
+    int sent = 0;
+    oms_status s = refund_send_due(ctx, *conn, &sent);
+    /* A full group suggests more are due: go on at once. */
+    *more = sent == REFUND_CLAIM_MAX;
+    return s;
 }
 
 oms_status refund_worker_start(refund_ctx *ctx)
@@ -422,31 +394,21 @@ oms_status refund_worker_start(refund_ctx *ctx)
     /* Before any thread: curl_global_init is not thread-safe. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return OMS_ENOMEM;
-    refund_worker *w = calloc(1, sizeof *w);
-    if (w == NULL) {
+    if (pgworker_start(&ctx->worker, ctx->dsn, REFUND_PRODUCER, "refund-worker", IDLE_POLL_MS, 0,
+                       worker_round, ctx) != OMS_OK) {
         curl_global_cleanup();
         return OMS_ENOMEM;
     }
-    w->ctx = ctx;
-    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-        free(w);
-        curl_global_cleanup();
-        return OMS_ENOMEM;
-    }
-    ctx->worker = w;
     log_info("refund worker started", "refunds_url", ctx->cfg.refunds_url, NULL);
     return OMS_OK;
 }
 
 void refund_worker_stop(refund_ctx *ctx)
 {
-    refund_worker *w = ctx->worker;
-    if (w == NULL)
+    if (ctx->worker == NULL)
         return;
     /* A group in flight finishes (bounded by the gateway timeout) and is recorded. */
-    atomic_store(&w->stop, 1);
-    pthread_join(w->thread, NULL);
-    free(w);
+    pgworker_stop(ctx->worker);
     ctx->worker = NULL;
     curl_global_cleanup();
 }
