@@ -34,7 +34,7 @@ RUN_BUILD   := $(if $(filter $(ASAN_DIR) $(CURDIR)/$(ASAN_DIR),$(BUILD_DIR)),bui
 CMAKE_BUILD := env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL cmake --build
 
 .PHONY: help deps build build-asan up servers services down status logs clean \
-        demo test fuzz bench images k8s-secrets
+        demo test lint format fuzz bench images k8s-secrets
 
 help:
 	@echo 'make build       release build (RelWithDebInfo) in $(RELEASE_DIR)/'
@@ -46,7 +46,9 @@ help:
 	@echo 'make down        stop services, then servers'
 	@echo 'make status      component, pid, port, state'
 	@echo 'make logs        follow .oms/log/*.log (LOG=ingest for one)'
-	@echo 'make test        ASan build + servers + ctest'
+	@echo 'make test        ASan build + lint (report only for now) + servers + ctest'
+	@echo 'make lint        clang-format check, clang-tidy, cppcheck (docs/testing.md)'
+	@echo 'make format      rewrite C layout with clang-format (.clang-format)'
 	@echo 'make fuzz        clang build in $(FUZZ_DIR)/, each fuzz target for FUZZ_SECONDS (60)'
 	@echo 'make demo        up, then scripts/demo.sh'
 	@echo 'make bench       up, then bench/run.sh'
@@ -92,8 +94,17 @@ clean:
 	@bash scripts/stack.sh clean
 	rm -rf $(RELEASE_DIR) $(ASAN_DIR)
 
+# Lint in `make test` is report-only until the findings in files other
+# branches are editing are fixed; then drop LINT_REPORT_ONLY=1.
 test: deps build-asan
+	@BUILD_DIR=$(ASAN_DIR) JOBS=$(JOBS) LINT_REPORT_ONLY=1 bash scripts/lint.sh
 	@bash scripts/test.sh
+
+lint: deps build-asan
+	@BUILD_DIR=$(ASAN_DIR) JOBS=$(JOBS) bash scripts/lint.sh
+
+format:
+	@JOBS=$(JOBS) bash scripts/lint.sh --format
 
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_DIR) -DOMS_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug

@@ -19,11 +19,14 @@ PACKAGES=(
     prometheus-postgres-exporter prometheus-redis-exporter prometheus-alertmanager
     python3-yaml
     clang libclang-rt-14-dev
+    clang-format clang-tidy cppcheck
     chromium
 )
 
 # clang and libclang-rt-14-dev (libclang_rt.fuzzer) build the libFuzzer
 # targets of tests/fuzz, which `make test` runs briefly and `make fuzz` longer.
+# clang-format, clang-tidy (Debian 12: version 14) and cppcheck (2.10) are the
+# checks of scripts/lint.sh (`make lint`).
 
 # The deployment checks render k8s/ with `kubectl kustomize` and validate it
 # with Node.js: Debian's kubectl (kubernetes-client, 1.20) renders k8s/ the
