@@ -436,10 +436,13 @@ int service_main(const service_def *def)
     pthread_create(&signal_thread, NULL, signal_main, &svc);
     pthread_detach(signal_thread);
 
-    if ((svc.m = metrics_create()) == NULL)
-        return 1;
-    metrics_gauge_declare(svc.m, "oms_dead_letters", "Dead letters not yet resolved");
-    oms_status s = start_all(&svc);
+    /* Every failure from here goes through shutdown_all, which frees what
+     * start-up got to (the pool and its lock among them). */
+    oms_status s = OMS_ENOMEM;
+    if ((svc.m = metrics_create()) != NULL) {
+        metrics_gauge_declare(svc.m, "oms_dead_letters", "Dead letters not yet resolved");
+        s = start_all(&svc);
+    }
     if (s == OMS_OK) {
         log_info("service started", "http_addr", svc.cfg.http_addr, "health_addr",
                  svc.cfg.health_addr ? svc.cfg.health_addr : "off", "nats_url",
