@@ -7,43 +7,32 @@
  * taken synchronously by the main thread with sigwait.
  *
  * HTTP handlers share a small pool of PostgreSQL connections
- * (OMS_HTTP_PG_POOL), so one slow query holds one connection, not every
- * handler. /healthz and /readyz never touch the pool: readiness reads the
- * state the service keeps (NATS connected, consumers ready, the pool's last
- * known PostgreSQL state, refreshed by the main thread every few seconds).
+ * (OMS_HTTP_PG_POOL, lib/connpool.c), so one slow query holds one
+ * connection, not every handler. /healthz and /readyz never touch the
+ * pool: readiness reads the state the service keeps (NATS connected,
+ * consumers ready, the pool's last known PostgreSQL state, refreshed by the
+ * main thread every few seconds).
  * They are also served on a small listener of their own (OMS_HEALTH_ADDR),
  * so probes are answered while clients saturate the API port.
  */
 #include "service_int.h"
 
 #include "backoff.h"
+#include "connpool.h"
 #include "log.h"
 #include "outbox.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define RELAY_DRAIN_MS 10000
 #define PG_WAIT_MS 2000        /* a handler's wait for a free pooled connection */
 #define PG_PROBE_EVERY_MS 5000 /* the main thread's check of the pool's PostgreSQL */
 #define HEALTH_MAX_CONNECTIONS 16
 #define HEALTH_MAX_PER_IP 8
-
-/* The HTTP handlers' PostgreSQL connections. */
-typedef struct pg_pool {
-    pthread_mutex_t lock;
-    pthread_cond_t freed;
-    PGconn **idle; /* cap entries; idle[0..n_idle) are free */
-    size_t n_idle;
-    size_t n_open; /* idle, in use, or being connected */
-    size_t cap;
-    atomic_int up; /* the last connect or use succeeded: /readyz's "postgres" */
-} pg_pool;
 
 struct oms_service {
     const service_def *def;
@@ -58,7 +47,7 @@ struct oms_service {
     http_server *health; /* NULL when OMS_HEALTH_ADDR=off */
     void *ctx;
     atomic_int stopping;  /* set by the signal thread */
-    pg_pool pool;
+    connpool *pool;       /* the HTTP handlers' PostgreSQL connections */
 };
 
 const oms_config *service_config(oms_service *svc) { return &svc->cfg; }
@@ -69,88 +58,46 @@ const atomic_int *service_stopping(oms_service *svc) { return &svc->stopping; }
 
 /* ---- the HTTP handlers' PostgreSQL pool ------------------------------- */
 
-static oms_status pool_init(pg_pool *p, size_t cap)
+static oms_status pg_pool_connect(void *ctx, void **conn)
 {
-    memset(p, 0, sizeof *p);
-    p->idle = calloc(cap, sizeof *p->idle);
-    if (p->idle == NULL)
-        return OMS_ENOMEM;
-    p->cap = cap;
-    atomic_store(&p->up, 1); /* migrations have just connected */
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->freed, NULL);
-    return OMS_OK;
+    oms_service *svc = ctx;
+    PGconn *c = NULL;
+    oms_status s = pg_connect(&c, svc->cfg.pg_dsn, svc->def->name, "http");
+    if (s == OMS_OK)
+        *conn = c;
+    return s;
 }
 
-/* After every user is gone: closes the idle connections. */
-static void pool_fini(pg_pool *p)
+static bool pg_pool_ok(void *ctx, void *conn)
 {
-    if (p->idle == NULL)
-        return;
-    for (size_t i = 0; i < p->n_idle; i++)
-        PQfinish(p->idle[i]);
-    free(p->idle);
-    p->idle = NULL;
-    pthread_cond_destroy(&p->freed);
-    pthread_mutex_destroy(&p->lock);
+    (void)ctx;
+    return pg_ok(conn);
 }
 
-static struct timespec deadline_after(int64_t ms)
+/* A connection left inside a transaction would leak it into the next
+ * request: close it, a later acquire opens a fresh one. */
+static bool pg_pool_reusable(void *ctx, void *conn)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
+    (void)ctx;
+    return PQtransactionStatus(conn) == PQTRANS_IDLE;
 }
 
-/* Gives up a slot that holds no connection (a failed connect, a broken one). */
-static void pool_forget(pg_pool *p)
+static void pg_pool_close(void *ctx, void *conn)
 {
-    pthread_mutex_lock(&p->lock);
-    p->n_open--;
-    pthread_cond_signal(&p->freed);
-    pthread_mutex_unlock(&p->lock);
+    (void)ctx;
+    PQfinish(conn);
 }
 
-/* Waits up to wait_ms for an idle connection or a free slot; OMS_ETIMEOUT
- * when every connection stayed busy, OMS_ETRANSIENT when PostgreSQL refused
- * a new one. Connecting happens outside the lock. */
+static const connpool_ops pg_pool_ops = {pg_pool_connect, pg_pool_ok, pg_pool_reusable,
+                                         pg_pool_close};
+
 static oms_status pool_take(oms_service *svc, int64_t wait_ms, PGconn **out)
 {
-    pg_pool *p = &svc->pool;
-    PGconn *c = NULL;
-    bool slot = false;
-    struct timespec until = deadline_after(wait_ms);
-    pthread_mutex_lock(&p->lock);
-    while (p->n_idle == 0 && p->n_open == p->cap && wait_ms > 0)
-        if (pthread_cond_timedwait(&p->freed, &p->lock, &until) == ETIMEDOUT)
-            break;
-    if (p->n_idle > 0)
-        c = p->idle[--p->n_idle];
-    else if (p->n_open < p->cap)
-        slot = true, p->n_open++;
-    pthread_mutex_unlock(&p->lock);
-    if (c == NULL && !slot)
-        return OMS_ETIMEOUT;
-    if (pg_ok(c)) {
+    void *c = NULL;
+    oms_status s = connpool_take(svc->pool, wait_ms, &c);
+    if (s == OMS_OK)
         *out = c;
-        return OMS_OK;
-    }
-    PQfinish(c); /* broken while idle: replaced in its slot */
-    c = NULL;
-    if (pg_connect(&c, svc->cfg.pg_dsn, svc->def->name, "http") != OMS_OK) {
-        atomic_store(&p->up, 0);
-        pool_forget(p);
-        return OMS_ETRANSIENT;
-    }
-    atomic_store(&p->up, 1);
-    *out = c;
-    return OMS_OK;
+    return s;
 }
 
 PGconn *service_pg_acquire(oms_service *svc, http_response *resp)
@@ -171,22 +118,7 @@ PGconn *service_pg_acquire(oms_service *svc, http_response *resp)
 
 void service_pg_release(oms_service *svc, PGconn *c)
 {
-    pg_pool *p = &svc->pool;
-    if (c == NULL)
-        return;
-    if (!pg_ok(c))
-        atomic_store(&p->up, 0);
-    /* A connection left inside a transaction would leak it into the next
-     * request: close it, a later acquire opens a fresh one. */
-    if (!pg_ok(c) || PQtransactionStatus(c) != PQTRANS_IDLE) {
-        PQfinish(c);
-        pool_forget(p);
-        return;
-    }
-    pthread_mutex_lock(&p->lock);
-    p->idle[p->n_idle++] = c;
-    pthread_cond_signal(&p->freed);
-    pthread_mutex_unlock(&p->lock);
+    connpool_give(svc->pool, c);
 }
 
 /* Refreshes the pool's PostgreSQL state for /readyz when a connection is
@@ -197,7 +129,7 @@ static void pool_probe(oms_service *svc)
     if (pool_take(svc, 0, &c) != OMS_OK)
         return;
     PGresult *res = PQexec(c, "SELECT 1");
-    atomic_store(&svc->pool.up, PQresultStatus(res) == PGRES_TUPLES_OK);
+    connpool_mark(svc->pool, PQresultStatus(res) == PGRES_TUPLES_OK);
     PQclear(res);
     service_pg_release(svc, c);
 }
@@ -323,7 +255,7 @@ static void h_readyz(void *ctx, const http_request *req, http_response *resp)
         consumers = consumers && consumer_ready(svc->consumers[i]);
     if (svc->def->ready != NULL && svc->ctx != NULL)
         consumers = consumers && svc->def->ready(svc->ctx);
-    bool pg = atomic_load(&svc->pool.up) != 0;
+    bool pg = connpool_up(svc->pool);
     bool ready = nats && pg && consumers && !svc->stopping;
     http_respond_json(resp, ready ? 200 : 503,
                       json_pack("{s:s,s:b,s:b,s:b}", "status", ready ? "ready" : "not ready",
@@ -437,7 +369,8 @@ static void shutdown_all(oms_service *svc)
         svc->def->fini(svc->ctx);
     outbox_relay_stop(svc->relay, RELAY_DRAIN_MS);
     js_conn_destroy(svc->js);
-    pool_fini(&svc->pool);
+    connpool_destroy(svc->pool);
+    svc->pool = NULL;
     metrics_destroy(svc->m);
     free(svc->consumers);
     free(svc->specs);
@@ -450,7 +383,9 @@ static oms_status start_all(oms_service *svc)
         return s;
     svc->env = (consumer_env){svc->cfg.pg_dsn, svc->def->name, svc->js, svc->m};
     /* Before init: domain threads it starts (analytics' snapshotter) use the pool. */
-    if ((s = pool_init(&svc->pool, (size_t)svc->cfg.http_pg_pool)) != OMS_OK)
+    /* Starts "up": migrations have just connected. */
+    if ((s = connpool_create(&svc->pool, (size_t)svc->cfg.http_pg_pool, &pg_pool_ops, svc)) !=
+        OMS_OK)
         return s;
     if (svc->def->init != NULL && (s = svc->def->init(svc, &svc->ctx)) != OMS_OK)
         return s;
@@ -501,10 +436,13 @@ int service_main(const service_def *def)
     pthread_create(&signal_thread, NULL, signal_main, &svc);
     pthread_detach(signal_thread);
 
-    if ((svc.m = metrics_create()) == NULL)
-        return 1;
-    metrics_gauge_declare(svc.m, "oms_dead_letters", "Dead letters not yet resolved");
-    oms_status s = start_all(&svc);
+    /* Every failure from here goes through shutdown_all, which frees what
+     * start-up got to (the pool and its lock among them). */
+    oms_status s = OMS_ENOMEM;
+    if ((svc.m = metrics_create()) != NULL) {
+        metrics_gauge_declare(svc.m, "oms_dead_letters", "Dead letters not yet resolved");
+        s = start_all(&svc);
+    }
     if (s == OMS_OK) {
         log_info("service started", "http_addr", svc.cfg.http_addr, "health_addr",
                  svc.cfg.health_addr ? svc.cfg.health_addr : "off", "nats_url",

@@ -113,24 +113,32 @@ json_t *analytics_kpi_json(const analytics_kpi *k, const char *currency);
 json_t *analytics_leaders_json(const analytics_leader *l, size_t n, const char *period,
                                const char *currency);
 
+/* ---- the shared Redis connection (analytics_redis.c) ------------------ */
+
+typedef struct analytics_redis analytics_redis;
+
+/* One Redis connection to url (borrowed), connected on first use and
+ * shared by the query handlers and the snapshot thread. Caller frees with
+ * analytics_redis_destroy once no thread uses it. */
+oms_status analytics_redis_create(analytics_redis **out, const char *url);
+void analytics_redis_destroy(analytics_redis *ar);
+
+/* The connection, waiting for the thread using it to give it back, and
+ * reconnected first when it broke; NULL when Redis is unreachable. Give it
+ * back with analytics_redis_release (NULL is a no-op). */
+redis_conn *analytics_redis_acquire(analytics_redis *ar);
+void analytics_redis_release(analytics_redis *ar, redis_conn *c);
+
 /* ---- HTTP (analytics_http.c) ------------------------------------------ */
 
-/* The HTTP side: a Redis connection shared by handlers under a mutex. */
 typedef struct analytics_http {
     oms_service *svc;
-    const char *redis_url;
+    analytics_redis *redis; /* borrowed */
     const char *currency;
-    pthread_mutex_t lock;
-    redis_conn *redis;
 } analytics_http;
 
 /* Registers the query routes; h is borrowed for the server's life. */
 void analytics_routes(http_server *http, analytics_http *h);
-
-/* The shared connection, connected on demand; NULL (lock not held) when
- * Redis is unreachable. Release with analytics_redis_release. */
-redis_conn *analytics_redis_acquire(analytics_http *h);
-void analytics_redis_release(analytics_http *h);
 
 /* ---- snapshots (analytics_snapshot.c) --------------------------------- */
 
@@ -143,7 +151,9 @@ oms_status analytics_snapshot(PGconn *pg, redis_conn *r, int64_t day, const char
 typedef struct analytics_snapshotter analytics_snapshotter;
 
 /* Starts the thread that snapshots each UTC day delay_s after it ended. */
-oms_status analytics_snapshotter_start(analytics_snapshotter **out, analytics_http *h,
+/* svc, redis and currency are borrowed for the thread's life. */
+oms_status analytics_snapshotter_start(analytics_snapshotter **out, oms_service *svc,
+                                       analytics_redis *redis, const char *currency,
                                        int64_t delay_s, const atomic_int *stopping);
 void analytics_snapshotter_stop(analytics_snapshotter *s);
 

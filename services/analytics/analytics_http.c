@@ -2,7 +2,8 @@
  * analytics_http.c - the query API: GET /kpi/today, GET /kpi/{YYYY-MM-DD},
  * GET /kpi?from=&to=, GET /leaderboard?period=&limit=, and
  * POST /kpi/snapshot?date= (admin token). Handlers share one Redis
- * connection under a mutex (PostgreSQL comes from service_pg_acquire's pool).
+ * connection (analytics_redis.c) with the snapshot thread; PostgreSQL comes
+ * from service_pg_acquire's pool.
  */
 #include "analytics.h"
 
@@ -12,30 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REDIS_TIMEOUT_MS 2000
 #define LIMIT_DEFAULT 10
 #define QUERY_TEXT_MAX 64 /* longer dates or periods are refused before parsing */
-
-redis_conn *analytics_redis_acquire(analytics_http *h)
-{
-    char err[REDIS_ERR_LEN];
-    pthread_mutex_lock(&h->lock);
-    if (!redis_ok(h->redis)) {
-        redis_conn_destroy(h->redis);
-        h->redis = NULL;
-        if (redis_connect(&h->redis, h->redis_url, REDIS_TIMEOUT_MS, err) != OMS_OK) {
-            log_warn("Redis unavailable for a query", "error", err, NULL);
-            pthread_mutex_unlock(&h->lock);
-            return NULL;
-        }
-    }
-    return h->redis;
-}
-
-void analytics_redis_release(analytics_http *h)
-{
-    pthread_mutex_unlock(&h->lock);
-}
 
 static int64_t today_days(void)
 {
@@ -48,14 +27,14 @@ static void respond_kpis(analytics_http *h, int64_t first, size_t n, bool single
                          http_response *resp)
 {
     analytics_kpi *k = calloc(n, sizeof *k);
-    redis_conn *r = k ? analytics_redis_acquire(h) : NULL;
+    redis_conn *r = k ? analytics_redis_acquire(h->redis) : NULL;
     if (r == NULL) {
         free(k);
         http_respond_error(resp, 503, "Redis is unavailable");
         return;
     }
     oms_status s = analytics_read_kpis(r, first, n, k);
-    analytics_redis_release(h);
+    analytics_redis_release(h->redis, r);
     if (s != OMS_OK) {
         free(k);
         http_respond_error(resp, 503, "cannot read KPIs from Redis: %s", oms_strstatus(s));
@@ -162,13 +141,13 @@ static void h_leaderboard(void *ctx, const http_request *req, http_response *res
     }
     analytics_leader *l = NULL;
     size_t n = 0;
-    redis_conn *r = analytics_redis_acquire(h);
+    redis_conn *r = analytics_redis_acquire(h->redis);
     if (r == NULL) {
         http_respond_error(resp, 503, "Redis is unavailable");
         return;
     }
     oms_status s = analytics_read_leaderboard(r, period, (size_t)limit, &l, &n);
-    analytics_redis_release(h);
+    analytics_redis_release(h->redis, r);
     if (s != OMS_OK) {
         http_respond_error(resp, 503, "cannot read the leaderboard from Redis: %s",
                            oms_strstatus(s));
@@ -195,10 +174,10 @@ static void h_snapshot(void *ctx, const http_request *req, http_response *resp)
     oms_status s = OMS_ETRANSIENT;
     PGconn *pg = service_pg_acquire(h->svc, NULL);
     if (pg != NULL) {
-        redis_conn *r = analytics_redis_acquire(h);
+        redis_conn *r = analytics_redis_acquire(h->redis);
         if (r != NULL) {
             s = analytics_snapshot(pg, r, day, h->currency, true, &taken, &leaders);
-            analytics_redis_release(h);
+            analytics_redis_release(h->redis, r);
         }
         service_pg_release(h->svc, pg);
     }

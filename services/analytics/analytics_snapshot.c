@@ -112,7 +112,9 @@ oms_status analytics_snapshot(PGconn *pg, redis_conn *r, int64_t day, const char
 /* ---- the daily snapshot ------------------------------------------------ */
 
 struct analytics_snapshotter {
-    analytics_http *h;
+    oms_service *svc;
+    analytics_redis *redis;
+    const char *currency;
     int64_t delay_ms;
     const atomic_int *stopping;
     atomic_int stop;
@@ -125,18 +127,18 @@ static void snapshot_yesterday(analytics_snapshotter *t)
     int64_t now = oms_now_ms(), yesterday = now / MS_PER_DAY - 1;
     if (yesterday <= t->done_day || now - (yesterday + 1) * MS_PER_DAY < t->delay_ms)
         return;
-    PGconn *pg = service_pg_acquire(t->h->svc, NULL);
+    PGconn *pg = service_pg_acquire(t->svc, NULL);
     if (pg == NULL)
         return;
-    redis_conn *r = analytics_redis_acquire(t->h);
+    redis_conn *r = analytics_redis_acquire(t->redis);
     bool taken = false;
     size_t leaders = 0;
     if (r != NULL) {
-        if (analytics_snapshot(pg, r, yesterday, t->h->currency, false, &taken, &leaders) == OMS_OK)
+        if (analytics_snapshot(pg, r, yesterday, t->currency, false, &taken, &leaders) == OMS_OK)
             t->done_day = yesterday;
-        analytics_redis_release(t->h);
+        analytics_redis_release(t->redis, r);
     }
-    service_pg_release(t->h->svc, pg);
+    service_pg_release(t->svc, pg);
     if (taken) {
         char day[ANALYTICS_DAY_LEN];
         analytics_day_format(yesterday, day);
@@ -154,13 +156,16 @@ static void *snapshotter_main(void *arg)
     return NULL;
 }
 
-oms_status analytics_snapshotter_start(analytics_snapshotter **out, analytics_http *h,
+oms_status analytics_snapshotter_start(analytics_snapshotter **out, oms_service *svc,
+                                       analytics_redis *redis, const char *currency,
                                        int64_t delay_s, const atomic_int *stopping)
 {
     analytics_snapshotter *t = calloc(1, sizeof *t);
     if (t == NULL)
         return OMS_ENOMEM;
-    t->h = h;
+    t->svc = svc;
+    t->redis = redis;
+    t->currency = currency;
     t->delay_ms = delay_s * 1000;
     t->stopping = stopping;
     t->done_day = -1;

@@ -14,6 +14,7 @@
 
 typedef struct analytics_service {
     analytics_ctx live;
+    analytics_redis *redis; /* shared by the query handlers and the snapshotter */
     analytics_http http;
     rconsumer_env env;
     rconsumer_spec specs[ANALYTICS_N_CONSUMERS];
@@ -34,16 +35,17 @@ static oms_status analytics_init(oms_service *svc, void **out)
     a->live.seen_ttl_s = cfg->stream_max_age_ms / 1000 + 86400;
     a->live.m = service_metrics(svc);
     analytics_metrics_declare(a->live.m);
-    a->http = (analytics_http){.svc = svc, .redis_url = cfg->redis_url, .currency = cfg->currency};
-    pthread_mutex_init(&a->http.lock, NULL);
+    if ((s = analytics_redis_create(&a->redis, cfg->redis_url)) != OMS_OK)
+        return s;
+    a->http = (analytics_http){.svc = svc, .redis = a->redis, .currency = cfg->currency};
     a->env = (rconsumer_env){cfg->redis_url, cfg->pg_dsn, "analytics", service_js(svc),
                              service_metrics(svc)};
     analytics_specs_init(a->specs, &a->live, cfg, "analytics", false);
     for (size_t i = 0; i < ANALYTICS_N_CONSUMERS; i++)
         if ((s = rconsumer_start(&a->consumers[i], &a->specs[i], &a->env)) != OMS_OK)
             return s;
-    s = analytics_snapshotter_start(&a->snapshotter, &a->http, a->snapshot_delay_s,
-                                    service_stopping(svc));
+    s = analytics_snapshotter_start(&a->snapshotter, svc, a->redis, cfg->currency,
+                                    a->snapshot_delay_s, service_stopping(svc));
     if (s != OMS_OK)
         return s;
     *out = a;
@@ -56,8 +58,9 @@ static void analytics_fini(void *ctx)
     analytics_snapshotter_stop(a->snapshotter);
     for (size_t i = 0; i < ANALYTICS_N_CONSUMERS; i++)
         rconsumer_stop(a->consumers[i]);
-    redis_conn_destroy(a->http.redis);
-    a->http.redis = NULL;
+    /* HTTP is stopped before fini (service.c): nothing uses it any more. */
+    analytics_redis_destroy(a->redis);
+    a->redis = NULL;
 }
 
 static void routes(oms_service *svc, http_server *http, void *ctx)
