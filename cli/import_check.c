@@ -44,7 +44,7 @@ static void on_record(void *arg, char *const *fields, size_t n)
     check *c = arg;
     if (c->records++ > 0)
         return;
-    order_csv_header h;
+    order_csv_header h = {0};
     if (!order_csv_is_header(fields, n))
         c->not_header = true;
     else if (order_csv_header_parse(fields, n, &h, &c->missing, c->error) != OMS_OK)

@@ -122,9 +122,9 @@ static json_t *value_json(const ProtobufCFieldDescriptor *fd, const void *p)
     case PROTOBUF_C_TYPE_BOOL: return json_boolean(*(const protobuf_c_boolean *)p);
     case PROTOBUF_C_TYPE_ENUM: return enum_value(fd->descriptor, *(const int *)p);
     case PROTOBUF_C_TYPE_STRING: {
-        const char *s = *(char *const *)p;
+        const char *s = *(char *const *)p ? *(char *const *)p : "";
         /* Strings that are not UTF-8 would make jansson refuse; show bytes. */
-        json_t *j = json_string(s ? s : "");
+        json_t *j = json_string(s);
         return j ? j : pbjson_base64(s, strlen(s));
     }
     case PROTOBUF_C_TYPE_BYTES: {

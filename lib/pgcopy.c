@@ -68,7 +68,7 @@ void pgcopy_text(pgcopy *b, const char *s)
         char ch = s[i];
         if (ch == '\\' || ch == '\t' || ch == '\n' || ch == '\r') {
             b->data[b->len++] = '\\';
-            ch = ch == '\t' ? 't' : ch == '\n' ? 'n' : ch == '\r' ? 'r' : '\\';
+            ch = (char)(ch == '\t' ? 't' : ch == '\n' ? 'n' : ch == '\r' ? 'r' : '\\');
         }
         b->data[b->len++] = ch;
     }

@@ -110,7 +110,7 @@ static void h_kpi_range(void *ctx, const http_request *req, http_response *resp)
     }
     if (to - from + 1 > ANALYTICS_MAX_RANGE_DAYS) {
         http_respond_error(resp, 400, "from..to spans %lld days: at most %d are allowed",
-                           (long long)(to - from + 1), ANALYTICS_MAX_RANGE_DAYS);
+                           (long long)to - (long long)from + 1, ANALYTICS_MAX_RANGE_DAYS);
         return;
     }
     respond_kpis(ctx, from, (size_t)(to - from + 1), false, resp);

@@ -158,7 +158,7 @@ json_t *analytics_leaders_json(const analytics_leader *l, size_t n, const char *
     json_t *rows = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(
-            rows, json_pack("{s:I,s:s,s:s,s:s,s:I,s:I}", "rank", (json_int_t)(i + 1),
+            rows, json_pack("{s:I,s:s,s:s,s:s,s:I,s:I}", "rank", (json_int_t)i + 1,
                             "customer_id", l[i].customer_id, "name", l[i].name, "email",
                             l[i].email, "net_spend_cents", (json_int_t)l[i].net_cents, "orders",
                             (json_int_t)l[i].orders));

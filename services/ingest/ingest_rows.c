@@ -349,6 +349,7 @@ static oms_status chunk_parse(chunk *c, const oms_msg *m, int first_row)
         s = OMS_EINVAL;
     }
     csvrec_fini(&rec);
+    c->rec = NULL; /* rec lived on this frame only */
     return s;
 }
 

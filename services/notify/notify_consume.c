@@ -121,7 +121,7 @@ static const char *refusal(const notify_ctx *ctx, const order_event *e, notify_c
 {
     if (ctx->cfg.max_age_ms > 0 && oms_now_ms() - e->occurred_at_ms > ctx->cfg.max_age_ms)
         return "event is older than OMS_NOTIFY_MAX_AGE_H: not sent";
-    if (ch == NOTIFY_EMAIL && *e->email == '\0')
+    if (ch == NOTIFY_EMAIL && (e->email == NULL || *e->email == '\0'))
         return "customer has no email address";
     if (ch == NOTIFY_EMAIL && !notify_email_valid(e->email))
         return "customer_email is not a valid address";
@@ -143,7 +143,7 @@ static oms_status add_row(const notify_ctx *ctx, pg_cols *c, const order_event *
     pg_cols_text(c, COL_NAME, e->name);
     pg_cols_text(c, COL_STATUS, e->status);
     pg_cols_int(c, COL_TOTAL, e->total_cents);
-    pg_cols_text(c, COL_CURRENCY, *e->currency ? e->currency : currency);
+    pg_cols_text(c, COL_CURRENCY, e->currency != NULL && *e->currency ? e->currency : currency);
     pg_cols_text(c, COL_REASON, e->reason);
     pg_cols_text(c, COL_REFUND_ID, e->refund_id);
     pg_cols_int(c, COL_REFUND, e->refund_cents);

@@ -151,13 +151,15 @@ static oms_status enqueue(refund_ctx *ctx, Oms__V1__RefundRequested *ev)
     char id[37];
     oms_status s;
     outbox_batch_init(&ob);
-    outbox_meta_init(&meta, id, REFUND_PRODUCER, ev->order_id, "");
-    ev->meta = &meta;
     PGconn *c = service_pg_acquire(ctx->svc, NULL);
     if (c == NULL) {
         outbox_batch_fini(&ob);
         return OMS_ETRANSIENT;
     }
+    /* Borrowed for the encoding below and cleared before returning: meta
+     * lives on this frame. */
+    outbox_meta_init(&meta, id, REFUND_PRODUCER, ev->order_id, "");
+    ev->meta = &meta;
     if ((s = outbox_batch_add_message(&ob, "refund.requested", id, &ev->base)) == OMS_OK &&
         (s = pg_exec(c, "BEGIN")) == OMS_OK && (s = outbox_batch_flush(&ob, c)) == OMS_OK)
         s = pg_exec(c, "COMMIT");

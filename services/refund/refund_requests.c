@@ -372,7 +372,8 @@ static oms_status insert_refunds(req_batch *rb)
     pg_cols_init(&c, RC_NCOLS);
     for (size_t i = 0; i < rb->b->n; i++) {
         const item *it = &rb->items[i];
-        if (it->kind == OUT_REJECTED || it->kind == OUT_PENDING || it->kind == OUT_PROCESSED)
+        if (it->ev != NULL &&
+            (it->kind == OUT_REJECTED || it->kind == OUT_PENDING || it->kind == OUT_PROCESSED))
             cols_add(&c, rb, it, i);
     }
     if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
@@ -472,10 +473,10 @@ static oms_status emit_all(req_batch *rb)
     }
     if (s != OMS_OK)
         return s;
-    consumer_count(rb->b, "oms_refunds_total", "outcome=\"processed\"", counts[OUT_PROCESSED]);
-    consumer_count(rb->b, "oms_refunds_total", "outcome=\"rejected\"", counts[OUT_REJECTED]);
-    consumer_count(rb->b, "oms_refunds_total", "outcome=\"pending\"", counts[OUT_PENDING]);
-    consumer_count(rb->b, "oms_refunds_total", "outcome=\"key_reuse\"", counts[OUT_KEY_REUSE]);
+    consumer_count(rb->b, "oms_refunds_total", "outcome=\"processed\"", (double)counts[OUT_PROCESSED]);
+    consumer_count(rb->b, "oms_refunds_total", "outcome=\"rejected\"", (double)counts[OUT_REJECTED]);
+    consumer_count(rb->b, "oms_refunds_total", "outcome=\"pending\"", (double)counts[OUT_PENDING]);
+    consumer_count(rb->b, "oms_refunds_total", "outcome=\"key_reuse\"", (double)counts[OUT_KEY_REUSE]);
     consumer_count(rb->b, "oms_refunded_cents_total", "", (double)refunded_cents);
     return OMS_OK;
 }
