@@ -15,6 +15,7 @@
  */
 #include "payment.h"
 
+#include "backoff.h"
 #include "log.h"
 #include "metrics.h"
 #include "pgworker.h"
@@ -33,11 +34,7 @@ struct payment_charger {
 
 int64_t payment_backoff_ms(int failed_attempts)
 {
-    int64_t delay = PAYMENT_BACKOFF_BASE_MS;
-    /* Doubling past the cap is pointless, and stops before any overflow. */
-    for (int i = 1; i < failed_attempts && delay < PAYMENT_BACKOFF_MAX_MS; i++)
-        delay *= 2;
-    return delay < PAYMENT_BACKOFF_MAX_MS ? delay : PAYMENT_BACKOFF_MAX_MS;
+    return oms_backoff_delay_ms(failed_attempts, PAYMENT_BACKOFF_BASE_MS, PAYMENT_BACKOFF_MAX_MS);
 }
 
 void payment_charge_outcome(const payment_charge *c, int max_attempts, payment_outcome *out)

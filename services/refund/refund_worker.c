@@ -16,6 +16,7 @@
  */
 #include "refund.h"
 
+#include "backoff.h"
 #include "httpc.h"
 #include "log.h"
 #include "metrics.h"
@@ -33,10 +34,7 @@
 
 int64_t refund_backoff_ms(int failed_attempts)
 {
-    int64_t delay = REFUND_BACKOFF_BASE_MS;
-    for (int i = 1; i < failed_attempts && delay < REFUND_BACKOFF_MAX_MS; i++)
-        delay *= 2;
-    return delay < REFUND_BACKOFF_MAX_MS ? delay : REFUND_BACKOFF_MAX_MS;
+    return oms_backoff_delay_ms(failed_attempts, REFUND_BACKOFF_BASE_MS, REFUND_BACKOFF_MAX_MS);
 }
 
 /* ---- claim -------------------------------------------------------------- */
