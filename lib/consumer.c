@@ -310,8 +310,7 @@ static oms_status add_hex(pg_cols *c, size_t col, const void *bytes, size_t len)
     return s;
 }
 
-static oms_status add_printable(pg_cols *c, size_t col, const char *text, size_t len,
-                                size_t bound)
+static oms_status add_printable(pg_cols *c, size_t col, const char *text, size_t len, size_t bound)
 {
     char *p = malloc(bound);
     if (p == NULL)
@@ -365,14 +364,15 @@ static oms_status dead_letter_insert(PGconn *conn, oms_msg *msgs, size_t n, size
         (*count)++;
     }
     if (s == OMS_OK && *count > 0)
-        s = pg_cols_query(conn, "dead letter insert",
-                     "INSERT INTO dead_letters (subject, event_id, headers, reason, subject_raw,"
-                     " event_id_raw, headers_raw, payload)"
-                     " SELECT s, e, h, r, decode(sr, 'hex'), decode(er, 'hex'), decode(hr, 'hex'),"
-                     " decode(p, 'hex') FROM unnest($1::text[], $2::text[], $3::text[],"
-                     " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])"
-                     " AS t(s, e, h, r, sr, er, hr, p)",
-                     &c, PGRES_COMMAND_OK, NULL);
+        s = pg_cols_query(
+            conn, "dead letter insert",
+            "INSERT INTO dead_letters (subject, event_id, headers, reason, subject_raw,"
+            " event_id_raw, headers_raw, payload)"
+            " SELECT s, e, h, r, decode(sr, 'hex'), decode(er, 'hex'), decode(hr, 'hex'),"
+            " decode(p, 'hex') FROM unnest($1::text[], $2::text[], $3::text[],"
+            " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])"
+            " AS t(s, e, h, r, sr, er, hr, p)",
+            &c, PGRES_COMMAND_OK, NULL);
     pg_cols_fini(&c);
     return s;
 }

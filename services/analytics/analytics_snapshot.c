@@ -83,8 +83,8 @@ static oms_status insert_leaders(PGconn *pg, const char *day, const char *period
     const char *del[] = {day};
     if ((s = c.status) == OMS_OK)
         s = pg_query(pg, "leaderboard snapshot clear",
-                     "DELETE FROM leaderboard_snapshots WHERE day = $1", 1, del,
-                     PGRES_COMMAND_OK, NULL);
+                     "DELETE FROM leaderboard_snapshots WHERE day = $1", 1, del, PGRES_COMMAND_OK,
+                     NULL);
     if (s == OMS_OK && n > 0)
         s = insert_rows(pg, day, period, &c);
     pg_cols_fini(&c);

@@ -88,24 +88,30 @@ void notify_metrics_declare(metrics *m, const notify_settings *cfg)
  * keeps its notifications pending until it is switched on again. */
 static oms_status claim(notify_ctx *ctx, PGconn *conn, PGresult **out)
 {
-    char lease[24], limit[16], channels[64] = "{";
+    char lease[24], limit[16];
+    pg_array channels;
+    oms_status s = OMS_OK;
     snprintf(lease, sizeof lease, "%lld", (long long)(ctx->cfg.timeout_ms + LEASE_MARGIN_MS));
     snprintf(limit, sizeof limit, "%d", NOTIFY_CLAIM_MAX);
-    for (int c = 0; c < NOTIFY_N_CHANNELS; c++)
+    pg_array_init(&channels);
+    for (int c = 0; c < NOTIFY_N_CHANNELS && s == OMS_OK; c++)
         if (ctx->cfg.enabled[c])
-            snprintf(channels + strlen(channels), sizeof channels - strlen(channels), "%s%s",
-                     channels[1] ? "," : "", notify_channel_name((notify_channel)c));
-    strncat(channels, "}", sizeof channels - strlen(channels) - 1);
-    const char *params[] = {lease, limit, channels};
-    return pg_query(conn, "notification claim",
-                    "UPDATE notifications n SET attempts = n.attempts + 1, updated_at = now(),"
-                    " next_attempt_at = now() + $1::bigint * interval '1 ms'"
-                    " FROM (SELECT id FROM notifications"
-                    "       WHERE state = 'pending' AND next_attempt_at <= now()"
-                    "         AND channel = ANY($3::text[])"
-                    "       ORDER BY next_attempt_at LIMIT $2::int FOR UPDATE SKIP LOCKED) due"
-                    " WHERE n.id = due.id RETURNING " CLAIM_COLUMNS,
-                    3, params, PGRES_TUPLES_OK, out);
+            s = pg_array_add(&channels, notify_channel_name((notify_channel)c));
+    const char *params[] = {lease, limit, pg_array_literal(&channels)};
+    if (s == OMS_OK && params[2] == NULL)
+        s = OMS_ENOMEM;
+    if (s == OMS_OK)
+        s = pg_query(conn, "notification claim",
+                     "UPDATE notifications n SET attempts = n.attempts + 1, updated_at = now(),"
+                     " next_attempt_at = now() + $1::bigint * interval '1 ms'"
+                     " FROM (SELECT id FROM notifications"
+                     "       WHERE state = 'pending' AND next_attempt_at <= now()"
+                     "         AND channel = ANY($3::text[])"
+                     "       ORDER BY next_attempt_at LIMIT $2::int FOR UPDATE SKIP LOCKED) due"
+                     " WHERE n.id = due.id RETURNING " CLAIM_COLUMNS,
+                     3, params, PGRES_TUPLES_OK, out);
+    pg_array_fini(&channels);
+    return s;
 }
 
 /* Fills msgs from the claim's rows (borrowing res); returns how many. */
@@ -213,8 +219,7 @@ static oms_status record(notify_ctx *ctx, PGconn *conn, outcomes *o)
 /* Records, retrying on a new connection while the lease still holds the
  * rows: a record given up means a second delivery later. Not cut short by
  * a shutdown either: the deliveries happened. */
-static oms_status record_until(notify_ctx *ctx, PGconn **conn, outcomes *o,
-                               int64_t deadline_ms)
+static oms_status record_until(notify_ctx *ctx, PGconn **conn, outcomes *o, int64_t deadline_ms)
 {
     oms_status s = record(ctx, *conn, o);
     while (s != OMS_OK && oms_mono_ms() < deadline_ms) {

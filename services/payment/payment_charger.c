@@ -125,15 +125,16 @@ static oms_status record(payment_ctx *ctx, PGconn *conn, outcomes *o)
     outbox_batch_init(&ob);
     if ((s = pg_exec(conn, "BEGIN")) != OMS_OK)
         goto out;
-    s = pg_cols_query(conn, "payment charge outcome",
-                 "UPDATE payments p SET status = o.status, reason = o.reason, updated_at = now(),"
-                 " next_attempt_at = CASE WHEN o.status = 'pending'"
-                 "   THEN now() + o.delay_ms * interval '1 ms' ELSE p.next_attempt_at END"
-                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])"
-                 "   AS o(payment_id, status, reason, delay_ms)"
-                 " WHERE p.payment_id = o.payment_id AND p.status = 'pending'"
-                 " RETURNING " PAYMENT_RETURNING,
-                 &o->cols, PGRES_TUPLES_OK, &res);
+    s = pg_cols_query(
+        conn, "payment charge outcome",
+        "UPDATE payments p SET status = o.status, reason = o.reason, updated_at = now(),"
+        " next_attempt_at = CASE WHEN o.status = 'pending'"
+        "   THEN now() + o.delay_ms * interval '1 ms' ELSE p.next_attempt_at END"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])"
+        "   AS o(payment_id, status, reason, delay_ms)"
+        " WHERE p.payment_id = o.payment_id AND p.status = 'pending'"
+        " RETURNING " PAYMENT_RETURNING,
+        &o->cols, PGRES_TUPLES_OK, &res);
     for (int r = 0; s == OMS_OK && r < PQntuples(res); r++)
         s = payment_emit_settled(&ob, res, r, &tally);
     if (s != OMS_OK || (s = outbox_batch_flush(&ob, conn)) != OMS_OK ||

@@ -301,11 +301,12 @@ static oms_status write_totals(PGconn *conn, orders *o, pg_cols *totals)
             " WHERE p.order_id = x.id",
             &c, PGRES_COMMAND_OK, NULL);
     if (s == OMS_OK && pg_cols_rows(totals) > 0)
-        s = pg_cols_query(conn, "refund worker totals",
-                          "UPDATE refunds r SET refunded_total_cents = x.total, full_refund = x.is_full"
-                          " FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS x(id, total, is_full)"
-                          " WHERE r.refund_id = x.id",
-                          totals, PGRES_COMMAND_OK, NULL);
+        s = pg_cols_query(
+            conn, "refund worker totals",
+            "UPDATE refunds r SET refunded_total_cents = x.total, full_refund = x.is_full"
+            " FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS x(id, total, is_full)"
+            " WHERE r.refund_id = x.id",
+            totals, PGRES_COMMAND_OK, NULL);
     pg_cols_fini(&c);
     return s;
 }
