@@ -23,3 +23,12 @@ void oms_backoff_reset(oms_backoff *b)
 {
     b->ceiling_ms = b->min_ms;
 }
+
+int64_t oms_backoff_delay_ms(int failed_attempts, int64_t base_ms, int64_t cap_ms)
+{
+    int64_t delay = base_ms;
+    /* Doubling past the cap is pointless, and stops before any overflow. */
+    for (int i = 1; i < failed_attempts && delay < cap_ms; i++)
+        delay *= 2;
+    return delay < cap_ms ? delay : cap_ms;
+}

@@ -33,4 +33,10 @@ void oms_backoff_sleep(oms_backoff *b, const atomic_int *stop);
 /* After a success: the next failure waits about min_ms again. */
 void oms_backoff_reset(oms_backoff *b);
 
+/* The delay before a stored row's next attempt (its next_attempt_at) after
+ * failed_attempts failures: base_ms * 2^(failed_attempts - 1), at most cap_ms;
+ * base_ms for 0 or 1 failures. Pure, no jitter: the row's attempt count is
+ * the state, and rows spread by when they failed. */
+int64_t oms_backoff_delay_ms(int failed_attempts, int64_t base_ms, int64_t cap_ms);
+
 #endif

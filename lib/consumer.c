@@ -1,7 +1,7 @@
 /*
  * consumer.c - the PostgreSQL applier every service's consumers use, plugged
- * into the pull-consumer core (lib/pullsub), and what is checked at the
- * boundary (consumer.h). Dead letters never send PostgreSQL a
+ * into the pull-consumer core (lib/pullsub); what a message must pass before
+ * it gets here is lib/consumer_msg's. Dead letters never send PostgreSQL a
  * byte of the message as text: text columns get a printable form built here,
  * the message's own bytes go as hex into bytea, so the insert cannot be
  * refused for what a message carries.
@@ -13,7 +13,6 @@
 #include "metrics.h"
 #include "pg.h"
 #include "pullsub.h"
-#include "utf8.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -90,14 +89,6 @@ static void tally_publish(struct consumer_tally *t)
     t->n = 0;
 }
 
-const char *oms_msg_header(const oms_msg *m, const char *key)
-{
-    const char *v = NULL;
-    if (m->nmsg == NULL || natsMsgHeader_Get(m->nmsg, key, &v) != NATS_OK)
-        return NULL;
-    return v;
-}
-
 bool consumer_subject_matches(const char *filter, const char *subject)
 {
     if (filter == NULL)
@@ -116,174 +107,6 @@ bool consumer_subject_matches(const char *filter, const char *subject)
             filter++, subject++;
     }
     return *filter == '\0' && *subject == '\0';
-}
-
-/* ---- the boundary: text a message carries ----------------------------- */
-
-bool consumer_text_problem(const void *bytes, size_t len, size_t max_bytes, char *why,
-                           size_t why_len)
-{
-    const unsigned char *s = bytes;
-    if (len > max_bytes) {
-        snprintf(why, why_len, "is %zu bytes, longer than the %zu allowed", len, max_bytes);
-        return true;
-    }
-    /* One pass in order: the reason names the first fault, whichever kind. */
-    for (size_t i = 0; i < len;) {
-        uint32_t cp = 0;
-        size_t n = utf8_decode(s + i, len - i, &cp);
-        if (n == 0) {
-            snprintf(why, why_len, "is not valid UTF-8 (byte 0x%02x at offset %zu)", s[i], i);
-            return true;
-        }
-        if (utf8_is_control(cp)) {
-            snprintf(why, why_len, "contains control character U+%04X at offset %zu",
-                     (unsigned)cp, i);
-            return true;
-        }
-        i += n;
-    }
-    return false;
-}
-
-/* The printable piece for the character at s[0..n): itself, or escaped. */
-static size_t printable_piece(const unsigned char *s, size_t n, uint32_t cp, char esc[20],
-                              const char **piece)
-{
-    size_t w = 0;
-    if (n == 1 && s[0] == '\\') {
-        *piece = "\\\\";
-        return 2;
-    }
-    if ((n == 1 && s[0] < 0x80 && !utf8_is_control(s[0])) || (n > 1 && !utf8_is_control(cp))) {
-        *piece = (const char *)s;
-        return n;
-    }
-    for (size_t k = 0; k < n; k++)
-        w += (size_t)snprintf(esc + w, 20 - w, "\\x%02x", s[k]);
-    *piece = esc;
-    return w;
-}
-
-char *consumer_printable(const void *bytes, size_t len, char *out, size_t out_size)
-{
-    static const char ellipsis[] = "...";
-    const unsigned char *s = bytes;
-    size_t o = 0, fit = 0; /* fit: the last cut that leaves room for the ellipsis */
-    if (out_size == 0)
-        return out;
-    for (size_t i = 0; i < len;) {
-        char esc[20];
-        const char *piece = NULL;
-        uint32_t cp = 0;
-        size_t n = utf8_decode(s + i, len - i, &cp);
-        if (n == 0)
-            n = 1, cp = s[i]; /* one stray byte: escaped */
-        size_t w = printable_piece(s + i, n, cp, esc, &piece);
-        if (o + w + 1 > out_size) {
-            o = fit;
-            if (o + sizeof ellipsis <= out_size)
-                memcpy(out + o, ellipsis, sizeof ellipsis - 1), o += sizeof ellipsis - 1;
-            break;
-        }
-        memcpy(out + o, piece, w);
-        o += w;
-        i += n;
-        if (o + sizeof ellipsis <= out_size)
-            fit = o;
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/* A header that is not acceptable text: the reason, naming it, in m. */
-static bool header_problem(oms_msg *m, const char *key, const char *value, size_t max_bytes)
-{
-    char why[128], name[96];
-    consumer_printable(key, strlen(key), name, sizeof name);
-    if (consumer_text_problem(key, strlen(key), CONSUMER_HEADER_MAX_BYTES, why, sizeof why)) {
-        snprintf(m->reason, sizeof m->reason, "header name %s %s", name, why);
-        return true;
-    }
-    if (consumer_text_problem(value, strlen(value), max_bytes, why, sizeof why)) {
-        snprintf(m->reason, sizeof m->reason, "header %s %s", name, why);
-        return true;
-    }
-    return false;
-}
-
-/* Every value of every header of m; Nats-Msg-Id first, with the event id's
- * bound. */
-static bool headers_problem(oms_msg *m)
-{
-    const char **keys = NULL, **values = NULL;
-    int nkeys = 0, nvalues = 0;
-    const char *id = oms_msg_header(m, JS_HDR_MSG_ID);
-    bool bad = id != NULL && header_problem(m, JS_HDR_MSG_ID, id, CONSUMER_EVENT_ID_LEN - 1);
-    if (bad || natsMsgHeader_Keys(m->nmsg, &keys, &nkeys) != NATS_OK)
-        return bad;
-    for (int k = 0; k < nkeys && !bad; k++) {
-        if (natsMsgHeader_Values(m->nmsg, keys[k], &values, &nvalues) != NATS_OK)
-            continue;
-        for (int v = 0; v < nvalues && !bad; v++)
-            bad = header_problem(m, keys[k], values[v], CONSUMER_HEADER_MAX_BYTES);
-        free((void *)values);
-    }
-    free((void *)keys);
-    return bad;
-}
-
-static bool boundary_problem(oms_msg *m)
-{
-    char why[128];
-    if (consumer_text_problem(m->subject, strlen(m->subject), CONSUMER_SUBJECT_MAX_BYTES, why,
-                              sizeof why)) {
-        snprintf(m->reason, sizeof m->reason, "subject %s", why);
-        return true;
-    }
-    return headers_problem(m);
-}
-
-/* The event id as stored raw: Nats-Msg-Id when there is one, else ours. */
-static const char *raw_event_id(const oms_msg *m)
-{
-    const char *id = oms_msg_header(m, JS_HDR_MSG_ID);
-    return id != NULL && *id != '\0' ? id : m->event_id;
-}
-
-void consumer_msg_init(oms_msg *m, natsMsg *nm)
-{
-    jsMsgMetaData *meta = NULL;
-    memset(m, 0, sizeof *m);
-    m->nmsg = nm;
-    m->subject = natsMsg_GetSubject(nm);
-    m->data = natsMsg_GetData(nm);
-    m->len = (size_t)natsMsg_GetDataLength(nm);
-    if (natsMsg_GetMetaData(&meta, nm) == NATS_OK) {
-        m->deliveries = meta->NumDelivered > INT32_MAX ? INT32_MAX : (int)meta->NumDelivered;
-        jsMsgMetaData_Destroy(meta);
-    }
-    if (js_msg_event_id(nm, m->event_id, sizeof m->event_id) != OMS_OK)
-        snprintf(m->event_id, sizeof m->event_id, "unknown");
-    if (boundary_problem(m)) {
-        const char *id = raw_event_id(m);
-        if (id != m->event_id)
-            consumer_printable(id, strlen(id), m->event_id, sizeof m->event_id);
-        m->rejected = m->invalid = true;
-    }
-}
-
-int consumer_max_attempts(int spec_max_attempts)
-{
-    return spec_max_attempts > 0 ? spec_max_attempts : CONSUMER_MAX_ATTEMPTS;
-}
-
-int64_t consumer_nak_delay_ms(int64_t spec_nak_delay_ms, int deliveries)
-{
-    int64_t d = spec_nak_delay_ms > 0 ? spec_nak_delay_ms : CONSUMER_NAK_DELAY_MS;
-    for (int i = 1; i < deliveries && d < CONSUMER_NAK_DELAY_MAX_MS; i++)
-        d *= 2;
-    return d < CONSUMER_NAK_DELAY_MAX_MS ? d : CONSUMER_NAK_DELAY_MAX_MS;
 }
 
 /* ---- headers as stored in dead letters ---------------------------------- */
@@ -472,7 +295,7 @@ out:
 enum { DL_SUBJECT, DL_EVENT_ID, DL_HEADERS, DL_REASON, DL_SUBJECT_RAW, DL_EVENT_ID_RAW,
        DL_HEADERS_RAW, DL_PAYLOAD, DL_NCOLS };
 
-static oms_status add_hex(pg_array *a, const void *bytes, size_t len)
+static oms_status add_hex(pg_cols *c, size_t col, const void *bytes, size_t len)
 {
     static const char digits[] = "0123456789abcdef";
     const unsigned char *b = bytes;
@@ -482,45 +305,45 @@ static oms_status add_hex(pg_array *a, const void *bytes, size_t len)
     for (size_t k = 0; k < len; k++)
         hex[2 * k] = digits[b[k] >> 4], hex[2 * k + 1] = digits[b[k] & 15];
     hex[len * 2] = '\0';
-    oms_status s = pg_array_add(a, hex);
+    oms_status s = pg_cols_text(c, col, hex);
     free(hex);
     return s;
 }
 
-static oms_status add_printable(pg_array *a, const char *text, size_t len, size_t bound)
+static oms_status add_printable(pg_cols *c, size_t col, const char *text, size_t len, size_t bound)
 {
     char *p = malloc(bound);
     if (p == NULL)
         return OMS_ENOMEM;
-    oms_status s = pg_array_add(a, consumer_printable(text, len, p, bound));
+    oms_status s = pg_cols_text(c, col, consumer_printable(text, len, p, bound));
     free(p);
     return s;
 }
 
 /* Adds m's row: printable forms for people, raw bytes for a replay. */
-static oms_status dead_letter_row(pg_array *col, const oms_msg *m)
+static oms_status dead_letter_row(pg_cols *c, const oms_msg *m)
 {
     size_t hraw_len = 0;
-    const char *id = raw_event_id(m);
+    const char *id = oms_msg_raw_event_id(m);
     char *htext = headers_text(m->nmsg), *hraw = headers_raw(m->nmsg, &hraw_len);
     oms_status s = htext != NULL && hraw != NULL ? OMS_OK : OMS_ENOMEM;
     if (s == OMS_OK)
-        s = add_printable(&col[DL_SUBJECT], m->subject, strlen(m->subject),
+        s = add_printable(c, DL_SUBJECT, m->subject, strlen(m->subject),
                           CONSUMER_SUBJECT_MAX_BYTES + 64);
     if (s == OMS_OK)
-        s = add_printable(&col[DL_EVENT_ID], id, strlen(id), 2 * CONSUMER_EVENT_ID_LEN);
+        s = add_printable(c, DL_EVENT_ID, id, strlen(id), 2 * CONSUMER_EVENT_ID_LEN);
     if (s == OMS_OK)
-        s = pg_array_add(&col[DL_HEADERS], htext); /* printable already */
+        s = pg_cols_text(c, DL_HEADERS, htext); /* printable already */
     if (s == OMS_OK)
-        s = add_printable(&col[DL_REASON], m->reason, strlen(m->reason), 2 * CONSUMER_REASON_LEN);
+        s = add_printable(c, DL_REASON, m->reason, strlen(m->reason), 2 * CONSUMER_REASON_LEN);
     if (s == OMS_OK)
-        s = add_hex(&col[DL_SUBJECT_RAW], m->subject, strlen(m->subject));
+        s = add_hex(c, DL_SUBJECT_RAW, m->subject, strlen(m->subject));
     if (s == OMS_OK)
-        s = add_hex(&col[DL_EVENT_ID_RAW], id, strlen(id));
+        s = add_hex(c, DL_EVENT_ID_RAW, id, strlen(id));
     if (s == OMS_OK)
-        s = add_hex(&col[DL_HEADERS_RAW], hraw, hraw_len);
+        s = add_hex(c, DL_HEADERS_RAW, hraw, hraw_len);
     if (s == OMS_OK)
-        s = add_hex(&col[DL_PAYLOAD], m->data, m->len);
+        s = add_hex(c, DL_PAYLOAD, m->data, m->len);
     free(htext);
     free(hraw);
     return s;
@@ -530,32 +353,27 @@ static oms_status dead_letter_row(pg_array *col, const oms_msg *m)
  * can make this statement fail. */
 static oms_status dead_letter_insert(PGconn *conn, oms_msg *msgs, size_t n, size_t *count)
 {
-    pg_array col[DL_NCOLS];
-    const char *params[DL_NCOLS];
+    pg_cols c;
     oms_status s = OMS_OK;
     *count = 0;
-    for (int k = 0; k < DL_NCOLS; k++)
-        pg_array_init(&col[k]);
+    pg_cols_init(&c, DL_NCOLS);
     for (size_t i = 0; i < n && s == OMS_OK; i++) {
         if (!msgs[i].rejected || msgs[i].duplicate)
             continue;
-        s = dead_letter_row(col, &msgs[i]);
+        s = dead_letter_row(&c, &msgs[i]);
         (*count)++;
     }
-    for (int k = 0; k < DL_NCOLS; k++)
-        if ((params[k] = pg_array_literal(&col[k])) == NULL)
-            s = OMS_ENOMEM;
     if (s == OMS_OK && *count > 0)
-        s = pg_query(conn, "dead letter insert",
-                     "INSERT INTO dead_letters (subject, event_id, headers, reason, subject_raw,"
-                     " event_id_raw, headers_raw, payload)"
-                     " SELECT s, e, h, r, decode(sr, 'hex'), decode(er, 'hex'), decode(hr, 'hex'),"
-                     " decode(p, 'hex') FROM unnest($1::text[], $2::text[], $3::text[],"
-                     " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])"
-                     " AS t(s, e, h, r, sr, er, hr, p)",
-                     DL_NCOLS, params, PGRES_COMMAND_OK, NULL);
-    for (int k = 0; k < DL_NCOLS; k++)
-        pg_array_fini(&col[k]);
+        s = pg_cols_query(
+            conn, "dead letter insert",
+            "INSERT INTO dead_letters (subject, event_id, headers, reason, subject_raw,"
+            " event_id_raw, headers_raw, payload)"
+            " SELECT s, e, h, r, decode(sr, 'hex'), decode(er, 'hex'), decode(hr, 'hex'),"
+            " decode(p, 'hex') FROM unnest($1::text[], $2::text[], $3::text[],"
+            " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])"
+            " AS t(s, e, h, r, sr, er, hr, p)",
+            &c, PGRES_COMMAND_OK, NULL);
+    pg_cols_fini(&c);
     return s;
 }
 
@@ -609,16 +427,6 @@ fail:
 }
 
 /* ---- the applier: one PostgreSQL transaction per batch ------------------- */
-
-char *consumer_subject_label(const char *subject, char *out, size_t out_size)
-{
-    consumer_printable(subject, strlen(subject), out, out_size);
-    /* Label values are quoted: a quote or backslash would end them early. */
-    for (char *p = out; *p; p++)
-        if (*p == '"' || *p == '\\')
-            *p = '_';
-    return out;
-}
 
 static void settle(pullsub *ps, oms_msg *msgs, size_t n)
 {

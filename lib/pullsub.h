@@ -3,7 +3,7 @@
  * PostgreSQL transaction) and lib/rconsumer (a Redis pipeline). One thread
  * per consumer binds the durable pull subscription, fetches batches, sets up
  * every fetched message (boundary checks and the attempt limit, see
- * consumer.h), hands the batch to the applier, and settles each message the
+ * consumer_msg.h), hands the batch to the applier, and settles each message the
  * way every consumer does: ack, nak with the spec's delay, or term as a dead
  * letter, counted in the same metrics. What a batch does is the applier's,
  * plugged in through pullsub_ops.
@@ -20,7 +20,7 @@
 #ifndef OMS_PULLSUB_H
 #define OMS_PULLSUB_H
 
-#include "consumer.h"
+#include "consumer_msg.h"
 
 struct js_conn;
 struct metrics;

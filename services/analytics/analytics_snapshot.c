@@ -45,40 +45,49 @@ static oms_status insert_kpi(PGconn *pg, const analytics_kpi *k, const char *cur
     return s;
 }
 
+/* The columns of the leaderboard rows' unnest. */
+enum { L_RANK, L_ID, L_NAME, L_EMAIL, L_NET, L_ORDERS, L_NCOLS };
+
+/* The columns are $1..$6; the day and the period every row shares follow. */
+static oms_status insert_rows(PGconn *pg, const char *day, const char *period, pg_cols *c)
+{
+    const char *const *cols = pg_cols_params(c);
+    const char *params[L_NCOLS + 2];
+    if (cols == NULL)
+        return c->status != OMS_OK ? c->status : OMS_ENOMEM;
+    memcpy(params, cols, L_NCOLS * sizeof *params);
+    params[L_NCOLS] = day;
+    params[L_NCOLS + 1] = period;
+    return pg_query(pg, "leaderboard snapshot",
+                    "INSERT INTO leaderboard_snapshots (day, period, rank, customer_id, name,"
+                    " email, net_spend_cents, orders) SELECT $7, $8, r, c, nm, e, nt, o FROM"
+                    " unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::bigint[],"
+                    " $6::bigint[]) AS t(r, c, nm, e, nt, o)",
+                    L_NCOLS + 2, params, PGRES_COMMAND_OK, NULL);
+}
+
 static oms_status insert_leaders(PGconn *pg, const char *day, const char *period,
                                  const analytics_leader *l, size_t n)
 {
-    pg_array ranks, ids, names, emails, nets, orders;
-    oms_status s = OMS_OK;
-    pg_array_init(&ranks), pg_array_init(&ids), pg_array_init(&names);
-    pg_array_init(&emails), pg_array_init(&nets), pg_array_init(&orders);
-    for (size_t i = 0; i < n && s == OMS_OK; i++)
-        if (pg_array_add_int(&ranks, (int64_t)i + 1) || pg_array_add(&ids, l[i].customer_id) ||
-            pg_array_add(&names, l[i].name) || pg_array_add(&emails, l[i].email) ||
-            pg_array_add_int(&nets, l[i].net_cents) || pg_array_add_int(&orders, l[i].orders))
-            s = OMS_ENOMEM;
+    pg_cols c;
+    oms_status s;
+    pg_cols_init(&c, L_NCOLS);
+    for (size_t i = 0; i < n; i++) {
+        pg_cols_int(&c, L_RANK, (int64_t)i + 1);
+        pg_cols_text(&c, L_ID, l[i].customer_id);
+        pg_cols_text(&c, L_NAME, l[i].name);
+        pg_cols_text(&c, L_EMAIL, l[i].email);
+        pg_cols_int(&c, L_NET, l[i].net_cents);
+        pg_cols_int(&c, L_ORDERS, l[i].orders);
+    }
     const char *del[] = {day};
-    if (s == OMS_OK)
+    if ((s = c.status) == OMS_OK)
         s = pg_query(pg, "leaderboard snapshot clear",
-                     "DELETE FROM leaderboard_snapshots WHERE day = $1", 1, del,
-                     PGRES_COMMAND_OK, NULL);
-    const char *params[] = {day,
-                            period,
-                            pg_array_literal(&ranks),
-                            pg_array_literal(&ids),
-                            pg_array_literal(&names),
-                            pg_array_literal(&emails),
-                            pg_array_literal(&nets),
-                            pg_array_literal(&orders)};
+                     "DELETE FROM leaderboard_snapshots WHERE day = $1", 1, del, PGRES_COMMAND_OK,
+                     NULL);
     if (s == OMS_OK && n > 0)
-        s = pg_query(pg, "leaderboard snapshot",
-                     "INSERT INTO leaderboard_snapshots (day, period, rank, customer_id, name,"
-                     " email, net_spend_cents, orders) SELECT $1, $2, r, c, nm, e, nt, o FROM"
-                     " unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::bigint[],"
-                     " $8::bigint[]) AS t(r, c, nm, e, nt, o)",
-                     8, params, PGRES_COMMAND_OK, NULL);
-    pg_array_fini(&ranks), pg_array_fini(&ids), pg_array_fini(&names);
-    pg_array_fini(&emails), pg_array_fini(&nets), pg_array_fini(&orders);
+        s = insert_rows(pg, day, period, &c);
+    pg_cols_fini(&c);
     return s;
 }
 

@@ -8,6 +8,8 @@
  */
 #include "notify.h"
 
+#include "backoff.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,11 +174,7 @@ oms_status notify_config(notify_settings *cfg, char err[CONFIG_ERR_LEN])
 
 int64_t notify_backoff_ms(int64_t base_ms, int64_t max_ms, int failed_attempts)
 {
-    int64_t delay = base_ms;
-    /* Doubling past the cap is pointless, and stops before any overflow. */
-    for (int i = 1; i < failed_attempts && delay < max_ms; i++)
-        delay *= 2;
-    return delay < max_ms ? delay : max_ms;
+    return oms_backoff_delay_ms(failed_attempts, base_ms, max_ms);
 }
 
 bool notify_email_valid(const char *addr)

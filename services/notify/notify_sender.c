@@ -88,24 +88,30 @@ void notify_metrics_declare(metrics *m, const notify_settings *cfg)
  * keeps its notifications pending until it is switched on again. */
 static oms_status claim(notify_ctx *ctx, PGconn *conn, PGresult **out)
 {
-    char lease[24], limit[16], channels[64] = "{";
+    char lease[24], limit[16];
+    pg_array channels;
+    oms_status s = OMS_OK;
     snprintf(lease, sizeof lease, "%lld", (long long)(ctx->cfg.timeout_ms + LEASE_MARGIN_MS));
     snprintf(limit, sizeof limit, "%d", NOTIFY_CLAIM_MAX);
-    for (int c = 0; c < NOTIFY_N_CHANNELS; c++)
+    pg_array_init(&channels);
+    for (int c = 0; c < NOTIFY_N_CHANNELS && s == OMS_OK; c++)
         if (ctx->cfg.enabled[c])
-            snprintf(channels + strlen(channels), sizeof channels - strlen(channels), "%s%s",
-                     channels[1] ? "," : "", notify_channel_name((notify_channel)c));
-    strncat(channels, "}", sizeof channels - strlen(channels) - 1);
-    const char *params[] = {lease, limit, channels};
-    return pg_query(conn, "notification claim",
-                    "UPDATE notifications n SET attempts = n.attempts + 1, updated_at = now(),"
-                    " next_attempt_at = now() + $1::bigint * interval '1 ms'"
-                    " FROM (SELECT id FROM notifications"
-                    "       WHERE state = 'pending' AND next_attempt_at <= now()"
-                    "         AND channel = ANY($3::text[])"
-                    "       ORDER BY next_attempt_at LIMIT $2::int FOR UPDATE SKIP LOCKED) due"
-                    " WHERE n.id = due.id RETURNING " CLAIM_COLUMNS,
-                    3, params, PGRES_TUPLES_OK, out);
+            s = pg_array_add(&channels, notify_channel_name((notify_channel)c));
+    const char *params[] = {lease, limit, pg_array_literal(&channels)};
+    if (s == OMS_OK && params[2] == NULL)
+        s = OMS_ENOMEM;
+    if (s == OMS_OK)
+        s = pg_query(conn, "notification claim",
+                     "UPDATE notifications n SET attempts = n.attempts + 1, updated_at = now(),"
+                     " next_attempt_at = now() + $1::bigint * interval '1 ms'"
+                     " FROM (SELECT id FROM notifications"
+                     "       WHERE state = 'pending' AND next_attempt_at <= now()"
+                     "         AND channel = ANY($3::text[])"
+                     "       ORDER BY next_attempt_at LIMIT $2::int FOR UPDATE SKIP LOCKED) due"
+                     " WHERE n.id = due.id RETURNING " CLAIM_COLUMNS,
+                     3, params, PGRES_TUPLES_OK, out);
+    pg_array_fini(&channels);
+    return s;
 }
 
 /* Fills msgs from the claim's rows (borrowing res); returns how many. */
@@ -135,8 +141,11 @@ static int view_claim(PGresult *res, notify_msg *msgs)
 
 /* ---- record ----------------------------------------------------------- */
 
+/* The columns of the outcome UPDATE's unnest. */
+enum { O_ID, O_STATE, O_ERROR, O_DELAY, O_NCOLS };
+
 typedef struct outcomes {
-    pg_array ids, states, errors, delays;
+    pg_cols cols; /* O_* */
     long retries[NOTIFY_N_CHANNELS];
 } outcomes;
 
@@ -154,11 +163,11 @@ static oms_status outcomes_add(outcomes *o, const notify_msg *n, const notify_se
                  out.state, NULL);
     }
     o->retries[n->channel] += strcmp(out.state, "pending") == 0;
-    if (pg_array_add_int(&o->ids, n->id) || pg_array_add(&o->states, out.state) ||
-        pg_array_add(&o->errors, n->result == NOTIFY_SENT ? "" : n->error) ||
-        pg_array_add_int(&o->delays, out.retry_in_ms))
-        return OMS_ENOMEM;
-    return OMS_OK;
+    pg_cols_int(&o->cols, O_ID, n->id);
+    pg_cols_text(&o->cols, O_STATE, out.state);
+    pg_cols_text(&o->cols, O_ERROR, n->result == NOTIFY_SENT ? "" : n->error);
+    pg_cols_int(&o->cols, O_DELAY, out.retry_in_ms);
+    return o->cols.status;
 }
 
 /* Counts what the record statement returned: channel, state, latency. */
@@ -187,14 +196,10 @@ static void count_recorded(metrics *m, PGresult *res, const outcomes *o)
     }
 }
 
-static oms_status record(notify_ctx *ctx, PGconn *conn, const outcomes *o)
+static oms_status record(notify_ctx *ctx, PGconn *conn, outcomes *o)
 {
-    const char *params[] = {pg_array_literal((pg_array *)&o->ids),
-                            pg_array_literal((pg_array *)&o->states),
-                            pg_array_literal((pg_array *)&o->errors),
-                            pg_array_literal((pg_array *)&o->delays)};
     PGresult *res = NULL;
-    oms_status s = pg_query(
+    oms_status s = pg_cols_query(
         conn, "notification outcome",
         "UPDATE notifications n SET state = o.state, last_error = o.error, updated_at = now(),"
         " sent_at = CASE WHEN o.state = 'sent' THEN now() ELSE n.sent_at END,"
@@ -204,7 +209,7 @@ static oms_status record(notify_ctx *ctx, PGconn *conn, const outcomes *o)
         "   AS o(id, state, error, delay_ms)"
         " WHERE n.id = o.id AND n.state = 'pending'"
         " RETURNING n.channel, n.state, extract(epoch FROM now() - n.created_at)",
-        4, params, PGRES_TUPLES_OK, &res);
+        &o->cols, PGRES_TUPLES_OK, &res);
     if (s == OMS_OK)
         count_recorded(ctx->m, res, o);
     PQclear(res);
@@ -214,8 +219,7 @@ static oms_status record(notify_ctx *ctx, PGconn *conn, const outcomes *o)
 /* Records, retrying on a new connection while the lease still holds the
  * rows: a record given up means a second delivery later. Not cut short by
  * a shutdown either: the deliveries happened. */
-static oms_status record_until(notify_ctx *ctx, PGconn **conn, const outcomes *o,
-                               int64_t deadline_ms)
+static oms_status record_until(notify_ctx *ctx, PGconn **conn, outcomes *o, int64_t deadline_ms)
 {
     oms_status s = record(ctx, *conn, o);
     while (s != OMS_OK && oms_mono_ms() < deadline_ms) {
@@ -241,8 +245,7 @@ oms_status notify_send_due(notify_ctx *ctx, PGconn **conn, int *claimed)
     oms_status s;
     *claimed = 0;
     memset(&o, 0, sizeof o);
-    pg_array_init(&o.ids), pg_array_init(&o.states), pg_array_init(&o.errors);
-    pg_array_init(&o.delays);
+    pg_cols_init(&o.cols, O_NCOLS);
     int64_t lease_end_ms = oms_mono_ms() + ctx->cfg.timeout_ms + LEASE_MARGIN_MS;
     if ((s = claim(ctx, *conn, &res)) != OMS_OK)
         goto out;
@@ -260,8 +263,7 @@ oms_status notify_send_due(notify_ctx *ctx, PGconn **conn, int *claimed)
         *claimed = n;
 out:
     PQclear(res);
-    pg_array_fini(&o.ids), pg_array_fini(&o.states), pg_array_fini(&o.errors);
-    pg_array_fini(&o.delays);
+    pg_cols_fini(&o.cols);
     return s;
 }
 

@@ -15,6 +15,7 @@
  */
 #include "payment.h"
 
+#include "backoff.h"
 #include "log.h"
 #include "metrics.h"
 #include "pgworker.h"
@@ -33,11 +34,7 @@ struct payment_charger {
 
 int64_t payment_backoff_ms(int failed_attempts)
 {
-    int64_t delay = PAYMENT_BACKOFF_BASE_MS;
-    /* Doubling past the cap is pointless, and stops before any overflow. */
-    for (int i = 1; i < failed_attempts && delay < PAYMENT_BACKOFF_MAX_MS; i++)
-        delay *= 2;
-    return delay < PAYMENT_BACKOFF_MAX_MS ? delay : PAYMENT_BACKOFF_MAX_MS;
+    return oms_backoff_delay_ms(failed_attempts, PAYMENT_BACKOFF_BASE_MS, PAYMENT_BACKOFF_MAX_MS);
 }
 
 void payment_charge_outcome(const payment_charge *c, int max_attempts, payment_outcome *out)
@@ -87,8 +84,11 @@ static oms_status claim(payment_ctx *ctx, PGconn *conn, PGresult **out)
 
 /* ---- record ----------------------------------------------------------- */
 
+/* The columns of the outcome UPDATE's unnest. */
+enum { O_ID, O_STATUS, O_REASON, O_DELAY, O_NCOLS };
+
 typedef struct outcomes {
-    pg_array ids, statuses, reasons, delays;
+    pg_cols cols; /* O_* */
     long accepted, rejected, errors;
 } outcomes;
 
@@ -107,18 +107,17 @@ static oms_status outcomes_add(outcomes *o, const payment_charge *c, int max_att
                  "payment_id", c->payment_id, "order_id", c->order_id, "attempts", attempts,
                  "detail", c->detail, "now", out.status, NULL);
     }
-    if (pg_array_add(&o->ids, c->payment_id) || pg_array_add(&o->statuses, out.status) ||
-        pg_array_add(&o->reasons, out.reason) || pg_array_add_int(&o->delays, out.retry_in_ms))
-        return OMS_ENOMEM;
-    return OMS_OK;
+    pg_cols_text(&o->cols, O_ID, c->payment_id);
+    pg_cols_text(&o->cols, O_STATUS, out.status);
+    pg_cols_text(&o->cols, O_REASON, out.reason);
+    pg_cols_int(&o->cols, O_DELAY, out.retry_in_ms);
+    return o->cols.status;
 }
 
 /* Applies the outcomes to the payments still pending and publishes the
  * ones that became final, in one transaction. */
 static oms_status record(payment_ctx *ctx, PGconn *conn, outcomes *o)
 {
-    const char *params[] = {pg_array_literal(&o->ids), pg_array_literal(&o->statuses),
-                            pg_array_literal(&o->reasons), pg_array_literal(&o->delays)};
     PGresult *res = NULL;
     outbox_batch ob;
     payment_tally tally = {0, 0};
@@ -126,15 +125,16 @@ static oms_status record(payment_ctx *ctx, PGconn *conn, outcomes *o)
     outbox_batch_init(&ob);
     if ((s = pg_exec(conn, "BEGIN")) != OMS_OK)
         goto out;
-    s = pg_query(conn, "payment charge outcome",
-                 "UPDATE payments p SET status = o.status, reason = o.reason, updated_at = now(),"
-                 " next_attempt_at = CASE WHEN o.status = 'pending'"
-                 "   THEN now() + o.delay_ms * interval '1 ms' ELSE p.next_attempt_at END"
-                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])"
-                 "   AS o(payment_id, status, reason, delay_ms)"
-                 " WHERE p.payment_id = o.payment_id AND p.status = 'pending'"
-                 " RETURNING " PAYMENT_RETURNING,
-                 4, params, PGRES_TUPLES_OK, &res);
+    s = pg_cols_query(
+        conn, "payment charge outcome",
+        "UPDATE payments p SET status = o.status, reason = o.reason, updated_at = now(),"
+        " next_attempt_at = CASE WHEN o.status = 'pending'"
+        "   THEN now() + o.delay_ms * interval '1 ms' ELSE p.next_attempt_at END"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])"
+        "   AS o(payment_id, status, reason, delay_ms)"
+        " WHERE p.payment_id = o.payment_id AND p.status = 'pending'"
+        " RETURNING " PAYMENT_RETURNING,
+        &o->cols, PGRES_TUPLES_OK, &res);
     for (int r = 0; s == OMS_OK && r < PQntuples(res); r++)
         s = payment_emit_settled(&ob, res, r, &tally);
     if (s != OMS_OK || (s = outbox_batch_flush(&ob, conn)) != OMS_OK ||
@@ -170,8 +170,7 @@ oms_status payment_charge_due(payment_ctx *ctx, PGconn *conn, int *charged)
     outcomes o = {.accepted = 0};
     oms_status s;
     *charged = 0;
-    pg_array_init(&o.ids), pg_array_init(&o.statuses), pg_array_init(&o.reasons);
-    pg_array_init(&o.delays);
+    pg_cols_init(&o.cols, O_NCOLS);
     if ((s = claim(ctx, conn, &res)) != OMS_OK)
         goto out;
     int n = PQntuples(res);
@@ -198,8 +197,7 @@ oms_status payment_charge_due(payment_ctx *ctx, PGconn *conn, int *charged)
         *charged = n;
 out:
     PQclear(res);
-    pg_array_fini(&o.ids), pg_array_fini(&o.statuses), pg_array_fini(&o.reasons);
-    pg_array_fini(&o.delays);
+    pg_cols_fini(&o.cols);
     return s;
 }
 

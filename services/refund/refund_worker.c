@@ -16,6 +16,7 @@
  */
 #include "refund.h"
 
+#include "backoff.h"
 #include "httpc.h"
 #include "log.h"
 #include "metrics.h"
@@ -33,10 +34,7 @@
 
 int64_t refund_backoff_ms(int failed_attempts)
 {
-    int64_t delay = REFUND_BACKOFF_BASE_MS;
-    for (int i = 1; i < failed_attempts && delay < REFUND_BACKOFF_MAX_MS; i++)
-        delay *= 2;
-    return delay < REFUND_BACKOFF_MAX_MS ? delay : REFUND_BACKOFF_MAX_MS;
+    return oms_backoff_delay_ms(failed_attempts, REFUND_BACKOFF_BASE_MS, REFUND_BACKOFF_MAX_MS);
 }
 
 /* ---- claim -------------------------------------------------------------- */
@@ -196,50 +194,50 @@ static oms_status lock_orders(PGconn *conn, PGresult *claimed, orders *o)
 enum { F_ID, F_KEY, F_ORDER, F_AMOUNT, F_CURRENCY, F_REASON, F_RESTOCK, F_LINES, F_CAUSE,
        F_STATE, F_WHY, F_REF };
 
+/* The columns of the finalising UPDATE's unnest. */
+enum { A_ID, A_STATE, A_WHY, A_REF, A_DELAY, A_NCOLS };
+
 static oms_status finalise(PGconn *conn, PGresult *claimed, const answer *answers,
                            PGresult **out)
 {
-    pg_array ids, states, whys, refs, delays;
-    oms_status s = OMS_OK;
-    pg_array_init(&ids), pg_array_init(&states), pg_array_init(&whys), pg_array_init(&refs);
-    pg_array_init(&delays);
-    for (int r = 0; s == OMS_OK && r < PQntuples(claimed); r++)
-        if (pg_array_add(&ids, PQgetvalue(claimed, r, C_ID)) ||
-            pg_array_add(&states, answers[r].state) || pg_array_add(&whys, answers[r].why) ||
-            pg_array_add(&refs, answers[r].ref) ||
-            pg_array_add_int(&delays, answers[r].retry_in_ms))
-            s = OMS_ENOMEM;
-    const char *params[] = {pg_array_literal(&ids), pg_array_literal(&states),
-                            pg_array_literal(&whys), pg_array_literal(&refs),
-                            pg_array_literal(&delays)};
-    if (s == OMS_OK)
-        s = pg_query(
-            conn, "refund outcome",
-            "UPDATE refunds r SET state = a.state, reject_reason = a.why,"
-            " gateway_ref = a.ref,"
-            " amount_cents = CASE WHEN a.state = 'rejected' THEN 0 ELSE r.amount_cents END,"
-            " decided_at = CASE WHEN a.state <> 'pending' THEN now() END,"
-            " next_attempt_at = CASE WHEN a.state = 'pending'"
-            "   THEN now() + a.delay * interval '1 ms' ELSE r.next_attempt_at END"
-            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])"
-            "  AS a(refund_id, state, why, ref, delay)"
-            " WHERE r.refund_id = a.refund_id AND r.state = 'pending'"
-            /* The subquery reads the statement's snapshot: the amount
-             * held before a rejection zeroed it. */
-            " RETURNING r.refund_id, r.idempotency_key, r.order_id,"
-            " (SELECT h.amount_cents FROM refunds h WHERE h.refund_id = r.refund_id),"
-            " r.currency, r.reason, r.restock, r.lines::text, r.request_event_id,"
-            " r.state, r.reject_reason, r.gateway_ref",
-            5, params, PGRES_TUPLES_OK, out);
-    pg_array_fini(&ids), pg_array_fini(&states), pg_array_fini(&whys), pg_array_fini(&refs);
-    pg_array_fini(&delays);
+    pg_cols c;
+    oms_status s;
+    pg_cols_init(&c, A_NCOLS);
+    for (int r = 0; r < PQntuples(claimed); r++) {
+        pg_cols_text(&c, A_ID, PQgetvalue(claimed, r, C_ID));
+        pg_cols_text(&c, A_STATE, answers[r].state);
+        pg_cols_text(&c, A_WHY, answers[r].why);
+        pg_cols_text(&c, A_REF, answers[r].ref);
+        pg_cols_int(&c, A_DELAY, answers[r].retry_in_ms);
+    }
+    s = pg_cols_query(
+        conn, "refund outcome",
+        "UPDATE refunds r SET state = a.state, reject_reason = a.why,"
+        " gateway_ref = a.ref,"
+        " amount_cents = CASE WHEN a.state = 'rejected' THEN 0 ELSE r.amount_cents END,"
+        " decided_at = CASE WHEN a.state <> 'pending' THEN now() END,"
+        " next_attempt_at = CASE WHEN a.state = 'pending'"
+        "   THEN now() + a.delay * interval '1 ms' ELSE r.next_attempt_at END"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])"
+        "  AS a(refund_id, state, why, ref, delay)"
+        " WHERE r.refund_id = a.refund_id AND r.state = 'pending'"
+        /* The subquery reads the statement's snapshot: the amount
+         * held before a rejection zeroed it. */
+        " RETURNING r.refund_id, r.idempotency_key, r.order_id,"
+        " (SELECT h.amount_cents FROM refunds h WHERE h.refund_id = r.refund_id),"
+        " r.currency, r.reason, r.restock, r.lines::text, r.request_event_id,"
+        " r.state, r.reject_reason, r.gateway_ref",
+        &c, PGRES_TUPLES_OK, out);
+    pg_cols_fini(&c);
     return s;
 }
 
+/* The columns of the processed refunds' totals. */
+enum { T_ID, T_TOTAL, T_FULL, T_NCOLS };
+
 /* Moves each final refund's amount out of the order's held amount, emits its
- * event and collects the totals to write. */
-static oms_status settle_rows(outbox_batch *ob, PGresult *fin, orders *o, pg_array *ids,
-                              pg_array *totals, pg_array *fulls)
+ * event and collects the totals to write into totals (T_* columns). */
+static oms_status settle_rows(outbox_batch *ob, PGresult *fin, orders *o, pg_cols *totals)
 {
     oms_status s = OMS_OK;
     for (int r = 0; s == OMS_OK && r < PQntuples(fin); r++) {
@@ -273,46 +271,43 @@ static oms_status settle_rows(outbox_batch *ob, PGresult *fin, orders *o, pg_arr
             .reject_reason = PQgetvalue(fin, r, F_WHY),
         };
         if (processed) {
-            if (pg_array_add(ids, out.refund_id) ||
-                pg_array_add_int(totals, out.refunded_total_cents) ||
-                pg_array_add(fulls, out.full ? "t" : "f"))
-                return OMS_ENOMEM;
+            pg_cols_text(totals, T_ID, out.refund_id);
+            pg_cols_int(totals, T_TOTAL, out.refunded_total_cents);
+            pg_cols_bool(totals, T_FULL, out.full);
             s = refund_emit_processed(ob, &out);
         } else {
             s = refund_emit_rejected(ob, &out);
         }
     }
-    return s;
+    return s == OMS_OK ? totals->status : s;
 }
 
-static oms_status write_totals(PGconn *conn, orders *o, pg_array *ids, pg_array *totals,
-                               pg_array *fulls)
+static oms_status write_totals(PGconn *conn, orders *o, pg_cols *totals)
 {
-    pg_array oids, refunded, pending;
+    pg_cols c;
     oms_status s = OMS_OK;
-    pg_array_init(&oids), pg_array_init(&refunded), pg_array_init(&pending);
-    for (size_t k = 0; k < o->n && s == OMS_OK; k++)
-        if (pg_array_add(&oids, o->ids[k]) || pg_array_add_int(&refunded, o->refunded[k]) ||
-            pg_array_add_int(&pending, o->pending[k]))
-            s = OMS_ENOMEM;
-    const char *p1[] = {pg_array_literal(&oids), pg_array_literal(&refunded),
-                        pg_array_literal(&pending)};
-    const char *p2[] = {pg_array_literal(ids), pg_array_literal(totals), pg_array_literal(fulls)};
-    if (s == OMS_OK && o->n > 0)
-        s = pg_query(
+    pg_cols_init(&c, 3);
+    for (size_t k = 0; k < o->n; k++) {
+        pg_cols_text(&c, 0, o->ids[k]);
+        pg_cols_int(&c, 1, o->refunded[k]);
+        pg_cols_int(&c, 2, o->pending[k]);
+    }
+    if (o->n > 0)
+        s = pg_cols_query(
             conn, "refund worker orders",
             "UPDATE paid_orders p SET refunded_cents = x.refunded,"
             " pending_cents = x.pending, updated_at = now()"
             " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(id, refunded, pending)"
             " WHERE p.order_id = x.id",
-            3, p1, PGRES_COMMAND_OK, NULL);
-    if (s == OMS_OK && ids->count > 0)
-        s = pg_query(conn, "refund worker totals",
-                     "UPDATE refunds r SET refunded_total_cents = x.total, full_refund = x.is_full"
-                     " FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS x(id, total, is_full)"
-                     " WHERE r.refund_id = x.id",
-                     3, p2, PGRES_COMMAND_OK, NULL);
-    pg_array_fini(&oids), pg_array_fini(&refunded), pg_array_fini(&pending);
+            &c, PGRES_COMMAND_OK, NULL);
+    if (s == OMS_OK && pg_cols_rows(totals) > 0)
+        s = pg_cols_query(
+            conn, "refund worker totals",
+            "UPDATE refunds r SET refunded_total_cents = x.total, full_refund = x.is_full"
+            " FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS x(id, total, is_full)"
+            " WHERE r.refund_id = x.id",
+            totals, PGRES_COMMAND_OK, NULL);
+    pg_cols_fini(&c);
     return s;
 }
 
@@ -321,14 +316,14 @@ static oms_status record(refund_ctx *ctx, PGconn *conn, PGresult *claimed, const
     orders o = {0};
     PGresult *fin = NULL;
     outbox_batch ob;
-    pg_array ids, totals, fulls;
+    pg_cols totals;
     oms_status s;
     outbox_batch_init(&ob);
-    pg_array_init(&ids), pg_array_init(&totals), pg_array_init(&fulls);
+    pg_cols_init(&totals, T_NCOLS);
     if ((s = pg_exec(conn, "BEGIN")) != OMS_OK || (s = lock_orders(conn, claimed, &o)) != OMS_OK ||
         (s = finalise(conn, claimed, answers, &fin)) != OMS_OK ||
-        (s = settle_rows(&ob, fin, &o, &ids, &totals, &fulls)) != OMS_OK ||
-        (s = write_totals(conn, &o, &ids, &totals, &fulls)) != OMS_OK ||
+        (s = settle_rows(&ob, fin, &o, &totals)) != OMS_OK ||
+        (s = write_totals(conn, &o, &totals)) != OMS_OK ||
         (s = outbox_batch_flush(&ob, conn)) != OMS_OK || (s = pg_exec(conn, "COMMIT")) != OMS_OK)
         goto out;
     for (int r = 0; r < PQntuples(fin); r++) {
@@ -347,7 +342,7 @@ out:
     PQclear(fin);
     PQclear(o.res);
     free(o.ids), free(o.refunded), free(o.pending);
-    pg_array_fini(&ids), pg_array_fini(&totals), pg_array_fini(&fulls);
+    pg_cols_fini(&totals);
     outbox_batch_fini(&ob);
     return s;
 }

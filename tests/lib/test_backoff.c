@@ -1,6 +1,7 @@
 /*
  * test_backoff.c - the one retry policy: each wait lies in [ceiling/2,
- * ceiling], the ceiling doubles to its cap, and a success starts it over.
+ * ceiling], the ceiling doubles to its cap, and a success starts it over;
+ * a stored row's retry delay doubles exactly from its base to its cap.
  */
 #include "testenv.h"
 
@@ -39,11 +40,28 @@ static void test_waits_are_spread(void **state)
     assert_true(hi - lo >= 100);
 }
 
+static void test_row_delay_doubles_to_the_cap(void **state)
+{
+    (void)state;
+    static const int64_t want[] = {250, 250, 500, 1000, 2000, 4000, 5000, 5000};
+    for (int n = 0; n <= 7; n++)
+        assert_int_equal(oms_backoff_delay_ms(n, 250, 5000), want[n]);
+    /* A cap that is not a power-of-two multiple of the base is still exact. */
+    assert_int_equal(oms_backoff_delay_ms(3, 300, 1000), 1000);
+    assert_int_equal(oms_backoff_delay_ms(2, 300, 1000), 600);
+    /* Huge counts stop doubling at the cap instead of overflowing. */
+    assert_int_equal(oms_backoff_delay_ms(1000000, 1, INT64_MAX / 2), INT64_MAX / 2);
+    assert_int_equal(oms_backoff_delay_ms(-5, 100, 30000), 100);
+    /* A base above the cap is clamped to the cap. */
+    assert_int_equal(oms_backoff_delay_ms(1, 9000, 5000), 5000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_waits_double_to_the_cap_with_jitter),
         cmocka_unit_test(test_waits_are_spread),
+        cmocka_unit_test(test_row_delay_doubles_to_the_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,11 +1,12 @@
 /*
- * test_consumer.c - the boundary checks and printable forms of lib/consumer:
- * what PostgreSQL would refuse as text is refused here with the exact reason,
- * and the printable form of any bytes is valid text, escaped and bounded.
+ * test_consumer_msg.c - the boundary checks and printable forms of
+ * lib/consumer_msg: what PostgreSQL would refuse as text is refused here with
+ * the exact reason, and the printable form of any bytes is valid text,
+ * escaped and bounded.
  */
 #include "testenv.h"
 
-#include "consumer.h"
+#include "consumer_msg.h"
 
 #include <string.h>
 
