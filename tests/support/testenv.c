@@ -265,6 +265,43 @@ long testenv_stream_count(js_conn *js, const char *stream)
     return n;
 }
 
+/* The stream sequences a read has collected. A reader's consumer can be
+ * sent a message again (an ack lost while a restarted node rejoins, or an
+ * ack wait that ran out on a slow machine); that is the test's artefact,
+ * not a second publish, which would carry a sequence of its own. */
+typedef struct {
+    unsigned char *bit;
+    size_t len;
+} seq_set;
+
+static int seq_set_add(seq_set *s, uint64_t seq)
+{
+    size_t byte = (size_t)(seq / 8);
+    if (byte >= s->len) {
+        size_t len = s->len ? s->len : 1024;
+        while (len <= byte)
+            len *= 2;
+        s->bit = realloc(s->bit, len);
+        assert_non_null(s->bit);
+        memset(s->bit + s->len, 0, len - s->len);
+        s->len = len;
+    }
+    unsigned char mask = (unsigned char)(1u << (seq % 8));
+    if (s->bit[byte] & mask)
+        return 0;
+    s->bit[byte] |= mask;
+    return 1;
+}
+
+static int first_delivery(seq_set *seen, natsMsg *m)
+{
+    jsMsgMetaData *meta = NULL;
+    assert_int_equal(natsMsg_GetMetaData(&meta, m), NATS_OK);
+    int fresh = seq_set_add(seen, meta->Sequence.Stream);
+    jsMsgMetaData_Destroy(meta);
+    return fresh;
+}
+
 static void collect(testenv_msg **out, size_t *n, size_t *cap, natsMsg *m)
 {
     if (*n == *cap) {
@@ -289,6 +326,7 @@ size_t testenv_stream_read(js_conn *js, const char *stream, const char *filter,
     char uuid[37];
     natsSubscription *sub = NULL;
     size_t n = 0, cap = 0;
+    seq_set seen = {0};
     oms_uuid4(uuid);
     snprintf(durable, sizeof durable, "test-%.8s", uuid);
     *out = NULL;
@@ -311,7 +349,8 @@ size_t testenv_stream_read(js_conn *js, const char *stream, const char *filter,
         assert_int_equal(js_fetch(sub, 1024, 500, &list), OMS_OK);
         int got = list.Count;
         for (int i = 0; i < got; i++) {
-            collect(out, &n, &cap, list.Msgs[i]);
+            if (first_delivery(&seen, list.Msgs[i]))
+                collect(out, &n, &cap, list.Msgs[i]);
             natsMsg_Ack(list.Msgs[i], NULL);
         }
         natsMsgList_Destroy(&list);
@@ -321,6 +360,7 @@ size_t testenv_stream_read(js_conn *js, const char *stream, const char *filter,
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
     js_DeleteConsumer(js_ctx(js), stream, durable, NULL, NULL);
+    free(seen.bit);
     return n;
 }
 
