@@ -63,8 +63,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
-int cli_getopt(int argc, char *const argv[], const char *shortopts,
-               const struct option *longopts, const char *cmd)
+int cli_getopt(int argc, char *const argv[], const char *shortopts, const struct option *longopts,
+               const char *cmd)
 {
     char spec[64];
     /* A leading ':' makes getopt report a missing value as ':' and stay
@@ -92,8 +92,8 @@ oms_status cli_parse_int(const char *cmd, const char *name, const char *text, lo
     errno = 0;
     long long v = strtoll(text, &end, 10);
     if (*text == '\0' || *end != '\0' || errno != 0 || v < min || v > max) {
-        cli_usage_error(cmd, "%s must be an integer from %lld to %lld, got \"%s\"", name, min,
-                        max, text);
+        cli_usage_error(cmd, "%s must be an integer from %lld to %lld, got \"%s\"", name, min, max,
+                        text);
         return OMS_EINVAL;
     }
     *out = v;
@@ -164,19 +164,21 @@ oms_status cli_connect(js_conn **out, int64_t wait_ms)
     natsStatus st = probe(url, &id, wait_ms);
     if (st == NATS_NOT_PERMITTED || st == NATS_CONNECTION_AUTH_FAILED) {
         cli_error("NATS at %s refused the credentials (%s): check OMS_NATS_USER and "
-                  "OMS_NATS_PASSWORD (run `. .oms/env`)", url, natsStatus_GetText(st));
+                  "OMS_NATS_PASSWORD (run `. .oms/env`)",
+                  url, natsStatus_GetText(st));
         return OMS_ENATS;
     }
     if (tls_status(st)) {
         const char *detail = nats_GetLastError(NULL);
         cli_error("TLS with NATS at %s failed (%s: %s): check OMS_NATS_TLS_CA, "
-                  "OMS_NATS_TLS_CERT and OMS_NATS_TLS_KEY", url, natsStatus_GetText(st),
-                  detail ? detail : "");
+                  "OMS_NATS_TLS_CERT and OMS_NATS_TLS_KEY",
+                  url, natsStatus_GetText(st), detail ? detail : "");
         return OMS_ENATS;
     }
     if (st != NATS_OK) {
         cli_error("cannot connect to NATS at %s (%s): is the stack running? try `make up`, or "
-                  "set OMS_NATS_URL (run `. .oms/env`)", url, natsStatus_GetText(st));
+                  "set OMS_NATS_URL (run `. .oms/env`)",
+                  url, natsStatus_GetText(st));
         return OMS_ETRANSIENT;
     }
     oms_status s = js_connect_as(&c, url, &id, "omsctl");
@@ -190,7 +192,8 @@ oms_status cli_connect(js_conn **out, int64_t wait_ms)
         oms_sleep_ms(20, NULL);
     if (!js_connected(c)) {
         cli_error("lost the connection to NATS at %s while connecting: is the server "
-                  "restarting? try again", url);
+                  "restarting? try again",
+                  url);
         js_conn_destroy(c);
         return OMS_ETRANSIENT;
     }

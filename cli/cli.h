@@ -46,8 +46,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* getopt_long for command `cmd` (for messages, e.g. "dlq list"). Options may
  * come before or after positional arguments. Returns the option, -1 at the
  * end, or '?' after printing what is wrong (unknown option, missing value). */
-int cli_getopt(int argc, char *const argv[], const char *shortopts,
-               const struct option *longopts, const char *cmd);
+int cli_getopt(int argc, char *const argv[], const char *shortopts, const struct option *longopts,
+               const char *cmd);
 
 /* Parses the arguments of a show command: "[--json] [-h|--help] [ARG]".
  * --help prints help(stdout) and returns -1; a bad option or a second ARG is
@@ -122,8 +122,8 @@ void cli_service_unreachable(const cli_service *svc, const char *err);
 /* GETs path on svc (timeout_ms). When svc cannot be reached, prints so with
  * cli_service_unreachable and returns OMS_EIO; otherwise as cli_http. url
  * (may be NULL) receives the full URL, for messages. */
-oms_status cli_service_get(const cli_service *svc, const char *path, long timeout_ms,
-                           long *status, json_t **body, char *url, size_t url_len);
+oms_status cli_service_get(const cli_service *svc, const char *path, long timeout_ms, long *status,
+                           json_t **body, char *url, size_t url_len);
 
 /* Percent-encodes text as one URL path segment: every byte but RFC 3986's
  * unreserved ones (A-Z a-z 0-9 - . _ ~) becomes %XX, so "/" and "?" in an id

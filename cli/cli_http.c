@@ -17,8 +17,7 @@
 
 #define HTTP_BODY_MAX_BYTES (16u * 1024 * 1024)
 #define HTTP_CONNECT_TIMEOUT_MS 2000L
-#define URL_UNRESERVED                                                                        \
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+#define URL_UNRESERVED "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 const cli_service CLI_SERVICES[] = {
     {"ingest", "OMS_INGEST_URL", OMS_LOCAL_URL(OMS_PORT_INGEST)},
@@ -94,8 +93,8 @@ void cli_service_unreachable(const cli_service *svc, const char *err)
               cli_service_url(svc), err, svc->url_env);
 }
 
-oms_status cli_service_get(const cli_service *svc, const char *path, long timeout_ms,
-                           long *status, json_t **body, char *url, size_t url_len)
+oms_status cli_service_get(const cli_service *svc, const char *path, long timeout_ms, long *status,
+                           json_t **body, char *url, size_t url_len)
 {
     char full[CLI_URL_LEN], err[CLI_HTTP_ERR_LEN];
     cli_service_endpoint(svc, path, full, sizeof full);

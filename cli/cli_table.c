@@ -71,8 +71,7 @@ static size_t text_width(const char *s)
     return w;
 }
 
-static void print_row(const cli_table *t, const char *const *cells, const size_t *widths,
-                      FILE *out)
+static void print_row(const cli_table *t, const char *const *cells, const size_t *widths, FILE *out)
 {
     /* Empty cells at the end of a row print nothing: no trailing blanks. */
     size_t ncols = t->ncols;

@@ -115,7 +115,8 @@ static oms_status read_token(const char *path, char *out, size_t out_len)
     out[got ? strcspn(out, "\r\n") : 0] = '\0';
     if (strlen(out) < TOKEN_MIN_LEN) {
         cli_error("the token in %s is %zu characters long: use at least %d (e.g. `openssl rand "
-                  "-hex 24 > %s`)", path, strlen(out), TOKEN_MIN_LEN, path);
+                  "-hex 24 > %s`)",
+                  path, strlen(out), TOKEN_MIN_LEN, path);
         return OMS_EINVAL;
     }
     return OMS_OK;
@@ -138,12 +139,16 @@ static int set_up(console *con, const console_opts *o)
     bool loopback = false;
     const char *port = NULL;
     if (addr_loopback(o->addr, &loopback, &port) != OMS_OK)
-        return cli_usage_error(CMD, "--addr must be HOST:PORT with an IPv4 host or localhost, "
-                               "got \"%s\"", o->addr);
+        return cli_usage_error(CMD,
+                               "--addr must be HOST:PORT with an IPv4 host or localhost, "
+                               "got \"%s\"",
+                               o->addr);
     if (!loopback && o->token_file == NULL)
-        return cli_usage_error(CMD, "--addr %s is not loopback: anyone who can reach it would "
+        return cli_usage_error(CMD,
+                               "--addr %s is not loopback: anyone who can reach it would "
                                "see orders and retry dead letters; give --token-file FILE with "
-                               "a login token", o->addr);
+                               "a login token",
+                               o->addr);
     con->login_required = o->token_file != NULL;
     if (con->login_required ? read_token(o->token_file, con->token, sizeof con->token) != OMS_OK
                             : random_token(con->token, sizeof con->token) != OMS_OK)
@@ -152,7 +157,8 @@ static int set_up(console *con, const console_opts *o)
     snprintf(con->host_alias, sizeof con->host_alias, "localhost:%s", port);
     con->admin_token = config_str("OMS_ADMIN_TOKEN", NULL);
     if (!loopback)
-        fprintf(stderr, "omsctl: warning: the console listens on %s, beyond this machine; it "
+        fprintf(stderr,
+                "omsctl: warning: the console listens on %s, beyond this machine; it "
                 "asks for the token of %s and serves plain HTTP (put TLS in front of it)\n",
                 o->addr, o->token_file);
     return CLI_EXIT_OK;

@@ -62,8 +62,7 @@ static json_t *fetch_list(const cli_service *svc, bool all)
     char full[URL_LEN], err[CLI_HTTP_ERR_LEN];
     long status = 0;
     json_t *body = NULL;
-    cli_service_endpoint(svc, all ? "/dead-letters?state=all" : "/dead-letters", full,
-                         sizeof full);
+    cli_service_endpoint(svc, all ? "/dead-letters?state=all" : "/dead-letters", full, sizeof full);
     if (cli_http("GET", full, NULL, LIST_TIMEOUT_MS, &status, &body, err) != OMS_OK) {
         cli_service_unreachable(svc, err);
         return NULL;
@@ -81,7 +80,8 @@ static void add_rows(cli_table *t, const char *service, const json_t *list, bool
 {
     size_t i;
     json_t *d;
-    json_array_foreach(list, i, d) {
+    json_array_foreach(list, i, d)
+    {
         char id[32], subject[320], event_id[256], attempts[32], created[64], resolved[64];
         char reason[1024];
         const char *row[] = {service,
@@ -137,7 +137,8 @@ static void print_table(json_t *bodies, bool all)
     json_t *b;
     if (t == NULL)
         return;
-    json_array_foreach(bodies, i, b) {
+    json_array_foreach(bodies, i, b)
+    {
         json_t *list = json_object_get(b, "dead_letters");
         rows += json_array_size(list);
         add_rows(t, json_string_value(json_object_get(b, "service")), list, all);
@@ -196,8 +197,7 @@ static int report_retry(const cli_service *svc, long long id, long status, const
         return CLI_EXIT_OK;
     }
     case 409:
-        cli_error("dead letter %lld of %s is %s", id, svc->name,
-                  *error ? error : "still rejected");
+        cli_error("dead letter %lld of %s is %s", id, svc->name, *error ? error : "still rejected");
         return CLI_EXIT_FAIL;
     case 404:
         cli_error("%s has no open dead letter %lld: see `omsctl dlq list --service %s --all`",
@@ -239,8 +239,10 @@ static int dlq_retry(int argc, char **argv)
     if (cli_parse_int("dlq retry", "ID", argv[optind], 1, INT64_MAX, &id) != OMS_OK)
         return CLI_EXIT_USAGE;
     if (svc == NULL)
-        return cli_usage_error("dlq retry", "which service holds dead letter %lld? add "
-                               "--service S (services: %s)", id, cli_service_names());
+        return cli_usage_error("dlq retry",
+                               "which service holds dead letter %lld? add "
+                               "--service S (services: %s)",
+                               id, cli_service_names());
     const char *token = config_str("OMS_ADMIN_TOKEN", NULL);
     if (token == NULL) {
         cli_error("OMS_ADMIN_TOKEN is not set: retry needs the admin token (run `. .oms/env`)");

@@ -61,8 +61,8 @@ static json_t *event_json(natsMsg *msg)
     if (natsMsgHeader_Get(msg, JS_HDR_TYPE, &type) != NATS_OK)
         type = NULL;
     json_t *event = pbjson_decode(type, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
-    return json_pack("{s:s,s:s?,s:o}", "subject", natsMsg_GetSubject(msg), "type", type,
-                     "event", event);
+    return json_pack("{s:s,s:s?,s:o}", "subject", natsMsg_GetSubject(msg), "type", type, "event",
+                     event);
 }
 
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
@@ -98,8 +98,8 @@ static oms_status subscribe_all(js_conn *c, const char *const *subjects, size_t 
     for (size_t i = 0; i < n; i++) {
         natsStatus st = natsConnection_Subscribe(&subs[i], js_nats(c), subjects[i], on_msg, t);
         if (st != NATS_OK) {
-            cli_error("cannot subscribe to \"%s\" on NATS at %s: %s", subjects[i],
-                      cli_nats_url(), natsStatus_GetText(st));
+            cli_error("cannot subscribe to \"%s\" on NATS at %s: %s", subjects[i], cli_nats_url(),
+                      natsStatus_GetText(st));
             return OMS_ENATS;
         }
     }
@@ -174,8 +174,10 @@ static int events_tail(int argc, char **argv)
         return cli_usage_error(CMD, "one SUBJECT at a time, got \"%s\" too", argv[optind + 1]);
     const char *subject = optind < argc ? argv[optind] : ">";
     if (!subject_ok(subject))
-        return cli_usage_error(CMD, "\"%s\" is not a NATS subject (tokens separated by dots, "
-                               "no spaces, e.g. order.* or import.>)", subject);
+        return cli_usage_error(CMD,
+                               "\"%s\" is not a NATS subject (tokens separated by dots, "
+                               "no spaces, e.g. order.* or import.>)",
+                               subject);
     if (strcmp(subject, ">") == 0)
         return run_tail(CONTRACT_SUBJECTS, sizeof CONTRACT_SUBJECTS / sizeof CONTRACT_SUBJECTS[0],
                         limit);
@@ -192,6 +194,5 @@ int cmd_events(int argc, char **argv)
     }
     if (argc < 2)
         return cli_usage_error("events", "which subcommand? (events tail [SUBJECT])");
-    return cli_usage_error("events", "unknown subcommand \"%s\" (events tail [SUBJECT])",
-                           argv[1]);
+    return cli_usage_error("events", "unknown subcommand \"%s\" (events tail [SUBJECT])", argv[1]);
 }

@@ -53,7 +53,7 @@ typedef struct progress {
     int64_t rows_sent;
     int64_t start_ms;
     int64_t last_draw_ms;
-    bool on_screen;     /* a bar is drawn and must be cleared before other output */
+    bool on_screen; /* a bar is drawn and must be cleared before other output */
     import_watch *watch;
 } progress;
 
@@ -111,8 +111,9 @@ static int parse_args(int argc, char **argv, import_args *a)
         {NULL, 0, NULL, 0},
     };
     int c;
-    *a = (import_args){
-        .chunk_rows = DEFAULT_CHUNK_ROWS, .timeout_s = DEFAULT_TIMEOUT_S, .follow = true};
+    *a = (import_args){.chunk_rows = DEFAULT_CHUNK_ROWS,
+                       .timeout_s = DEFAULT_TIMEOUT_S,
+                       .follow = true};
     while ((c = cli_getopt(argc, argv, "h", opts, CMD)) != -1) {
         if (c == 'h') {
             print_help(stdout);
@@ -125,8 +126,7 @@ static int parse_args(int argc, char **argv, import_args *a)
         else if (c == 'c' &&
                  cli_parse_int(CMD, "--chunk-rows", optarg, 1, MAX_CHUNK_ROWS, &a->chunk_rows))
             return CLI_EXIT_USAGE;
-        else if (c == 't' &&
-                 cli_parse_int(CMD, "--timeout", optarg, 1, 7 * 86400, &a->timeout_s))
+        else if (c == 't' && cli_parse_int(CMD, "--timeout", optarg, 1, 7 * 86400, &a->timeout_s))
             return CLI_EXIT_USAGE;
         else if (c == '?')
             return CLI_EXIT_USAGE;
@@ -201,8 +201,8 @@ static void progress_draw(progress *p)
      * last column the line is cut, as it must not wrap. */
     size_t cols = terminal_columns();
     long room = (long)cols - 1 - n - 3;
-    int width = room > BAR_MAX_WIDTH ? BAR_MAX_WIDTH : (room < BAR_MIN_WIDTH ? BAR_MIN_WIDTH
-                                                                             : (int)room);
+    int width = room > BAR_MAX_WIDTH ? BAR_MAX_WIDTH
+                                     : (room < BAR_MIN_WIDTH ? BAR_MIN_WIDTH : (int)room);
     draw_bar(p, &o, width, bar);
     n = snprintf(line, sizeof line, "[%s] %s", bar, counts);
     if (n > 0 && (size_t)n >= cols && cols - 1 < sizeof line)
@@ -336,8 +336,10 @@ static int run_import(js_conn *c, const import_args *a, const char *import_id,
     int64_t total_rows = info->data_rows;
     char id_prefix[64];
     import_watch *w = NULL;
-    progress p = {.tty = isatty(STDERR_FILENO) == 1, .follow = a->follow,
-                  .total_rows = total_rows, .start_ms = oms_mono_ms()};
+    progress p = {.tty = isatty(STDERR_FILENO) == 1,
+                  .follow = a->follow,
+                  .total_rows = total_rows,
+                  .start_ms = oms_mono_ms()};
     import_summary sum = {.import_id = import_id, .follow = a->follow, .ignored = info->ignored};
     /* The ids ingest generates are known here: the file's hash and the row. */
     if (info->generates_ids) {
@@ -347,15 +349,18 @@ static int run_import(js_conn *c, const import_args *a, const char *import_id,
     }
     int rc = CLI_EXIT_FAIL;
 
-    if (cli_require_stream(c, "INGEST") != OMS_OK ||
-        import_watch_start(&w, c, import_id) != OMS_OK)
+    if (cli_require_stream(c, "INGEST") != OMS_OK || import_watch_start(&w, c, import_id) != OMS_OK)
         goto out;
     warn_without_consumer(c);
     p.watch = w;
     /* The plain line's first print comes after a second, not at once. */
     p.last_draw_ms = p.tty ? 0 : p.start_ms;
-    import_send_opts so = {.path = a->path, .import_id = import_id, .chunk_rows = a->chunk_rows,
-                           .ack_wait_ms = ACK_WAIT_MS, .tick = on_tick, .tick_ctx = &p,
+    import_send_opts so = {.path = a->path,
+                           .import_id = import_id,
+                           .chunk_rows = a->chunk_rows,
+                           .ack_wait_ms = ACK_WAIT_MS,
+                           .tick = on_tick,
+                           .tick_ctx = &p,
                            .content_sha256 = info->content_sha256};
     oms_status s = import_send(c, &so, &sum.rows_sent);
     p.rows_sent = sum.rows_sent;

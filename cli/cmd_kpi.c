@@ -62,8 +62,7 @@ static bool looks_like_date(const char *s)
 static int check_date(const char *option, const char *value)
 {
     if (value != NULL && !looks_like_date(value))
-        return cli_usage_error(CMD, "%s \"%s\" is not a date: expected YYYY-MM-DD", option,
-                               value);
+        return cli_usage_error(CMD, "%s \"%s\" is not a date: expected YYYY-MM-DD", option, value);
     return CLI_EXIT_OK;
 }
 
@@ -130,8 +129,8 @@ int cli_analytics_call(const char *method, const char *path, const char *token, 
     } else {
         cli_error("analytics answered HTTP %ld to %s %s%s%s%s", status, method, url,
                   *cli_json_error(body) ? ": " : "", cli_json_error(body),
-                  cli_http_no_route(status, body)
-                      ? " (is OMS_ANALYTICS_URL the analytics service?)" : "");
+                  cli_http_no_route(status, body) ? " (is OMS_ANALYTICS_URL the analytics service?)"
+                                                  : "");
     }
     json_decref(body);
     return rc;
@@ -146,8 +145,8 @@ static int64_t int_at(const json_t *o, const char *key)
 
 static oms_status add_row(cli_table *t, const char *label, const json_t *k, const char *currency)
 {
-    static const char *const money_keys[] = {"revenue_cents", "refund_cents",
-                                             "net_revenue_cents", "average_order_value_cents"};
+    static const char *const money_keys[] = {"revenue_cents", "refund_cents", "net_revenue_cents",
+                                             "average_order_value_cents"};
     char paid[24], failed[24], refunds[24], money[4][MONEY_LEN];
     snprintf(paid, sizeof paid, "%lld", (long long)int_at(k, "order_count"));
     snprintf(failed, sizeof failed, "%lld", (long long)int_at(k, "failed_count"));
@@ -173,7 +172,8 @@ static oms_status print_kpis(const json_t *body)
             s = add_row(t, json_string_value(json_object_get(body, "date")), body,
                         currency ? currency : "");
     } else {
-        json_array_foreach(days, i, k) {
+        json_array_foreach(days, i, k)
+        {
             const char *c = json_string_value(json_object_get(k, "currency"));
             if (s == OMS_OK)
                 s = add_row(t, json_string_value(json_object_get(k, "date")), k, c ? c : "");
@@ -209,8 +209,8 @@ static int snapshot(const kpi_args *a)
     if (a->json)
         return cli_print_json(body) == OMS_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
     printf("snapshot of %s taken: its KPIs and the top %lld of the %s leaderboard\n",
-           json_string_value(json_object_get(body, "date")),
-           (long long)int_at(body, "leaders"), json_string_value(json_object_get(body, "period")));
+           json_string_value(json_object_get(body, "date")), (long long)int_at(body, "leaders"),
+           json_string_value(json_object_get(body, "period")));
     json_decref(body);
     return CLI_EXIT_OK;
 }

@@ -41,8 +41,10 @@ static void print_help(FILE *out)
 static int parse_args(int argc, char **argv, leaderboard_args *a)
 {
     static const struct option opts[] = {
-        {"month", required_argument, NULL, 'm'}, {"limit", required_argument, NULL, 'l'},
-        {"json", no_argument, NULL, 'j'},        {"help", no_argument, NULL, 'h'},
+        {"month", required_argument, NULL, 'm'},
+        {"limit", required_argument, NULL, 'l'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -61,8 +63,8 @@ static int parse_args(int argc, char **argv, leaderboard_args *a)
     }
     if (optind < argc)
         return cli_usage_error(CMD, "unexpected argument \"%s\"", argv[optind]);
-    if (a->month != NULL && (strlen(a->month) != 7 || a->month[4] != '-' ||
-                             strspn(a->month, "0123456789-") != 7))
+    if (a->month != NULL &&
+        (strlen(a->month) != 7 || a->month[4] != '-' || strspn(a->month, "0123456789-") != 7))
         return cli_usage_error(CMD, "--month \"%s\" is not a month: expected YYYY-MM", a->month);
     return CLI_EXIT_OK;
 }
@@ -75,10 +77,12 @@ static oms_status print_leaders(const json_t *body)
     oms_status s = t ? OMS_OK : OMS_ENOMEM;
     size_t i;
     json_t *l;
-    json_array_foreach(json_object_get(body, "leaders"), i, l) {
+    json_array_foreach(json_object_get(body, "leaders"), i, l)
+    {
         char rank[24], orders[24], net[MONEY_LEN];
         const char *name = json_string_value(json_object_get(l, "name"));
-        snprintf(rank, sizeof rank, "%lld", (long long)json_integer_value(json_object_get(l, "rank")));
+        snprintf(rank, sizeof rank, "%lld",
+                 (long long)json_integer_value(json_object_get(l, "rank")));
         snprintf(orders, sizeof orders, "%lld",
                  (long long)json_integer_value(json_object_get(l, "orders")));
         money_format_currency(json_integer_value(json_object_get(l, "net_spend_cents")),

@@ -68,36 +68,28 @@ static oms_status add_query(char *query, size_t len, const char *key, const char
 static int parse_list_args(int argc, char **argv, list_args *a)
 {
     static const struct option opts[] = {
-        {"order", required_argument, NULL, 'o'},  {"state", required_argument, NULL, 's'},
-        {"channel", required_argument, NULL, 'c'}, {"limit", required_argument, NULL, 'n'},
-        {"json", no_argument, NULL, 'j'},          {"help", no_argument, NULL, 'h'},
+        {"order", required_argument, NULL, 'o'},
+        {"state", required_argument, NULL, 's'},
+        {"channel", required_argument, NULL, 'c'},
+        {"limit", required_argument, NULL, 'n'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int opt;
     memset(a, 0, sizeof *a);
     while ((opt = cli_getopt(argc, argv, "o:s:c:n:h", opts, "notifications")) != -1) {
         switch (opt) {
-        case 'h':
-            print_help(stdout);
-            return -1;
-        case 'o':
-            a->order_id = optarg;
-            break;
-        case 's':
-            a->state = optarg;
-            break;
-        case 'c':
-            a->channel = optarg;
-            break;
+        case 'h': print_help(stdout); return -1;
+        case 'o': a->order_id = optarg; break;
+        case 's': a->state = optarg; break;
+        case 'c': a->channel = optarg; break;
         case 'n':
             if (cli_parse_int("notifications", "--limit", optarg, 1, 10000, &a->limit) != OMS_OK)
                 return CLI_EXIT_USAGE;
             break;
-        case 'j':
-            a->json = true;
-            break;
-        default:
-            return CLI_EXIT_USAGE;
+        case 'j': a->json = true; break;
+        default: return CLI_EXIT_USAGE;
         }
     }
     if (optind < argc)
@@ -114,7 +106,8 @@ static void print_table(const json_t *list)
     json_t *n;
     if (t == NULL)
         return;
-    json_array_foreach(list, i, n) {
+    json_array_foreach(list, i, n)
+    {
         char id[32], order[300], type[32], channel[16], state[16], attempts[16], created[40];
         char sent[40], error[600];
         const char *row[] = {cli_json_text(n, "id", id, sizeof id),
@@ -177,8 +170,10 @@ static int notifications_list(int argc, char **argv)
 static int notifications_retry(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"dead", no_argument, NULL, 'd'},        {"failed", no_argument, NULL, 'f'},
-        {"order", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'},
+        {"dead", no_argument, NULL, 'd'},
+        {"failed", no_argument, NULL, 'f'},
+        {"order", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *state = NULL, *order_id = NULL;
@@ -198,8 +193,7 @@ static int notifications_retry(int argc, char **argv)
             state = opt == 'd' ? "dead" : "failed";
     }
     if (optind < argc)
-        return cli_usage_error("notifications retry", "unexpected argument \"%s\"",
-                               argv[optind]);
+        return cli_usage_error("notifications retry", "unexpected argument \"%s\"", argv[optind]);
     if (state == NULL)
         return cli_usage_error("notifications retry",
                                "which notifications? add --dead (all attempts used) or "

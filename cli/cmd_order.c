@@ -114,8 +114,7 @@ static oms_status add_line(cli_table *t, const json_t *line)
         snprintf(line_total, sizeof line_total, "-");
     else
         money_format(total_cents, line_total, sizeof line_total);
-    const char *row[] = {str_at(line, "sku"), str_at(line, "product_name"), qty, unit,
-                         line_total};
+    const char *row[] = {str_at(line, "sku"), str_at(line, "product_name"), qty, unit, line_total};
     return cli_table_add(t, row);
 }
 
@@ -126,7 +125,8 @@ static oms_status print_lines(const json_t *lines)
     oms_status s = t ? OMS_OK : OMS_ENOMEM;
     size_t i;
     json_t *line;
-    json_array_foreach(lines, i, line) {
+    json_array_foreach(lines, i, line)
+    {
         if (s == OMS_OK)
             s = add_line(t, line);
     }
@@ -143,7 +143,8 @@ static oms_status print_history(const json_t *history)
     oms_status s = t ? OMS_OK : OMS_ENOMEM;
     size_t i;
     json_t *h;
-    json_array_foreach(history, i, h) {
+    json_array_foreach(history, i, h)
+    {
         const char *row[] = {str_at(h, "at"), str_at(h, "status"), str_at(h, "reason")};
         if (s == OMS_OK)
             s = cli_table_add(t, row);
@@ -181,8 +182,7 @@ static oms_status fetch_order(const char *order_id, json_t **order)
     if (cli_url_escape(order_id, escaped, sizeof escaped) != OMS_OK)
         return OMS_EINVAL; /* parse_args bounds the id */
     snprintf(path, sizeof path, "/orders/%s", escaped);
-    oms_status s = cli_service_get(ingest, path, HTTP_TIMEOUT_MS, &status, &body, url,
-                                   sizeof url);
+    oms_status s = cli_service_get(ingest, path, HTTP_TIMEOUT_MS, &status, &body, url, sizeof url);
     if (s != OMS_OK)
         return s;
     if (status == 404 && !cli_http_no_route(status, body)) {
@@ -196,7 +196,8 @@ static oms_status fetch_order(const char *order_id, json_t **order)
         s = OMS_EIO;
     } else if (!json_is_object(body)) {
         cli_error("ingest answered GET %s with something other than an order (a JSON object "
-                  "was expected): is OMS_INGEST_URL the ingest service?", url);
+                  "was expected): is OMS_INGEST_URL the ingest service?",
+                  url);
         s = OMS_EIO;
     }
     if (s == OMS_OK)

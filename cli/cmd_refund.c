@@ -35,8 +35,8 @@
 
 typedef struct refund_args {
     const char *order_id;
-    int64_t amount_cents;       /* 0: the full remaining amount */
-    const char *key;            /* NULL: make one */
+    int64_t amount_cents; /* 0: the full remaining amount */
+    const char *key;      /* NULL: make one */
     const char *reason;
     bool restock;
     Oms__V1__RefundLine lines[LINES_MAX];
@@ -102,10 +102,11 @@ static int check_args(refund_args *a, int argc, char **argv)
     a->order_id = argv[optind++];
     if (*a->order_id == '\0' || strlen(a->order_id) > ORDER_FIELD_MAX)
         return cli_usage_error(CMD, "an order id has 1 to %d bytes", ORDER_FIELD_MAX);
-    if (optind < argc &&
-        money_parse(argv[optind++], AMOUNT_MAX_CENTS, &a->amount_cents) != OMS_OK)
-        return cli_usage_error(CMD, "AMOUNT \"%s\" must be a decimal with at most 2 decimals, "
-                               "such as 25.00", argv[optind - 1]);
+    if (optind < argc && money_parse(argv[optind++], AMOUNT_MAX_CENTS, &a->amount_cents) != OMS_OK)
+        return cli_usage_error(CMD,
+                               "AMOUNT \"%s\" must be a decimal with at most 2 decimals, "
+                               "such as 25.00",
+                               argv[optind - 1]);
     if (optind < argc)
         return cli_usage_error(CMD, "unexpected argument \"%s\"", argv[optind]);
     if (a->key != NULL) {
@@ -118,8 +119,7 @@ static int check_args(refund_args *a, int argc, char **argv)
                                    KEY_MAX);
     }
     if (strlen(a->reason) > REASON_MAX || !utf8_valid(a->reason))
-        return cli_usage_error(CMD, "--reason must be UTF-8 text of at most %d bytes",
-                               REASON_MAX);
+        return cli_usage_error(CMD, "--reason must be UTF-8 text of at most %d bytes", REASON_MAX);
     if (a->n_lines > 0 && !a->restock)
         return cli_usage_error(CMD, "--line names goods to put back on hand: add --restock");
     return CLI_EXIT_OK;
@@ -128,28 +128,20 @@ static int check_args(refund_args *a, int argc, char **argv)
 static int parse_args(int argc, char **argv, refund_args *a)
 {
     static const struct option opts[] = {
-        {"key", required_argument, NULL, 'k'},   {"reason", required_argument, NULL, 'r'},
-        {"restock", no_argument, NULL, 's'},     {"line", required_argument, NULL, 'l'},
-        {"wait", required_argument, NULL, 'w'},  {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+        {"key", required_argument, NULL, 'k'},  {"reason", required_argument, NULL, 'r'},
+        {"restock", no_argument, NULL, 's'},    {"line", required_argument, NULL, 'l'},
+        {"wait", required_argument, NULL, 'w'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
     int opt, rc;
     a->reason = "";
     a->wait_s = 10;
     while ((opt = cli_getopt(argc, argv, "h", opts, CMD)) != -1) {
         switch (opt) {
-        case 'h':
-            print_help(stdout);
-            return -1;
-        case 'k':
-            a->key = optarg;
-            break;
-        case 'r':
-            a->reason = optarg;
-            break;
-        case 's':
-            a->restock = true;
-            break;
+        case 'h': print_help(stdout); return -1;
+        case 'k': a->key = optarg; break;
+        case 'r': a->reason = optarg; break;
+        case 's': a->restock = true; break;
         case 'l':
             if ((rc = parse_line(a, optarg)) != CLI_EXIT_OK)
                 return rc;
@@ -158,11 +150,8 @@ static int parse_args(int argc, char **argv, refund_args *a)
             if (cli_parse_int(CMD, "--wait", optarg, 0, 3600, &a->wait_s) != OMS_OK)
                 return CLI_EXIT_USAGE;
             break;
-        case 'j':
-            a->json = true;
-            break;
-        default:
-            return CLI_EXIT_USAGE;
+        case 'j': a->json = true; break;
+        default: return CLI_EXIT_USAGE;
         }
     }
     return check_args(a, argc, argv);
@@ -284,8 +273,8 @@ static void print_one(const json_t *r)
 
 static int print_order(const json_t *o)
 {
-    static const char *const headers[] = {"KEY", "STATE", "AMOUNT", "REFUNDED TOTAL", "DECIDED AT",
-                                          "REASON"};
+    static const char *const headers[] = {"KEY",        "STATE", "AMOUNT", "REFUNDED TOTAL",
+                                          "DECIDED AT", "REASON"};
     const json_t *refunds = json_object_get(o, "refunds");
     const char *currency = str_at(o, "currency");
     char paid[MONEY_LEN], refunded[MONEY_LEN], pending[MONEY_LEN];
@@ -310,12 +299,14 @@ static int print_order(const json_t *o)
         char amount[MONEY_LEN], total[MONEY_LEN];
         const char *state = str_at(r, "state");
         bool rejected = strcmp(state, "rejected") == 0;
-        money_format(json_integer_value(json_object_get(r, rejected ? "requested_cents"
-                                                                    : "amount_cents")),
+        money_format(json_integer_value(
+                         json_object_get(r, rejected ? "requested_cents" : "amount_cents")),
                      amount, sizeof amount);
         money_format(json_integer_value(json_object_get(r, "refunded_total_cents")), total,
                      sizeof total);
-        const char *cells[] = {str_at(r, "idempotency_key"), state, amount,
+        const char *cells[] = {str_at(r, "idempotency_key"),
+                               state,
+                               amount,
                                rejected ? "-" : total,
                                *str_at(r, "decided_at") ? str_at(r, "decided_at") : "-",
                                rejected ? str_at(r, "reject_reason") : str_at(r, "reason")};
@@ -404,8 +395,10 @@ static int refund_request(int argc, char **argv)
 static int refund_status(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"order", required_argument, NULL, 'o'}, {"key", required_argument, NULL, 'k'},
-        {"json", no_argument, NULL, 'j'},        {"help", no_argument, NULL, 'h'},
+        {"order", required_argument, NULL, 'o'},
+        {"key", required_argument, NULL, 'k'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *order_id = NULL, *key = NULL;
@@ -431,13 +424,13 @@ static int refund_status(int argc, char **argv)
     if (optind < argc)
         return cli_usage_error(CMD_STATUS, "unexpected argument \"%s\"", argv[optind]);
     if (strlen(order_id ? order_id : key) > ORDER_FIELD_MAX || *(order_id ? order_id : key) == 0)
-        return cli_usage_error(CMD_STATUS, "an order id or key has 1 to %d bytes",
-                               ORDER_FIELD_MAX);
-    oms_status s = fetch(order_id ? "order_id" : "key", order_id ? order_id : key, &body,
-                         &missing, false);
+        return cli_usage_error(CMD_STATUS, "an order id or key has 1 to %d bytes", ORDER_FIELD_MAX);
+    oms_status s = fetch(order_id ? "order_id" : "key", order_id ? order_id : key, &body, &missing,
+                         false);
     if (missing) {
         cli_error("no refund request with key %s has been decided (a request is decided "
-                  "within seconds; check the key)", key);
+                  "within seconds; check the key)",
+                  key);
         return CLI_EXIT_FAIL;
     }
     if (s != OMS_OK)

@@ -51,8 +51,8 @@ static json_t *stream_json(js_conn *c, const char *name)
     json_t *j;
     if (st == NATS_OK)
         j = json_pack("{s:s,s:s,s:I,s:I,s:I}", "name", name, "state", "ok", "messages",
-                      (json_int_t)si->State.Msgs, "bytes", (json_int_t)si->State.Bytes,
-                      "consumers", (json_int_t)si->State.Consumers);
+                      (json_int_t)si->State.Msgs, "bytes", (json_int_t)si->State.Bytes, "consumers",
+                      (json_int_t)si->State.Consumers);
     else if (code == JSStreamNotFoundErr || st == NATS_NOT_FOUND)
         j = json_pack("{s:s,s:s}", "name", name, "state", "missing");
     else
@@ -64,11 +64,11 @@ static json_t *stream_json(js_conn *c, const char *name)
 
 static json_t *consumer_json(const jsConsumerInfo *ci)
 {
-    return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "stream", ci->Stream, "name",
-                     ci->Name, "num_pending", (json_int_t)ci->NumPending, "ack_pending",
-                     (json_int_t)ci->NumAckPending, "redelivered",
-                     (json_int_t)ci->NumRedelivered, "waiting", (json_int_t)ci->NumWaiting,
-                     "delivered", (json_int_t)ci->Delivered.Consumer, "acked",
+    return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "stream", ci->Stream, "name", ci->Name,
+                     "num_pending", (json_int_t)ci->NumPending, "ack_pending",
+                     (json_int_t)ci->NumAckPending, "redelivered", (json_int_t)ci->NumRedelivered,
+                     "waiting", (json_int_t)ci->NumWaiting, "delivered",
+                     (json_int_t)ci->Delivered.Consumer, "acked",
                      (json_int_t)ci->AckFloor.Consumer);
 }
 
@@ -94,8 +94,8 @@ static json_t *nats_json(js_conn *c)
         if (ok)
             add_consumers(c, STREAMS[i], consumers);
     }
-    return json_pack("{s:s,s:b,s:o,s:o}", "url", cli_nats_url(), "connected", c != NULL,
-                     "streams", streams, "consumers", consumers);
+    return json_pack("{s:s,s:b,s:o,s:o}", "url", cli_nats_url(), "connected", c != NULL, "streams",
+                     streams, "consumers", consumers);
 }
 
 /* Open dead letters of a service that answered, or null. */
@@ -128,8 +128,7 @@ static json_t *service_json(const cli_service *svc)
                          "dead_letters", "error", err);
     json_decref(body);
     return json_pack("{s:s,s:s,s:s,s:o}", "name", svc->name, "url", url, "state",
-                     status == 200 ? "ready" : "not ready", "dead_letters",
-                     dead_letter_count(svc));
+                     status == 200 ? "ready" : "not ready", "dead_letters", dead_letter_count(svc));
 }
 
 json_t *cli_status_gather(js_conn *c)
@@ -147,7 +146,8 @@ static bool all_ready(const json_t *status)
     const json_t *services = json_object_get(status, "services");
     size_t i;
     const json_t *svc;
-    json_array_foreach(services, i, svc) {
+    json_array_foreach(services, i, svc)
+    {
         if (strcmp(json_string_value(json_object_get(svc, "state")), "ready") != 0)
             return false;
     }
@@ -164,7 +164,8 @@ static void print_streams(const json_t *streams)
     json_t *s;
     if (t == NULL)
         return;
-    json_array_foreach(streams, i, s) {
+    json_array_foreach(streams, i, s)
+    {
         char msgs[32], bytes[32] = "-", consumers[32];
         json_t *b = json_object_get(s, "bytes");
         if (json_is_integer(b))
@@ -188,7 +189,8 @@ static void print_consumers(const json_t *consumers)
     json_t *c;
     if (t == NULL)
         return;
-    json_array_foreach(consumers, i, c) {
+    json_array_foreach(consumers, i, c)
+    {
         char pending[32], ack[32], redelivered[32];
         const char *row[] = {json_string_value(json_object_get(c, "stream")),
                              json_string_value(json_object_get(c, "name")),
@@ -212,7 +214,8 @@ static void print_services(const json_t *services)
     json_t *s;
     if (t == NULL)
         return;
-    json_array_foreach(services, i, s) {
+    json_array_foreach(services, i, s)
+    {
         char dead[32];
         json_t *n = json_object_get(s, "dead_letters");
         if (json_is_integer(n) && json_integer_value(n) >= DLQ_COUNT_LIMIT)

@@ -47,13 +47,13 @@ typedef struct stock_row {
 /* State of one pass over the file. */
 typedef struct stock_pass {
     const char *path;
-    bool publish;            /* second pass */
+    bool publish; /* second pass */
     js_conn *c;
     stock_header header;
-    int64_t record;          /* header = 1 */
+    int64_t record; /* header = 1 */
     int64_t bad_rows, products;
-    json_t *skus;            /* sku -> first row, first pass only */
-    oms_status status;       /* stops the pass when not OMS_OK */
+    json_t *skus;      /* sku -> first row, first pass only */
+    oms_status status; /* stops the pass when not OMS_OK */
     bool stop;
 } stock_pass;
 
@@ -86,16 +86,20 @@ static oms_status header_parse(char *const *fields, size_t n, stock_header *h, c
             if (strcasecmp(fields[i], COLUMNS[c]) == 0)
                 col = c;
         if (col < 0 || h->index[col] >= 0) {
-            snprintf(err, ERR_LEN, "header column \"%.60s\" is %s (expected sku,name,on_hand and "
-                     "optionally price)", fields[i], col < 0 ? "unknown" : "repeated");
+            snprintf(err, ERR_LEN,
+                     "header column \"%.60s\" is %s (expected sku,name,on_hand and "
+                     "optionally price)",
+                     fields[i], col < 0 ? "unknown" : "repeated");
             return OMS_EINVAL;
         }
         h->index[col] = (int)i;
     }
     for (int c = COL_SKU; c <= COL_ON_HAND; c++)
         if (h->index[c] < 0) {
-            snprintf(err, ERR_LEN, "header has no %s column (expected sku,name,on_hand and "
-                     "optionally price)", COLUMNS[c]);
+            snprintf(err, ERR_LEN,
+                     "header has no %s column (expected sku,name,on_hand and "
+                     "optionally price)",
+                     COLUMNS[c]);
             return OMS_EINVAL;
         }
     return OMS_OK;
@@ -153,8 +157,10 @@ static oms_status row_parse(const stock_header *h, char *const *fields, size_t n
         parse_on_hand(field(h, fields, n, COL_ON_HAND), row, &out->on_hand, err) != OMS_OK)
         return OMS_EINVAL;
     if (*price != '\0' && money_parse(price, MONEY_MAX_CENTS, &out->price_cents) != OMS_OK) {
-        snprintf(err, ERR_LEN, "row %lld: price \"%.40s\" must be an amount from 0 to "
-                 "10000000.00 with at most 2 decimals", (long long)row, price);
+        snprintf(err, ERR_LEN,
+                 "row %lld: price \"%.40s\" must be an amount from 0 to "
+                 "10000000.00 with at most 2 decimals",
+                 (long long)row, price);
         return OMS_EINVAL;
     }
     return OMS_OK;
@@ -250,7 +256,8 @@ static void publish_record(stock_pass *p, char *const *fields, size_t n)
     if (row_parse(&p->header, fields, n, p->record, &r, err) != OMS_OK) {
         cli_error("%s %s", p->path, err);
         cli_error("%s changed while it was loaded: the %lld products before row %lld were "
-                  "published", p->path, (long long)p->products, (long long)p->record);
+                  "published",
+                  p->path, (long long)p->products, (long long)p->record);
         p->status = OMS_EINVAL;
         return;
     }
@@ -283,8 +290,7 @@ static oms_status validate(const char *path)
                   p.bad_rows == 1 ? "" : "s", path, p.bad_rows == 1 ? "is" : "are");
         s = OMS_EINVAL;
     } else if (s == OMS_OK && p.record < 2) {
-        cli_error("%s has no products: expected a header sku,name,on_hand[,price] and rows",
-                  path);
+        cli_error("%s has no products: expected a header sku,name,on_hand[,price] and rows", path);
         s = OMS_EINVAL;
     } else if (s == OMS_ENOMEM) {
         cli_error("out of memory while checking %s", path);

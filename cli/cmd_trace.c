@@ -48,7 +48,8 @@ static oms_status print_lines(const json_t *trace)
     json_t *e;
     if (t == NULL)
         return OMS_ENOMEM;
-    json_array_foreach(events, i, e) {
+    json_array_foreach(events, i, e)
+    {
         char when[64], since[32];
         cli_format_time_ms((int64_t)json_integer_value(json_object_get(e, "time_ms")), when,
                            sizeof when);

@@ -35,15 +35,15 @@ extern const console_asset CONSOLE_ASSETS[];
 typedef struct console_imports console_imports;
 
 typedef struct console {
-    js_conn *nats;           /* NULL while NATS is unreachable at start */
-    const char *admin_token; /* for the services' admin calls; never sent out */
-    char token[CONSOLE_TOKEN_LEN];   /* what the page must send */
-    bool login_required;     /* bound beyond loopback: the page asks for token */
-    char host[CONSOLE_ORIGIN_LEN];   /* on loopback, the Host requests must carry: */
+    js_conn *nats;                       /* NULL while NATS is unreachable at start */
+    const char *admin_token;             /* for the services' admin calls; never sent out */
+    char token[CONSOLE_TOKEN_LEN];       /* what the page must send */
+    bool login_required;                 /* bound beyond loopback: the page asks for token */
+    char host[CONSOLE_ORIGIN_LEN];       /* on loopback, the Host requests must carry: */
     char host_alias[CONSOLE_ORIGIN_LEN]; /* the address as given, or localhost:PORT */
     console_imports *imports;
-    pthread_mutex_t mu;      /* guards the cached snapshot */
-    char *snapshot;          /* last one built (JSON text), shared by every page */
+    pthread_mutex_t mu; /* guards the cached snapshot */
+    char *snapshot;     /* last one built (JSON text), shared by every page */
     int64_t snapshot_ms;
 } console;
 

@@ -70,9 +70,9 @@ static bool token_ok(const console *con, const http_request *req, bool query_all
         return false;
     if (token != NULL && oms_secret_equal(token, con->token))
         return true;
-    http_respond_error(resp, 401, "%s", con->login_required
-                                            ? "log in with the console's token (--token-file)"
-                                            : "missing or stale console token: reload the page");
+    http_respond_error(resp, 401, "%s",
+                       con->login_required ? "log in with the console's token (--token-file)"
+                                           : "missing or stale console token: reload the page");
     return false;
 }
 
@@ -125,8 +125,8 @@ static void h_session(void *ctx, const http_request *req, http_response *resp)
     if (con->login_required)
         http_respond_json(resp, 200, json_pack("{s:b}", "login_required", 1));
     else
-        http_respond_json(resp, 200, json_pack("{s:b,s:s}", "login_required", 0, "token",
-                                               con->token));
+        http_respond_json(resp, 200,
+                          json_pack("{s:b,s:s}", "login_required", 0, "token", con->token));
 }
 
 /* ---- the picture ----------------------------------------------------------- */
@@ -151,8 +151,8 @@ static void h_events(void *ctx, const http_request *req, http_response *resp)
     if (!token_ok(con, req, true, resp))
         return;
     char *text = console_snapshot_text(con), *event = NULL;
-    if (text == NULL || asprintf(&event, "retry: %d\nevent: snapshot\ndata: %s\n\n", SSE_RETRY_MS,
-                                 text) < 0) {
+    if (text == NULL ||
+        asprintf(&event, "retry: %d\nevent: snapshot\ndata: %s\n\n", SSE_RETRY_MS, text) < 0) {
         free(text);
         http_respond_error(resp, 500, "out of memory");
         return;
@@ -205,8 +205,9 @@ static void h_order(void *ctx, const http_request *req, http_response *resp)
         http_respond_error(resp, 502, "%s", err[0] ? err : "out of memory");
         return;
     }
-    http_respond_json(resp, 200, json_pack("{s:s,s:o,s:o}", "order_id", order_id, "ingest",
-                                           ingest_order(order_id), "trace", trace));
+    http_respond_json(resp, 200,
+                      json_pack("{s:s,s:o,s:o}", "order_id", order_id, "ingest",
+                                ingest_order(order_id), "trace", trace));
 }
 
 /* ---- dead letters ---------------------------------------------------------- */
@@ -232,12 +233,15 @@ static void h_retry(void *ctx, const http_request *req, http_response *resp)
     if (!same_origin_ok(con, req, resp))
         return;
     if (svc == NULL || !positive_id(id)) {
-        http_respond_error(resp, 400, "want /api/dead-letters/SERVICE/ID/retry with SERVICE one "
-                           "of %s and ID a positive integer", cli_service_names());
+        http_respond_error(resp, 400,
+                           "want /api/dead-letters/SERVICE/ID/retry with SERVICE one "
+                           "of %s and ID a positive integer",
+                           cli_service_names());
         return;
     }
     if (con->admin_token == NULL) {
-        http_respond_error(resp, 503, "this console has no OMS_ADMIN_TOKEN: start it with the "
+        http_respond_error(resp, 503,
+                           "this console has no OMS_ADMIN_TOKEN: start it with the "
                            "services' admin token in its environment");
         return;
     }
@@ -250,13 +254,14 @@ static void h_retry(void *ctx, const http_request *req, http_response *resp)
     /* A dead letter still rejected is an outcome of the retry, not a failed
      * request: the page shows its reason. */
     if (status == 200 || status == 409)
-        http_respond_json(resp, 200, json_pack("{s:s,s:s,s:s,s:s}", "service", svc->name, "id", id,
-                                               "state", status == 200 ? "resolved" : "rejected",
-                                               "reason", cli_json_error(body)));
+        http_respond_json(resp, 200,
+                          json_pack("{s:s,s:s,s:s,s:s}", "service", svc->name, "id", id, "state",
+                                    status == 200 ? "resolved" : "rejected", "reason",
+                                    cli_json_error(body)));
     else
         http_respond_error(resp, status >= 400 && status < 600 ? (int)status : 502, "%s: %s",
-                           svc->name, *cli_json_error(body) ? cli_json_error(body)
-                                                            : "unexpected answer");
+                           svc->name,
+                           *cli_json_error(body) ? cli_json_error(body) : "unexpected answer");
     json_decref(body);
 }
 

@@ -108,7 +108,8 @@ static void on_rows(console_imports *ci, natsMsg *msg)
     if (natsMsgHeader_Get(msg, HDR_IMPORT_ID, &import_id) != NATS_OK || *import_id == '\0')
         return; /* rows without an import are not an import */
     bool is_end = natsMsgHeader_Get(msg, HDR_IMPORT_END, &end) == NATS_OK;
-    long long rows = is_end ? 0 : chunk_rows(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+    long long rows = is_end ? 0
+                            : chunk_rows(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
     pthread_mutex_lock(&ci->mu);
     import_progress *p = entry(ci, import_id);
     p->rows_received += rows;
@@ -202,8 +203,8 @@ oms_status console_imports_create(console_imports **out, js_conn *c)
     pthread_mutex_init(&ci->mu, NULL);
     for (int i = 0; i < N_SUBS; i++) {
         ci->ctxs[i] = (sub_ctx){.ci = ci, .kind = i};
-        if (natsConnection_Subscribe(&ci->subs[i], js_nats(c), SUBJECTS[i], on_msg,
-                                     &ci->ctxs[i]) != NATS_OK) {
+        if (natsConnection_Subscribe(&ci->subs[i], js_nats(c), SUBJECTS[i], on_msg, &ci->ctxs[i]) !=
+            NATS_OK) {
             console_imports_destroy(ci);
             return OMS_ENATS;
         }

@@ -42,7 +42,8 @@ static void add_health(json_t *services)
 {
     size_t i;
     json_t *s;
-    json_array_foreach(services, i, s) {
+    json_array_foreach(services, i, s)
+    {
         const cli_service *svc = cli_service_find(json_string_value(json_object_get(s, "name")));
         char url[CLI_URL_LEN], err[CLI_HTTP_ERR_LEN];
         long status = 0;

@@ -53,11 +53,11 @@ typedef void (*import_tick_fn)(void *ctx, int64_t rows_sent);
 typedef struct import_send_opts {
     const char *path;
     const char *import_id;
-    int64_t chunk_rows;     /* data rows per chunk; fewer when a chunk would
-                               exceed the server's max payload */
-    int64_t ack_wait_ms;    /* for the PubAcks of all chunks, then of the end marker */
+    int64_t chunk_rows;         /* data rows per chunk; fewer when a chunk would
+                                   exceed the server's max payload */
+    int64_t ack_wait_ms;        /* for the PubAcks of all chunks, then of the end marker */
     const char *content_sha256; /* sent as Oms-Content-Sha256 with every chunk; may be NULL */
-    import_tick_fn tick;    /* may be NULL */
+    import_tick_fn tick;        /* may be NULL */
     void *tick_ctx;
 } import_send_opts;
 
@@ -85,19 +85,19 @@ typedef struct import_failure {
 
 /* What has been seen of one import. */
 typedef struct import_outcome {
-    int64_t orders_seen;       /* order.created events of this import */
-    int64_t rejections_seen;   /* import.rejected events of this import */
-    size_t n_rejections;       /* the lowest-numbered rows seen, in row order */
+    int64_t orders_seen;     /* order.created events of this import */
+    int64_t rejections_seen; /* import.rejected events of this import */
+    size_t n_rejections;     /* the lowest-numbered rows seen, in row order */
     import_rejection rejections[IMPORT_MAX_REJECTIONS];
-    bool completed;            /* import.completed arrived; the counts below are set */
+    bool completed; /* import.completed arrived; the counts below are set */
     int32_t rows, valid_rows, rejected_rows, orders, missing_rows;
-    bool timed_out;            /* ingest sealed it before every announced row came */
+    bool timed_out; /* ingest sealed it before every announced row came */
     /* order.paid / order.failed of the import's orders, each order once. */
     int64_t paid, failed;
     int64_t failed_out_of_stock, failed_payment; /* failed, by reason prefix */
-    int64_t revenue_cents;     /* Σ total_cents of the paid orders (saturates) */
-    char currency[IMPORT_CURRENCY_LEN]; /* of the import's events; "" before one came */
-    size_t n_failures;         /* the first failures to arrive, in arrival order */
+    int64_t revenue_cents;                       /* Σ total_cents of the paid orders (saturates) */
+    char currency[IMPORT_CURRENCY_LEN];          /* of the import's events; "" before one came */
+    size_t n_failures; /* the first failures to arrive, in arrival order */
     import_failure failures[IMPORT_MAX_FAILURES];
 } import_outcome;
 
@@ -123,16 +123,16 @@ void import_watch_destroy(import_watch *w);
 
 /* What `omsctl import` reports when it stops waiting. */
 typedef struct import_summary {
-    const char *import_id;     /* borrowed */
+    const char *import_id; /* borrowed */
     import_outcome o;
     int64_t rows_sent;
-    double completed_s;        /* from the start to import.completed */
-    double elapsed_s;          /* from the start to the end of the wait */
-    bool follow;               /* waited for every order to be paid or failed */
-    bool settled;              /* follow, and every order was paid or failed */
-    int64_t dropped;           /* import_watch_dropped */
-    const char *ignored;       /* columns ingest ignored, ", "-separated; NULL or "" none */
-    const char *id_prefix;     /* generated order ids are id_prefix + row; NULL none */
+    double completed_s;    /* from the start to import.completed */
+    double elapsed_s;      /* from the start to the end of the wait */
+    bool follow;           /* waited for every order to be paid or failed */
+    bool settled;          /* follow, and every order was paid or failed */
+    int64_t dropped;       /* import_watch_dropped */
+    const char *ignored;   /* columns ingest ignored, ", "-separated; NULL or "" none */
+    const char *id_prefix; /* generated order ids are id_prefix + row; NULL none */
 } import_summary;
 
 /* Orders of the import neither paid nor failed yet (ingest's count once the

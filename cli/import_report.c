@@ -39,8 +39,7 @@ static json_t *rejections_json(const import_outcome *o)
     for (size_t i = 0; arr != NULL && i < o->n_rejections; i++) {
         const import_rejection *r = &o->rejections[i];
         json_array_append_new(arr, json_pack("{s:i,s:s,s:s,s:s}", "row", (int)r->row, "order_id",
-                                             r->order_id, "field", r->field, "reason",
-                                             r->reason));
+                                             r->order_id, "field", r->field, "reason", r->reason));
     }
     return arr;
 }
@@ -64,14 +63,12 @@ static oms_status add_lifecycle_json(json_t *out, const import_summary *s)
     bool followed = s->follow && o->completed;
     json_t *lc = json_pack("{s:o,s:I,s:I,s:I,s:I,s:I,s:s?,s:o,s:o}", "completed_s",
                            o->completed ? json_real(s->completed_s) : json_null(), "paid",
-                           (json_int_t)o->paid,
-                           "failed", (json_int_t)o->failed, "failed_out_of_stock",
-                           (json_int_t)o->failed_out_of_stock, "failed_payment",
-                           (json_int_t)o->failed_payment, "revenue_cents",
+                           (json_int_t)o->paid, "failed", (json_int_t)o->failed,
+                           "failed_out_of_stock", (json_int_t)o->failed_out_of_stock,
+                           "failed_payment", (json_int_t)o->failed_payment, "revenue_cents",
                            (json_int_t)o->revenue_cents, "currency",
                            o->currency[0] ? o->currency : NULL, "failures", failures_json(o),
-                           "in_flight",
-                           followed ? json_integer(import_in_flight(o)) : json_null());
+                           "in_flight", followed ? json_integer(import_in_flight(o)) : json_null());
     oms_status st = lc != NULL && json_object_update(out, lc) == 0 ? OMS_OK : OMS_ENOMEM;
     json_decref(lc);
     return st;
@@ -81,17 +78,16 @@ oms_status import_print_json(const import_summary *s)
 {
     const import_outcome *o = &s->o;
     json_int_t rows = o->completed ? o->rows : s->rows_sent;
-    json_t *out = json_pack("{s:s,s:I,s:o,s:I,s:I,s:o,s:b,s:b,s:o,s:f}", "import_id",
-                            s->import_id, "rows", rows,
-                            "valid_rows", o->completed ? json_integer(o->valid_rows) : json_null(),
+    json_t *out = json_pack("{s:s,s:I,s:o,s:I,s:I,s:o,s:b,s:b,s:o,s:f}", "import_id", s->import_id,
+                            "rows", rows, "valid_rows",
+                            o->completed ? json_integer(o->valid_rows) : json_null(),
                             "rejected_rows",
                             (json_int_t)(o->completed ? o->rejected_rows : o->rejections_seen),
                             "orders", (json_int_t)(o->completed ? o->orders : o->orders_seen),
                             "missing_rows",
-                            o->completed ? json_integer(o->missing_rows) : json_null(),
-                            "timed_out", o->completed ? o->timed_out : true, "completed",
-                            o->completed, "rejections", rejections_json(o), "elapsed_s",
-                            s->elapsed_s);
+                            o->completed ? json_integer(o->missing_rows) : json_null(), "timed_out",
+                            o->completed ? o->timed_out : true, "completed", o->completed,
+                            "rejections", rejections_json(o), "elapsed_s", s->elapsed_s);
     if (out != NULL && s->ignored != NULL && *s->ignored != '\0')
         json_object_set_new(out, "ignored_columns", json_string(s->ignored));
     if (out != NULL && s->id_prefix != NULL)
@@ -179,8 +175,8 @@ static void print_not_completed(const import_summary *s, long long timeout_s)
         cli_error("stopped waiting: import %s was sent (%lld rows) but has not completed yet",
                   s->import_id, (long long)s->rows_sent);
     else
-        cli_error("import %s was sent (%lld rows) but did not complete within %lld s",
-                  s->import_id, (long long)s->rows_sent, timeout_s);
+        cli_error("import %s was sent (%lld rows) but did not complete within %lld s", s->import_id,
+                  (long long)s->rows_sent, timeout_s);
     fprintf(stderr,
             "ingest may still be working on it: `omsctl events tail import.completed` shows "
             "it when it completes;\n`omsctl status` shows what INGEST still holds, and "
@@ -203,10 +199,9 @@ static void print_in_flight(const import_summary *s, long long timeout_s)
         cli_error("%lld order.paid/order.failed events were dropped because omsctl could not "
                   "keep up: the paid and failed counts are short",
                   (long long)s->dropped);
-    fprintf(stderr,
-            "inventory and payment may still be working on them: `omsctl status` shows the "
-            "consumers' backlog and dead letters,\n`omsctl order show ORDER_ID` where one "
-            "order stands; --no-follow stops once the import completed\n");
+    fprintf(stderr, "inventory and payment may still be working on them: `omsctl status` shows the "
+                    "consumers' backlog and dead letters,\n`omsctl order show ORDER_ID` where one "
+                    "order stands; --no-follow stops once the import completed\n");
 }
 
 void import_print_unfinished(const import_summary *s, long long timeout_s)

@@ -22,9 +22,9 @@
 typedef struct sender {
     js_conn *c;
     const import_send_opts *o;
-    char *buf;                /* header line + this chunk's rows */
+    char *buf; /* header line + this chunk's rows */
     size_t len, cap, header_len, max_bytes;
-    int64_t record;           /* records read; the header is record 1 */
+    int64_t record; /* records read; the header is record 1 */
     int64_t chunk_seq, chunk_first_row, chunk_rows;
     int64_t rows_sent;
     oms_status status;

@@ -165,8 +165,8 @@ static void on_paid(natsConnection *nc, natsSubscription *sub, natsMsg *msg, voi
 {
     import_watch *w = arg;
     (void)nc, (void)sub;
-    Oms__V1__OrderPaid *ev = oms__v1__order_paid__unpack(
-        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+    Oms__V1__OrderPaid *ev = oms__v1__order_paid__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
+                                                         (const uint8_t *)natsMsg_GetData(msg));
     if (ev != NULL && strcmp(ev->import_id, w->import_id) == 0) {
         pthread_mutex_lock(&w->mu);
         import_outcome *o = &w->seen;
@@ -186,8 +186,9 @@ static void on_failed(natsConnection *nc, natsSubscription *sub, natsMsg *msg, v
 {
     import_watch *w = arg;
     (void)nc, (void)sub;
-    Oms__V1__OrderFailed *ev = oms__v1__order_failed__unpack(
-        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+    Oms__V1__OrderFailed *ev = oms__v1__order_failed__unpack(NULL,
+                                                             (size_t)natsMsg_GetDataLength(msg),
+                                                             (const uint8_t *)natsMsg_GetData(msg));
     if (ev != NULL && strcmp(ev->import_id, w->import_id) == 0) {
         pthread_mutex_lock(&w->mu);
         if (first_settlement(w, ev->order_id)) {

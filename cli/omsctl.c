@@ -20,12 +20,18 @@ typedef struct command {
 } command;
 
 static const command COMMANDS[] = {
-    {"import", cmd_import}, {"order", cmd_order}, {"stock", cmd_stock},
-    {"events", cmd_events}, {"status", cmd_status}, {"dlq", cmd_dlq},
+    {"import", cmd_import},
+    {"order", cmd_order},
+    {"stock", cmd_stock},
+    {"events", cmd_events},
+    {"status", cmd_status},
+    {"dlq", cmd_dlq},
     {"notifications", cmd_notifications},
     {"refund", cmd_refund},
-    {"kpi", cmd_kpi}, {"leaderboard", cmd_leaderboard},
-    {"trace", cmd_trace}, {"console", cmd_console},
+    {"kpi", cmd_kpi},
+    {"leaderboard", cmd_leaderboard},
+    {"trace", cmd_trace},
+    {"console", cmd_console},
 };
 
 static void print_help(FILE *out)
@@ -111,7 +117,8 @@ static int dispatch(int argc, char **argv)
         if (strcmp(COMMANDS[i].name, name) == 0)
             return COMMANDS[i].run(argc - 1, argv + 1);
     cli_error("unknown command \"%s\" (commands: import, order, stock, events, status, dlq, "
-              "notifications, refund, kpi, leaderboard, trace, console)", name);
+              "notifications, refund, kpi, leaderboard, trace, console)",
+              name);
     fputs("run `omsctl --help` for usage\n", stderr);
     return CLI_EXIT_USAGE;
 }

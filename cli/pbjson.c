@@ -26,10 +26,9 @@ static const ProtobufCMessageDescriptor *const KNOWN[] = {
     &oms__v1__stock_reserved__descriptor,   &oms__v1__stock_rejected__descriptor,
     &oms__v1__payment_settled__descriptor,  &oms__v1__stock_committed__descriptor,
     &oms__v1__stock_released__descriptor,   &oms__v1__order_paid__descriptor,
-    &oms__v1__order_failed__descriptor,
-    &oms__v1__refund_line__descriptor,      &oms__v1__refund_requested__descriptor,
-    &oms__v1__refund_processed__descriptor, &oms__v1__refund_rejected__descriptor,
-    &oms__v1__order_refunded__descriptor,
+    &oms__v1__order_failed__descriptor,     &oms__v1__refund_line__descriptor,
+    &oms__v1__refund_requested__descriptor, &oms__v1__refund_processed__descriptor,
+    &oms__v1__refund_rejected__descriptor,  &oms__v1__order_refunded__descriptor,
 };
 
 const ProtobufCMessageDescriptor *pbjson_descriptor(const char *type_name)

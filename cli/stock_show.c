@@ -70,8 +70,7 @@ static oms_status add_product(cli_table *t, const json_t *p)
 
 static oms_status print_products(const json_t *products)
 {
-    static const char *const head[] = {"SKU",       "NAME",     "ON HAND",
-                                       "RESERVED",  "AVAILABLE", "PRICE"};
+    static const char *const head[] = {"SKU", "NAME", "ON HAND", "RESERVED", "AVAILABLE", "PRICE"};
     if (json_array_size(products) == 0) {
         printf("no products: load them with `omsctl stock load FILE`\n");
         return OMS_OK;
@@ -80,7 +79,8 @@ static oms_status print_products(const json_t *products)
     oms_status s = t ? OMS_OK : OMS_ENOMEM;
     size_t i;
     json_t *p;
-    json_array_foreach(products, i, p) {
+    json_array_foreach(products, i, p)
+    {
         if (s == OMS_OK)
             s = add_product(t, p);
     }
@@ -127,9 +127,8 @@ static oms_status fetch(const char *sku, json_t **out)
     } else if (status != 200) {
         cli_error("inventory answered HTTP %ld to GET %s%s%s%s", status, url,
                   *cli_json_error(body) ? ": " : "", cli_json_error(body),
-                  cli_http_no_route(status, body)
-                      ? " (is OMS_INVENTORY_URL the inventory service?)"
-                      : "");
+                  cli_http_no_route(status, body) ? " (is OMS_INVENTORY_URL the inventory service?)"
+                                                  : "");
         s = OMS_EIO;
     } else if (products_of(body, sku != NULL) == NULL) {
         cli_error("inventory answered GET %s with JSON of an unexpected shape (%s expected): "

@@ -46,10 +46,10 @@ static const stream_spec IMPORT_STREAM = {"IMPORTS", "import.>"};
 typedef struct trace_run {
     js_conn *c;
     const char *order_id;
-    json_t *events;           /* as read, before ordering */
+    json_t *events;                   /* as read, before ordering */
     const char *imports[MAX_IMPORTS]; /* borrowed from events */
     size_t n_imports;
-    bool removed;            /* some stream has dropped messages (age or limits) */
+    bool removed; /* some stream has dropped messages (age or limits) */
     int64_t orders_max_age_ms;
     char *err;
 } trace_run;
@@ -120,7 +120,8 @@ static void summary_refund(const char *subject, const json_t *ev, char *out, siz
         char amount[64];
         money_format(int_member(ev, "amount_cents"), amount, sizeof amount);
         /* A request carries no currency: the order's is implied. */
-        append(out, out_len, "%s", int_member(ev, "amount_cents") == 0 ? "everything left" : amount);
+        append(out, out_len, "%s",
+               int_member(ev, "amount_cents") == 0 ? "everything left" : amount);
     } else if (strcmp(subject, "refund.processed") == 0) {
         append_money(out, out_len, "refunded ", ev, "amount_cents");
         append_money(out, out_len, ", total ", ev, "refunded_total_cents");
@@ -196,11 +197,11 @@ static json_t *event_record(const char *stream, uint64_t seq, natsMsg *msg, json
     const json_t *meta = json_object_get(ev, "meta");
     trace_summary(subject, ev, summary, sizeof summary);
     return json_pack("{s:I,s:n,s:s,s:I,s:s,s:s?,s:s,s:s,s:s,s:s,s:O}", "time_ms",
-                     (json_int_t)int_member(meta, "occurred_at_ms"), "since_created_ms",
-                     "stream", stream, "seq", (json_int_t)seq, "subject", subject, "type", type,
-                     "producer", str_member(meta, "producer"), "event_id",
-                     str_member(meta, "event_id"), "causation_id",
-                     str_member(meta, "causation_id"), "summary", summary, "event", ev);
+                     (json_int_t)int_member(meta, "occurred_at_ms"), "since_created_ms", "stream",
+                     stream, "seq", (json_int_t)seq, "subject", subject, "type", type, "producer",
+                     str_member(meta, "producer"), "event_id", str_member(meta, "event_id"),
+                     "causation_id", str_member(meta, "causation_id"), "summary", summary, "event",
+                     ev);
 }
 
 /* Decodes msg and keeps it when it belongs to the order. */
@@ -215,8 +216,7 @@ static void consider(trace_run *run, const char *stream, natsMsg *msg, uint64_t 
         json_t *rec = event_record(stream, seq, msg, ev);
         if (rec != NULL) {
             json_array_append_new(run->events, rec);
-            remember_import(run, natsMsg_GetSubject(msg),
-                            json_object_get(rec, "event"));
+            remember_import(run, natsMsg_GetSubject(msg), json_object_get(rec, "event"));
         }
     }
     json_decref(ev);
@@ -299,7 +299,8 @@ static bool in_trace(const json_t *events, const char *event_id)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(events, i, e) if (strcmp(str_member(e, "event_id"), event_id) == 0) return true;
+    json_array_foreach(events, i,
+                       e) if (strcmp(str_member(e, "event_id"), event_id) == 0) return true;
     return false;
 }
 
@@ -309,7 +310,8 @@ static size_t next_event(const json_t *events, const json_t *placed, const bool 
 {
     size_t best = SIZE_MAX, any = SIZE_MAX, i;
     json_t *e;
-    json_array_foreach(events, i, e) {
+    json_array_foreach(events, i, e)
+    {
         if (done[i])
             continue;
         const char *cause = str_member(e, "causation_id");
@@ -343,8 +345,9 @@ static json_t *causal_order(json_t *events)
     }
     size_t i;
     json_t *e;
-    json_array_foreach(sorted, i, e) if (created_ms != INT64_MIN) json_object_set_new(
-        e, "since_created_ms", json_integer(int_member(e, "time_ms") - created_ms));
+    json_array_foreach(sorted, i, e) if (created_ms != INT64_MIN)
+        json_object_set_new(e, "since_created_ms",
+                            json_integer(int_member(e, "time_ms") - created_ms));
 out:
     free(done);
     json_decref(placed);
@@ -357,7 +360,8 @@ static bool has_subject(const json_t *events, const char *subject)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(events, i, e) if (strcmp(str_member(e, "subject"), subject) == 0) return true;
+    json_array_foreach(events, i,
+                       e) if (strcmp(str_member(e, "subject"), subject) == 0) return true;
     return false;
 }
 
@@ -372,14 +376,18 @@ static json_t *trace_note(const trace_run *run, const json_t *events)
     else
         snprintf(retention, sizeof retention, "ORDERS has dropped its oldest messages");
     if (json_array_size(events) == 0 && !run->removed)
-        snprintf(note, sizeof note, "no event in the streams names order %s: there is no such order",
-                 run->order_id);
+        snprintf(note, sizeof note,
+                 "no event in the streams names order %s: there is no such order", run->order_id);
     else if (json_array_size(events) == 0)
-        snprintf(note, sizeof note, "no event in the streams names order %s: there is no such "
-                 "order, or its events have aged out (%s)", run->order_id, retention);
+        snprintf(note, sizeof note,
+                 "no event in the streams names order %s: there is no such "
+                 "order, or its events have aged out (%s)",
+                 run->order_id, retention);
     else if (!has_subject(events, "order.created"))
-        snprintf(note, sizeof note, "order.created of %s is not in the streams any more (%s): "
-                 "the events shown are what is left", run->order_id, retention);
+        snprintf(note, sizeof note,
+                 "order.created of %s is not in the streams any more (%s): "
+                 "the events shown are what is left",
+                 run->order_id, retention);
     else
         return json_null();
     return json_string(note);

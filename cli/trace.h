@@ -22,8 +22,7 @@
  * into *out (caller decrefs). "note" says why nothing (or no order.created)
  * was found: never there, or aged out with the streams' retention. Borrows
  * c. On a NATS error returns OMS_ENATS with the reason in err. */
-oms_status trace_collect(js_conn *c, const char *order_id, json_t **out,
-                         char err[TRACE_ERR_LEN]);
+oms_status trace_collect(js_conn *c, const char *order_id, json_t **out, char err[TRACE_ERR_LEN]);
 
 /* An order's notifications from notify's history (trace_notify.c): GET
  * /notifications?order_id= into *list (notify's array; caller decrefs).

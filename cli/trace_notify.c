@@ -47,25 +47,25 @@ json_t *trace_notification_record(const json_t *n)
     snprintf(subject, sizeof subject, "notification.%s", str_of(n, "channel"));
     snprintf(event_id, sizeof event_id, "notification:%lld",
              (long long)json_integer_value(json_object_get(n, "id")));
-    int used = snprintf(summary, sizeof summary, "%s to %s: %s, %lld attempt%s",
-                        str_of(n, "type"), to, str_of(n, "state"), attempts,
-                        attempts == 1 ? "" : "s");
+    int used = snprintf(summary, sizeof summary, "%s to %s: %s, %lld attempt%s", str_of(n, "type"),
+                        to, str_of(n, "state"), attempts, attempts == 1 ? "" : "s");
     if (*str_of(n, "last_error") && used > 0 && (size_t)used < sizeof summary)
         snprintf(summary + used, sizeof summary - (size_t)used, " (%s)", str_of(n, "last_error"));
     if (*when == '\0')
         when = str_of(n, "created_at");
     return json_pack("{s:I,s:n,s:s,s:I,s:s,s:n,s:s,s:s,s:s,s:s,s:O}", "time_ms",
                      (json_int_t)iso_ms(when), "since_created_ms", "stream", "notify", "seq",
-                     (json_int_t)0, "subject", subject, "type", "producer", "notify",
-                     "event_id", event_id, "causation_id", str_of(n, "event_id"), "summary",
-                     summary, "event", n);
+                     (json_int_t)0, "subject", subject, "type", "producer", "notify", "event_id",
+                     event_id, "causation_id", str_of(n, "event_id"), "summary", summary, "event",
+                     n);
 }
 
 void trace_add_notifications(json_t *events, const json_t *list)
 {
     size_t i;
     json_t *n;
-    json_array_foreach(list, i, n) {
+    json_array_foreach(list, i, n)
+    {
         json_t *rec = trace_notification_record(n);
         if (rec != NULL)
             json_array_append_new(events, rec);
@@ -83,8 +83,7 @@ oms_status trace_fetch_notifications(const char *order_id, json_t **list, char *
     *list = NULL;
     if (svc == NULL || cli_url_escape(order_id, escaped, sizeof escaped) != OMS_OK)
         return OMS_EINVAL;
-    snprintf(path, sizeof path, "/notifications?order_id=%s&limit=%d", escaped,
-             NOTIFICATIONS_MAX);
+    snprintf(path, sizeof path, "/notifications?order_id=%s&limit=%d", escaped, NOTIFICATIONS_MAX);
     cli_service_endpoint(svc, path, url, sizeof url);
     if (cli_http("GET", url, NULL, HTTP_TIMEOUT_MS, &status, &body, err) != OMS_OK ||
         status != 200 || !json_is_array(json_object_get(body, "notifications"))) {

@@ -61,8 +61,8 @@ static natsStatus connect_nats(natsConnection **nc)
 static void print_money(int64_t cents, const char *currency)
 {
     uint64_t abs_cents = cents < 0 ? (uint64_t)0 - (uint64_t)cents : (uint64_t)cents;
-    printf("%s%" PRIu64 ".%02" PRIu64 " %s", cents < 0 ? "-" : "", abs_cents / 100,
-           abs_cents % 100, currency);
+    printf("%s%" PRIu64 ".%02" PRIu64 " %s", cents < 0 ? "-" : "", abs_cents / 100, abs_cents % 100,
+           currency);
 }
 
 /* Decodes one event by its Oms-Type header and prints it on one line. */
@@ -86,8 +86,7 @@ static void print_event(natsMsg *m, const char *type)
     } else if (strcmp(type, "oms.v1.OrderCreated") == 0) {
         Oms__V1__OrderCreated *e = oms__v1__order_created__unpack(NULL, len, data);
         if (e != NULL) {
-            printf("created %s customer %s %zu lines ", e->order_id, e->customer_id,
-                   e->n_lines);
+            printf("created %s customer %s %zu lines ", e->order_id, e->customer_id, e->n_lines);
             print_money(e->total_cents, e->currency);
             oms__v1__order_created__free_unpacked(e, NULL);
         }
@@ -158,13 +157,13 @@ static int follow(natsConnection *nc, long count)
 typedef struct importer {
     jsCtx *js;
     const char *import_id;
-    char *header;        /* the file's header line, repeated in every chunk */
-    char *chunk;         /* header + rows */
+    char *header; /* the file's header line, repeated in every chunk */
+    char *chunk;  /* header + rows */
     size_t len;
     int chunk_seq;
-    long first_row;      /* record number of the chunk's first row (header = 1) */
+    long first_row; /* record number of the chunk's first row (header = 1) */
     long rows_in_chunk;
-    long max_rows;       /* rows a chunk at most */
+    long max_rows; /* rows a chunk at most */
 } importer;
 
 /* Publishes one message on ingest.rows with the import's headers and waits
@@ -263,8 +262,7 @@ static natsStatus send_file(importer *im, FILE *f, long *rows)
     return st;
 }
 
-static int import_file(natsConnection *nc, const char *path, const char *import_id,
-                       long max_rows)
+static int import_file(natsConnection *nc, const char *path, const char *import_id, long max_rows)
 {
     importer im = {.import_id = import_id, .first_row = 2, .max_rows = max_rows};
     long rows = 0;

@@ -21,7 +21,12 @@ typedef struct oms_backoff {
 /* The policy of OMS's loops: 100 ms doubling to 5 s. */
 #define OMS_BACKOFF_MIN_MS 100
 #define OMS_BACKOFF_MAX_MS 5000
-#define OMS_BACKOFF_INIT {OMS_BACKOFF_MIN_MS, OMS_BACKOFF_MAX_MS, OMS_BACKOFF_MIN_MS}
+/* clang-format off: it would spread one initializer over four lines */
+#define OMS_BACKOFF_INIT                                           \
+    {                                                              \
+        OMS_BACKOFF_MIN_MS, OMS_BACKOFF_MAX_MS, OMS_BACKOFF_MIN_MS \
+    }
+/* clang-format on */
 
 /* The wait after one more failure, a random time in [ceiling/2, ceiling];
  * then the ceiling doubles, up to max_ms. */

@@ -59,8 +59,8 @@ oms_status config_double(const char *name, double def, double min, double max, d
     errno = 0;
     double d = strtod(v, &end);
     if (errno != 0 || end == v || *end != '\0' || !(d >= min && d <= max)) {
-        snprintf(err, CONFIG_ERR_LEN, "%s=\"%s\" is invalid: expected a number from %g to %g",
-                 name, v, min, max);
+        snprintf(err, CONFIG_ERR_LEN, "%s=\"%s\" is invalid: expected a number from %g to %g", name,
+                 v, min, max);
         return OMS_EINVAL;
     }
     *out = d;
@@ -71,8 +71,7 @@ oms_status config_double(const char *name, double def, double min, double max, d
 static void placeholder_fold(const char *value, char out[PLACEHOLDER_MAX])
 {
     size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)value; *p && n + 1 < PLACEHOLDER_MAX;
-         p++)
+    for (const unsigned char *p = (const unsigned char *)value; *p && n + 1 < PLACEHOLDER_MAX; p++)
         if (*p != '-' && *p != '_' && *p != '.' && *p != ' ')
             out[n++] = (char)tolower(*p);
     out[n] = '\0';
@@ -90,9 +89,9 @@ bool config_is_placeholder(const char *value)
 {
     static const char *const prefixes[] = {"changeme", "replaceme", "setme", "fillme", NULL};
     static const char *const inside[] = {"changeme", "placeholder", "example", NULL};
-    static const char *const words[] = {"secret",  "password", "passwd", "pass",    "example",
-                                        "default", "admin",    "token",  "test",    "dummy",
-                                        "todo",    "fixme",    "xxx",    "qwerty",  "letmein",
+    static const char *const words[] = {"secret",  "password", "passwd", "pass",     "example",
+                                        "default", "admin",    "token",  "test",     "dummy",
+                                        "todo",    "fixme",    "xxx",    "qwerty",   "letmein",
                                         "none",    "null",     "empty",  "insecure", NULL};
     char folded[PLACEHOLDER_MAX];
     if (value == NULL)
@@ -239,8 +238,8 @@ static oms_status check_credentials(const oms_config *cfg, char err[CONFIG_ERR_L
              cfg->nats_user ? cfg->nats_user : "");
     /* With a user, an empty password is refused rather than taken as unset. */
     const char *nats_password = cfg->nats_user ? getenv("OMS_NATS_PASSWORD") : cfg->nats_password;
-    if (config_check_password("OMS_NATS_PASSWORD", nats_password,
-                              cfg->nats_user ? needed : NULL, err) != OMS_OK ||
+    if (config_check_password("OMS_NATS_PASSWORD", nats_password, cfg->nats_user ? needed : NULL,
+                              err) != OMS_OK ||
         config_check_secret("OMS_ADMIN_TOKEN", cfg->admin_token, NULL, err) != OMS_OK ||
         check_pg_password(cfg->pg_dsn, err) != OMS_OK ||
         check_redis_password(cfg->redis_url, err) != OMS_OK)
@@ -322,8 +321,8 @@ static oms_status default_health_addr(const char *http_addr, char *out, size_t s
     char *end = NULL;
     long port = strtol(colon + 1, &end, 10);
     if (end == colon + 1 || *end != '\0' || port < 1 || port + 100 > 65535 ||
-        (size_t)snprintf(out, size, "%.*s:%ld", (int)(colon - http_addr), http_addr,
-                         port + 100) >= size) {
+        (size_t)snprintf(out, size, "%.*s:%ld", (int)(colon - http_addr), http_addr, port + 100) >=
+            size) {
         snprintf(err, CONFIG_ERR_LEN,
                  "OMS_HTTP_ADDR=\"%s\" gives no default for OMS_HEALTH_ADDR (its port + 100): "
                  "set OMS_HEALTH_ADDR to host:port or off",

@@ -39,8 +39,8 @@ struct consumer_tally {
 struct consumer {
     const consumer_spec *spec;
     const consumer_env *env;
-    pullsub *ps;                 /* read by the caller's thread only */
-    PGconn *conn;                /* used by ps's thread only */
+    pullsub *ps;  /* read by the caller's thread only */
+    PGconn *conn; /* used by ps's thread only */
     outbox_batch outbox;
     struct consumer_tally tally;
     char last_error[CONSUMER_REASON_LEN];
@@ -219,8 +219,7 @@ static bool headers_from_raw(natsMsg *m, const char *raw, size_t len)
     const char *eol = memchr(p, '\n', len);
     if (len < 12 || memcmp(raw, "NATS/1.0", 8) != 0 || eol == NULL)
         return false;
-    for (p = eol + 1; p < end && !(end - p >= 2 && p[0] == '\r' && p[1] == '\n');
-         p = eol + 1) {
+    for (p = eol + 1; p < end && !(end - p >= 2 && p[0] == '\r' && p[1] == '\n'); p = eol + 1) {
         eol = memchr(p, '\n', (size_t)(end - p));
         const char *colon = memchr(p, ':', (size_t)(end - p));
         if (eol == NULL || eol == p || eol[-1] != '\r' || colon == NULL || colon > eol)
@@ -267,7 +266,7 @@ static oms_status inbox_filter(PGconn *conn, oms_msg *msgs, size_t n)
     size_t m = 0;
     for (size_t i = 0; i < n && s == OMS_OK; i++) {
         if (msgs[i].invalid)
-            continue; /* no text to record: it goes to dead_letters only */
+            continue;             /* no text to record: it goes to dead_letters only */
         msgs[i].duplicate = true; /* until the insert proves it new */
         sorted[m++] = &msgs[i];
         s = pg_array_add(&ids, msgs[i].event_id);
@@ -302,8 +301,17 @@ out:
 }
 
 /* The columns of one dead letter, each an array of text (bytea as hex). */
-enum { DL_SUBJECT, DL_EVENT_ID, DL_HEADERS, DL_REASON, DL_SUBJECT_RAW, DL_EVENT_ID_RAW,
-       DL_HEADERS_RAW, DL_PAYLOAD, DL_NCOLS };
+enum {
+    DL_SUBJECT,
+    DL_EVENT_ID,
+    DL_HEADERS,
+    DL_REASON,
+    DL_SUBJECT_RAW,
+    DL_EVENT_ID_RAW,
+    DL_HEADERS_RAW,
+    DL_PAYLOAD,
+    DL_NCOLS
+};
 
 static oms_status add_hex(pg_cols *c, size_t col, const void *bytes, size_t len)
 {
@@ -506,8 +514,7 @@ static oms_status dead_letter_alone(consumer *c, oms_msg *m)
     oms_status s;
     m->rejected = true;
     m->duplicate = false;
-    if ((s = pg_exec(c->conn, "BEGIN")) == OMS_OK &&
-        (s = inbox_filter(c->conn, m, 1)) == OMS_OK &&
+    if ((s = pg_exec(c->conn, "BEGIN")) == OMS_OK && (s = inbox_filter(c->conn, m, 1)) == OMS_OK &&
         (s = dead_letter_insert(c->conn, m, 1, &dead)) == OMS_OK)
         s = pg_exec(c->conn, "COMMIT");
     if (s != OMS_OK) {
@@ -528,7 +535,7 @@ static oms_status isolate(consumer *c, pullsub *ps, oms_msg *msgs, size_t n,
     for (size_t i = 0; i < n; i++) {
         size_t dead = 0;
         /* A batch of one has just been tried alone. */
-        oms_status s = n == 1            ? batch_status
+        oms_status s = n == 1           ? batch_status
                        : pg_ok(c->conn) ? apply_tx(c, &msgs[i], 1, &dead)
                                         : OMS_ETRANSIENT;
         if (s == OMS_EDB) {
@@ -537,8 +544,7 @@ static oms_status isolate(consumer *c, pullsub *ps, oms_msg *msgs, size_t n,
             s = dead_letter_alone(c, &msgs[i]);
         } else if (s != OMS_OK && pg_ok(c->conn) && msgs[i].deliveries >= max_attempts) {
             snprintf(msgs[i].reason, sizeof msgs[i].reason,
-                     "not applied after %d deliveries: %.400s", msgs[i].deliveries,
-                     c->last_error);
+                     "not applied after %d deliveries: %.400s", msgs[i].deliveries, c->last_error);
             s = dead_letter_alone(c, &msgs[i]);
         }
         if (s == OMS_OK) {
@@ -571,8 +577,8 @@ static void apply_batch(void *ctx, pullsub *ps, oms_msg *msgs, size_t n)
     else
         nak_all(c, ps, msgs, n); /* the database is gone: no message is at fault */
     if (s != OMS_OK) {
-        log_warn("batch not applied, will retry", "consumer", c->spec->name, "error",
-                 c->last_error, NULL);
+        log_warn("batch not applied, will retry", "consumer", c->spec->name, "error", c->last_error,
+                 NULL);
         pullsub_count_retries(ps, 1);
     }
 }
@@ -611,9 +617,14 @@ oms_status consumer_start(consumer **out, const consumer_spec *spec, const consu
     c->env = env;
     outbox_batch_init(&c->outbox);
     pullsub_spec core = {
-        .name = spec->name, .stream = spec->stream, .durable = spec->durable,
-        .filter = spec->filter, .batch_max = spec->batch_max, .wait_ms = spec->wait_ms,
-        .ack_wait_ms = spec->ack_wait_ms, .max_attempts = spec->max_attempts,
+        .name = spec->name,
+        .stream = spec->stream,
+        .durable = spec->durable,
+        .filter = spec->filter,
+        .batch_max = spec->batch_max,
+        .wait_ms = spec->wait_ms,
+        .ack_wait_ms = spec->ack_wait_ms,
+        .max_attempts = spec->max_attempts,
         .nak_delay_ms = spec->nak_delay_ms,
     };
     oms_status s = pullsub_start(&c->ps, &core, env->js, env->m, &pg_applier, c);

@@ -36,8 +36,8 @@ typedef struct consumer_batch {
     PGconn *conn;
     oms_msg *msgs;
     size_t n;
-    outbox_batch *outbox;  /* flushed by the consumer after apply, before COMMIT */
-    const char *producer;  /* the service name, for EventMeta.producer */
+    outbox_batch *outbox;         /* flushed by the consumer after apply, before COMMIT */
+    const char *producer;         /* the service name, for EventMeta.producer */
     struct consumer_tally *tally; /* counts waiting for COMMIT (consumer_count) */
 } consumer_batch;
 
@@ -66,15 +66,15 @@ typedef enum consumer_dedupe {
 } consumer_dedupe;
 
 typedef struct consumer_spec {
-    const char *name;     /* for logs and metrics, e.g. "ingest-rows" */
+    const char *name; /* for logs and metrics, e.g. "ingest-rows" */
     const char *stream;
     const char *durable;
-    const char *filter;   /* subject filter, NULL for the whole stream */
+    const char *filter; /* subject filter, NULL for the whole stream */
     int batch_max;
     int wait_ms;
     int64_t ack_wait_ms;
-    int max_attempts;      /* 0: CONSUMER_MAX_ATTEMPTS */
-    int64_t nak_delay_ms;  /* first nak delay, doubled per delivery; 0: CONSUMER_NAK_DELAY_MS */
+    int max_attempts;       /* 0: CONSUMER_MAX_ATTEMPTS */
+    int64_t nak_delay_ms;   /* first nak delay, doubled per delivery; 0: CONSUMER_NAK_DELAY_MS */
     consumer_dedupe dedupe; /* default CONSUMER_DEDUPE_INBOX; BY_STATE only where a
                              * redelivery test proves the effect idempotent */
     consumer_apply_fn apply;
@@ -84,7 +84,7 @@ typedef struct consumer_spec {
 /* What every consumer of a service shares; borrowed for the consumer's life. */
 typedef struct consumer_env {
     const char *dsn;
-    const char *schema;     /* = service name */
+    const char *schema; /* = service name */
     struct js_conn *js;
     struct metrics *m;
 } consumer_env;
@@ -102,9 +102,9 @@ bool consumer_ready(consumer *c);
 
 /* A stored message as dead_letters keeps it (the *_raw columns and payload). */
 typedef struct consumer_raw {
-    const char *subject;     /* subject_raw (a NATS subject holds no NUL) */
-    const char *event_id;    /* event_id_raw: the id when the message has no Nats-Msg-Id */
-    const void *headers;     /* headers_raw: "NATS/1.0\r\n", "Key: value\r\n"..., "\r\n" */
+    const char *subject;  /* subject_raw (a NATS subject holds no NUL) */
+    const char *event_id; /* event_id_raw: the id when the message has no Nats-Msg-Id */
+    const void *headers;  /* headers_raw: "NATS/1.0\r\n", "Key: value\r\n"..., "\r\n" */
     size_t headers_len;
     const void *data;
     size_t len;

@@ -41,8 +41,8 @@ bool consumer_text_problem(const void *bytes, size_t len, size_t max_bytes, char
             return true;
         }
         if (utf8_is_control(cp)) {
-            snprintf(why, why_len, "contains control character U+%04X at offset %zu",
-                     (unsigned)cp, i);
+            snprintf(why, why_len, "contains control character U+%04X at offset %zu", (unsigned)cp,
+                     i);
             return true;
         }
         i += n;

@@ -31,9 +31,9 @@
 #define CONSUMER_EVENT_ID_LEN 128
 #define CONSUMER_REASON_LEN 512
 #define CONSUMER_SUBJECT_MAX_BYTES 256
-#define CONSUMER_HEADER_MAX_BYTES 1024  /* a header's name, and each of its values */
-#define CONSUMER_MAX_ATTEMPTS 10        /* default of consumer_spec.max_attempts */
-#define CONSUMER_NAK_DELAY_MS 1000      /* default first nak delay, doubled per delivery */
+#define CONSUMER_HEADER_MAX_BYTES 1024 /* a header's name, and each of its values */
+#define CONSUMER_MAX_ATTEMPTS 10       /* default of consumer_spec.max_attempts */
+#define CONSUMER_NAK_DELAY_MS 1000     /* default first nak delay, doubled per delivery */
 #define CONSUMER_NAK_DELAY_MAX_MS 30000
 /* Deliveries past the last attempt the server still makes, so the service
  * itself dead-letters a message whose last attempt crashed: MaxDeliver is
@@ -41,19 +41,19 @@
 #define CONSUMER_SPARE_DELIVERIES 3
 
 typedef struct oms_msg {
-    natsMsg *nmsg;                          /* owned by the consumer */
-    const char *subject;                    /* borrowed from nmsg */
-    const void *data;                       /* borrowed from nmsg */
+    natsMsg *nmsg;       /* owned by the consumer */
+    const char *subject; /* borrowed from nmsg */
+    const void *data;    /* borrowed from nmsg */
     size_t len;
-    char event_id[CONSUMER_EVENT_ID_LEN];   /* Nats-Msg-Id, or "<stream>:<seq>"; for a
-                                             * message refused at the boundary a
-                                             * printable form, for logs only */
-    int deliveries;                         /* JetStream delivery count (1 the first
-                                             * time); 0 when unknown (a replay) */
-    bool duplicate;                         /* already in the inbox: do not apply */
-    bool rejected;                          /* set by consumer_reject */
-    bool invalid;                           /* refused at the boundary: its id is not
-                                             * text, so it stays out of the inbox */
+    char event_id[CONSUMER_EVENT_ID_LEN]; /* Nats-Msg-Id, or "<stream>:<seq>"; for a
+                                           * message refused at the boundary a
+                                           * printable form, for logs only */
+    int deliveries;                       /* JetStream delivery count (1 the first
+                                           * time); 0 when unknown (a replay) */
+    bool duplicate;                       /* already in the inbox: do not apply */
+    bool rejected;                        /* set by consumer_reject */
+    bool invalid;                         /* refused at the boundary: its id is not
+                                           * text, so it stays out of the inbox */
     char reason[CONSUMER_REASON_LEN];
 } oms_msg;
 

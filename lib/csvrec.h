@@ -30,9 +30,9 @@ typedef enum csvrec_fault {
     CSVREC_FAULT_NUL,             /* a field holds a NUL byte */
     CSVREC_FAULT_TOO_MANY_FIELDS, /* more than fields_max fields */
     /* Input faults: nothing after this point can be read. */
-    CSVREC_FAULT_FIELD_TOO_LONG,  /* more than field_bytes_max bytes */
-    CSVREC_FAULT_BAD_QUOTE,       /* a quote inside an unquoted field, or text after one closed */
-    CSVREC_FAULT_UNCLOSED_QUOTE,  /* a quoted field still open at a parse error or the end */
+    CSVREC_FAULT_FIELD_TOO_LONG, /* more than field_bytes_max bytes */
+    CSVREC_FAULT_BAD_QUOTE,      /* a quote inside an unquoted field, or text after one closed */
+    CSVREC_FAULT_UNCLOSED_QUOTE, /* a quoted field still open at a parse error or the end */
 } csvrec_fault;
 
 /* Where and what. record and field count from 1 (blank lines are not
@@ -40,9 +40,9 @@ typedef enum csvrec_fault {
 typedef struct csvrec_error {
     csvrec_fault fault;
     size_t record;
-    size_t field;       /* 0 for CSVREC_FAULT_TOO_MANY_FIELDS */
-    size_t byte;        /* CSVREC_FAULT_NUL: position in the field, from 1 */
-    char what[CSVREC_ERR_LEN];  /* "contains a NUL byte at byte 6", no position */
+    size_t field;                   /* 0 for CSVREC_FAULT_TOO_MANY_FIELDS */
+    size_t byte;                    /* CSVREC_FAULT_NUL: position in the field, from 1 */
+    char what[CSVREC_ERR_LEN];      /* "contains a NUL byte at byte 6", no position */
     char text[CSVREC_ERR_LEN + 64]; /* "row 3, field 2 " + what, or "row 3 " + what */
 } csvrec_error;
 
@@ -60,16 +60,16 @@ typedef struct csvrec {
     void *ctx;
     size_t field_bytes_max, fields_max; /* 0: no limit */
     size_t wide_index, wide_bytes_max;  /* one field allowed more (0: none) */
-    char *arena;          /* the current record's fields, NUL-separated */
+    char *arena;                        /* the current record's fields, NUL-separated */
     size_t arena_len, arena_cap;
-    size_t *offsets;      /* start of each field in arena */
+    size_t *offsets; /* start of each field in arena */
     char **fields;
     size_t n, cap;
-    size_t fields_seen;   /* fields of the current record, kept or not */
-    size_t records;       /* records delivered to fn so far */
-    size_t seen;          /* records ended so far, faulty ones included */
-    csvrec_error error;   /* the current record's fault, or the input fault */
-    bool stopped;         /* an input fault (or a record fault without fault_fn) */
+    size_t fields_seen; /* fields of the current record, kept or not */
+    size_t records;     /* records delivered to fn so far */
+    size_t seen;        /* records ended so far, faulty ones included */
+    csvrec_error error; /* the current record's fault, or the input fault */
+    bool stopped;       /* an input fault (or a record fault without fault_fn) */
     bool oom;
 } csvrec;
 
@@ -102,8 +102,8 @@ const char *csvrec_field_so_far(const csvrec *r, size_t i);
  * borrowed from r. */
 const csvrec_error *csvrec_error_of(const csvrec *r);
 
-/* Appends fields as one CSV line, every field quoted ("\"a\",\"b,c\"\n"), to *buf (realloc'd as needed;
- * *len and *cap track it). Quoting is libcsv's. */
+/* Appends fields as one CSV line, every field quoted ("\"a\",\"b,c\"\n"), to *buf (realloc'd as
+ * needed; *len and *cap track it). Quoting is libcsv's. */
 oms_status csvrec_write(char **buf, size_t *len, size_t *cap, char *const *fields, size_t n);
 
 #endif

@@ -33,8 +33,8 @@ oms_status hmac_sign(const char *secret, int64_t t, const void *body, size_t len
     return OMS_OK;
 }
 
-oms_status hmac_header_value(const char *secret, int64_t t, const void *body, size_t len,
-                             char *out, size_t out_len)
+oms_status hmac_header_value(const char *secret, int64_t t, const void *body, size_t len, char *out,
+                             size_t out_len)
 {
     char hex[HMAC_HEX_LEN + 1];
     oms_status s = hmac_sign(secret, t, body, len, hex);

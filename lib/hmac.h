@@ -15,10 +15,10 @@
 
 typedef enum hmac_result {
     HMAC_VALID = 0,
-    HMAC_MISSING,    /* no header */
-    HMAC_MALFORMED,  /* not "t=<digits>,v1=<64 hex>" */
-    HMAC_STALE,      /* timestamp outside the tolerance */
-    HMAC_MISMATCH,   /* wrong secret or altered body */
+    HMAC_MISSING,   /* no header */
+    HMAC_MALFORMED, /* not "t=<digits>,v1=<64 hex>" */
+    HMAC_STALE,     /* timestamp outside the tolerance */
+    HMAC_MISMATCH,  /* wrong secret or altered body */
 } hmac_result;
 
 /* Hex HMAC-SHA256 of "<t>.<body>" into out[65]. */
@@ -26,8 +26,8 @@ oms_status hmac_sign(const char *secret, int64_t t, const void *body, size_t len
                      char out[HMAC_HEX_LEN + 1]);
 
 /* The header value for body signed at t. */
-oms_status hmac_header_value(const char *secret, int64_t t, const void *body, size_t len,
-                             char *out, size_t out_len);
+oms_status hmac_header_value(const char *secret, int64_t t, const void *body, size_t len, char *out,
+                             size_t out_len);
 
 /* Checks a header value against body at now_s (seconds); compares in
  * constant time. header may be NULL. */

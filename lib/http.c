@@ -109,7 +109,7 @@ struct http_request {
     const http_route_entry *route;
     char *body; /* NUL-terminated for handlers' convenience */
     size_t body_len, body_cap;
-    bool rejected;           /* refused before the handler: answer with rejection */
+    bool rejected; /* refused before the handler: answer with rejection */
     http_response rejection;
     const char *auth_challenge; /* WWW-Authenticate value for a 401 */
     char *allow;                /* Allow value for a 405 */
@@ -140,8 +140,8 @@ static bool split_path(char *path, const char *segments[], size_t *n_segments)
 
 /* ---- responses ---------------------------------------------------------- */
 
-static void response_set(http_response *resp, int status, const char *content_type,
-                         char *body, size_t body_len)
+static void response_set(http_response *resp, int status, const char *content_type, char *body,
+                         size_t body_len)
 {
     free(resp->body);
     resp->status = status;
@@ -200,8 +200,7 @@ void http_respond_error(http_response *resp, int status, const char *fmt, ...)
     va_end(ap);
 }
 
-void http_respond_text(http_response *resp, int status, const char *content_type,
-                       const char *text)
+void http_respond_text(http_response *resp, int status, const char *content_type, const char *text)
 {
     char *copy = strdup(text);
     if (copy == NULL) {
@@ -229,8 +228,8 @@ static const char *query_value(const http_request *req, const char *key, size_t 
 {
     const char *value = NULL;
     size_t value_len = 0;
-    if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, key, strlen(key),
-                                      &value, &value_len) == MHD_NO)
+    if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, key, strlen(key), &value,
+                                      &value_len) == MHD_NO)
         return NULL;
     *len = value ? value_len : 0;
     return value ? value : "";
@@ -309,9 +308,8 @@ static oms_status parse_int(const char *name, const char *text, int64_t min, int
 {
     char *end = NULL;
     errno = 0;
-    long long n = (text[0] == '-' || (text[0] >= '0' && text[0] <= '9'))
-                      ? strtoll(text, &end, 10)
-                      : 0;
+    long long n = (text[0] == '-' || (text[0] >= '0' && text[0] <= '9')) ? strtoll(text, &end, 10)
+                                                                         : 0;
     if (end == NULL || end == text || *end != '\0' || errno == ERANGE || n < min || n > max) {
         http_respond_error(resp, 400, "parameter %s must be an integer from %lld to %lld", name,
                            (long long)min, (long long)max);
@@ -357,8 +355,8 @@ static void param_name(const http_request *req, size_t index, char *name, size_t
         snprintf(name, size, "%.*s", (int)len, pattern + 1);
 }
 
-oms_status http_path_str(const http_request *req, size_t index, size_t max_bytes,
-                         const char **out, http_response *resp)
+oms_status http_path_str(const http_request *req, size_t index, size_t max_bytes, const char **out,
+                         http_response *resp)
 {
     char name[64];
     const char *value = http_path_param(req, index);
@@ -453,8 +451,8 @@ static void request_check_params(http_request *req)
     for (size_t i = 0; i < req->n_params && !req->rejected; i++) {
         char name[64];
         param_name(req, i, name, sizeof name);
-        if (check_text(name, req->params[i], strlen(req->params[i]), SIZE_MAX,
-                       &req->rejection) != OMS_OK)
+        if (check_text(name, req->params[i], strlen(req->params[i]), SIZE_MAX, &req->rejection) !=
+            OMS_OK)
             req->rejected = true;
     }
 }
@@ -487,8 +485,8 @@ static void request_route(http_request *req)
             request_reject(req, 404, "no route for %s", req->path);
     } else if (req->route == NULL) {
         req->allow = allowed_methods(req);
-        request_reject(req, 405, "%s is not allowed on %s; allowed: %s", req->method,
-                       req->path, req->allow ? req->allow : "?");
+        request_reject(req, 405, "%s is not allowed on %s; allowed: %s", req->method, req->path,
+                       req->allow ? req->allow : "?");
     } else {
         for (size_t i = 0; i < req->route->n_segments; i++)
             if (is_param_pattern(req->route->segments[i])) {
@@ -506,8 +504,9 @@ static void request_authorize(http_request *req)
     size_t prefix_len = strlen(HTTP_BEARER_PREFIX);
     req->auth_challenge = "Bearer";
     if (token == NULL) {
-        request_reject(req, 401, "admin endpoints are disabled: the server has no admin "
-                                 "token (set OMS_ADMIN_TOKEN)");
+        request_reject(req, 401,
+                       "admin endpoints are disabled: the server has no admin "
+                       "token (set OMS_ADMIN_TOKEN)");
     } else if (header == NULL || strncasecmp(header, HTTP_BEARER_PREFIX, prefix_len) != 0) {
         request_reject(req, 401, "missing \"Authorization: Bearer <admin token>\" header");
     } else if (!oms_secret_equal(header + prefix_len, token)) {
@@ -677,8 +676,8 @@ static enum MHD_Result request_respond(http_request *req, http_response *resp)
     if (resp->status < 100 || resp->status > 599) {
         char given[16];
         snprintf(given, sizeof given, "%d", resp->status);
-        log_error("http handler set an invalid status, answering 500", "path", req->path,
-                  "status", given, NULL);
+        log_error("http handler set an invalid status, answering 500", "path", req->path, "status",
+                  given, NULL);
         http_respond_error(resp, 500, "internal error: handler answered invalid status %d",
                            resp->status);
     }
@@ -695,15 +694,15 @@ static enum MHD_Result request_respond(http_request *req, http_response *resp)
         goto out;
     resp->body = NULL; /* MHD frees it with the response */
     if (MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                resp->content_type ? resp->content_type
-                                                   : "application/json") == MHD_NO)
+                                resp->content_type ? resp->content_type : "application/json") ==
+        MHD_NO)
         goto out;
     if (status == 405 && req->allow != NULL &&
         MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, req->allow) == MHD_NO)
         goto out;
     if (status == 401 && req->auth_challenge != NULL &&
-        MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                req->auth_challenge) == MHD_NO)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE, req->auth_challenge) ==
+            MHD_NO)
         goto out;
     ret = MHD_queue_response(req->conn, (unsigned int)status, response);
     req->responded = true;
@@ -738,8 +737,7 @@ static enum MHD_Result request_begin(const http_server *s, struct MHD_Connection
     if (!declared_too_large(conn))
         return MHD_YES;
     if (!req->rejected)
-        request_reject(req, 413, "request body is larger than %zu bytes",
-                       HTTP_BODY_MAX_BYTES);
+        request_reject(req, 413, "request body is larger than %zu bytes", HTTP_BODY_MAX_BYTES);
     return request_respond(req, &req->rejection);
 }
 
@@ -794,9 +792,8 @@ static enum MHD_Result request_finish(http_request *req)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     http_request *req = *con_cls;
@@ -912,8 +909,8 @@ static oms_status route_append(http_server *s, const http_route_entry *r)
     return OMS_OK;
 }
 
-oms_status http_route(http_server *s, const char *method, const char *pattern,
-                      bool needs_auth, http_handler fn, void *ctx)
+oms_status http_route(http_server *s, const char *method, const char *pattern, bool needs_auth,
+                      http_handler fn, void *ctx)
 {
     oms_status st = OMS_OK;
     http_route_entry r = {.needs_auth = needs_auth, .fn = fn, .ctx = ctx};
@@ -967,14 +964,14 @@ oms_status http_server_start(http_server *s)
         MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
         ntohs(s->bind_addr.sin_port), NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&s->bind_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK,
-        on_unescape, s, MHD_OPTION_CONNECTION_LIMIT, s->limits.max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->limits.max_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK, on_unescape,
+        s, MHD_OPTION_CONNECTION_LIMIT, s->limits.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->limits.max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_END);
     if (s->daemon == NULL) {
         watchdog_stop(s);
-        log_error("http server could not listen (address in use or not permitted)", "addr",
-                  s->addr, NULL);
+        log_error("http server could not listen (address in use or not permitted)", "addr", s->addr,
+                  NULL);
         return OMS_EIO;
     }
     return OMS_OK;

@@ -50,9 +50,9 @@ typedef struct http_limits {
 /* Accessors. Returned strings are borrowed and live until the handler returns. */
 const char *http_method(const http_request *req);
 const char *http_path(const http_request *req);
-const char *http_query(const http_request *req, const char *key); /* NULL if absent */
-const char *http_header(const http_request *req, const char *key); /* case-insensitive */
-const char *http_body(const http_request *req, size_t *len);       /* "" when none */
+const char *http_query(const http_request *req, const char *key);   /* NULL if absent */
+const char *http_header(const http_request *req, const char *key);  /* case-insensitive */
+const char *http_body(const http_request *req, size_t *len);        /* "" when none */
 const char *http_path_param(const http_request *req, size_t index); /* NULL if none */
 
 /* Bytes an id-like parameter (order id, SKU, key) may have. */
@@ -72,8 +72,8 @@ oms_status http_query_int(const http_request *req, const char *key, int64_t min,
                           int64_t def, int64_t *out, http_response *resp);
 
 /* Path parameter index (already UTF-8 and control-checked), at most max_bytes. */
-oms_status http_path_str(const http_request *req, size_t index, size_t max_bytes,
-                         const char **out, http_response *resp);
+oms_status http_path_str(const http_request *req, size_t index, size_t max_bytes, const char **out,
+                         http_response *resp);
 
 /* Path parameter index as a decimal integer in [min, max]. */
 oms_status http_path_int(const http_request *req, size_t index, int64_t min, int64_t max,
@@ -88,8 +88,8 @@ bool http_text_ok(const char *text, size_t len);
 oms_status http_server_create(http_server **out, const char *addr, const char *admin_token);
 
 /* Registers a route before http_server_start; pattern and ctx are borrowed. */
-oms_status http_route(http_server *s, const char *method, const char *pattern,
-                      bool needs_auth, http_handler fn, void *ctx);
+oms_status http_route(http_server *s, const char *method, const char *pattern, bool needs_auth,
+                      http_handler fn, void *ctx);
 
 /* Replaces the limits before http_server_start; OMS_EINVAL when one is 0 or
  * the server is already started. Borrows limits. */
@@ -109,7 +109,6 @@ void http_respond_error(http_response *resp, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Sets resp to a text body (copied) with the given content type. */
-void http_respond_text(http_response *resp, int status, const char *content_type,
-                       const char *text);
+void http_respond_text(http_response *resp, int status, const char *content_type, const char *text);
 
 #endif

@@ -254,8 +254,8 @@ static void perform_all(CURLM *multi)
     }
 }
 
-oms_status httpc_run(httpc_session *session, httpc_request *reqs, size_t n,
-                     long connect_timeout_ms, long timeout_ms)
+oms_status httpc_run(httpc_session *session, httpc_request *reqs, size_t n, long connect_timeout_ms,
+                     long timeout_ms)
 {
     oms_status s = OMS_OK;
     httpc_session *own = NULL;

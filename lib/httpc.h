@@ -47,24 +47,24 @@ typedef struct httpc_mail {
 
 typedef struct httpc_request {
     /* inputs, borrowed */
-    const char *url;               /* NULL: skipped, outputs untouched */
-    const char *method;            /* NULL: POST with a body, GET without */
-    const char *body;              /* request body, or the message a mail uploads; NULL: none */
-    size_t body_len;               /* 0: strlen(body) */
-    const char *const *headers;    /* n_headers lines "Name: value" */
+    const char *url;            /* NULL: skipped, outputs untouched */
+    const char *method;         /* NULL: POST with a body, GET without */
+    const char *body;           /* request body, or the message a mail uploads; NULL: none */
+    size_t body_len;            /* 0: strlen(body) */
+    const char *const *headers; /* n_headers lines "Name: value" */
     size_t n_headers;
-    const char *user_agent;        /* NULL: none */
-    const httpc_mail *mail;        /* set: an SMTP upload of body to url */
-    size_t response_max_bytes;     /* body bytes kept; 0: the body is dropped */
-    bool refuse_larger;            /* a longer body fails the transfer instead of being cut */
+    const char *user_agent;    /* NULL: none */
+    const httpc_mail *mail;    /* set: an SMTP upload of body to url */
+    size_t response_max_bytes; /* body bytes kept; 0: the body is dropped */
+    bool refuse_larger;        /* a longer body fails the transfer instead of being cut */
     /* outputs, set by httpc_run; free with httpc_request_fini */
-    bool done;                     /* completed: an HTTP answer came back, the mail was taken */
-    long status;                   /* HTTP status or last SMTP reply; 0 when none */
-    char *response;                /* NUL-terminated first bytes of the body, or NULL */
+    bool done;      /* completed: an HTTP answer came back, the mail was taken */
+    long status;    /* HTTP status or last SMTP reply; 0 when none */
+    char *response; /* NUL-terminated first bytes of the body, or NULL */
     size_t response_len;
-    bool too_big;                  /* the body was longer than response_max_bytes */
-    char error[HTTPC_ERROR_LEN];   /* not done: why, curl's detailed text */
-    const char *code_text;         /* not done: curl's short text for the result (static) */
+    bool too_big;                /* the body was longer than response_max_bytes */
+    char error[HTTPC_ERROR_LEN]; /* not done: why, curl's detailed text */
+    const char *code_text;       /* not done: curl's short text for the result (static) */
 } httpc_request;
 
 /* A session whose connection cache keeps at most max_connections idle
@@ -80,8 +80,8 @@ void httpc_session_destroy(httpc_session *s);
  * timeout_ms; fills the outputs, "no answer" in error until a transfer
  * says otherwise. Borrows everything. OMS_ENOMEM when the transfers cannot
  * be set up (then no output is meaningful, but fini is still due). */
-oms_status httpc_run(httpc_session *session, httpc_request *reqs, size_t n,
-                     long connect_timeout_ms, long timeout_ms);
+oms_status httpc_run(httpc_session *session, httpc_request *reqs, size_t n, long connect_timeout_ms,
+                     long timeout_ms);
 
 /* Frees r's response; the inputs are the caller's. NULL does nothing. */
 void httpc_request_fini(httpc_request *r);
@@ -92,11 +92,11 @@ typedef struct httpc_post {
     const char *body;            /* JSON; NULL: a GET */
     const char *idempotency_key; /* header value; NULL: no header */
     /* outputs */
-    bool answered;                            /* an HTTP answer came back */
-    long status;                              /* 0 when not answered */
-    char response[HTTPC_RESPONSE_MAX + 1];    /* the first bytes of the answer's body */
+    bool answered;                         /* an HTTP answer came back */
+    long status;                           /* 0 when not answered */
+    char response[HTTPC_RESPONSE_MAX + 1]; /* the first bytes of the answer's body */
     size_t response_len;
-    char error[HTTPC_ERROR_LEN];              /* not answered: why (curl's short text) */
+    char error[HTTPC_ERROR_LEN]; /* not answered: why (curl's short text) */
 } httpc_post;
 
 /* Sends every post in parallel (JSON, with its Idempotency-Key) and waits

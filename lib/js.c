@@ -148,8 +148,8 @@ static oms_status tls_fail(natsStatus st, const char *url, const js_identity *id
     log_error("TLS with NATS failed: check OMS_NATS_TLS_CA (the CA that signed the server's "
               "certificate) and OMS_NATS_TLS_CERT/OMS_NATS_TLS_KEY (a client certificate, "
               "when the server verifies clients)",
-              "nats_url", url, "error", natsStatus_GetText(st), "detail",
-              detail ? detail : "", "ca", id->tls_ca ? id->tls_ca : "(none)", NULL);
+              "nats_url", url, "error", natsStatus_GetText(st), "detail", detail ? detail : "",
+              "ca", id->tls_ca ? id->tls_ca : "(none)", NULL);
     return OMS_ENATS;
 }
 
@@ -468,8 +468,8 @@ oms_status js_fetch(natsSubscription *sub, int batch, int64_t wait_ms, natsMsgLi
     return fetch_status(st);
 }
 
-oms_status js_publish_async(js_conn *c, const char *subject, const char *type,
-                            const char *event_id, const void *data, size_t len)
+oms_status js_publish_async(js_conn *c, const char *subject, const char *type, const char *event_id,
+                            const void *data, size_t len)
 {
     natsMsg *msg = NULL;
     jsPubOptions po;

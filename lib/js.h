@@ -105,8 +105,8 @@ oms_status js_fetch(natsSubscription *sub, int batch, int64_t wait_ms, natsMsgLi
 
 /* Publishes asynchronously with Nats-Msg-Id = event_id and Oms-Type = type
  * (both may be NULL). Borrows everything. */
-oms_status js_publish_async(js_conn *c, const char *subject, const char *type,
-                            const char *event_id, const void *data, size_t len);
+oms_status js_publish_async(js_conn *c, const char *subject, const char *type, const char *event_id,
+                            const void *data, size_t len);
 
 /* Waits until every async publish is acknowledged (or timeout_ms). Returns
  * OMS_OK only if all were acknowledged and none failed since the last call. */

@@ -22,11 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-const double METRICS_SECONDS_BUCKETS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                          0.025,  0.05,  0.1,    0.25,  0.5,
-                                          1,      2.5,   5,      10};
-const size_t METRICS_SECONDS_BUCKETS_LEN =
-    sizeof METRICS_SECONDS_BUCKETS / sizeof METRICS_SECONDS_BUCKETS[0];
+const double METRICS_SECONDS_BUCKETS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                          0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+const size_t METRICS_SECONDS_BUCKETS_LEN = sizeof METRICS_SECONDS_BUCKETS /
+                                           sizeof METRICS_SECONDS_BUCKETS[0];
 
 typedef enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM } metric_type;
 
@@ -120,8 +119,8 @@ static bool name_valid(const char *name)
         return false;
     for (const char *p = name; *p != '\0'; p++) {
         char c = *p;
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                  (c >= '0' && c <= '9') || c == '_' || c == ':';
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == ':';
         if (!ok)
             return false;
     }
@@ -137,14 +136,12 @@ static metric_family *family_find(const metrics *m, const char *name)
 }
 
 /* Appends a new family; help NULL defaults to the name. Called under the lock. */
-static metric_family *family_add(metrics *m, const char *name, const char *help,
-                                 metric_type type)
+static metric_family *family_add(metrics *m, const char *name, const char *help, metric_type type)
 {
     metric_family *f = NULL;
     metric_family **families = NULL;
     if (!name_valid(name)) {
-        log_warn("metric name is invalid, updates dropped", "name", name ? name : "(null)",
-                 NULL);
+        log_warn("metric name is invalid, updates dropped", "name", name ? name : "(null)", NULL);
         return NULL;
     }
     families = grow(m->families, &m->cap_families, m->n_families, sizeof *families);
@@ -174,12 +171,11 @@ static metric_family *family_get(metrics *m, const char *name, metric_type type)
     if (f == NULL && type != METRIC_HISTOGRAM)
         f = family_add(m, name, NULL, type);
     else if (f == NULL)
-        log_warn("histogram observed before metrics_histogram_declare, dropped", "name",
-                 name, NULL);
-    if (f != NULL && f->type != type) {
-        log_warn("metric used with a type other than its own, update dropped", "name", name,
-                 "type", metric_type_names[f->type], "used_as", metric_type_names[type],
+        log_warn("histogram observed before metrics_histogram_declare, dropped", "name", name,
                  NULL);
+    if (f != NULL && f->type != type) {
+        log_warn("metric used with a type other than its own, update dropped", "name", name, "type",
+                 metric_type_names[f->type], "used_as", metric_type_names[type], NULL);
         f = NULL;
     }
     return f;
@@ -276,18 +272,17 @@ static void histogram_add(metrics *m, const char *name, const char *help, double
     } else if (f->type != METRIC_HISTOGRAM || f->n_bounds != n_bounds ||
                memcmp(f->bounds, bounds, n_bounds * sizeof *bounds) != 0) {
         /* Series already hold counts sized for the first bounds; keep them. */
-        log_warn("metric redeclared with another type or bounds, ignored", "name", name,
-                 NULL);
+        log_warn("metric redeclared with another type or bounds, ignored", "name", name, NULL);
     }
     free(bounds);
 }
 
-void metrics_histogram_declare(metrics *m, const char *name, const char *help,
-                               const double *bounds, size_t n_bounds)
+void metrics_histogram_declare(metrics *m, const char *name, const char *help, const double *bounds,
+                               size_t n_bounds)
 {
     if (!bounds_valid(bounds, &n_bounds)) {
-        log_warn("histogram bounds must be finite and ascending, family dropped", "name",
-                 name, NULL);
+        log_warn("histogram bounds must be finite and ascending, family dropped", "name", name,
+                 NULL);
         return;
     }
     /* One extra slot so that zero bounds still yields a non-NULL copy. */
@@ -385,8 +380,8 @@ static void render_help(FILE *out, const metric_family *f)
 }
 
 /* One sample line: name[suffix]{labels[,le="..."]} value. */
-static void render_sample(FILE *out, const char *name, const char *suffix,
-                          const char *labels, const char *le, double v)
+static void render_sample(FILE *out, const char *name, const char *suffix, const char *labels,
+                          const char *le, double v)
 {
     char value[32];
     format_value(v, value);
@@ -400,8 +395,7 @@ static void render_sample(FILE *out, const char *name, const char *suffix,
     fprintf(out, " %s\n", value);
 }
 
-static void render_histogram_series(FILE *out, const metric_family *f,
-                                    const metric_series *se)
+static void render_histogram_series(FILE *out, const metric_family *f, const metric_series *se)
 {
     uint64_t cumulative = 0;
     char le[32];

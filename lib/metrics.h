@@ -27,8 +27,8 @@ void metrics_destroy(metrics *m); /* NULL is a no-op */
  * declared, with ascending upper bounds (+Inf is implicit); bounds are copied. */
 void metrics_counter_declare(metrics *m, const char *name, const char *help);
 void metrics_gauge_declare(metrics *m, const char *name, const char *help);
-void metrics_histogram_declare(metrics *m, const char *name, const char *help,
-                               const double *bounds, size_t n_bounds);
+void metrics_histogram_declare(metrics *m, const char *name, const char *help, const double *bounds,
+                               size_t n_bounds);
 
 void metrics_counter_add(metrics *m, const char *name, const char *labels, double v);
 void metrics_gauge_set(metrics *m, const char *name, const char *labels, double v);

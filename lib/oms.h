@@ -7,19 +7,19 @@
 #ifndef OMS_H
 #define OMS_H
 
-#include <stddef.h>
-#include <stdint.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 typedef enum oms_status {
     OMS_OK = 0,
-    OMS_ENOMEM,      /* allocation failed */
-    OMS_EINVAL,      /* bad input: the caller or the data is wrong, retrying will not help */
-    OMS_EDB,         /* PostgreSQL refused a statement (not a connection problem) */
-    OMS_ETRANSIENT,  /* a peer is down or busy (connection lost, deadlock): retry later */
-    OMS_ENATS,       /* NATS / JetStream error */
-    OMS_EIO,         /* file or socket error */
+    OMS_ENOMEM,     /* allocation failed */
+    OMS_EINVAL,     /* bad input: the caller or the data is wrong, retrying will not help */
+    OMS_EDB,        /* PostgreSQL refused a statement (not a connection problem) */
+    OMS_ETRANSIENT, /* a peer is down or busy (connection lost, deadlock): retry later */
+    OMS_ENATS,      /* NATS / JetStream error */
+    OMS_EIO,        /* file or socket error */
     OMS_ENOTFOUND,
     OMS_ETIMEOUT,
 } oms_status;

@@ -7,10 +7,10 @@
 #include "utf8.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,21 +23,31 @@ typedef struct column_name {
 } column_name;
 
 static const column_name NAMES[] = {
-    {"order_id", OC_ORDER_ID},           {"external_order_id", OC_ORDER_ID},
-    {"customer_id", OC_CUSTOMER_ID},     {"sku", OC_SKU},
-    {"product_sku", OC_SKU},             {"qty", OC_QTY},
-    {"unit_price", OC_UNIT_PRICE},       {"unit_price_cents", OC_UNIT_PRICE_CENTS},
-    {"placed_at", OC_PLACED_AT},         {"order_placed_at", OC_PLACED_AT},
-    {"currency", OC_CURRENCY},           {"customer_email", OC_CUSTOMER_EMAIL},
-    {"customer_name", OC_CUSTOMER_NAME}, {"product_name", OC_PRODUCT_NAME},
-    {"quantity", OC_QTY},                {"products", OC_PRODUCTS},
-    {"phone", OC_PHONE},                 {"address", OC_ADDRESS},
+    {"order_id", OC_ORDER_ID},
+    {"external_order_id", OC_ORDER_ID},
+    {"customer_id", OC_CUSTOMER_ID},
+    {"sku", OC_SKU},
+    {"product_sku", OC_SKU},
+    {"qty", OC_QTY},
+    {"unit_price", OC_UNIT_PRICE},
+    {"unit_price_cents", OC_UNIT_PRICE_CENTS},
+    {"placed_at", OC_PLACED_AT},
+    {"order_placed_at", OC_PLACED_AT},
+    {"currency", OC_CURRENCY},
+    {"customer_email", OC_CUSTOMER_EMAIL},
+    {"customer_name", OC_CUSTOMER_NAME},
+    {"product_name", OC_PRODUCT_NAME},
+    {"quantity", OC_QTY},
+    {"products", OC_PRODUCTS},
+    {"phone", OC_PHONE},
+    {"address", OC_ADDRESS},
 };
 
 static const char *const CANONICAL[OC_COUNT] = {
-    "order_id",    "customer_id", "sku",           "qty",           "unit_price",  "unit_price_cents",
-    "placed_at",   "currency",    "customer_email", "customer_name", "product_name",
-    "products",    "phone",       "address",
+    "order_id",       "customer_id",      "sku",          "qty",
+    "unit_price",     "unit_price_cents", "placed_at",    "currency",
+    "customer_email", "customer_name",    "product_name", "products",
+    "phone",          "address",
 };
 
 const char *order_csv_column_name(order_col c)
@@ -169,8 +179,8 @@ static size_t control_at(const char *s, bool free_text)
 /* Checks a text column: required ones must be non-empty; all must be short,
  * free of control characters (names may hold tabs and line ends) and valid
  * UTF-8. Sets *value ("" when absent). */
-static oms_status text_col(const order_csv_header *h, char *const *fields, size_t n,
-                           order_col c, bool required, const char **value, order_row *out)
+static oms_status text_col(const order_csv_header *h, char *const *fields, size_t n, order_col c,
+                           bool required, const char **value, order_row *out)
 {
     const char *v = field_of(h, fields, n, c);
     *value = v ? v : "";
@@ -178,8 +188,8 @@ static oms_status text_col(const order_csv_header *h, char *const *fields, size_
         return fail(out, c, "%s is empty", CANONICAL[c]);
     if (strlen(*value) > ORDER_FIELD_MAX)
         return fail(out, c, "%s is longer than %d bytes", CANONICAL[c], ORDER_FIELD_MAX);
-    size_t at =
-        control_at(*value, c == OC_CUSTOMER_NAME || c == OC_PRODUCT_NAME || c == OC_ADDRESS);
+    size_t at = control_at(*value,
+                           c == OC_CUSTOMER_NAME || c == OC_PRODUCT_NAME || c == OC_ADDRESS);
     if (at > 0)
         return fail(out, c, "%s contains control character 0x%02X at byte %zu", CANONICAL[c],
                     (unsigned)(unsigned char)(*value)[at - 1], at);
@@ -481,8 +491,10 @@ static oms_status element_sku(const json_t *el, size_t i, order_row *out, const 
                     ORDER_FIELD_MAX);
     size_t at = control_at(*sku, false);
     if (at > 0)
-        return fail(out, OC_PRODUCTS, "products[%zu].sku contains control character 0x%02X at "
-                    "byte %zu", i, (unsigned)(unsigned char)(*sku)[at - 1], at);
+        return fail(out, OC_PRODUCTS,
+                    "products[%zu].sku contains control character 0x%02X at "
+                    "byte %zu",
+                    i, (unsigned)(unsigned char)(*sku)[at - 1], at);
     return OMS_OK;
 }
 
@@ -498,8 +510,10 @@ static oms_status add_item(order_row *out, size_t i, const char *sku, int32_t qt
             return fail(out, OC_PRODUCTS, "products[%zu]: SKU %.80s totals %d, more than %d", i,
                         sku, it->qty + qty, ORDER_QTY_MAX);
         if (cents >= 0 && it->unit_price_cents >= 0 && cents != it->unit_price_cents)
-            return fail(out, OC_PRODUCTS, "products[%zu]: SKU %.80s has another price than "
-                        "products[%d]", i, sku, it->element);
+            return fail(out, OC_PRODUCTS,
+                        "products[%zu]: SKU %.80s has another price than "
+                        "products[%d]",
+                        i, sku, it->element);
         it->qty += qty;
         if (it->unit_price_cents < 0)
             it->unit_price_cents = cents;
@@ -526,7 +540,8 @@ static oms_status parse_elements(const json_t *arr, order_row *out)
                     ORDER_PRODUCTS_MAX);
     if ((out->items = calloc(n, sizeof *out->items)) == NULL)
         return OMS_ENOMEM;
-    json_array_foreach(arr, i, el) {
+    json_array_foreach(arr, i, el)
+    {
         const char *sku = NULL;
         int32_t qty = 0;
         int64_t cents = -1;
@@ -559,7 +574,9 @@ oms_status order_csv_products_parse(const char *cell, order_row *out)
                  jerr.text, jerr.position);
     else if (!json_is_array(arr))
         s = fail(out, OC_PRODUCTS, "products is not a JSON array: it is a JSON %s",
-                 json_is_object(arr) ? "object" : json_is_string(arr) ? "string" : "value");
+                 json_is_object(arr)   ? "object"
+                 : json_is_string(arr) ? "string"
+                                       : "value");
     else
         s = parse_elements(arr, out);
     json_decref(arr);

@@ -22,7 +22,7 @@ typedef enum order_col {
     OC_CUSTOMER_EMAIL,
     OC_CUSTOMER_NAME,
     OC_PRODUCT_NAME,
-    OC_PRODUCTS,  /* the product-list layout: a JSON array of the order's lines */
+    OC_PRODUCTS, /* the product-list layout: a JSON array of the order's lines */
     OC_PHONE,
     OC_ADDRESS,
     OC_COUNT
@@ -50,13 +50,13 @@ typedef enum order_layout { ORDER_LAYOUT_LINES = 0, ORDER_LAYOUT_PRODUCTS } orde
 #define ORDER_CSV_HEADERS_MAX 32            /* header values, Nats-Msg-Id included */
 
 /* Every accepted column, for messages that list them. */
-#define ORDER_CSV_ACCEPTED_COLUMNS                                                             \
-    "order_id (or external_order_id), customer_id, sku (or product_sku), qty, unit_price or "  \
-    "unit_price_cents; optional: placed_at (or order_placed_at), currency, customer_email, "   \
+#define ORDER_CSV_ACCEPTED_COLUMNS                                                            \
+    "order_id (or external_order_id), customer_id, sku (or product_sku), qty, unit_price or " \
+    "unit_price_cents; optional: placed_at (or order_placed_at), currency, customer_email, "  \
     "customer_name, product_name"
 /* The product-list layout's (docs/csv.md). */
-#define ORDER_CSV_PRODUCT_LIST_COLUMNS                                                         \
-    "products (a JSON array), customer_id or customer_email; optional: order_id, "             \
+#define ORDER_CSV_PRODUCT_LIST_COLUMNS                                             \
+    "products (a JSON array), customer_id or customer_email; optional: order_id, " \
     "customer_name, phone, address"
 
 #define ORDER_QTY_MAX 100000
@@ -110,7 +110,7 @@ typedef struct order_row {
     const char *sku, *product_name;
     int32_t qty;
     int64_t unit_price_cents;
-    int64_t placed_at_ms;   /* 0 when the column is absent or empty */
+    int64_t placed_at_ms; /* 0 when the column is absent or empty */
     const char *currency;
     const char *phone, *address;
     order_item *items; /* the product-list layout: n_items lines, SKUs distinct */

@@ -157,8 +157,8 @@ static oms_status relay_delete(outbox_relay *r, PGresult *res)
         s = pg_array_add_int(&ids, be64(PQgetvalue(res, i, 0)));
     const char *params[] = {pg_array_literal(&ids)};
     if (s == OMS_OK)
-        s = pg_query(r->conn, "outbox delete", "DELETE FROM outbox WHERE id = ANY($1::bigint[])",
-                     1, params, PGRES_COMMAND_OK, NULL);
+        s = pg_query(r->conn, "outbox delete", "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1,
+                     params, PGRES_COMMAND_OK, NULL);
     pg_array_fini(&ids);
     return s;
 }
@@ -289,8 +289,8 @@ static void *relay_main(void *arg)
     return NULL;
 }
 
-oms_status outbox_relay_start(outbox_relay **out, const char *dsn, const char *schema,
-                              js_conn *js, metrics *m, int64_t inbox_retention_ms)
+oms_status outbox_relay_start(outbox_relay **out, const char *dsn, const char *schema, js_conn *js,
+                              metrics *m, int64_t inbox_retention_ms)
 {
     outbox_relay *r = calloc(1, sizeof *r);
     if (r == NULL)

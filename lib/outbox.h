@@ -25,7 +25,7 @@ struct metrics;
 /* Events collected in memory, written with one COPY by outbox_batch_flush. */
 typedef struct outbox_batch {
     pgcopy rows;
-    size_t total;    /* events flushed since init */
+    size_t total; /* events flushed since init */
 } outbox_batch;
 
 void outbox_batch_init(outbox_batch *b);
@@ -57,8 +57,7 @@ typedef struct outbox_relay outbox_relay;
  * exceed the streams' max age so a redelivery is always recognised.
  * Borrows js, m and the strings for its lifetime. */
 oms_status outbox_relay_start(outbox_relay **out, const char *dsn, const char *schema,
-                              struct js_conn *js, struct metrics *m,
-                              int64_t inbox_retention_ms);
+                              struct js_conn *js, struct metrics *m, int64_t inbox_retention_ms);
 
 /* Publishes what is pending (up to drain_ms), stops the thread and frees it. */
 void outbox_relay_stop(outbox_relay *r, int64_t drain_ms);

@@ -25,8 +25,8 @@ oms_status pg_error(PGconn *c, const PGresult *res, const char *what)
     /* what may be a whole statement: its first line is enough to find it. */
     snprintf(stmt, sizeof stmt, "%s", what);
     stmt[strcspn(stmt, "\n")] = '\0';
-    log_warn("postgres statement failed", "what", stmt, "sqlstate", state ? state : "",
-             "error", buf, "transient", transient ? "true" : "false", NULL);
+    log_warn("postgres statement failed", "what", stmt, "sqlstate", state ? state : "", "error",
+             buf, "transient", transient ? "true" : "false", NULL);
     return transient ? OMS_ETRANSIENT : OMS_EDB;
 }
 
@@ -166,8 +166,9 @@ oms_status pg_migrate(PGconn *c, const char *schema, const pg_migration *service
 
     /* Session-level lock keyed by the schema: a second replica waits here and
      * then finds every migration recorded. */
-    if ((s = pg_query(c, "migration lock", "SELECT pg_advisory_lock(hashtext('oms:migrate:' || $1))",
-                      1, params, PGRES_TUPLES_OK, NULL)) != OMS_OK)
+    if ((s = pg_query(c, "migration lock",
+                      "SELECT pg_advisory_lock(hashtext('oms:migrate:' || $1))", 1, params,
+                      PGRES_TUPLES_OK, NULL)) != OMS_OK)
         return s;
     s = pg_exec(c, "CREATE TABLE IF NOT EXISTS schema_migrations ("
                    " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");

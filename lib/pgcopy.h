@@ -13,7 +13,7 @@ typedef struct pgcopy {
     char *data;
     size_t len, cap;
     size_t rows;
-    bool col_open;  /* a column was written on the current row */
+    bool col_open; /* a column was written on the current row */
     bool oom;
 } pgcopy;
 
@@ -22,7 +22,7 @@ void pgcopy_fini(pgcopy *b);
 void pgcopy_reset(pgcopy *b);
 
 /* Column writers; errors (out of memory) are sticky and reported by send. */
-void pgcopy_text(pgcopy *b, const char *s);        /* NULL writes SQL NULL */
+void pgcopy_text(pgcopy *b, const char *s); /* NULL writes SQL NULL */
 void pgcopy_int(pgcopy *b, int64_t v);
 void pgcopy_bytea(pgcopy *b, const void *data, size_t len);
 void pgcopy_null(pgcopy *b);

@@ -9,7 +9,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-
 struct pgworker {
     pthread_t thread;
     atomic_int stop;
@@ -72,8 +71,13 @@ oms_status pgworker_start(pgworker **out, const char *dsn, const char *schema, c
     pgworker *w = calloc(1, sizeof *w);
     if (w == NULL)
         return OMS_ENOMEM;
-    *w = (pgworker){.dsn = dsn, .schema = schema, .app = app, .idle_ms = idle_ms,
-                    .flags = flags, .round = round, .ctx = ctx};
+    *w = (pgworker){.dsn = dsn,
+                    .schema = schema,
+                    .app = app,
+                    .idle_ms = idle_ms,
+                    .flags = flags,
+                    .round = round,
+                    .ctx = ctx};
     atomic_init(&w->stop, 0);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
         free(w);

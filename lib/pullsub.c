@@ -109,12 +109,14 @@ static void give_up_overdue(pullsub *ps, oms_msg *msgs, size_t n)
                                ? ps->ops->earlier_failure(ps->ctx, &msgs[i])
                                : NULL;
         if (seen != NULL)
-            reject_overdue(&msgs[i], "not applied after %d deliveries: %s",
-                           msgs[i].deliveries - 1, seen);
+            reject_overdue(&msgs[i], "not applied after %d deliveries: %s", msgs[i].deliveries - 1,
+                           seen);
         else
-            reject_overdue(&msgs[i], "not applied after %d deliveries: the last one ended"
+            reject_overdue(&msgs[i],
+                           "not applied after %d deliveries: the last one ended"
                            " without an answer (the process stopped or crashed, or the ack"
-                           " wait expired)", msgs[i].deliveries - 1);
+                           " wait expired)",
+                           msgs[i].deliveries - 1);
     }
 }
 
@@ -163,12 +165,11 @@ static oms_status ensure_bound(pullsub *ps)
     if (ps->sub == NULL) {
         s = js_pull_subscribe_max(ps->js, ps->spec.stream, ps->spec.durable, ps->spec.filter,
                                   ps->spec.ack_wait_ms,
-                                  pullsub_max_attempts(ps) + CONSUMER_SPARE_DELIVERIES,
-                                  &ps->sub);
+                                  pullsub_max_attempts(ps) + CONSUMER_SPARE_DELIVERIES, &ps->sub);
         if (s != OMS_OK)
             return s;
-        log_info("consumer bound", "consumer", ps->spec.name, "stream", ps->spec.stream,
-                 "durable", ps->spec.durable, NULL);
+        log_info("consumer bound", "consumer", ps->spec.name, "stream", ps->spec.stream, "durable",
+                 ps->spec.durable, NULL);
     }
     atomic_store(&ps->ready, 1);
     return OMS_OK;
@@ -230,8 +231,9 @@ static void *pullsub_main(void *arg)
 
 static void declare_metrics(struct metrics *m)
 {
-    metrics_counter_declare(m, "oms_events_consumed_total",
-                            "Events consumed, by subject and result (applied, duplicate, dead_letter)");
+    metrics_counter_declare(
+        m, "oms_events_consumed_total",
+        "Events consumed, by subject and result (applied, duplicate, dead_letter)");
     metrics_counter_declare(m, "oms_dead_letters_total", "Messages sent to dead_letters");
     metrics_counter_declare(m, "oms_consumer_retries_total",
                             "Batches rolled back and redelivered after a transient failure");
@@ -240,8 +242,8 @@ static void declare_metrics(struct metrics *m)
     metrics_counter_add(m, "oms_dead_letters_total", "", 0);
     metrics_counter_add(m, "oms_consumer_retries_total", "", 0);
     metrics_histogram_declare(m, "oms_batch_duration_seconds",
-                              "Time to apply and commit one fetched batch",
-                              METRICS_SECONDS_BUCKETS, METRICS_SECONDS_BUCKETS_LEN);
+                              "Time to apply and commit one fetched batch", METRICS_SECONDS_BUCKETS,
+                              METRICS_SECONDS_BUCKETS_LEN);
     metrics_gauge_declare(m, "oms_consumer_pending",
                           "Messages of the stream not yet delivered to the consumer");
     metrics_gauge_declare(m, "oms_consumer_lag_seconds",

@@ -29,10 +29,10 @@ struct metrics;
 
 /* Which durable to read and how; strings borrowed for the core's life. */
 typedef struct pullsub_spec {
-    const char *name;     /* for logs and metrics */
+    const char *name; /* for logs and metrics */
     const char *stream;
     const char *durable;
-    const char *filter;   /* subject filter, NULL for the whole stream */
+    const char *filter; /* subject filter, NULL for the whole stream */
     int batch_max;
     int wait_ms;
     int64_t ack_wait_ms;

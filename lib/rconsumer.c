@@ -23,18 +23,18 @@
 struct rconsumer {
     const rconsumer_spec *spec;
     const rconsumer_env *env;
-    pullsub *ps;             /* read by the caller's thread only */
+    pullsub *ps; /* read by the caller's thread only */
     atomic_int caught_up;
     atomic_llong applied;
-    redis_conn *redis;       /* the rest: used by ps's thread only */
+    redis_conn *redis; /* the rest: used by ps's thread only */
     redis_script script;
     PGconn *pg;
-    redis_args *calls;       /* batch_max argument vectors, reused */
+    redis_args *calls; /* batch_max argument vectors, reused */
     redisReply **replies;
-    size_t *slot;            /* calls[k] belongs to msgs[slot[k]] */
-    bool *retry;             /* msgs[i] met a transient Redis error: nak it */
-    size_t batch;            /* entries of replies, slot and retry */
-    size_t calls_cap;        /* entries of calls (initialised) */
+    size_t *slot;     /* calls[k] belongs to msgs[slot[k]] */
+    bool *retry;      /* msgs[i] met a transient Redis error: nak it */
+    size_t batch;     /* entries of replies, slot and retry */
+    size_t calls_cap; /* entries of calls (initialised) */
 };
 
 void rconsumer_reject(oms_msg *m, const char *fmt, ...)
@@ -90,9 +90,9 @@ static oms_status encode_all(rconsumer *c, oms_msg *msgs, size_t n, size_t *ncal
  * script, maxmemory, a replica after failover...), not that the event is bad. */
 static bool transient_error(const redisReply *r)
 {
-    static const char *const prefixes[] = {"LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN",
-                                           "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF",
-                                           "NOSCRIPT"};
+    static const char *const prefixes[] = {"LOADING",    "BUSY",     "OOM",         "READONLY",
+                                           "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS",
+                                           "MISCONF",    "NOSCRIPT"};
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
         if (strncmp(r->str, prefixes[i], strlen(prefixes[i])) == 0)
             return true;
@@ -113,8 +113,8 @@ static void take_replies(rconsumer *c, oms_msg *msgs, size_t ncalls)
                              r->str);
         } else if (r->type == REDIS_REPLY_ERROR && transient_error(r)) {
             if (!logged)
-                log_warn("Redis cannot apply now, will retry", "consumer", c->spec->name,
-                         "error", r->str, NULL);
+                log_warn("Redis cannot apply now, will retry", "consumer", c->spec->name, "error",
+                         r->str, NULL);
             logged = true;
             c->retry[c->slot[k]] = true;
         } else if (r->type == REDIS_REPLY_INTEGER) {
@@ -269,8 +269,8 @@ static void check_caught_up(void *ctx, pullsub *ps)
         return;
     /* By name: nats.c 3.4.1 answers "Invalid Subscription" for a pull
      * subscription bound to an existing durable. */
-    natsStatus st = js_GetConsumerInfo(&ci, js_ctx(c->env->js), c->spec->stream,
-                                       c->spec->durable, NULL, &code);
+    natsStatus st = js_GetConsumerInfo(&ci, js_ctx(c->env->js), c->spec->stream, c->spec->durable,
+                                       NULL, &code);
     if (st != NATS_OK) {
         log_warn("cannot read the consumer's position", "consumer", c->spec->name, "error",
                  natsStatus_GetText(st), NULL);
@@ -310,9 +310,14 @@ oms_status rconsumer_start(rconsumer **out, const rconsumer_spec *spec, const rc
     for (size_t i = 0; i < batch; i++)
         redis_args_init(&c->calls[i]);
     pullsub_spec core = {
-        .name = spec->name, .stream = spec->stream, .durable = spec->durable,
-        .filter = spec->filter, .batch_max = spec->batch_max, .wait_ms = spec->wait_ms,
-        .ack_wait_ms = spec->ack_wait_ms, .max_attempts = spec->max_attempts,
+        .name = spec->name,
+        .stream = spec->stream,
+        .durable = spec->durable,
+        .filter = spec->filter,
+        .batch_max = spec->batch_max,
+        .wait_ms = spec->wait_ms,
+        .ack_wait_ms = spec->ack_wait_ms,
+        .max_attempts = spec->max_attempts,
         .nak_delay_ms = spec->nak_delay_ms,
     };
     if (pullsub_start(&c->ps, &core, env->js, env->m, &redis_applier, c) != OMS_OK)

@@ -100,8 +100,7 @@ bad:
 
 /* ---- connection -------------------------------------------------------- */
 
-static oms_status expect_ok(redis_conn *c, redisReply *r, const char *what,
-                            char err[REDIS_ERR_LEN])
+static oms_status expect_ok(redis_conn *c, redisReply *r, const char *what, char err[REDIS_ERR_LEN])
 {
     oms_status s = OMS_OK;
     if (r == NULL) {
@@ -282,9 +281,8 @@ static bool is_noscript(const redisReply *r)
 }
 
 /* Sends EVALSHA for calls[i] where todo[i], then reads every reply. */
-static oms_status pipeline_round(redis_conn *c, const redis_script *script,
-                                 const redis_args *calls, size_t n, const bool *todo,
-                                 redisReply **replies)
+static oms_status pipeline_round(redis_conn *c, const redis_script *script, const redis_args *calls,
+                                 size_t n, const bool *todo, redisReply **replies)
 {
     size_t max_argc = 0;
     for (size_t i = 0; i < n; i++)

@@ -46,15 +46,30 @@ struct oms_service {
     http_server *http;
     http_server *health; /* NULL when OMS_HEALTH_ADDR=off */
     void *ctx;
-    atomic_int stopping;  /* set by the signal thread */
-    connpool *pool;       /* the HTTP handlers' PostgreSQL connections */
+    atomic_int stopping; /* set by the signal thread */
+    connpool *pool;      /* the HTTP handlers' PostgreSQL connections */
 };
 
-const oms_config *service_config(oms_service *svc) { return &svc->cfg; }
-metrics *service_metrics(oms_service *svc) { return svc->m; }
-js_conn *service_js(oms_service *svc) { return svc->js; }
-const consumer_env *service_consumer_env(oms_service *svc) { return &svc->env; }
-const atomic_int *service_stopping(oms_service *svc) { return &svc->stopping; }
+const oms_config *service_config(oms_service *svc)
+{
+    return &svc->cfg;
+}
+metrics *service_metrics(oms_service *svc)
+{
+    return svc->m;
+}
+js_conn *service_js(oms_service *svc)
+{
+    return svc->js;
+}
+const consumer_env *service_consumer_env(oms_service *svc)
+{
+    return &svc->env;
+}
+const atomic_int *service_stopping(oms_service *svc)
+{
+    return &svc->stopping;
+}
 
 /* ---- the HTTP handlers' PostgreSQL pool ------------------------------- */
 
@@ -445,8 +460,8 @@ int service_main(const service_def *def)
     }
     if (s == OMS_OK) {
         log_info("service started", "http_addr", svc.cfg.http_addr, "health_addr",
-                 svc.cfg.health_addr ? svc.cfg.health_addr : "off", "nats_url",
-                 svc.cfg.nats_url, NULL);
+                 svc.cfg.health_addr ? svc.cfg.health_addr : "off", "nats_url", svc.cfg.nats_url,
+                 NULL);
         for (int64_t probed_ms = oms_now_ms(); !svc.stopping;) {
             oms_sleep_ms(100, NULL);
             if (oms_now_ms() - probed_ms >= PG_PROBE_EVERY_MS) {

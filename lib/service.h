@@ -18,10 +18,10 @@
 typedef struct oms_service oms_service;
 
 typedef struct service_def {
-    const char *name;                 /* also the PostgreSQL schema */
-    int http_port;                    /* default port of OMS_HTTP_ADDR */
-    const pg_migration *migrations;   /* the service's schema/NNN_*.sql */
-    const consumer_spec *consumers;   /* ctx NULL means "the domain context" */
+    const char *name;               /* also the PostgreSQL schema */
+    int http_port;                  /* default port of OMS_HTTP_ADDR */
+    const pg_migration *migrations; /* the service's schema/NNN_*.sql */
+    const consumer_spec *consumers; /* ctx NULL means "the domain context" */
     size_t n_consumers;
     /* NULL-terminated: streams other consumers of the service read (not
      * lib/consumer ones, e.g. analytics'), waited for at start like the

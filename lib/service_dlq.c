@@ -13,10 +13,10 @@ static json_t *dead_letter_json(PGresult *res, int row)
 {
     /* subject, event_id, headers and reason are the printable forms. */
     return json_pack("{s:I,s:s,s:s,s:s,s:i,s:s,s:s?,s:s,s:I}", "id",
-                     (json_int_t)atoll(PQgetvalue(res, row, 0)), "subject",
-                     PQgetvalue(res, row, 1), "event_id", PQgetvalue(res, row, 2), "reason",
-                     PQgetvalue(res, row, 3), "attempts", atoi(PQgetvalue(res, row, 4)),
-                     "created_at", PQgetvalue(res, row, 5), "resolved_at",
+                     (json_int_t)atoll(PQgetvalue(res, row, 0)), "subject", PQgetvalue(res, row, 1),
+                     "event_id", PQgetvalue(res, row, 2), "reason", PQgetvalue(res, row, 3),
+                     "attempts", atoi(PQgetvalue(res, row, 4)), "created_at",
+                     PQgetvalue(res, row, 5), "resolved_at",
                      PQgetisnull(res, row, 6) ? NULL : PQgetvalue(res, row, 6), "headers",
                      PQgetvalue(res, row, 7), "payload_bytes",
                      (json_int_t)atoll(PQgetvalue(res, row, 8)));
@@ -41,14 +41,15 @@ static void h_list(void *ctx, const http_request *req, http_response *resp)
     PGresult *res = NULL;
     if (c == NULL)
         return;
-    oms_status s = pg_query(c, "dead letter list",
-                            "SELECT id, subject, event_id, reason, attempts,"
-                            " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-                            " to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-                            " headers, octet_length(payload)"
-                            " FROM dead_letters WHERE ($1 = 'all' OR resolved_at IS NULL)"
-                            " ORDER BY id LIMIT $2::int",
-                            2, params, PGRES_TUPLES_OK, &res);
+    oms_status s =
+        pg_query(c, "dead letter list",
+                 "SELECT id, subject, event_id, reason, attempts,"
+                 " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+                 " to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+                 " headers, octet_length(payload)"
+                 " FROM dead_letters WHERE ($1 = 'all' OR resolved_at IS NULL)"
+                 " ORDER BY id LIMIT $2::int",
+                 2, params, PGRES_TUPLES_OK, &res);
     service_pg_release(svc, c);
     if (s != OMS_OK) {
         http_respond_error(resp, 503, "cannot read dead letters");
@@ -58,13 +59,14 @@ static void h_list(void *ctx, const http_request *req, http_response *resp)
     for (int i = 0; i < PQntuples(res); i++)
         json_array_append_new(items, dead_letter_json(res, i));
     PQclear(res);
-    http_respond_json(resp, 200, json_pack("{s:s,s:o}", "service", service_config(svc)->service,
-                                           "dead_letters", items));
+    http_respond_json(resp, 200,
+                      json_pack("{s:s,s:o}", "service", service_config(svc)->service,
+                                "dead_letters", items));
 }
 
 /* Re-applies dead letter `id` in one transaction; sets status and message. */
-static oms_status retry_one(oms_service *svc, PGconn *c, const char *id, int *status,
-                            char *message, size_t message_len)
+static oms_status retry_one(oms_service *svc, PGconn *c, const char *id, int *status, char *message,
+                            size_t message_len)
 {
     const char *params[] = {id};
     PGresult *res = NULL;
@@ -117,13 +119,15 @@ static oms_status retry_one(oms_service *svc, PGconn *c, const char *id, int *st
         snprintf(message, message_len, "still rejected: %s", shown);
         s = pg_query(c, "dead letter attempt",
                      "UPDATE dead_letters SET attempts = attempts + 1, reason = $2"
-                     " WHERE id = $1::bigint", 2, p2, PGRES_COMMAND_OK, NULL);
+                     " WHERE id = $1::bigint",
+                     2, p2, PGRES_COMMAND_OK, NULL);
     } else {
         *status = 200;
         snprintf(message, message_len, "re-applied");
         s = pg_query(c, "dead letter resolve",
                      "UPDATE dead_letters SET attempts = attempts + 1, resolved_at = now()"
-                     " WHERE id = $1::bigint", 1, params, PGRES_COMMAND_OK, NULL);
+                     " WHERE id = $1::bigint",
+                     1, params, PGRES_COMMAND_OK, NULL);
     }
     if (s == OMS_OK)
         s = pg_exec(c, "COMMIT");

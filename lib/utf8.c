@@ -12,7 +12,7 @@ size_t utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
     static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
     if (len == 0)
         return 0;
-    size_t n = s[0] < 0x80            ? 1
+    size_t n = s[0] < 0x80             ? 1
                : (s[0] & 0xe0) == 0xc0 ? 2
                : (s[0] & 0xf0) == 0xe0 ? 3
                : (s[0] & 0xf8) == 0xf0 ? 4

@@ -49,8 +49,7 @@ static long count(PGconn *pg, const char *tag, const char *state)
     char like[96], sql[256];
     bool channels = state != NULL && strcmp(state, "channels") == 0;
     snprintf(like, sizeof like, "BN-%s-%%", tag);
-    snprintf(sql, sizeof sql,
-             "SELECT count(%s) FROM notify.notifications WHERE order_id LIKE $1%s",
+    snprintf(sql, sizeof sql, "SELECT count(%s) FROM notify.notifications WHERE order_id LIKE $1%s",
              channels ? "DISTINCT channel" : "*", state && !channels ? " AND state = $2" : "");
     if (channels)
         state = NULL;
@@ -82,8 +81,7 @@ int main(int argc, char **argv)
     PGconn *pg = NULL;
     const char *nats = getenv("OMS_NATS_URL"), *dsn = getenv("OMS_PG_DSN");
     if (js_connect(&js, nats ? nats : "nats://127.0.0.1:14222", getenv("OMS_NATS_USER"),
-                   getenv("OMS_NATS_PASSWORD"), "bench-notify") !=
-            OMS_OK ||
+                   getenv("OMS_NATS_PASSWORD"), "bench-notify") != OMS_OK ||
         pg_connect(&pg, dsn ? dsn : "postgresql://oms@127.0.0.1:15432/oms", "notify",
                    "bench-notify") != OMS_OK) {
         fprintf(stderr, "bench-notify: cannot reach NATS or PostgreSQL (run `. .oms/env`)\n");
@@ -108,8 +106,8 @@ int main(int argc, char **argv)
         usleep(POLL_MS * 1000);
     }
     int64_t done = oms_mono_ms();
-    printf("events %ld, notifications per event %ld, published in %lld ms\n", events,
-           per_event, (long long)(published - start));
+    printf("events %ld, notifications per event %ld, published in %lld ms\n", events, per_event,
+           (long long)(published - start));
     printf("recorded: %lld ms after the first publish, %.0f events/s\n",
            (long long)(recorded_at - start), events * 1000.0 / (double)(recorded_at - start));
     printf("delivered: %ld sent of %ld in %lld ms, %.0f notifications/s\n", sent, rows,

@@ -5,8 +5,8 @@
  * orders/s and the latency from order creation to terminal status (p50,
  * p99) from ingest's own timestamps. Progress is counted from the order.paid
  * and order.failed events, the way an integration sees them, so that the
- * bench's own polling costs the database nothing while it measures. Stock must have been loaded for the
- * SKUs BENCH-SKU-000..049 (bench/pipeline/run.sh does it).
+ * bench's own polling costs the database nothing while it measures. Stock must have been loaded for
+ * the SKUs BENCH-SKU-000..049 (bench/pipeline/run.sh does it).
  *
  *   bench-pipeline --orders N [--rate ORDERS_PER_S (0 = as fast as possible)] [--tag T]
  */
@@ -61,9 +61,9 @@ static void send_import(js_conn *js, const char *tag, int seq, int base, int ord
     for (int o = 0; o < orders; o++) {
         unsigned customer = rng() % 5000;
         for (int l = 0; l < 4; l++)
-            len += (size_t)snprintf(body + len, sizeof body - len, "P-%s-%07d,C-%04u,BENCH-SKU-%03u,%u,%u\n",
-                                    tag, base + o, customer, rng() % 50, 1 + rng() % 3,
-                                    100 + rng() % 10000);
+            len += (size_t)snprintf(body + len, sizeof body - len,
+                                    "P-%s-%07d,C-%04u,BENCH-SKU-%03u,%u,%u\n", tag, base + o,
+                                    customer, rng() % 50, 1 + rng() % 3, 100 + rng() % 10000);
     }
     snprintf(id, sizeof id, "%s:0", import_id);
     publish(js, id, import_id, "2", NULL, body, len);
@@ -88,7 +88,8 @@ static void on_terminal(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
     if (strcmp(natsMsg_GetSubject(msg), "order.paid") == 0)
         order_id = (paid = oms__v1__order_paid__unpack(NULL, len, data)) ? paid->order_id : NULL;
     else
-        order_id = (failed = oms__v1__order_failed__unpack(NULL, len, data)) ? failed->order_id : NULL;
+        order_id = (failed = oms__v1__order_failed__unpack(NULL, len, data)) ? failed->order_id
+                                                                             : NULL;
     if (order_id != NULL && strncmp(order_id, order_prefix, strlen(order_prefix)) == 0)
         atomic_fetch_add(&terminal_events, 1);
     oms__v1__order_paid__free_unpacked(paid, NULL);
@@ -100,7 +101,9 @@ static long query_long(PGconn *c, const char *sql, const char *tag)
 {
     const char *params[] = {tag};
     PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
-    long v = (PQresultStatus(r) == PGRES_TUPLES_OK && !PQgetisnull(r, 0, 0)) ? atol(PQgetvalue(r, 0, 0)) : -1;
+    long v = (PQresultStatus(r) == PGRES_TUPLES_OK && !PQgetisnull(r, 0, 0))
+                 ? atol(PQgetvalue(r, 0, 0))
+                 : -1;
     PQclear(r);
     return v;
 }
@@ -150,7 +153,8 @@ int main(int argc, char **argv)
     int64_t sent_ms = oms_mono_ms() - t0;
     char like[96];
     snprintf(like, sizeof like, "P-%s-%%", tag);
-    const char *done_sql = "SELECT count(*) FROM ingest.orders WHERE order_id LIKE $1 AND status IN ('paid','failed')";
+    const char *done_sql =
+        "SELECT count(*) FROM ingest.orders WHERE order_id LIKE $1 AND status IN ('paid','failed')";
     long done = 0;
     while (oms_mono_ms() - t0 < 600000) {
         if (atomic_load(&terminal_events) < orders) {
@@ -163,13 +167,18 @@ int main(int argc, char **argv)
     }
     int64_t total_ms = oms_mono_ms() - t0;
     const char *params[] = {like};
-    PGresult *r = PQexecParams(pg,
+    PGresult *r = PQexecParams(
+        pg,
         "SELECT count(*) FILTER (WHERE status = 'paid'), count(*) FILTER (WHERE status = 'failed'),"
-        " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) * 1000,"
-        " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) * 1000"
-        " FROM ingest.orders WHERE order_id LIKE $1", 1, NULL, params, NULL, NULL, 0);
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) "
+        "* 1000,"
+        " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - "
+        "created_at)) * 1000"
+        " FROM ingest.orders WHERE order_id LIKE $1",
+        1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) == PGRES_TUPLES_OK)
-        printf("orders=%d offered_orders_per_s=%.0f sent_s=%.2f total_s=%.2f orders_per_s=%.0f paid=%s failed=%s "
+        printf("orders=%d offered_orders_per_s=%.0f sent_s=%.2f total_s=%.2f orders_per_s=%.0f "
+               "paid=%s failed=%s "
                "latency_p50_ms=%.0f latency_p99_ms=%.0f\n",
                orders, rate, sent_ms / 1000.0, total_ms / 1000.0,
                orders * 1000.0 / (double)total_ms, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),

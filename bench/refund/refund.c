@@ -83,8 +83,9 @@ int main(int argc, char **argv)
     }
     const char *url = getenv("OMS_NATS_URL"), *dsn = getenv("OMS_PG_DSN");
     js_conn *js = NULL;
-    if (url == NULL || dsn == NULL || js_connect(&js, url, getenv("OMS_NATS_USER"),
-                                                         getenv("OMS_NATS_PASSWORD"), "bench") != OMS_OK) {
+    if (url == NULL || dsn == NULL ||
+        js_connect(&js, url, getenv("OMS_NATS_USER"), getenv("OMS_NATS_PASSWORD"), "bench") !=
+            OMS_OK) {
         fprintf(stderr, "bench-refund: run `. .oms/env` with the stack up (make up)\n");
         return 1;
     }
@@ -113,10 +114,14 @@ int main(int argc, char **argv)
            oms_mono_ms() - t0 < 600000)
         usleep(20000);
     int64_t total_ms = oms_mono_ms() - t0;
-    long processed = query_long(pg, "SELECT count(*) FROM refund.refunds WHERE order_id LIKE $1"
-                                    " AND state = 'processed'", like);
-    long over = query_long(pg, "SELECT count(*) FROM refund.paid_orders WHERE order_id LIKE $1"
-                               " AND refunded_cents + pending_cents > paid_total_cents", like);
+    long processed = query_long(pg,
+                                "SELECT count(*) FROM refund.refunds WHERE order_id LIKE $1"
+                                " AND state = 'processed'",
+                                like);
+    long over = query_long(pg,
+                           "SELECT count(*) FROM refund.paid_orders WHERE order_id LIKE $1"
+                           " AND refunded_cents + pending_cents > paid_total_cents",
+                           like);
     printf("orders=%d requests=%d sent_s=%.2f total_s=%.2f requests_per_s=%.0f processed=%ld "
            "over_refunded_orders=%ld\n",
            orders, 3 * orders, sent_ms / 1000.0, total_ms / 1000.0,

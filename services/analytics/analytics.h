@@ -20,8 +20,8 @@
 
 #include <pthread.h>
 
-#define ANALYTICS_DAY_LEN 11   /* "YYYY-MM-DD" */
-#define ANALYTICS_MONTH_LEN 8  /* "YYYY-MM" */
+#define ANALYTICS_DAY_LEN 11  /* "YYYY-MM-DD" */
+#define ANALYTICS_MONTH_LEN 8 /* "YYYY-MM" */
 #define ANALYTICS_GEN_LEN 24
 #define ANALYTICS_TOP_SNAPSHOT 100
 #define ANALYTICS_MAX_RANGE_DAYS 366
@@ -34,7 +34,7 @@ extern const pg_migration analytics_migrations[];
 /* What the consumers' encode and done functions need. */
 typedef struct analytics_ctx {
     const char *currency;
-    int64_t seen_ttl_s;          /* event ids are remembered this long */
+    int64_t seen_ttl_s;                 /* event ids are remembered this long */
     char target_gen[ANALYTICS_GEN_LEN]; /* "" live (every generation written); a rebuild's own */
     metrics *m;
     char names[ANALYTICS_N_CONSUMERS][ANALYTICS_NAME_LEN]; /* consumer and durable names */

@@ -87,8 +87,8 @@ oms_status analytics_day_parse(const char *text, int64_t *days)
 {
     unsigned y, m, d;
     if (text == NULL || strlen(text) != 10 || text[4] != '-' || text[7] != '-' ||
-        !digits(text, 4, &y) || !digits(text + 5, 2, &m) || !digits(text + 8, 2, &d) ||
-        y < 1970 || m < 1 || m > 12 || d < 1 || d > days_in_month(y, m))
+        !digits(text, 4, &y) || !digits(text + 5, 2, &m) || !digits(text + 8, 2, &d) || y < 1970 ||
+        m < 1 || m > 12 || d < 1 || d > days_in_month(y, m))
         return OMS_EINVAL;
     *days = days_from_civil(y, m, d);
     return OMS_OK;

@@ -72,16 +72,14 @@ static void h_kpi_day(void *ctx, const http_request *req, http_response *resp)
     if (strcmp(date, "today") == 0)
         day = today_days();
     else if (analytics_day_parse(date, &day) != OMS_OK) {
-        http_respond_error(resp, 400, "date \"%s\" is invalid: expected YYYY-MM-DD or today",
-                           date);
+        http_respond_error(resp, 400, "date \"%s\" is invalid: expected YYYY-MM-DD or today", date);
         return;
     }
     respond_kpis(ctx, day, 1, true, resp);
 }
 
 /* Parses query parameter name as a date; responds 400 naming it when bad. */
-static bool query_day(const http_request *req, const char *name, int64_t *day,
-                      http_response *resp)
+static bool query_day(const http_request *req, const char *name, int64_t *day, http_response *resp)
 {
     const char *v = NULL;
     if (http_query_str(req, name, QUERY_TEXT_MAX, &v, resp) != OMS_OK)
@@ -91,8 +89,8 @@ static bool query_day(const http_request *req, const char *name, int64_t *day,
         return false;
     }
     if (analytics_day_parse(v, day) != OMS_OK) {
-        http_respond_error(resp, 400, "parameter %s=\"%s\" is invalid: expected YYYY-MM-DD",
-                           name, v);
+        http_respond_error(resp, 400, "parameter %s=\"%s\" is invalid: expected YYYY-MM-DD", name,
+                           v);
         return false;
     }
     return true;
@@ -133,10 +131,12 @@ static void h_leaderboard(void *ctx, const http_request *req, http_response *res
                            period);
         return;
     }
-    if (limit_text && (*limit_text == '\0' || *end != '\0' || limit < 1 ||
-                       limit > ANALYTICS_MAX_LIMIT)) {
-        http_respond_error(resp, 400, "parameter limit=\"%s\" is invalid: expected an integer"
-                           " from 1 to %d", limit_text, ANALYTICS_MAX_LIMIT);
+    if (limit_text &&
+        (*limit_text == '\0' || *end != '\0' || limit < 1 || limit > ANALYTICS_MAX_LIMIT)) {
+        http_respond_error(resp, 400,
+                           "parameter limit=\"%s\" is invalid: expected an integer"
+                           " from 1 to %d",
+                           limit_text, ANALYTICS_MAX_LIMIT);
         return;
     }
     analytics_leader *l = NULL;
@@ -189,8 +189,9 @@ static void h_snapshot(void *ctx, const http_request *req, http_response *resp)
     analytics_day_format(day, text);
     snprintf(month, sizeof month, "%.7s", text);
     log_info("KPI snapshot taken", "date", text, NULL);
-    http_respond_json(resp, 200, json_pack("{s:s,s:s,s:I}", "date", text, "period", month,
-                                           "leaders", (json_int_t)leaders));
+    http_respond_json(resp, 200,
+                      json_pack("{s:s,s:s,s:I}", "date", text, "period", month, "leaders",
+                                (json_int_t)leaders));
 }
 
 void analytics_routes(http_server *http, analytics_http *h)

@@ -148,8 +148,8 @@ json_t *analytics_kpi_json(const analytics_kpi *k, const char *currency)
                      (json_int_t)k->refund_cents, "refund_count", (json_int_t)k->refund_count,
                      "net_revenue_cents", (json_int_t)(k->revenue_cents - k->refund_cents),
                      "average_order_value_cents",
-                     (json_int_t)analytics_aov_cents(k->revenue_cents, k->order_count),
-                     "currency", currency);
+                     (json_int_t)analytics_aov_cents(k->revenue_cents, k->order_count), "currency",
+                     currency);
 }
 
 json_t *analytics_leaders_json(const analytics_leader *l, size_t n, const char *period,
@@ -157,10 +157,10 @@ json_t *analytics_leaders_json(const analytics_leader *l, size_t n, const char *
 {
     json_t *rows = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(
-            rows, json_pack("{s:I,s:s,s:s,s:s,s:I,s:I}", "rank", (json_int_t)i + 1,
-                            "customer_id", l[i].customer_id, "name", l[i].name, "email",
-                            l[i].email, "net_spend_cents", (json_int_t)l[i].net_cents, "orders",
-                            (json_int_t)l[i].orders));
+        json_array_append_new(rows,
+                              json_pack("{s:I,s:s,s:s,s:s,s:I,s:I}", "rank", (json_int_t)i + 1,
+                                        "customer_id", l[i].customer_id, "name", l[i].name, "email",
+                                        l[i].email, "net_spend_cents", (json_int_t)l[i].net_cents,
+                                        "orders", (json_int_t)l[i].orders));
     return json_pack("{s:s,s:s,s:o}", "period", period, "currency", currency, "leaders", rows);
 }

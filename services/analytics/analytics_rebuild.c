@@ -52,12 +52,11 @@ static const char BEGIN_SCRIPT[] =
 
 /* ARGV[1] = the new generation: makes it current, writes only it; returns
  * the generation it replaced. */
-static const char SWAP_SCRIPT[] =
-    "local old = redis.call('GET', 'analytics:current')\n"
-    "redis.call('SET', 'analytics:current', ARGV[1])\n"
-    "redis.call('DEL', 'analytics:writing')\n"
-    "redis.call('SADD', 'analytics:writing', ARGV[1])\n"
-    "return old or ''\n";
+static const char SWAP_SCRIPT[] = "local old = redis.call('GET', 'analytics:current')\n"
+                                  "redis.call('SET', 'analytics:current', ARGV[1])\n"
+                                  "redis.call('DEL', 'analytics:writing')\n"
+                                  "redis.call('SADD', 'analytics:writing', ARGV[1])\n"
+                                  "return old or ''\n";
 
 typedef struct rebuild {
     oms_config cfg;
@@ -68,7 +67,7 @@ typedef struct rebuild {
     rconsumer_spec specs[ANALYTICS_N_CONSUMERS];
     rconsumer *consumers[ANALYTICS_N_CONSUMERS];
     char lock_token[37];
-    long long replayed;   /* events the replay applied to the new generation */
+    long long replayed; /* events the replay applied to the new generation */
 } rebuild;
 
 static atomic_int interrupted;
@@ -141,8 +140,10 @@ static oms_status lock_take(rebuild *rb)
     const char *argv[] = {"SET", LOCK_KEY, rb->lock_token, "NX", "EX", LOCK_TTL_TEXT};
     oms_status s = command(rb, &r, argv, 6);
     if (s == OMS_OK && r->type == REDIS_REPLY_NIL) {
-        fprintf(stderr, "analytics rebuild: another rebuild holds %s (it expires %d s after"
-                        " that rebuild last progressed)\n", LOCK_KEY, LOCK_TTL_S);
+        fprintf(stderr,
+                "analytics rebuild: another rebuild holds %s (it expires %d s after"
+                " that rebuild last progressed)\n",
+                LOCK_KEY, LOCK_TTL_S);
         s = OMS_EINVAL;
     }
     freeReplyObject(r);
@@ -151,8 +152,7 @@ static oms_status lock_take(rebuild *rb)
 
 static void lock_release(rebuild *rb)
 {
-    redisReply *r = redisCommand(redis_context(rb->redis),
-                                 "EVAL %s 1 %s %s",
+    redisReply *r = redisCommand(redis_context(rb->redis), "EVAL %s 1 %s %s",
                                  "if redis.call('GET', KEYS[1]) == ARGV[1] then"
                                  " return redis.call('DEL', KEYS[1]) end return 0",
                                  LOCK_KEY, rb->lock_token);
@@ -169,8 +169,8 @@ static oms_status begin(rebuild *rb)
         return s;
     snprintf(rb->ctx.target_gen, sizeof rb->ctx.target_gen, "%s", r->element[0]->str);
     for (size_t i = 1; i < r->elements && s == OMS_OK; i++) {
-        log_warn("deleting a generation a stopped rebuild left", "generation",
-                 r->element[i]->str, NULL);
+        log_warn("deleting a generation a stopped rebuild left", "generation", r->element[i]->str,
+                 NULL);
         s = analytics_drop_generation(rb->redis, r->element[i]->str);
     }
     freeReplyObject(r);
@@ -280,8 +280,9 @@ static oms_status connect_all(rebuild *rb)
     static const char *const streams[] = {"ORDERS", "REFUNDS"};
     for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++)
         if ((s = js_stream_exists(rb->js, streams[i])) != OMS_OK) {
-            fprintf(stderr, "analytics rebuild: cannot read stream %s (%s): %s creates it when "
-                            "it starts\n",
+            fprintf(stderr,
+                    "analytics rebuild: cannot read stream %s (%s): %s creates it when "
+                    "it starts\n",
                     streams[i], oms_strstatus(s), js_stream_owner(streams[i]));
             return s;
         }
@@ -311,7 +312,8 @@ static oms_status run(rebuild *rb)
     }
     if (s == OMS_OK) {
         printf("analytics rebuild: %lld events replayed; generation %s is current (replaced %s)"
-               " after %.1f s\n", rb->replayed, rb->ctx.target_gen, old[0] ? old : "none",
+               " after %.1f s\n",
+               rb->replayed, rb->ctx.target_gen, old[0] ? old : "none",
                (double)(oms_mono_ms() - t0) / 1000);
     } else {
         abandon(rb);

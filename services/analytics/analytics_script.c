@@ -120,8 +120,8 @@ static oms_status encode_fields(const analytics_ctx *ctx, oms_msg *m, const even
     } else if (strcmp(f->kind, "failed") != 0 && f->customer_id[0] == '\0') {
         rconsumer_reject(m, "%s: order %s: customer_id is empty", m->subject, f->order_id);
     } else if (f->cents < 0 || (strcmp(f->kind, "refund") == 0 && f->cents == 0)) {
-        rconsumer_reject(m, "%s: order %s: amount %lld cents is not valid", m->subject,
-                         f->order_id, (long long)f->cents);
+        rconsumer_reject(m, "%s: order %s: amount %lld cents is not valid", m->subject, f->order_id,
+                         (long long)f->cents);
     } else if (strcmp(f->kind, "failed") != 0 && strcasecmp(f->currency, ctx->currency) != 0) {
         rconsumer_reject(m, "%s: order %s: currency \"%s\" is not %s (OMS_CURRENCY)", m->subject,
                          f->order_id, f->currency, ctx->currency);
@@ -166,9 +166,10 @@ oms_status analytics_encode_paid(void *ctx, oms_msg *m, redis_args *args)
         rconsumer_reject(m, "%s: not a valid oms.v1.OrderPaid message", m->subject);
         return OMS_OK;
     }
-    event_fields f = {"paid", event_id_of(e->meta, m), e->order_id, e->customer_id,
-                      e->customer_name, e->customer_email, e->currency, e->total_cents,
-                      time_or_meta(e->paid_at_ms, e->meta), "paid_at_ms"};
+    event_fields f = {"paid",         event_id_of(e->meta, m), e->order_id,
+                      e->customer_id, e->customer_name,        e->customer_email,
+                      e->currency,    e->total_cents,          time_or_meta(e->paid_at_ms, e->meta),
+                      "paid_at_ms"};
     oms_status s = encode_fields(ctx, m, &f, args);
     oms__v1__order_paid__free_unpacked(e, NULL);
     return s;
@@ -182,9 +183,16 @@ oms_status analytics_encode_failed(void *ctx, oms_msg *m, redis_args *args)
         return OMS_OK;
     }
     /* A failed order moves no money: only its day counts. */
-    event_fields f = {"failed", event_id_of(e->meta, m), e->order_id, e->customer_id,
-                      e->customer_name, e->customer_email, e->currency, 0,
-                      time_or_meta(e->failed_at_ms, e->meta), "failed_at_ms"};
+    event_fields f = {"failed",
+                      event_id_of(e->meta, m),
+                      e->order_id,
+                      e->customer_id,
+                      e->customer_name,
+                      e->customer_email,
+                      e->currency,
+                      0,
+                      time_or_meta(e->failed_at_ms, e->meta),
+                      "failed_at_ms"};
     oms_status s = encode_fields(ctx, m, &f, args);
     oms__v1__order_failed__free_unpacked(e, NULL);
     return s;
@@ -197,9 +205,11 @@ oms_status analytics_encode_refund(void *ctx, oms_msg *m, redis_args *args)
         rconsumer_reject(m, "%s: not a valid oms.v1.RefundProcessed message", m->subject);
         return OMS_OK;
     }
-    event_fields f = {"refund", event_id_of(e->meta, m), e->order_id, e->customer_id,
-                      e->customer_name, e->customer_email, e->currency, e->amount_cents,
-                      time_or_meta(e->processed_at_ms, e->meta), "processed_at_ms"};
+    event_fields f = {
+        "refund",         event_id_of(e->meta, m), e->order_id,
+        e->customer_id,   e->customer_name,        e->customer_email,
+        e->currency,      e->amount_cents,         time_or_meta(e->processed_at_ms, e->meta),
+        "processed_at_ms"};
     oms_status s = encode_fields(ctx, m, &f, args);
     oms__v1__refund_processed__free_unpacked(e, NULL);
     return s;
@@ -207,8 +217,8 @@ oms_status analytics_encode_refund(void *ctx, oms_msg *m, redis_args *args)
 
 /* ---- business metrics -------------------------------------------------- */
 
-static const double ORDER_VALUE_BUCKETS[] = {1000,   2500,   5000,   10000,  25000,
-                                             50000,  100000, 250000, 500000, 1000000};
+static const double ORDER_VALUE_BUCKETS[] = {1000,  2500,   5000,   10000,  25000,
+                                             50000, 100000, 250000, 500000, 1000000};
 
 void analytics_metrics_declare(metrics *m)
 {

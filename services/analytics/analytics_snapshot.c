@@ -17,8 +17,8 @@
 #define MS_PER_DAY 86400000LL
 #define CHECK_EVERY_MS 30000
 
-static oms_status insert_kpi(PGconn *pg, const analytics_kpi *k, const char *currency,
-                             bool replace, bool *taken)
+static oms_status insert_kpi(PGconn *pg, const analytics_kpi *k, const char *currency, bool replace,
+                             bool *taken)
 {
     char v[5][24];
     int64_t nums[] = {k->revenue_cents, k->order_count, k->failed_count, k->refund_cents,
@@ -105,8 +105,8 @@ oms_status analytics_snapshot(PGconn *pg, redis_conn *r, int64_t day, const char
         s = analytics_read_leaderboard(r, period, ANALYTICS_TOP_SNAPSHOT, &l, &n);
     if (s != OMS_OK)
         return s;
-    if ((s = pg_exec(pg, "BEGIN")) == OMS_OK && (s = insert_kpi(pg, &k, currency, replace,
-                                                                taken)) == OMS_OK &&
+    if ((s = pg_exec(pg, "BEGIN")) == OMS_OK &&
+        (s = insert_kpi(pg, &k, currency, replace, taken)) == OMS_OK &&
         (!*taken || (s = insert_leaders(pg, k.day, period, l, n)) == OMS_OK))
         s = pg_exec(pg, "COMMIT");
     if (s != OMS_OK) {

@@ -36,12 +36,12 @@
 extern const pg_migration ingest_migrations[];
 
 typedef struct ingest_ctx {
-    const char *currency;          /* OMS_CURRENCY */
-    int64_t seal_ms;               /* OMS_INGEST_SEAL_MS */
-    int64_t import_timeout_ms;     /* OMS_INGEST_IMPORT_TIMEOUT_S */
+    const char *currency;      /* OMS_CURRENCY */
+    int64_t seal_ms;           /* OMS_INGEST_SEAL_MS */
+    int64_t import_timeout_ms; /* OMS_INGEST_IMPORT_TIMEOUT_S */
     const char *dsn;
     struct metrics *m;
-    struct pgworker *sealer;       /* the sealer thread (lib/pgworker) */
+    struct pgworker *sealer; /* the sealer thread (lib/pgworker) */
 } ingest_ctx;
 
 /* Reads the ingest settings from the environment into ctx (ingest_config.c).
@@ -62,8 +62,6 @@ oms_status ingest_seal_ready(ingest_ctx *ctx, PGconn *conn, int *sealed);
  * connection that runs ingest_seal_ready, then waits 50 ms. */
 oms_status ingest_sealer_start(ingest_ctx *ctx);
 void ingest_sealer_stop(ingest_ctx *ctx);
-
-
 
 /* ---- events (ingest_events.c) ---- */
 

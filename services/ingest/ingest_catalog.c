@@ -35,9 +35,10 @@ static oms_status apply_product(consumer_batch *b, size_t i)
     }
     size_t sku_len = strlen(ev->sku);
     if (sku_len == 0 || sku_len > CATALOG_SKU_MAX_BYTES || ev->price_cents < 0) {
-        consumer_reject(b, i, "%s: sku must be 1 to %d bytes (got %zu) and price_cents 0 or more "
-                        "(got %lld)", m->subject, CATALOG_SKU_MAX_BYTES, sku_len,
-                        (long long)ev->price_cents);
+        consumer_reject(b, i,
+                        "%s: sku must be 1 to %d bytes (got %zu) and price_cents 0 or more "
+                        "(got %lld)",
+                        m->subject, CATALOG_SKU_MAX_BYTES, sku_len, (long long)ev->price_cents);
         goto out;
     }
     snprintf(price, sizeof price, "%lld", (long long)ev->price_cents);

@@ -13,18 +13,19 @@ static json_t *order_lines(PGconn *c, const char *order_id, const char *import_i
     const char *params[] = {order_id, import_id};
     PGresult *res = NULL;
     json_t *lines = json_array();
-    if (pg_query(c, "order lines",
-                 "SELECT row_no, sku, product_name, qty, unit_price_cents FROM import_rows"
-                 " WHERE order_id = $1 AND import_id = $2 AND reason IS NULL ORDER BY row_no, line_no",
-                 2, params, PGRES_TUPLES_OK, &res) != OMS_OK)
+    if (pg_query(
+            c, "order lines",
+            "SELECT row_no, sku, product_name, qty, unit_price_cents FROM import_rows"
+            " WHERE order_id = $1 AND import_id = $2 AND reason IS NULL ORDER BY row_no, line_no",
+            2, params, PGRES_TUPLES_OK, &res) != OMS_OK)
         return lines;
     for (int r = 0; r < PQntuples(res); r++)
-        json_array_append_new(lines, json_pack("{s:i,s:s,s:s,s:i,s:I}", "row",
-                                               atoi(PQgetvalue(res, r, 0)), "sku",
-                                               PQgetvalue(res, r, 1), "product_name",
-                                               PQgetvalue(res, r, 2), "qty",
-                                               atoi(PQgetvalue(res, r, 3)), "unit_price_cents",
-                                               (json_int_t)atoll(PQgetvalue(res, r, 4))));
+        json_array_append_new(lines,
+                              json_pack("{s:i,s:s,s:s,s:i,s:I}", "row", atoi(PQgetvalue(res, r, 0)),
+                                        "sku", PQgetvalue(res, r, 1), "product_name",
+                                        PQgetvalue(res, r, 2), "qty", atoi(PQgetvalue(res, r, 3)),
+                                        "unit_price_cents",
+                                        (json_int_t)atoll(PQgetvalue(res, r, 4))));
     PQclear(res);
     return lines;
 }
@@ -34,17 +35,17 @@ static json_t *order_history(PGconn *c, const char *order_id, const char *create
     const char *params[] = {order_id};
     PGresult *res = NULL;
     json_t *history = json_array();
-    json_array_append_new(history, json_pack("{s:s,s:s,s:s}", "status", "created", "at",
-                                             created_at, "reason", ""));
+    json_array_append_new(history, json_pack("{s:s,s:s,s:s}", "status", "created", "at", created_at,
+                                             "reason", ""));
     if (pg_query(c, "order history",
                  "SELECT status, to_char(at AT TIME ZONE 'UTC', " ISO_MS "), reason"
                  " FROM order_status_history WHERE order_id = $1 ORDER BY at",
                  1, params, PGRES_TUPLES_OK, &res) != OMS_OK)
         return history;
     for (int r = 0; r < PQntuples(res); r++)
-        json_array_append_new(history, json_pack("{s:s,s:s,s:s}", "status", PQgetvalue(res, r, 0),
-                                                 "at", PQgetvalue(res, r, 1), "reason",
-                                                 PQgetvalue(res, r, 2)));
+        json_array_append_new(history,
+                              json_pack("{s:s,s:s,s:s}", "status", PQgetvalue(res, r, 0), "at",
+                                        PQgetvalue(res, r, 1), "reason", PQgetvalue(res, r, 2)));
     PQclear(res);
     return history;
 }
@@ -74,14 +75,15 @@ static void h_order(void *ctx, const http_request *req, http_response *resp)
         http_respond_error(resp, 404, "no order %s", order_id);
     } else {
         bool live = strcmp(PQgetvalue(res, 0, 8), "live") == 0;
-        json_t *o = json_pack(
-            "{s:s,s:s,s:s,s:s,s:I,s:s,s:I,s:s,s:s,s:s}", "order_id", PQgetvalue(res, 0, 0),
-            "customer_id", PQgetvalue(res, 0, 1), "customer_email", PQgetvalue(res, 0, 2),
-            "customer_name", PQgetvalue(res, 0, 3), "total_cents",
-            (json_int_t)atoll(PQgetvalue(res, 0, 4)), "currency", PQgetvalue(res, 0, 5),
-            "placed_at_ms", (json_int_t)atoll(PQgetvalue(res, 0, 6)), "import_id",
-            live ? "" : PQgetvalue(res, 0, 7), "status", PQgetvalue(res, 0, 9), "reason",
-            PQgetvalue(res, 0, 10));
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:I,s:s,s:s,s:s}", "order_id",
+                              PQgetvalue(res, 0, 0), "customer_id", PQgetvalue(res, 0, 1),
+                              "customer_email", PQgetvalue(res, 0, 2), "customer_name",
+                              PQgetvalue(res, 0, 3), "total_cents",
+                              (json_int_t)atoll(PQgetvalue(res, 0, 4)), "currency",
+                              PQgetvalue(res, 0, 5), "placed_at_ms",
+                              (json_int_t)atoll(PQgetvalue(res, 0, 6)), "import_id",
+                              live ? "" : PQgetvalue(res, 0, 7), "status", PQgetvalue(res, 0, 9),
+                              "reason", PQgetvalue(res, 0, 10));
         json_object_set_new(o, "customer_phone", json_string(PQgetvalue(res, 0, 12)));
         json_object_set_new(o, "customer_address", json_string(PQgetvalue(res, 0, 13)));
         json_object_set_new(o, "lines", order_lines(c, order_id, PQgetvalue(res, 0, 7)));

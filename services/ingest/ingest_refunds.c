@@ -27,8 +27,8 @@
 #define REASON_LEN 1024
 
 typedef struct locked_order {
-    const char *id;  /* borrowed from the lock result */
-    int row;         /* its row there */
+    const char *id; /* borrowed from the lock result */
+    int row;        /* its row there */
     int64_t refunded;
     const char *status;
     bool changed;
@@ -42,9 +42,9 @@ typedef struct refund_batch {
     locked_order *orders;              /* sorted by id (strcmp) */
     const char **ids;
     size_t n_orders;
-    PGresult *fresh;                   /* refund ids applied for the first time */
-    const char **fresh_ids;            /* sorted */
-    bool *fresh_used;                  /* per fresh id: applied in this batch already */
+    PGresult *fresh;        /* refund ids applied for the first time */
+    const char **fresh_ids; /* sorted */
+    bool *fresh_used;       /* per fresh id: applied in this batch already */
     size_t n_fresh;
 } refund_batch;
 
@@ -145,8 +145,7 @@ static oms_status lock_and_record(refund_batch *rb)
     return s;
 }
 
-static oms_status emit(refund_batch *rb, const Oms__V1__RefundProcessed *ev,
-                       const locked_order *o)
+static oms_status emit(refund_batch *rb, const Oms__V1__RefundProcessed *ev, const locked_order *o)
 {
     PGresult *l = rb->locked;
     int r = o->row;
@@ -221,17 +220,18 @@ static oms_status write_orders(refund_batch *rb, pg_cols *history)
         }
     }
     if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
-        s = pg_cols_query(rb->b->conn, "order refunded",
-                     "UPDATE orders o SET status = x.status, refunded_cents = x.refunded,"
-                     " updated_at = now()"
-                     " FROM unnest($1::text[], $2::text[], $3::bigint[]) AS x(id, status, refunded)"
-                     " WHERE o.order_id = x.id",
-                     &c, PGRES_COMMAND_OK, NULL);
+        s = pg_cols_query(
+            rb->b->conn, "order refunded",
+            "UPDATE orders o SET status = x.status, refunded_cents = x.refunded,"
+            " updated_at = now()"
+            " FROM unnest($1::text[], $2::text[], $3::bigint[]) AS x(id, status, refunded)"
+            " WHERE o.order_id = x.id",
+            &c, PGRES_COMMAND_OK, NULL);
     if (s == OMS_OK && pg_cols_rows(history) > 0)
         s = pg_cols_query(rb->b->conn, "order refunded history",
-                     "INSERT INTO order_status_history (order_id, status, reason, event_id)"
-                     " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])",
-                     history, PGRES_COMMAND_OK, NULL);
+                          "INSERT INTO order_status_history (order_id, status, reason, event_id)"
+                          " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])",
+                          history, PGRES_COMMAND_OK, NULL);
     pg_cols_fini(&c);
     return s;
 }

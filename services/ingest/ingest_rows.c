@@ -37,9 +37,9 @@ typedef struct in_row {
     char *order_id, *customer_id, *email, *name, *sku, *product_name, *phone, *address;
     int32_t qty;
     int64_t price_cents, placed_at_ms; /* price -1: the catalogue's, looked up before COPY */
-    const char *field; /* static column name, or "" */
+    const char *field;                 /* static column name, or "" */
     char *reason;
-    bool publish_now;  /* rejected outside a seal: publish import.rejected now */
+    bool publish_now; /* rejected outside a seal: publish import.rejected now */
     /* Lines after the first of a product-list row borrow its strings (all
      * but sku, reason included): a row's customer is held once however
      * many lines it has (docs/architecture.md, "Bounds per message"). */
@@ -49,7 +49,7 @@ typedef struct in_row {
 /* The rows of one message while it is parsed. */
 typedef struct chunk {
     const ingest_ctx *ctx;
-    const char *import_id;  /* NULL for live rows */
+    const char *import_id; /* NULL for live rows */
     int64_t now_ms;
     int next_row;
     bool first_record, header_bad, explicit_rows;
@@ -62,8 +62,8 @@ typedef struct chunk {
     in_row *rows;
     size_t n, cap;
     bool oom;
-    bool too_many;          /* more than INGEST_CHUNK_ROWS_MAX rows: not stored */
-    int first_extra_row;    /* the first row past the limit */
+    bool too_many;                        /* more than INGEST_CHUNK_ROWS_MAX rows: not stored */
+    int first_extra_row;                  /* the first row past the limit */
     char unreadable[CONSUMER_REASON_LEN]; /* why the message is refused, when it is */
 } chunk;
 
@@ -485,9 +485,8 @@ static void mark_late(in_row *r, bool live, const in_row *first)
         snprintf(buf, sizeof buf, "row %d: order %s was already created; this row is a duplicate",
                  r->row_no, r->order_id);
     else
-        snprintf(buf, sizeof buf,
-                 "row %d: import %s was already sealed; this row arrived too late", r->row_no,
-                 r->import_id);
+        snprintf(buf, sizeof buf, "row %d: import %s was already sealed; this row arrived too late",
+                 r->row_no, r->import_id);
     free(r->reason);
     r->reason = strdup(buf);
     r->field = live ? "order_id" : "";
@@ -541,9 +540,10 @@ static oms_status number_orphans(PGconn *conn, in_row **rows, size_t n)
     snprintf(count, sizeof count, "%zu", n);
     const char *params[] = {count};
     PGresult *res = NULL;
-    oms_status s = pg_query(conn, "orphan seq",
-                            "SELECT nextval('import_rows_orphan_seq') FROM generate_series(1, $1::int)",
-                            1, params, PGRES_TUPLES_OK, &res);
+    oms_status s =
+        pg_query(conn, "orphan seq",
+                 "SELECT nextval('import_rows_orphan_seq') FROM generate_series(1, $1::int)", 1,
+                 params, PGRES_TUPLES_OK, &res);
     for (size_t i = 0; s == OMS_OK && i < n; i++) {
         rows[i]->seq = atoi(PQgetvalue(res, (int)i, 0));
         rows[i]->publish_now = true;
@@ -581,14 +581,15 @@ static oms_status register_live(PGconn *conn, chunk *c)
         i = j;
     }
     if (s == OMS_OK && pg_cols_rows(&imports) > 0)
-        s = pg_cols_query(conn, "live import upsert",
-                     "INSERT INTO imports AS i (import_id, kind, received_rows)"
-                     " SELECT id, 'live', n FROM unnest($1::text[], $2::int[]) AS t(id, n) ORDER BY id"
-                     " ON CONFLICT (import_id) DO UPDATE"
-                     " SET received_rows = i.received_rows + EXCLUDED.received_rows,"
-                     " last_row_at = now()"
-                     " RETURNING import_id, sealed_at IS NOT NULL, received_rows",
-                     &imports, PGRES_TUPLES_OK, &res);
+        s = pg_cols_query(
+            conn, "live import upsert",
+            "INSERT INTO imports AS i (import_id, kind, received_rows)"
+            " SELECT id, 'live', n FROM unnest($1::text[], $2::int[]) AS t(id, n) ORDER BY id"
+            " ON CONFLICT (import_id) DO UPDATE"
+            " SET received_rows = i.received_rows + EXCLUDED.received_rows,"
+            " last_row_at = now()"
+            " RETURNING import_id, sealed_at IS NOT NULL, received_rows",
+            &imports, PGRES_TUPLES_OK, &res);
     for (int r = 0; s == OMS_OK && res && r < PQntuples(res); r++) {
         const char *id = PQgetvalue(res, r, 0);
         bool sealed = strcmp(PQgetvalue(res, r, 1), "t") == 0;
@@ -616,9 +617,9 @@ static oms_status register_live(PGconn *conn, chunk *c)
     return s;
 }
 
-#define COPY_IMPORT_ROWS                                                                   \
-    "COPY import_rows (import_id, seq, row_no, order_id, customer_id, customer_email,"      \
-    " customer_name, sku, product_name, qty, unit_price_cents, currency, placed_at_ms,"     \
+#define COPY_IMPORT_ROWS                                                                \
+    "COPY import_rows (import_id, seq, row_no, order_id, customer_id, customer_email,"  \
+    " customer_name, sku, product_name, qty, unit_price_cents, currency, placed_at_ms," \
     " field, reason, line_no, customer_phone, customer_address) FROM STDIN"
 
 /* Sends the buffered rows, and the batch's events, once they hold at least
@@ -719,13 +720,17 @@ static bool message_fits(consumer_batch *b, size_t i)
     const oms_msg *m = &b->msgs[i];
     int headers;
     if (m->len > INGEST_MSG_BYTES_MAX) {
-        consumer_reject(b, i, "message is %zu bytes: at most %d bytes of CSV per message; "
-                              "nothing of it was imported", m->len, INGEST_MSG_BYTES_MAX);
+        consumer_reject(b, i,
+                        "message is %zu bytes: at most %d bytes of CSV per message; "
+                        "nothing of it was imported",
+                        m->len, INGEST_MSG_BYTES_MAX);
         return false;
     }
     if ((headers = header_count(m)) > INGEST_HEADERS_MAX) {
-        consumer_reject(b, i, "message has %d headers: at most %d per message; nothing of it "
-                              "was imported", headers, INGEST_HEADERS_MAX);
+        consumer_reject(b, i,
+                        "message has %d headers: at most %d per message; nothing of it "
+                        "was imported",
+                        headers, INGEST_HEADERS_MAX);
         return false;
     }
     return true;
@@ -762,16 +767,18 @@ static oms_status apply_message(ingest_ctx *ctx, consumer_batch *b, size_t i, pg
     if (!message_fits(b, i))
         return OMS_OK;
     if (import_id != NULL && !import_id_ok(import_id)) {
-        consumer_reject(b, i, "header %s \"%.80s\" must be 1 to 128 printable characters and "
-                              "must not start with \"live:\"", INGEST_HDR_IMPORT_ID, import_id);
+        consumer_reject(b, i,
+                        "header %s \"%.80s\" must be 1 to 128 printable characters and "
+                        "must not start with \"live:\"",
+                        INGEST_HDR_IMPORT_ID, import_id);
         return OMS_OK;
     }
     /* With first_row and rows per message bounded, the last row number,
      * INGEST_ROW_NUMBER_MAX + INGEST_CHUNK_ROWS_MAX, is far from INT32_MAX. */
     if (header_int(b, i, INGEST_HDR_IMPORT_END, "row count", 0, INGEST_ROW_NUMBER_MAX, &end_rows,
                    &has_end) != OMS_OK ||
-        header_int(b, i, INGEST_HDR_FIRST_ROW, "row number", 1, INGEST_ROW_NUMBER_MAX,
-                   &first_row, &has_first) != OMS_OK ||
+        header_int(b, i, INGEST_HDR_FIRST_ROW, "row number", 1, INGEST_ROW_NUMBER_MAX, &first_row,
+                   &has_first) != OMS_OK ||
         header_int(b, i, INGEST_HDR_CHUNK, "chunk number", 0, INGEST_ROW_NUMBER_MAX, &chunk_no,
                    &has_chunk) != OMS_OK)
         return OMS_OK;

@@ -25,7 +25,7 @@
 #define SEAL_PAGE_ROWS 8000
 #define LIVE_SEAL_MAX "500"
 #define SEAL_ANALYZE_ORDERS 5000 /* a seal creating this many refreshes statistics */
-#define SEAL_FILE_ROWS 50000 /* small file imports are sealed together up to this */
+#define SEAL_FILE_ROWS 50000     /* small file imports are sealed together up to this */
 #define ORDER_TOTAL_MAX_CENTS "100000000000000" /* 1,000,000,000,000.00 */
 
 /* ---- rejections (set-based) ------------------------------------------ */
@@ -41,11 +41,13 @@ static const char *const SQL_BAD_ORDERS =
 
 static const char *const SQL_CONTRADICTIONS =
     "WITH firsts AS ("
-    "  SELECT DISTINCT ON (r.import_id, r.order_id) r.import_id, r.order_id, r.row_no, r.customer_id"
+    "  SELECT DISTINCT ON (r.import_id, r.order_id) r.import_id, r.order_id, r.row_no, "
+    "r.customer_id"
     "  FROM import_rows r JOIN seal_bad b USING (import_id, order_id)"
     "  WHERE b.contradicts AND r.reason IS NULL ORDER BY r.import_id, r.order_id, r.row_no)"
     " UPDATE import_rows r SET field = 'customer_id',"
-    "  reason = format('row %s: customer_id \"%s\" contradicts row %s of order %s (customer_id \"%s\")',"
+    "  reason = format('row %s: customer_id \"%s\" contradicts row %s of order %s (customer_id "
+    "\"%s\")',"
     "                  r.row_no, r.customer_id, f.row_no, r.order_id, f.customer_id)"
     " FROM firsts f WHERE r.import_id = f.import_id AND r.order_id = f.order_id"
     "  AND r.reason IS NULL AND r.customer_id <> f.customer_id";
@@ -105,7 +107,8 @@ static oms_status reject_invalid_orders(PGconn *conn, const char *ids, size_t n_
      * number of rows, so it stays cheap however large the table grows. */
     if ((s = pg_query(conn, "seal size",
                       "SELECT 1 FROM imports WHERE import_id = ANY($1::text[])"
-                      " AND received_rows > 50000 LIMIT 1", 1, params, PGRES_TUPLES_OK, &res)) != OMS_OK)
+                      " AND received_rows > 50000 LIMIT 1",
+                      1, params, PGRES_TUPLES_OK, &res)) != OMS_OK)
         return s;
     bool big = PQntuples(res) > 0;
     PQclear(res);
@@ -136,8 +139,8 @@ static oms_status reject_invalid_orders(PGconn *conn, const char *ids, size_t n_
         return s;
     /* Only imports sealed together can share an order (a big import is
      * sealed alone, and grouping its million rows costs seconds). */
-    if (n_imports > 1 && (s = pg_query(conn, "seal same-seal duplicates", SQL_SAME_SEAL, 1,
-                                       params, PGRES_COMMAND_OK, NULL)) != OMS_OK)
+    if (n_imports > 1 && (s = pg_query(conn, "seal same-seal duplicates", SQL_SAME_SEAL, 1, params,
+                                       PGRES_COMMAND_OK, NULL)) != OMS_OK)
         return s;
     return pg_query(conn, "seal cascade", SQL_CASCADE, 1, params, PGRES_COMMAND_OK, NULL);
 }
@@ -412,7 +415,8 @@ static oms_status finish_imports(seal_run *run, const char *ids)
             s = emit_completed(run, res, r);
     }
     if (s == OMS_OK) {
-        metrics_counter_add(run->ctx->m, "oms_ingest_rows_total", "result=\"valid\"", (double)valid);
+        metrics_counter_add(run->ctx->m, "oms_ingest_rows_total", "result=\"valid\"",
+                            (double)valid);
         metrics_counter_add(run->ctx->m, "oms_ingest_rows_total", "result=\"rejected\"",
                             (double)rejected);
         s = outbox_batch_flush(run->ob, run->conn);
@@ -476,7 +480,8 @@ static bool orders_stats_stale(PGconn *conn)
     bool stale = false;
     if (pg_query(conn, "orders statistics",
                  "SELECT reltuples FROM pg_class WHERE oid = 'orders'::regclass", 0, NULL,
-                 PGRES_TUPLES_OK, &res) == OMS_OK && PQntuples(res) == 1)
+                 PGRES_TUPLES_OK, &res) == OMS_OK &&
+        PQntuples(res) == 1)
         stale = atof(PQgetvalue(res, 0, 0)) < (double)SEAL_ANALYZE_ORDERS;
     PQclear(res);
     return stale;

@@ -45,8 +45,9 @@ static oms_status transitions_add(transitions *t, const char *order_id, const ch
 }
 
 /* Columns returned by every transition, for the events. */
-#define RETURNED "o.order_id, o.customer_id, o.customer_email, o.customer_name, o.total_cents," \
-                 " o.currency, o.placed_at_ms, o.import_id, o.status_reason, i.kind"
+#define RETURNED                                                                   \
+    "o.order_id, o.customer_id, o.customer_email, o.customer_name, o.total_cents," \
+    " o.currency, o.placed_at_ms, o.import_id, o.status_reason, i.kind"
 
 static oms_status emit_terminal(outbox_batch *ob, PGresult *res, int r, const char *status,
                                 const char *cause)
@@ -155,8 +156,8 @@ typedef bool (*read_fn)(const ProtobufCMessage *msg, wanted *w);
 
 /* Decodes every message of the batch with d, rejects those read refuses
  * (the reason names the type: invalid), and applies the transitions. */
-static oms_status apply_events(consumer_batch *b, const ProtobufCMessageDescriptor *d,
-                               read_fn read, const char *invalid)
+static oms_status apply_events(consumer_batch *b, const ProtobufCMessageDescriptor *d, read_fn read,
+                               const char *invalid)
 {
     transitions t[TARGETS];
     oms_status s = OMS_OK;

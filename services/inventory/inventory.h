@@ -16,8 +16,8 @@
 #define OMS_INVENTORY_H
 
 #include "consumer.h"
-#include "strs.h"
 #include "service.h"
+#include "strs.h"
 
 #include "inventory_plan.h"
 
@@ -56,7 +56,6 @@ void inv_routes(oms_service *svc, http_server *http, void *ctx);
 /* The causation id of an event caused by m: its meta.event_id, or the
  * message's event id when the producer left meta out. Borrowed. */
 const char *inv_causation(const Oms__V1__EventMeta *meta, const oms_msg *m);
-
 
 /* Adds stock.reserved for order (borrowed), carrying the order's lines. */
 oms_status inv_emit_reserved(outbox_batch *ob, const Oms__V1__OrderCreated *order,

@@ -26,8 +26,8 @@ typedef struct catalog_batch {
     Oms__V1__ProductUpserted **events; /* per message; NULL when not applied */
     const char **skus;                 /* distinct, sorted */
     size_t n_skus;
-    int64_t *reserved;                 /* per SKU, 0 for a new product */
-    size_t *winner;                    /* per SKU: message applied last, SIZE_MAX none */
+    int64_t *reserved; /* per SKU, 0 for a new product */
+    size_t *winner;    /* per SKU: message applied last, SIZE_MAX none */
 } catalog_batch;
 
 static void decode(catalog_batch *cb, size_t i)
@@ -42,8 +42,8 @@ static void decode(catalog_batch *cb, size_t i)
     }
     size_t sku_len = strlen(ev->sku);
     if (sku_len == 0 || sku_len > SKU_MAX_BYTES)
-        consumer_reject(b, i, "%s: sku must be 1 to %d bytes, got %zu", m->subject,
-                        SKU_MAX_BYTES, sku_len);
+        consumer_reject(b, i, "%s: sku must be 1 to %d bytes, got %zu", m->subject, SKU_MAX_BYTES,
+                        sku_len);
     else if (ev->on_hand < 0)
         consumer_reject(b, i, "%s %s: on_hand %lld must be 0 or more", m->subject, ev->sku,
                         (long long)ev->on_hand);
@@ -121,14 +121,14 @@ static oms_status upsert(catalog_batch *cb)
     /* Sorted input: two processes inserting new SKUs take them in one order. */
     if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
         s = pg_cols_query(cb->b->conn, "catalog upsert",
-                     "INSERT INTO products AS p (sku, name, on_hand, price_cents)"
-                     " SELECT sku, name, on_hand, price_cents"
-                     " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])"
-                     " WITH ORDINALITY AS t(sku, name, on_hand, price_cents, n) ORDER BY n"
-                     " ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name,"
-                     " on_hand = EXCLUDED.on_hand, price_cents = EXCLUDED.price_cents,"
-                     " updated_at = now()",
-                     &c, PGRES_COMMAND_OK, NULL);
+                          "INSERT INTO products AS p (sku, name, on_hand, price_cents)"
+                          " SELECT sku, name, on_hand, price_cents"
+                          " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])"
+                          " WITH ORDINALITY AS t(sku, name, on_hand, price_cents, n) ORDER BY n"
+                          " ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name,"
+                          " on_hand = EXCLUDED.on_hand, price_cents = EXCLUDED.price_cents,"
+                          " updated_at = now()",
+                          &c, PGRES_COMMAND_OK, NULL);
     pg_cols_fini(&c);
     return s;
 }

@@ -15,9 +15,8 @@
 static json_t *product_json(PGresult *res, int row)
 {
     return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "sku", PQgetvalue(res, row, 0), "name",
-                     PQgetvalue(res, row, 1), "on_hand",
-                     (json_int_t)atoll(PQgetvalue(res, row, 2)), "reserved",
-                     (json_int_t)atoll(PQgetvalue(res, row, 3)), "available",
+                     PQgetvalue(res, row, 1), "on_hand", (json_int_t)atoll(PQgetvalue(res, row, 2)),
+                     "reserved", (json_int_t)atoll(PQgetvalue(res, row, 3)), "available",
                      (json_int_t)atoll(PQgetvalue(res, row, 4)), "price_cents",
                      (json_int_t)atoll(PQgetvalue(res, row, 5)));
 }
@@ -41,8 +40,10 @@ static PGresult *query_products(oms_service *svc, http_response *resp, const cha
 static void h_products(void *ctx, const http_request *req, http_response *resp)
 {
     (void)req;
-    PGresult *res = query_products(ctx, resp, PRODUCT_COLUMNS " FROM products"
-                                              " ORDER BY sku COLLATE \"C\"", 0, NULL);
+    PGresult *res = query_products(ctx, resp,
+                                   PRODUCT_COLUMNS " FROM products"
+                                                   " ORDER BY sku COLLATE \"C\"",
+                                   0, NULL);
     if (res == NULL)
         return;
     json_t *items = json_array();
@@ -61,8 +62,8 @@ static void h_product(void *ctx, const http_request *req, http_response *resp)
     if (http_path_str(req, 0, HTTP_ID_MAX_BYTES, &sku, resp) != OMS_OK)
         return;
     const char *params[] = {sku};
-    PGresult *res = query_products(ctx, resp, PRODUCT_COLUMNS " FROM products WHERE sku = $1",
-                                   1, params);
+    PGresult *res = query_products(ctx, resp, PRODUCT_COLUMNS " FROM products WHERE sku = $1", 1,
+                                   params);
     if (res == NULL)
         return;
     if (PQntuples(res) == 0)

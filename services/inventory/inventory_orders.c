@@ -35,7 +35,7 @@ typedef struct order_batch {
     inv_order *orders;              /* decoded orders, in event order */
     size_t *msg_of;                 /* orders[k] came from b->msgs[msg_of[k]] */
     size_t n_orders;
-    inv_line *lines;                /* storage for the orders' lines */
+    inv_line *lines; /* storage for the orders' lines */
     inv_plan plan;
 } order_batch;
 
@@ -47,8 +47,8 @@ bool inv_order_valid(consumer_batch *b, size_t i, const Oms__V1__OrderCreated *e
     size_t id_len = strlen(ev->order_id);
     int64_t units = 0;
     if (id_len == 0 || id_len > ID_MAX_BYTES) {
-        consumer_reject(b, i, "%s: order_id must be 1 to %d bytes, got %zu", subject,
-                        ID_MAX_BYTES, id_len);
+        consumer_reject(b, i, "%s: order_id must be 1 to %d bytes, got %zu", subject, ID_MAX_BYTES,
+                        id_len);
         return false;
     }
     if (ev->n_lines == 0) {
@@ -64,8 +64,8 @@ bool inv_order_valid(consumer_batch *b, size_t i, const Oms__V1__OrderCreated *e
             return false;
         }
         if (line->qty < 1) {
-            consumer_reject(b, i, "%s %.256s: line %zu (%.100s): qty %d must be 1 or more",
-                            subject, ev->order_id, l + 1, line->sku, (int)line->qty);
+            consumer_reject(b, i, "%s %.256s: line %zu (%.100s): qty %d must be 1 or more", subject,
+                            ev->order_id, l + 1, line->sku, (int)line->qty);
             return false;
         }
         units += line->qty;
@@ -201,10 +201,11 @@ static oms_status update_products(order_batch *ob)
             pg_cols_int(&c, 1, p->stock[k].taken);
         }
     if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
-        s = pg_cols_query(ob->b->conn, "products reserve",
-                     "UPDATE products p SET reserved = p.reserved + d.qty, updated_at = now()"
-                     " FROM unnest($1::text[], $2::bigint[]) AS d(sku, qty) WHERE p.sku = d.sku",
-                     &c, PGRES_COMMAND_OK, NULL);
+        s = pg_cols_query(
+            ob->b->conn, "products reserve",
+            "UPDATE products p SET reserved = p.reserved + d.qty, updated_at = now()"
+            " FROM unnest($1::text[], $2::bigint[]) AS d(sku, qty) WHERE p.sku = d.sku",
+            &c, PGRES_COMMAND_OK, NULL);
     pg_cols_fini(&c);
     return s;
 }
@@ -225,10 +226,10 @@ static oms_status update_rejected(order_batch *ob)
     }
     if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
         s = pg_cols_query(ob->b->conn, "reservations reject",
-                     "UPDATE reservations r SET status = 'rejected', reason = d.reason"
-                     " FROM unnest($1::text[], $2::text[]) AS d(order_id, reason)"
-                     " WHERE r.order_id = d.order_id",
-                     &c, PGRES_COMMAND_OK, NULL);
+                          "UPDATE reservations r SET status = 'rejected', reason = d.reason"
+                          " FROM unnest($1::text[], $2::text[]) AS d(order_id, reason)"
+                          " WHERE r.order_id = d.order_id",
+                          &c, PGRES_COMMAND_OK, NULL);
     pg_cols_fini(&c);
     return s;
 }
@@ -271,15 +272,15 @@ static oms_status emit_all(order_batch *ob)
             s = inv_emit_rejected(b->outbox, ev->order_id, o, causation);
             rejected++;
         } else {
-            log_info("order already decided on, order.created ignored", "order_id",
-                     ev->order_id, "event_id", msg->event_id, NULL);
+            log_info("order already decided on, order.created ignored", "order_id", ev->order_id,
+                     "event_id", msg->event_id, NULL);
         }
     }
     if (s == OMS_OK) {
         consumer_count(b, "oms_inventory_reservations_total", "result=\"reserved\"",
-                            (double)reserved);
+                       (double)reserved);
         consumer_count(b, "oms_inventory_reservations_total", "result=\"rejected\"",
-                            (double)rejected);
+                       (double)rejected);
     }
     return s;
 }
@@ -309,8 +310,7 @@ oms_status inv_apply_orders(void *arg, consumer_batch *b)
     ob.events = calloc(n, sizeof *ob.events);
     ob.orders = calloc(n, sizeof *ob.orders);
     ob.msg_of = calloc(n, sizeof *ob.msg_of);
-    if (ob.events && ob.orders && ob.msg_of && (s = decode_all(&ob)) == OMS_OK &&
-        ob.n_orders > 0)
+    if (ob.events && ob.orders && ob.msg_of && (s = decode_all(&ob)) == OMS_OK && ob.n_orders > 0)
         s = reserve(&ob);
     inv_plan_fini(&ob.plan);
     for (size_t i = 0; ob.events && i < b->n; i++)

@@ -38,10 +38,10 @@ typedef struct payment_batch {
     reservation *res;                 /* sorted by order id */
     const char **res_ids;             /* res[k].order_id, for strs_find */
     size_t n_res;
-    const char **skus;                /* distinct SKUs of the settled lines, sorted */
+    const char **skus; /* distinct SKUs of the settled lines, sorted */
     size_t n_skus;
-    int64_t *sold, *released;         /* per SKU: units leaving on_hand, units leaving reserved */
-    char **names;                     /* per SKU: product name (owned), or NULL */
+    int64_t *sold, *released; /* per SKU: units leaving on_hand, units leaving reserved */
+    char **names;             /* per SKU: product name (owned), or NULL */
 } payment_batch;
 
 static bool is_succeeded(const Oms__V1__PaymentSettled *ev)
@@ -105,8 +105,8 @@ static oms_status group_rows(payment_batch *pb)
  * reservations by key from unnest, the outbox COPY) want keyed plans too.
  * No JIT: a plan left with a disabled node costs 1e10 and would be compiled
  * (measured ~200 ms per statement). */
-#define INV_KEYED_PLANS                                                    \
-    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off;"     \
+#define INV_KEYED_PLANS                                                \
+    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off;" \
     " SET LOCAL enable_mergejoin = off; SET LOCAL jit = off"
 
 /* Locks the batch's reservations in order id order and reads their lines. */
@@ -160,8 +160,8 @@ static void decide(payment_batch *pb, long *ignored)
             continue;
         }
         log_info("payment.settled ignored: no reservation held for the order", "order_id",
-                 ev->order_id, "reservation", k >= 0 ? pb->res[k].status : "none",
-                 "event_id", b->msgs[i].event_id, NULL);
+                 ev->order_id, "reservation", k >= 0 ? pb->res[k].status : "none", "event_id",
+                 b->msgs[i].event_id, NULL);
         (*ignored)++;
     }
 }
@@ -256,10 +256,10 @@ static oms_status update_reservations(payment_batch *pb)
     }
     if ((s = c.status) == OMS_OK)
         s = pg_cols_query(pb->b->conn, "reservations settle",
-                     "UPDATE reservations r SET status = d.status, settled_at = now()"
-                     " FROM unnest($1::text[], $2::text[]) AS d(order_id, status)"
-                     " WHERE r.order_id = d.order_id",
-                     &c, PGRES_COMMAND_OK, NULL);
+                          "UPDATE reservations r SET status = d.status, settled_at = now()"
+                          " FROM unnest($1::text[], $2::text[]) AS d(order_id, status)"
+                          " WHERE r.order_id = d.order_id",
+                          &c, PGRES_COMMAND_OK, NULL);
     pg_cols_fini(&c);
     return s;
 }
@@ -307,11 +307,11 @@ static oms_status emit_all(payment_batch *pb, long ignored)
     }
     if (s == OMS_OK) {
         consumer_count(pb->b, "oms_inventory_settlements_total", "result=\"committed\"",
-                            (double)committed);
+                       (double)committed);
         consumer_count(pb->b, "oms_inventory_settlements_total", "result=\"released\"",
-                            (double)released);
+                       (double)released);
         consumer_count(pb->b, "oms_inventory_settlements_total", "result=\"ignored\"",
-                            (double)ignored);
+                       (double)ignored);
     }
     return s;
 }

@@ -161,8 +161,8 @@ void inv_plan_reason(const inv_outcome *o, char *buf, size_t len)
     if (o->available < 0)
         snprintf(buf, len, "%s: unknown product", o->sku);
     else
-        snprintf(buf, len, "%s: %lld requested, %lld available", o->sku,
-                 (long long)o->requested, (long long)o->available);
+        snprintf(buf, len, "%s: %lld requested, %lld available", o->sku, (long long)o->requested,
+                 (long long)o->available);
 }
 
 void inv_plan_fini(inv_plan *p)

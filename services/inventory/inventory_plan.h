@@ -31,15 +31,15 @@ typedef struct inv_order {
     const char *order_id;
     const inv_line *lines; /* as the order listed them; qty >= 1 (the caller validates) */
     size_t n_lines;
-    bool exists;           /* already in reservations: ignore it */
+    bool exists; /* already in reservations: ignore it */
 } inv_order;
 
 /* A product the batch names: set by the caller from its locked row. */
 typedef struct inv_stock {
-    const char *sku;    /* borrowed from an order */
-    bool known;         /* false until the caller found the product */
-    int64_t available;  /* on_hand - reserved when locked; the plan lowers it */
-    int64_t taken;      /* out: units the batch's reserved orders hold */
+    const char *sku;   /* borrowed from an order */
+    bool known;        /* false until the caller found the product */
+    int64_t available; /* on_hand - reserved when locked; the plan lowers it */
+    int64_t taken;     /* out: units the batch's reserved orders hold */
 } inv_stock;
 
 typedef enum inv_result {
@@ -67,10 +67,10 @@ typedef struct inv_plan {
     inv_outcome *outcomes; /* one per order, same index */
     inv_stock *stock;      /* distinct SKUs of the orders not ignored, strcmp order */
     size_t n_stock;
-    inv_line *held;        /* storage the outcomes' held lines point into */
+    inv_line *held; /* storage the outcomes' held lines point into */
     size_t n_held;
-    int64_t *need;         /* scratch, one per stock entry */
-    size_t *touched;       /* scratch, stock indexes of one order */
+    int64_t *need;   /* scratch, one per stock entry */
+    size_t *touched; /* scratch, stock indexes of one order */
 } inv_plan;
 
 /* Prepares a plan for orders[0..n) (borrowed): marks repeated and existing

@@ -40,10 +40,10 @@ typedef struct restock_batch {
     PGresult *rows;                    /* order_id, status, sku, qty, restocked */
     line_state *lines;                 /* rows with a line, in row order (order id, sku) */
     size_t n_lines;
-    PGresult *done;                    /* refund ids restocked before */
+    PGresult *done; /* refund ids restocked before */
     const char **done_ids;
     size_t n_done;
-    int64_t *units;                    /* per message: units restocked */
+    int64_t *units; /* per message: units restocked */
 } restock_batch;
 
 static void decode(restock_batch *rb, size_t i)
@@ -52,8 +52,10 @@ static void decode(restock_batch *rb, size_t i)
     const oms_msg *m = &b->msgs[i];
     Oms__V1__RefundProcessed *ev = oms__v1__refund_processed__unpack(NULL, m->len, m->data);
     if (ev == NULL || *ev->order_id == '\0' || *ev->refund_id == '\0') {
-        consumer_reject(b, i, "%s: not a valid oms.v1.RefundProcessed (order_id and refund_id "
-                              "are required)", m->subject);
+        consumer_reject(b, i,
+                        "%s: not a valid oms.v1.RefundProcessed (order_id and refund_id "
+                        "are required)",
+                        m->subject);
         oms__v1__refund_processed__free_unpacked(ev, NULL);
         return;
     }
@@ -124,9 +126,10 @@ static oms_status index_state(restock_batch *rb)
         /* Only a sale has units to give back. */
         if (PQgetisnull(rb->rows, r, 2) || strcmp(PQgetvalue(rb->rows, r, 1), "committed") != 0)
             continue;
-        rb->lines[rb->n_lines++] =
-            (line_state){PQgetvalue(rb->rows, r, 0), PQgetvalue(rb->rows, r, 2),
-                         atoll(PQgetvalue(rb->rows, r, 3)), atoll(PQgetvalue(rb->rows, r, 4)), 0};
+        rb->lines[rb->n_lines++] = (line_state){PQgetvalue(rb->rows, r, 0),
+                                                PQgetvalue(rb->rows, r, 2),
+                                                atoll(PQgetvalue(rb->rows, r, 3)),
+                                                atoll(PQgetvalue(rb->rows, r, 4)), 0};
     }
     for (int r = 0; r < d; r++)
         rb->done_ids[rb->n_done++] = PQgetvalue(rb->done, r, 0);
@@ -240,10 +243,10 @@ static oms_status write_lines(restock_batch *rb)
     }
     if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
         s = pg_cols_query(rb->b->conn, "restock lines",
-                     "UPDATE reservation_lines l SET restocked = l.restocked + x.add"
-                     " FROM unnest($1::text[], $2::text[], $3::bigint[]) AS x(o, sku, add)"
-                     " WHERE l.order_id = x.o AND l.sku = x.sku",
-                     &c, PGRES_COMMAND_OK, NULL);
+                          "UPDATE reservation_lines l SET restocked = l.restocked + x.add"
+                          " FROM unnest($1::text[], $2::text[], $3::bigint[]) AS x(o, sku, add)"
+                          " WHERE l.order_id = x.o AND l.sku = x.sku",
+                          &c, PGRES_COMMAND_OK, NULL);
     pg_cols_fini(&c);
     return s;
 }
@@ -266,9 +269,9 @@ static oms_status write_restocks(restock_batch *rb)
     }
     if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
         s = pg_cols_query(rb->b->conn, "restocks insert",
-                     "INSERT INTO restocks (refund_id, order_id, units, event_id)"
-                     " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])",
-                     &c, PGRES_COMMAND_OK, NULL);
+                          "INSERT INTO restocks (refund_id, order_id, units, event_id)"
+                          " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])",
+                          &c, PGRES_COMMAND_OK, NULL);
     if (s == OMS_OK) {
         consumer_count(rb->b, "oms_inventory_restocks_total", "", (double)pg_cols_rows(&c));
         consumer_count(rb->b, "oms_inventory_restocked_units_total", "", (double)total);
@@ -283,8 +286,8 @@ static bool sale_in_flight(restock_batch *rb)
 {
     for (int r = 0; r < PQntuples(rb->rows); r++)
         if (strcmp(PQgetvalue(rb->rows, r, 1), "reserved") == 0) {
-            log_warn("refund.processed before its sale was committed: retried later",
-                     "order_id", PQgetvalue(rb->rows, r, 0), NULL);
+            log_warn("refund.processed before its sale was committed: retried later", "order_id",
+                     PQgetvalue(rb->rows, r, 0), NULL);
             return true;
         }
     return false;

@@ -26,10 +26,10 @@
 #include <jansson.h>
 
 #define NOTIFY_PRODUCER "notify"
-#define NOTIFY_CLAIM_MAX 32        /* notifications the sender delivers at once */
-#define NOTIFY_ERROR_LEN 512       /* bytes of a delivery error kept */
-#define NOTIFY_ID_MAX 256          /* bytes of an order or customer id */
-#define NOTIFY_EMAIL_MAX 254       /* bytes of an address (RFC 5321 path limit) */
+#define NOTIFY_CLAIM_MAX 32  /* notifications the sender delivers at once */
+#define NOTIFY_ERROR_LEN 512 /* bytes of a delivery error kept */
+#define NOTIFY_ID_MAX 256    /* bytes of an order or customer id */
+#define NOTIFY_EMAIL_MAX 254 /* bytes of an address (RFC 5321 path limit) */
 
 extern const pg_migration notify_migrations[];
 
@@ -91,7 +91,7 @@ typedef struct notify_sender notify_sender;
 /* The domain context shared by the consumers, the sender and HTTP handlers. */
 typedef struct notify_ctx {
     notify_settings cfg;
-    const char *currency;     /* OMS_CURRENCY: for events that name none */
+    const char *currency; /* OMS_CURRENCY: for events that name none */
     const char *dsn;
     struct metrics *m;
     oms_service *svc;
@@ -112,9 +112,9 @@ oms_status notify_apply_orders(void *ctx, consumer_batch *b);
 /* ---- one notification (notify_message.c) ---- */
 
 typedef enum notify_result {
-    NOTIFY_SENT = 0,  /* delivered */
-    NOTIFY_REFUSED,   /* refused for good (5xx SMTP reply, 4xx webhook answer): failed */
-    NOTIFY_ERROR,     /* not delivered this time (timeout, refused connection, 5xx): retry */
+    NOTIFY_SENT = 0, /* delivered */
+    NOTIFY_REFUSED,  /* refused for good (5xx SMTP reply, 4xx webhook answer): failed */
+    NOTIFY_ERROR,    /* not delivered this time (timeout, refused connection, 5xx): retry */
 } notify_result;
 
 /* A claimed notification, its fields borrowed from the claim's result, and
@@ -125,9 +125,9 @@ typedef struct notify_msg {
     const char *event_id, *subject, *order_id, *customer_id, *customer_email, *customer_name;
     const char *status, *currency, *reason, *refund_id;
     int64_t total_cents, refund_cents, refunded_total_cents, occurred_at_ms;
-    int attempts;                        /* including this one */
-    notify_result result;                /* set by the delivery */
-    char error[NOTIFY_ERROR_LEN];        /* why it was not sent */
+    int attempts;                 /* including this one */
+    notify_result result;         /* set by the delivery */
+    char error[NOTIFY_ERROR_LEN]; /* why it was not sent */
 } notify_msg;
 
 /* The email subject, e.g. "Order ORD-1001 paid: 1,299.99 USD". */

@@ -122,8 +122,7 @@ static oms_status read_email(notify_settings *cfg, char err[CONFIG_ERR_LEN])
     /* A login needs its password; a placeholder is refused either way. */
     if (config_check_password("OMS_SMTP_PASSWORD",
                               cfg->smtp_user ? getenv("OMS_SMTP_PASSWORD") : cfg->smtp_password,
-                              cfg->smtp_user ? "OMS_SMTP_USER is set and needs its password"
-                                             : NULL,
+                              cfg->smtp_user ? "OMS_SMTP_USER is set and needs its password" : NULL,
                               err) != OMS_OK)
         return OMS_EINVAL;
     if (!cfg->enabled[NOTIFY_EMAIL])

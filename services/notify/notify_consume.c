@@ -23,9 +23,24 @@
 #define MAX_TIME_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z, PostgreSQL's limit is later */
 
 enum column {
-    COL_EVENT_ID, COL_CHANNEL, COL_SUBJECT, COL_ORDER_ID, COL_CUSTOMER_ID, COL_EMAIL, COL_NAME,
-    COL_STATUS, COL_TOTAL, COL_CURRENCY, COL_REASON, COL_REFUND_ID, COL_REFUND, COL_REFUNDED,
-    COL_OCCURRED, COL_STATE, COL_ERROR, N_COLUMNS
+    COL_EVENT_ID,
+    COL_CHANNEL,
+    COL_SUBJECT,
+    COL_ORDER_ID,
+    COL_CUSTOMER_ID,
+    COL_EMAIL,
+    COL_NAME,
+    COL_STATUS,
+    COL_TOTAL,
+    COL_CURRENCY,
+    COL_REASON,
+    COL_REFUND_ID,
+    COL_REFUND,
+    COL_REFUNDED,
+    COL_OCCURRED,
+    COL_STATE,
+    COL_ERROR,
+    N_COLUMNS
 };
 
 /* One event of any of the three types, its strings borrowed from the
@@ -37,16 +52,16 @@ typedef struct order_event {
 } order_event;
 
 /* The fields the three event types share (same names in each). */
-#define VIEW_COMMON(e, ev, m, default_status)                                         \
-    do {                                                                             \
-        (e)->event_id = *(ev)->meta->event_id ? (ev)->meta->event_id : (m)->event_id; \
+#define VIEW_COMMON(e, ev, m, default_status)                                             \
+    do {                                                                                  \
+        (e)->event_id = *(ev)->meta->event_id ? (ev)->meta->event_id : (m)->event_id;     \
         (e)->occurred_at_ms = (ev)->meta->occurred_at_ms > 0 ? (ev)->meta->occurred_at_ms \
-                                                             : oms_now_ms();         \
-        (e)->order_id = (ev)->order_id, (e)->customer_id = (ev)->customer_id;         \
-        (e)->email = (ev)->customer_email, (e)->name = (ev)->customer_name;           \
-        (e)->status = *(ev)->status ? (ev)->status : (default_status);               \
-        (e)->currency = (ev)->currency, (e)->reason = (ev)->reason;                   \
-        (e)->total_cents = (ev)->total_cents, (e)->refund_id = "";                    \
+                                                             : oms_now_ms();              \
+        (e)->order_id = (ev)->order_id, (e)->customer_id = (ev)->customer_id;             \
+        (e)->email = (ev)->customer_email, (e)->name = (ev)->customer_name;               \
+        (e)->status = *(ev)->status ? (ev)->status : (default_status);                    \
+        (e)->currency = (ev)->currency, (e)->reason = (ev)->reason;                       \
+        (e)->total_cents = (ev)->total_cents, (e)->refund_id = "";                        \
     } while (0)
 
 /* Unpacks m into *e (strings borrowed from the returned message, which the

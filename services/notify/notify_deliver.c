@@ -112,8 +112,8 @@ static void deliver_log(notify_msg *n)
     snprintf(refund, sizeof refund, "%lld", (long long)n->refund_cents);
     log_info("notification", "channel", "log", "event_id", n->event_id, "type", n->subject,
              "order_id", n->order_id, "customer_id", n->customer_id, "status", n->status,
-             "total_cents", total, "currency", n->currency, "reason", n->reason,
-             "refund_cents", refund, "text", subject, NULL);
+             "total_cents", total, "currency", n->currency, "reason", n->reason, "refund_cents",
+             refund, "text", subject, NULL);
     n->result = NOTIFY_SENT;
 }
 
@@ -135,8 +135,7 @@ static void record_answer(notify_msg *n, const httpc_request *r)
 
 /* Prepares n's request, or settles n at once (log, unusable address) and
  * leaves r without a URL. */
-static oms_status prepare(delivery *d, httpc_request *r, const notify_settings *cfg,
-                          notify_msg *n)
+static oms_status prepare(delivery *d, httpc_request *r, const notify_settings *cfg, notify_msg *n)
 {
     n->result = NOTIFY_ERROR;
     snprintf(n->error, sizeof n->error, "not delivered");
@@ -157,8 +156,8 @@ static oms_status prepare(delivery *d, httpc_request *r, const notify_settings *
                                     : "customer has no email address");
         return OMS_OK;
     }
-    oms_status s =
-        n->channel == NOTIFY_EMAIL ? email_init(d, r, cfg, n) : webhook_init(d, r, cfg, n);
+    oms_status s = n->channel == NOTIFY_EMAIL ? email_init(d, r, cfg, n)
+                                              : webhook_init(d, r, cfg, n);
     if (s == OMS_EINVAL) {
         n->result = NOTIFY_REFUSED;
         snprintf(n->error, sizeof n->error, "notification text is not valid UTF-8");

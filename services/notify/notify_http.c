@@ -42,14 +42,14 @@ static json_t *row_json(PGresult *res, int r)
     json_t *j = json_pack(
         "{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:i,s:s,s:s?,s:s,s:o,s:s}", "id",
         (json_int_t)atoll(PQgetvalue(res, r, 0)), "event_id", PQgetvalue(res, r, 1), "type",
-        PQgetvalue(res, r, 2), "channel", PQgetvalue(res, r, 3), "order_id",
-        PQgetvalue(res, r, 4), "customer_id", PQgetvalue(res, r, 5), "customer_email",
-        PQgetvalue(res, r, 6), "status", PQgetvalue(res, r, 7), "total_cents",
-        (json_int_t)atoll(PQgetvalue(res, r, 8)), "currency", PQgetvalue(res, r, 9), "reason",
-        PQgetvalue(res, r, 10), "state", PQgetvalue(res, r, 11), "attempts",
-        atoi(PQgetvalue(res, r, 12)), "last_error", PQgetvalue(res, r, 13), "next_attempt_at",
-        pending ? PQgetvalue(res, r, 14) : NULL, "created_at", PQgetvalue(res, r, 15),
-        "sent_at", text_or_null(res, r, 16), "updated_at", PQgetvalue(res, r, 17));
+        PQgetvalue(res, r, 2), "channel", PQgetvalue(res, r, 3), "order_id", PQgetvalue(res, r, 4),
+        "customer_id", PQgetvalue(res, r, 5), "customer_email", PQgetvalue(res, r, 6), "status",
+        PQgetvalue(res, r, 7), "total_cents", (json_int_t)atoll(PQgetvalue(res, r, 8)), "currency",
+        PQgetvalue(res, r, 9), "reason", PQgetvalue(res, r, 10), "state", PQgetvalue(res, r, 11),
+        "attempts", atoi(PQgetvalue(res, r, 12)), "last_error", PQgetvalue(res, r, 13),
+        "next_attempt_at", pending ? PQgetvalue(res, r, 14) : NULL, "created_at",
+        PQgetvalue(res, r, 15), "sent_at", text_or_null(res, r, 16), "updated_at",
+        PQgetvalue(res, r, 17));
     if (j != NULL && strcmp(PQgetvalue(res, r, 2), "order.refunded") == 0)
         json_object_set_new(j, "refund_cents", json_integer(atoll(PQgetvalue(res, r, 18))));
     return j;
@@ -73,8 +73,8 @@ static bool read_filters(const http_request *req, http_response *resp, list_filt
         return false;
     f->state = state, f->channel = channel, f->order_id = order_id;
     if (state && !state_valid(state)) {
-        http_respond_error(resp, 400,
-                           "state must be pending, sent, failed or dead, got \"%.32s\"", state);
+        http_respond_error(resp, 400, "state must be pending, sent, failed or dead, got \"%.32s\"",
+                           state);
         return false;
     }
     if (channel && !notify_channel_parse(channel, strlen(channel), &c)) {
@@ -101,12 +101,16 @@ static void h_list(void *arg, const http_request *req, http_response *resp)
     oms_status s = pg_query(
         c, "notifications",
         "SELECT id, event_id, subject, channel, order_id, customer_id, customer_email, status,"
-        " total_cents, currency, reason, state, attempts, last_error, " ISO_MS("next_attempt_at")
-        ", " ISO_MS("created_at") ", " ISO_MS("sent_at") ", " ISO_MS("updated_at")
-        ", refund_cents FROM notifications"
-        " WHERE ($1 = '' OR order_id = $1) AND ($2 = '' OR state = $2)"
-        "   AND ($3 = '' OR channel = $3)"
-        " ORDER BY id DESC LIMIT $4::int",
+        " total_cents, currency, reason, state, attempts, last_error, " ISO_MS("next_attempt_at") ", " ISO_MS(
+            "created_at") ", " ISO_MS("sent_at") ", " ISO_MS("updated_at") ", refund_cents FROM "
+                                                                           "notifications"
+                                                                           " WHERE ($1 = '' OR "
+                                                                           "order_id = $1) AND ($2 "
+                                                                           "= '' OR state = $2)"
+                                                                           "   AND ($3 = '' OR "
+                                                                           "channel = $3)"
+                                                                           " ORDER BY id DESC "
+                                                                           "LIMIT $4::int",
         4, params, PGRES_TUPLES_OK, &res);
     service_pg_release(ctx->svc, c);
     if (s != OMS_OK) {
@@ -117,8 +121,9 @@ static void h_list(void *arg, const http_request *req, http_response *resp)
     for (int r = 0; r < PQntuples(res); r++)
         json_array_append_new(list, row_json(res, r));
     PQclear(res);
-    http_respond_json(resp, 200, json_pack("{s:o,s:i}", "notifications", list, "count",
-                                           (int)json_array_size(list)));
+    http_respond_json(resp, 200,
+                      json_pack("{s:o,s:i}", "notifications", list, "count",
+                                (int)json_array_size(list)));
 }
 
 static void h_retry(void *arg, const http_request *req, http_response *resp)
@@ -149,10 +154,10 @@ static void h_retry(void *arg, const http_request *req, http_response *resp)
         return;
     }
     const char *n = PQcmdTuples(res);
-    log_info("notifications re-queued", "state", state, "order_id", opt(order_id),
-             "notifications", n, NULL);
-    http_respond_json(resp, 200, json_pack("{s:s,s:I}", "state", state, "requeued",
-                                           (json_int_t)atoll(n)));
+    log_info("notifications re-queued", "state", state, "order_id", opt(order_id), "notifications",
+             n, NULL);
+    http_respond_json(resp, 200,
+                      json_pack("{s:s,s:I}", "state", state, "requeued", (json_int_t)atoll(n)));
     PQclear(res);
 }
 

@@ -62,16 +62,16 @@ json_t *notify_json(const notify_msg *n)
     money_format_currency(n->total_cents, n->currency, total, sizeof total);
     iso_time(n->occurred_at_ms, occurred, sizeof occurred);
     json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s}", "event_id",
-                          n->event_id, "type", n->subject, "order_id", n->order_id,
-                          "customer_id", n->customer_id, "customer_email", n->customer_email,
-                          "customer_name", n->customer_name, "status", n->status, "total_cents",
+                          n->event_id, "type", n->subject, "order_id", n->order_id, "customer_id",
+                          n->customer_id, "customer_email", n->customer_email, "customer_name",
+                          n->customer_name, "status", n->status, "total_cents",
                           (json_int_t)n->total_cents, "currency", n->currency, "total", total,
                           "reason", n->reason, "occurred_at", occurred);
     if (j != NULL && is_refund(n)) {
         char amount[AMOUNT_LEN];
         money_format_currency(n->refund_cents, n->currency, amount, sizeof amount);
-        json_t *refund = json_pack("{s:s,s:I,s:s,s:I}", "refund_id", n->refund_id,
-                                   "amount_cents", (json_int_t)n->refund_cents, "amount", amount,
+        json_t *refund = json_pack("{s:s,s:I,s:s,s:I}", "refund_id", n->refund_id, "amount_cents",
+                                   (json_int_t)n->refund_cents, "amount", amount,
                                    "refunded_total_cents", (json_int_t)n->refunded_total_cents);
         if (refund == NULL || json_object_set_new(j, "refund", refund) != 0) {
             json_decref(j);
@@ -179,20 +179,16 @@ void notify_decide(const notify_msg *n, const notify_settings *cfg, notify_outco
 {
     out->retry_in_ms = 0;
     switch (n->result) {
-    case NOTIFY_SENT:
-        out->state = "sent";
-        break;
-    case NOTIFY_REFUSED:
-        out->state = "failed";
-        break;
+    case NOTIFY_SENT: out->state = "sent"; break;
+    case NOTIFY_REFUSED: out->state = "failed"; break;
     case NOTIFY_ERROR:
     default:
         if (n->attempts >= cfg->max_attempts) {
             out->state = "dead";
         } else {
             out->state = "pending";
-            out->retry_in_ms =
-                notify_backoff_ms(cfg->retry_base_ms, cfg->retry_max_ms, n->attempts);
+            out->retry_in_ms = notify_backoff_ms(cfg->retry_base_ms, cfg->retry_max_ms,
+                                                 n->attempts);
         }
         break;
     }

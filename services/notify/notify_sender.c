@@ -38,12 +38,12 @@
 #define KEEP_CONNECTIONS 8
 #define KEEP_CONNECTION_S 60 /* an idle connection older than this is not reused */
 
-static const double LATENCY_BUCKETS[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1,   2.5,  5,   10,
+static const double LATENCY_BUCKETS[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1,    2.5,  5,    10,
                                          30,   60,   120, 300,  600, 1800, 3600, 21600};
 
 struct notify_sender {
     pgworker *worker;
-    httpc_session *http;   /* kept across groups: its connections are reused */
+    httpc_session *http; /* kept across groups: its connections are reused */
     notify_ctx *ctx;
     int64_t backlog_at_ms; /* when the pending gauge was last refreshed */
     int64_t pruned_at_ms;  /* when old notifications were last deleted */
@@ -78,10 +78,10 @@ void notify_metrics_declare(metrics *m, const notify_settings *cfg)
 
 /* ---- claim ------------------------------------------------------------ */
 
-#define CLAIM_COLUMNS                                                                       \
-    "n.id, n.channel, n.event_id, n.subject, n.order_id, n.customer_id, n.customer_email,"  \
-    " n.customer_name, n.status, n.currency, n.reason, n.refund_id, n.total_cents,"         \
-    " n.refund_cents, n.refunded_total_cents,"                                              \
+#define CLAIM_COLUMNS                                                                      \
+    "n.id, n.channel, n.event_id, n.subject, n.order_id, n.customer_id, n.customer_email," \
+    " n.customer_name, n.status, n.currency, n.reason, n.refund_id, n.total_cents,"        \
+    " n.refund_cents, n.refunded_total_cents,"                                             \
     " (extract(epoch FROM n.occurred_at) * 1000)::bigint, n.attempts"
 
 /* Claims due rows of the enabled channels only: a channel switched off
@@ -125,9 +125,9 @@ static int view_claim(PGresult *res, notify_msg *msgs)
         if (!notify_channel_parse(PQgetvalue(res, r, 1), strlen(PQgetvalue(res, r, 1)),
                                   &m->channel))
             m->channel = NOTIFY_LOG; /* the table's CHECK allows no other */
-        const char **text[] = {&m->event_id, &m->subject, &m->order_id, &m->customer_id,
-                               &m->customer_email, &m->customer_name, &m->status,
-                               &m->currency, &m->reason, &m->refund_id};
+        const char **text[] = {&m->event_id,       &m->subject,       &m->order_id, &m->customer_id,
+                               &m->customer_email, &m->customer_name, &m->status,   &m->currency,
+                               &m->reason,         &m->refund_id};
         for (int c = 0; c < 10; c++)
             *text[c] = PQgetvalue(res, r, 2 + c);
         m->total_cents = atoll(PQgetvalue(res, r, 12));
@@ -158,9 +158,8 @@ static oms_status outcomes_add(outcomes *o, const notify_msg *n, const notify_se
         snprintf(attempts, sizeof attempts, "%d", n->attempts);
         log_info(n->result == NOTIFY_REFUSED ? "notification refused"
                                              : "notification not delivered",
-                 "channel", notify_channel_name(n->channel), "event_id", n->event_id,
-                 "order_id", n->order_id, "attempts", attempts, "error", n->error, "now",
-                 out.state, NULL);
+                 "channel", notify_channel_name(n->channel), "event_id", n->event_id, "order_id",
+                 n->order_id, "attempts", attempts, "error", n->error, "now", out.state, NULL);
     }
     o->retries[n->channel] += strcmp(out.state, "pending") == 0;
     pg_cols_int(&o->cols, O_ID, n->id);
@@ -279,8 +278,7 @@ static void refresh_backlog(notify_sender *sd, PGconn *conn)
     if (pg_query(conn, "notification backlog",
                  "SELECT count(*) FROM notifications WHERE state = 'pending'", 0, NULL,
                  PGRES_TUPLES_OK, &res) == OMS_OK)
-        metrics_gauge_set(sd->ctx->m, "oms_notifications_pending", "",
-                          atof(PQgetvalue(res, 0, 0)));
+        metrics_gauge_set(sd->ctx->m, "oms_notifications_pending", "", atof(PQgetvalue(res, 0, 0)));
     PQclear(res);
 }
 

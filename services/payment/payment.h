@@ -24,11 +24,11 @@
 
 #define PAYMENT_PRODUCER "payment"
 #define PAYMENT_URL_LEN 1024
-#define PAYMENT_ID_MAX 128        /* bytes of a payment id in a callback */
-#define PAYMENT_REF_MAX 256       /* bytes of a gateway reference */
-#define PAYMENT_REASON_MAX 512    /* bytes of a failure reason */
+#define PAYMENT_ID_MAX 128     /* bytes of a payment id in a callback */
+#define PAYMENT_REF_MAX 256    /* bytes of a gateway reference */
+#define PAYMENT_REASON_MAX 512 /* bytes of a failure reason */
 #define PAYMENT_ERR_LEN 256
-#define PAYMENT_CLAIM_MAX 32      /* payments the charger sends at once */
+#define PAYMENT_CLAIM_MAX 32 /* payments the charger sends at once */
 #define PAYMENT_BACKOFF_BASE_MS 100
 #define PAYMENT_BACKOFF_MAX_MS 30000
 #define PAYMENT_MOCK_DECLINED "card declined (mock gateway)"
@@ -43,20 +43,20 @@ typedef enum payment_gateway_kind {
 /* The payment settings, read once at start. Strings point into the
  * environment or static defaults, except the two URL buffers. */
 typedef struct payment_settings {
-    payment_gateway_kind gateway;   /* OMS_PAYMENT_GATEWAY: mock (default) | http */
-    const char *seed;               /* OMS_PAYMENT_SEED, default "oms" */
-    double success_rate;            /* OMS_PAYMENT_SUCCESS_RATE, [0, 1], default 0.9 */
-    int64_t latency_ms;             /* OMS_PAYMENT_LATENCY_MS, mock: sleep per batch */
-    const char *webhook_secret;     /* OMS_PAYMENT_WEBHOOK_SECRET, required in http mode */
+    payment_gateway_kind gateway;       /* OMS_PAYMENT_GATEWAY: mock (default) | http */
+    const char *seed;                   /* OMS_PAYMENT_SEED, default "oms" */
+    double success_rate;                /* OMS_PAYMENT_SUCCESS_RATE, [0, 1], default 0.9 */
+    int64_t latency_ms;                 /* OMS_PAYMENT_LATENCY_MS, mock: sleep per batch */
+    const char *webhook_secret;         /* OMS_PAYMENT_WEBHOOK_SECRET, required in http mode */
     char charges_url[PAYMENT_URL_LEN];  /* OMS_PAYMENT_GATEWAY_URL + "/charges" */
     char callback_url[PAYMENT_URL_LEN]; /* OMS_PAYMENT_CALLBACK_URL, "" = derive from
                                            OMS_HTTP_ADDR (payment_callback_url_default) */
-    int max_attempts;               /* OMS_PAYMENT_MAX_ATTEMPTS, default 5 */
-    int64_t timeout_ms;             /* OMS_PAYMENT_GATEWAY_TIMEOUT_MS, default 10000 */
-    int64_t connect_timeout_ms;     /* OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS, default 2000 */
-    int64_t callback_timeout_ms;    /* OMS_PAYMENT_CALLBACK_TIMEOUT_MS, default 300000: a
-                                       submitted charge without a callback for this long
-                                       is looked up at the gateway */
+    int max_attempts;                   /* OMS_PAYMENT_MAX_ATTEMPTS, default 5 */
+    int64_t timeout_ms;                 /* OMS_PAYMENT_GATEWAY_TIMEOUT_MS, default 10000 */
+    int64_t connect_timeout_ms;         /* OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS, default 2000 */
+    int64_t callback_timeout_ms;        /* OMS_PAYMENT_CALLBACK_TIMEOUT_MS, default 300000: a
+                                           submitted charge without a callback for this long
+                                           is looked up at the gateway */
 } payment_settings;
 
 /* Reads and validates the OMS_PAYMENT_* variables. On a bad value returns
@@ -73,12 +73,12 @@ typedef struct payment_charger payment_charger;
 /* The domain context shared by the consumer, the charger and HTTP handlers. */
 typedef struct payment_ctx {
     payment_settings cfg;
-    const char *currency;       /* OMS_CURRENCY: for events that name none */
+    const char *currency; /* OMS_CURRENCY: for events that name none */
     const char *dsn;
     struct metrics *m;
     oms_service *svc;
     const atomic_int *stopping;
-    payment_charger *charger;   /* http mode only */
+    payment_charger *charger; /* http mode only */
 } payment_ctx;
 
 /* Declares the payment metrics and creates their series at 0. */
@@ -106,8 +106,8 @@ bool payment_mock_succeeds(const char *seed, const char *order_id, double succes
 
 /* The columns every statement returning payments returns, in this order, for
  * payment_emit_settled; the table must be aliased p. */
-#define PAYMENT_RETURNING                                                              \
-    "p.payment_id, p.order_id, p.amount_cents, p.currency, p.status, p.reason,"       \
+#define PAYMENT_RETURNING                                                       \
+    "p.payment_id, p.order_id, p.amount_cents, p.currency, p.status, p.reason," \
     " p.gateway_ref, p.attempts, p.reserved_event_id"
 
 /* Settled payments counted while a transaction is built, reported after. */
@@ -166,7 +166,7 @@ int64_t payment_backoff_ms(int failed_attempts);
 
 /* What an answer does to a pending payment. */
 typedef struct payment_outcome {
-    const char *status;  /* "submitted", "failed" or "pending" (retry) */
+    const char *status; /* "submitted", "failed" or "pending" (retry) */
     char reason[PAYMENT_REASON_MAX + 1];
     int64_t retry_in_ms; /* pending: when to try again */
 } payment_outcome;
@@ -189,7 +189,7 @@ typedef struct payment_callback {
     char payment_id[PAYMENT_ID_MAX + 1];
     bool succeeded;
     char gateway_ref[PAYMENT_REF_MAX + 1];
-    char reason[PAYMENT_REASON_MAX + 1];  /* "" when succeeded */
+    char reason[PAYMENT_REASON_MAX + 1]; /* "" when succeeded */
 } payment_callback;
 
 /* Parses a callback body {"payment_id": "...", "status": "succeeded"|"failed",
@@ -199,9 +199,9 @@ oms_status payment_callback_parse(const char *body, size_t len, payment_callback
                                   char err[PAYMENT_ERR_LEN]);
 
 typedef enum payment_settle_result {
-    PAYMENT_SETTLED_NOW = 0,  /* this answer settled the payment */
-    PAYMENT_SETTLED_BEFORE,   /* it was settled already: nothing changed */
-    PAYMENT_SETTLE_UNKNOWN,   /* no such payment */
+    PAYMENT_SETTLED_NOW = 0, /* this answer settled the payment */
+    PAYMENT_SETTLED_BEFORE,  /* it was settled already: nothing changed */
+    PAYMENT_SETTLE_UNKNOWN,  /* no such payment */
 } payment_settle_result;
 
 /* Settles the payment cb names, with its payment.settled, in one transaction

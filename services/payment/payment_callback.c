@@ -78,8 +78,8 @@ oms_status payment_callback_parse(const char *body, size_t len, payment_callback
     json_t *obj = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     oms_status s = OMS_EINVAL;
     if (obj == NULL)
-        snprintf(err, PAYMENT_ERR_LEN, "body is not valid JSON: %s (line %d, column %d)",
-                 jerr.text, jerr.line, jerr.column);
+        snprintf(err, PAYMENT_ERR_LEN, "body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                 jerr.line, jerr.column);
     else if (!json_is_object(obj))
         snprintf(err, PAYMENT_ERR_LEN, "body must be a JSON object");
     else
@@ -95,8 +95,8 @@ oms_status payment_callback_parse(const char *body, size_t len, payment_callback
 oms_status payment_settle(PGconn *c, const payment_callback *cb, payment_settle_result *result,
                           payment_tally *tally)
 {
-    const char *params[] = {cb->payment_id, cb->succeeded ? "succeeded" : "failed",
-                            cb->gateway_ref, cb->reason};
+    const char *params[] = {cb->payment_id, cb->succeeded ? "succeeded" : "failed", cb->gateway_ref,
+                            cb->reason};
     PGresult *res = NULL;
     outbox_batch ob;
     oms_status s;
@@ -112,8 +112,8 @@ oms_status payment_settle(PGconn *c, const payment_callback *cb, payment_settle_
     if (s == OMS_OK && PQntuples(res) == 0) {
         PQclear(res);
         res = NULL;
-        s = pg_query(c, "payment lookup", "SELECT 1 FROM payments WHERE payment_id = $1", 1,
-                     params, PGRES_TUPLES_OK, &res);
+        s = pg_query(c, "payment lookup", "SELECT 1 FROM payments WHERE payment_id = $1", 1, params,
+                     PGRES_TUPLES_OK, &res);
         if (s == OMS_OK)
             *result = PQntuples(res) > 0 ? PAYMENT_SETTLED_BEFORE : PAYMENT_SETTLE_UNKNOWN;
         goto out;
@@ -176,8 +176,8 @@ void payment_h_callback(void *arg, const http_request *req, http_response *resp)
                            "callbacks are disabled: OMS_PAYMENT_WEBHOOK_SECRET is not set");
         return;
     }
-    hmac_result v = hmac_verify(ctx->cfg.webhook_secret, http_header(req, HMAC_HEADER), body,
-                                len, oms_now_ms() / 1000, HMAC_TOLERANCE_S);
+    hmac_result v = hmac_verify(ctx->cfg.webhook_secret, http_header(req, HMAC_HEADER), body, len,
+                                oms_now_ms() / 1000, HMAC_TOLERANCE_S);
     if (v != HMAC_VALID) {
         count(ctx->m, "unauthorized");
         log_warn("payment callback refused", "reason", hmac_result_text(v), NULL);

@@ -42,9 +42,7 @@ void payment_charge_outcome(const payment_charge *c, int max_attempts, payment_o
     out->reason[0] = '\0';
     out->retry_in_ms = 0;
     switch (c->result) {
-    case PAYMENT_GW_ACCEPTED:
-        out->status = "submitted";
-        break;
+    case PAYMENT_GW_ACCEPTED: out->status = "submitted"; break;
     case PAYMENT_GW_REJECTED:
         out->status = "failed";
         snprintf(out->reason, sizeof out->reason, "%s", c->detail);

@@ -108,6 +108,5 @@ void payment_callback_url_default(payment_settings *cfg, const char *http_addr)
     /* An address that listens everywhere names no host a gateway could use. */
     bool anywhere = host_len == 0 || (host_len == 7 && strncmp(http_addr, "0.0.0.0", 7) == 0);
     snprintf(cfg->callback_url, sizeof cfg->callback_url, "http://%.*s%s/callbacks/payment",
-             anywhere ? 9 : (int)host_len, anywhere ? "127.0.0.1" : http_addr,
-             colon ? colon : "");
+             anywhere ? 9 : (int)host_len, anywhere ? "127.0.0.1" : http_addr, colon ? colon : "");
 }

@@ -23,8 +23,16 @@
 
 /* The columns of the new payments of one batch, in $n order. */
 enum {
-    NP_PAYMENT_ID, NP_ORDER_ID, NP_AMOUNT, NP_CURRENCY, NP_STATUS, NP_ATTEMPTS, NP_GATEWAY_REF,
-    NP_REASON, NP_CAUSE, NP_NCOLS
+    NP_PAYMENT_ID,
+    NP_ORDER_ID,
+    NP_AMOUNT,
+    NP_CURRENCY,
+    NP_STATUS,
+    NP_ATTEMPTS,
+    NP_GATEWAY_REF,
+    NP_REASON,
+    NP_CAUSE,
+    NP_NCOLS
 };
 
 const char *payment_reserved_invalid(const Oms__V1__StockReserved *ev)

@@ -50,8 +50,8 @@ void payment_gateway_reason(const char *body, size_t len, long http_status, char
 static oms_status charge_body(const payment_settings *cfg, const payment_charge *c, char **out)
 {
     json_t *json = json_pack("{s:s,s:s,s:I,s:s,s:s}", "payment_id", c->payment_id, "order_id",
-                             c->order_id, "amount_cents", (json_int_t)c->amount_cents,
-                             "currency", c->currency, "callback_url", cfg->callback_url);
+                             c->order_id, "amount_cents", (json_int_t)c->amount_cents, "currency",
+                             c->currency, "callback_url", cfg->callback_url);
     if (json == NULL)
         return OMS_EINVAL;
     *out = json_dumps(json, JSON_COMPACT);
@@ -98,7 +98,8 @@ oms_status payment_gateway_send(const payment_settings *cfg, payment_charge *cha
             s = bs;
             goto out;
         }
-        posts[m] = (httpc_post){.url = cfg->charges_url, .body = bodies[m],
+        posts[m] = (httpc_post){.url = cfg->charges_url,
+                                .body = bodies[m],
                                 .idempotency_key = c->payment_id};
         charge_of[m++] = i;
     }
@@ -151,9 +152,8 @@ payment_lookup payment_gateway_lookup(const payment_settings *cfg, const char *p
     }
     /* A well-formed answer whose status is not final yet. */
     json_t *json = json_loadb(get.response, get.response_len, 0, NULL);
-    payment_lookup result = json_is_string(json_object_get(json, "status"))
-                                ? PAYMENT_LOOKUP_OPEN
-                                : PAYMENT_LOOKUP_ERROR;
+    payment_lookup result = json_is_string(json_object_get(json, "status")) ? PAYMENT_LOOKUP_OPEN
+                                                                            : PAYMENT_LOOKUP_ERROR;
     json_decref(json);
     return result;
 }

@@ -32,12 +32,14 @@ static void h_payment(void *arg, const http_request *req, http_response *resp)
     PGconn *c = service_pg_acquire(ctx->svc, resp);
     if (c == NULL)
         return;
-    oms_status s = pg_query(c, "payment",
-                            "SELECT payment_id, order_id, amount_cents, currency, status, attempts,"
-                            " gateway_ref, reason, " ISO_MS("next_attempt_at") ","
-                            " " ISO_MS("created_at") ", " ISO_MS("updated_at")
-                            " FROM payments WHERE order_id = $1",
-                            1, params, PGRES_TUPLES_OK, &res);
+    oms_status s =
+        pg_query(c, "payment",
+                 "SELECT payment_id, order_id, amount_cents, currency, status, attempts,"
+                 " gateway_ref, reason, " ISO_MS(
+                     "next_attempt_at") ","
+                                        " " ISO_MS("created_at") ", " ISO_MS(
+                                            "updated_at") " FROM payments WHERE order_id = $1",
+                 1, params, PGRES_TUPLES_OK, &res);
     service_pg_release(ctx->svc, c);
     if (s != OMS_OK)
         http_respond_error(resp, 503, "cannot read the payment");

@@ -65,8 +65,8 @@ static oms_status reconcile_one(payment_ctx *ctx, PGconn *conn, const char *paym
         s = payment_settle(conn, &answer, &settled, &tally);
         if (s == OMS_OK && settled == PAYMENT_SETTLED_NOW) {
             payment_tally_report(ctx->m, &tally);
-            log_warn("payment settled by lookup: its callback never came", "payment_id",
-                     payment_id, "status", answer.succeeded ? "succeeded" : "failed", NULL);
+            log_warn("payment settled by lookup: its callback never came", "payment_id", payment_id,
+                     "status", answer.succeeded ? "succeeded" : "failed", NULL);
         }
         count(ctx, "settled");
         break;
@@ -76,12 +76,10 @@ static oms_status reconcile_one(payment_ctx *ctx, PGconn *conn, const char *paym
         s = charge_again(conn, payment_id);
         count(ctx, "unknown");
         break;
-    case PAYMENT_LOOKUP_OPEN:
-        count(ctx, "open");
-        break;
+    case PAYMENT_LOOKUP_OPEN: count(ctx, "open"); break;
     case PAYMENT_LOOKUP_ERROR:
-        log_warn("charge lookup failed, asking again later", "payment_id", payment_id, "error",
-                 err, NULL);
+        log_warn("charge lookup failed, asking again later", "payment_id", payment_id, "error", err,
+                 NULL);
         count(ctx, "error");
         break;
     }

@@ -28,16 +28,16 @@
 #include "service.h"
 
 #define REFUND_PRODUCER "refund"
-#define REFUND_KEY_MAX 128          /* bytes of an idempotency key */
+#define REFUND_KEY_MAX 128 /* bytes of an idempotency key */
 #define REFUND_ORDER_ID_MAX 256
-#define REFUND_REASON_MAX 512       /* bytes of the refund's reason */
+#define REFUND_REASON_MAX 512 /* bytes of the refund's reason */
 #define REFUND_REQUESTED_BY_MAX 256
 #define REFUND_SKU_MAX 256
 #define REFUND_LINES_MAX 1000
 #define REFUND_AMOUNT_MAX 100000000000000LL /* 1,000,000,000,000.00: the largest order total */
-#define REFUND_TEXT_LEN 1024        /* a rejection reason */
+#define REFUND_TEXT_LEN 1024                /* a rejection reason */
 #define REFUND_URL_LEN 1024
-#define REFUND_CLAIM_MAX 16         /* refunds the worker sends at once */
+#define REFUND_CLAIM_MAX 16 /* refunds the worker sends at once */
 #define REFUND_BACKOFF_BASE_MS 200
 #define REFUND_BACKOFF_MAX_MS 30000
 
@@ -50,12 +50,12 @@ typedef enum refund_gateway_kind {
 
 /* The refund settings, read once at start (refund_config.c). */
 typedef struct refund_settings {
-    refund_gateway_kind gateway;        /* OMS_PAYMENT_GATEWAY: mock (default) | http */
-    char refunds_url[REFUND_URL_LEN];   /* OMS_PAYMENT_GATEWAY_URL + "/refunds" */
-    int max_attempts;                   /* OMS_REFUND_MAX_ATTEMPTS, default 8 */
-    int64_t timeout_ms;                 /* OMS_PAYMENT_GATEWAY_TIMEOUT_MS, default 10000 */
-    int64_t connect_timeout_ms;         /* OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS, default 2000 */
-    int64_t lease_margin_ms;            /* OMS_REFUND_LEASE_MARGIN_MS, default 5000 */
+    refund_gateway_kind gateway;      /* OMS_PAYMENT_GATEWAY: mock (default) | http */
+    char refunds_url[REFUND_URL_LEN]; /* OMS_PAYMENT_GATEWAY_URL + "/refunds" */
+    int max_attempts;                 /* OMS_REFUND_MAX_ATTEMPTS, default 8 */
+    int64_t timeout_ms;               /* OMS_PAYMENT_GATEWAY_TIMEOUT_MS, default 10000 */
+    int64_t connect_timeout_ms;       /* OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS, default 2000 */
+    int64_t lease_margin_ms;          /* OMS_REFUND_LEASE_MARGIN_MS, default 5000 */
 } refund_settings;
 
 /* Reads and validates the settings. On a bad value returns OMS_EINVAL with a
@@ -65,11 +65,11 @@ oms_status refund_config(refund_settings *cfg, char err[CONFIG_ERR_LEN]);
 /* The domain context shared by the consumers, the worker and HTTP handlers. */
 typedef struct refund_ctx {
     refund_settings cfg;
-    const char *currency;     /* OMS_CURRENCY */
+    const char *currency; /* OMS_CURRENCY */
     const char *dsn;
     struct metrics *m;
     oms_service *svc;
-    struct pgworker *worker;  /* http mode only (lib/pgworker) */
+    struct pgworker *worker; /* http mode only (lib/pgworker) */
 } refund_ctx;
 
 void refund_metrics_declare(struct metrics *m);
@@ -112,8 +112,8 @@ char *refund_lines_json(const Oms__V1__RefundRequested *ev);
 typedef struct refund_outcome {
     const char *refund_id, *key, *order_id, *currency, *reason, *lines_json, *gateway_ref;
     const char *customer_id, *customer_email, *customer_name;
-    const char *cause;          /* the refund.requested's event id */
-    int64_t amount_cents;       /* processed: refunded; rejected: as requested */
+    const char *cause;    /* the refund.requested's event id */
+    int64_t amount_cents; /* processed: refunded; rejected: as requested */
     int64_t refunded_total_cents, paid_total_cents;
     bool full, restock;
     const char *reject_reason;
@@ -154,8 +154,7 @@ void refund_worker_stop(refund_ctx *ctx);
  * the field in err when the body is refused (refund_http.c). */
 #define REFUND_HTTP_ERR_LEN 512
 bool refund_request_parse(json_t *body, Oms__V1__RefundRequested *ev, Oms__V1__RefundLine *lines,
-                          Oms__V1__RefundLine **ptrs, char key[37],
-                          char err[REFUND_HTTP_ERR_LEN]);
+                          Oms__V1__RefundLine **ptrs, char key[37], char err[REFUND_HTTP_ERR_LEN]);
 
 /* POST /refunds, GET /refunds?order_id=|key=; ctx is the refund_ctx. */
 void refund_routes(oms_service *svc, http_server *http, void *ctx);

@@ -51,8 +51,8 @@ oms_status refund_config(refund_settings *cfg, char err[CONFIG_ERR_LEN])
     if (read_gateway(cfg, err) != OMS_OK ||
         config_gateway_timeouts(&cfg->timeout_ms, &cfg->connect_timeout_ms, err) != OMS_OK ||
         config_int("OMS_REFUND_MAX_ATTEMPTS", 8, 1, 100, &attempts, err) != OMS_OK ||
-        config_int("OMS_REFUND_LEASE_MARGIN_MS", 5000, 100, 600000, &cfg->lease_margin_ms,
-                   err) != OMS_OK)
+        config_int("OMS_REFUND_LEASE_MARGIN_MS", 5000, 100, 600000, &cfg->lease_margin_ms, err) !=
+            OMS_OK)
         return OMS_EINVAL;
     cfg->max_attempts = (int)attempts;
     return OMS_OK;

@@ -20,9 +20,9 @@
 #define ISO_MS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 #define ERR_LEN REFUND_HTTP_ERR_LEN
 #define REFUNDS_LISTED_MAX "1000" /* an order's refunds shown by GET /refunds?order_id= */
-#define REFUND_COLUMNS                                                                          \
-    "refund_id, idempotency_key, order_id, requested_cents, amount_cents, currency, reason,"   \
-    " restock, lines::text, requested_by, state, reject_reason, refunded_total_cents,"         \
+#define REFUND_COLUMNS                                                                       \
+    "refund_id, idempotency_key, order_id, requested_cents, amount_cents, currency, reason," \
+    " restock, lines::text, requested_by, state, reject_reason, refunded_total_cents,"       \
     " full_refund, gateway_ref, attempts, " ISO_MS("created_at") ", " ISO_MS("decided_at")
 
 /* ---- POST /refunds ------------------------------------------------------ */
@@ -214,14 +214,13 @@ static json_t *refund_json(PGresult *res, int r)
                      (json_int_t)atoll(PQgetvalue(res, r, 3)), "amount_cents",
                      (json_int_t)atoll(PQgetvalue(res, r, 4)), "currency", PQgetvalue(res, r, 5),
                      "reason", PQgetvalue(res, r, 6), "restock",
-                     strcmp(PQgetvalue(res, r, 7), "t") == 0, "lines",
-                     lines ? lines : json_array(), "requested_by", PQgetvalue(res, r, 9), "state",
-                     PQgetvalue(res, r, 10), "reject_reason", PQgetvalue(res, r, 11),
-                     "refunded_total_cents", (json_int_t)atoll(PQgetvalue(res, r, 12)), "full",
+                     strcmp(PQgetvalue(res, r, 7), "t") == 0, "lines", lines ? lines : json_array(),
+                     "requested_by", PQgetvalue(res, r, 9), "state", PQgetvalue(res, r, 10),
+                     "reject_reason", PQgetvalue(res, r, 11), "refunded_total_cents",
+                     (json_int_t)atoll(PQgetvalue(res, r, 12)), "full",
                      strcmp(PQgetvalue(res, r, 13), "t") == 0, "gateway_ref",
-                     PQgetvalue(res, r, 14), "attempts", atoi(PQgetvalue(res, r, 15)),
-                     "created_at", PQgetvalue(res, r, 16), "decided_at",
-                     decided ? PQgetvalue(res, r, 17) : NULL);
+                     PQgetvalue(res, r, 14), "attempts", atoi(PQgetvalue(res, r, 15)), "created_at",
+                     PQgetvalue(res, r, 16), "decided_at", decided ? PQgetvalue(res, r, 17) : NULL);
 }
 
 static void by_key(PGconn *c, const char *key, http_response *resp)
@@ -261,8 +260,8 @@ static void by_order(PGconn *c, const char *order_id, http_response *resp)
     for (int r = 0; r < PQntuples(res); r++)
         json_array_append_new(refunds, refund_json(res, r));
     bool paid = PQntuples(order) > 0;
-    json_t *out =
-        json_pack("{s:s,s:b,s:o}", "order_id", order_id, "paid", paid, "refunds", refunds);
+    json_t *out = json_pack("{s:s,s:b,s:o}", "order_id", order_id, "paid", paid, "refunds",
+                            refunds);
     if (paid) {
         json_object_set_new(out, "paid_total_cents", json_integer(atoll(PQgetvalue(order, 0, 0))));
         json_object_set_new(out, "refunded_cents", json_integer(atoll(PQgetvalue(order, 0, 1))));

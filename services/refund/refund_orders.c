@@ -61,13 +61,13 @@ oms_status refund_apply_order_paid(void *arg, consumer_batch *b)
      * unique index entries in one order. */
     if (s == OMS_OK && pg_cols_rows(&c) > 0)
         s = pg_cols_query(b->conn, "paid orders insert",
-                     "INSERT INTO paid_orders (order_id, customer_id, customer_email,"
-                     " customer_name, currency, paid_total_cents, paid_event_id)"
-                     " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-                     "  $5::text[], $6::bigint[], $7::text[]) AS x(o, c, e, n, cur, t, ev)"
-                     " ORDER BY o COLLATE \"C\""
-                     " ON CONFLICT (order_id) DO NOTHING",
-                     &c, PGRES_COMMAND_OK, NULL);
+                          "INSERT INTO paid_orders (order_id, customer_id, customer_email,"
+                          " customer_name, currency, paid_total_cents, paid_event_id)"
+                          " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+                          "  $5::text[], $6::bigint[], $7::text[]) AS x(o, c, e, n, cur, t, ev)"
+                          " ORDER BY o COLLATE \"C\""
+                          " ON CONFLICT (order_id) DO NOTHING",
+                          &c, PGRES_COMMAND_OK, NULL);
     pg_cols_fini(&c);
     return s;
 }

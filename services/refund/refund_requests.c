@@ -31,9 +31,9 @@
 #define KEY_LOCK_CLASS "7101"
 
 typedef enum outcome_kind {
-    OUT_NONE = 0,   /* not applied (duplicate, dead letter) */
-    OUT_REPEAT,     /* key already decided for this same request: nothing */
-    OUT_KEY_REUSE,  /* key already decided for another request: refused, not stored */
+    OUT_NONE = 0,  /* not applied (duplicate, dead letter) */
+    OUT_REPEAT,    /* key already decided for this same request: nothing */
+    OUT_KEY_REUSE, /* key already decided for another request: refused, not stored */
     OUT_REJECTED,
     OUT_PENDING,
     OUT_PROCESSED,
@@ -43,12 +43,12 @@ typedef struct item {
     Oms__V1__RefundRequested *ev; /* owned; NULL when not applied */
     outcome_kind kind;
     char refund_id[37];
-    int64_t amount_cents;         /* decided (rejected: as requested) */
+    int64_t amount_cents; /* decided (rejected: as requested) */
     int64_t refunded_total_cents;
     bool full;
-    long order;                   /* index in rb->orders, or -1 */
-    long first_of_key;            /* earlier item with the same key, or -1 */
-    char *lines_json;             /* owned */
+    long order;        /* index in rb->orders, or -1 */
+    long first_of_key; /* earlier item with the same key, or -1 */
+    char *lines_json;  /* owned */
     char why[REFUND_TEXT_LEN];
 } item;
 
@@ -62,11 +62,11 @@ typedef struct req_batch {
     consumer_batch *b;
     refund_ctx *ctx;
     item *items;
-    PGresult *keys_res;           /* key, order_id, requested_cents, state: sorted by key */
+    PGresult *keys_res; /* key, order_id, requested_cents, state: sorted by key */
     const char **keys;
     size_t n_keys;
     PGresult *orders_res;
-    paid_row *orders;            /* sorted by id */
+    paid_row *orders; /* sorted by id */
     const char **order_ids;
     size_t n_orders;
 } req_batch;
@@ -85,8 +85,7 @@ static const char *unstorable(const Oms__V1__RefundRequested *ev)
         return "order_id is longer than 256 bytes or not valid UTF-8";
     if (strlen(ev->reason) > REFUND_REASON_MAX || !utf8_valid(ev->reason))
         return "reason is longer than 512 bytes or not valid UTF-8";
-    if (strlen(ev->requested_by) > REFUND_REQUESTED_BY_MAX ||
-        !utf8_valid(ev->requested_by))
+    if (strlen(ev->requested_by) > REFUND_REQUESTED_BY_MAX || !utf8_valid(ev->requested_by))
         return "requested_by is longer than 256 bytes or not valid UTF-8";
     for (size_t i = 0; i < ev->n_lines; i++)
         if (strlen(ev->lines[i]->sku) > REFUND_SKU_MAX || !utf8_valid(ev->lines[i]->sku))
@@ -151,10 +150,9 @@ static oms_status link_keys(req_batch *rb, pg_array *keys)
         if (first)
             s = pg_array_add(keys, refs[k].key) ? OMS_ENOMEM : OMS_OK;
         else
-            rb->items[refs[k].index].first_of_key =
-                rb->items[refs[k - 1].index].first_of_key >= 0
-                    ? rb->items[refs[k - 1].index].first_of_key
-                    : (long)refs[k - 1].index;
+            rb->items[refs[k].index].first_of_key = rb->items[refs[k - 1].index].first_of_key >= 0
+                                                        ? rb->items[refs[k - 1].index].first_of_key
+                                                        : (long)refs[k - 1].index;
     }
     free(refs);
     return s;
@@ -202,11 +200,15 @@ static oms_status read_orders(req_batch *rb)
         return OMS_ENOMEM;
     for (int r = 0; r < n; r++) {
         PGresult *res = rb->orders_res;
-        rb->orders[r] = (paid_row){PQgetvalue(res, r, 0), PQgetvalue(res, r, 1),
-                                    PQgetvalue(res, r, 2), PQgetvalue(res, r, 3),
-                                    PQgetvalue(res, r, 4), atoll(PQgetvalue(res, r, 5)),
-                                    atoll(PQgetvalue(res, r, 6)), atoll(PQgetvalue(res, r, 7)),
-                                    false};
+        rb->orders[r] = (paid_row){PQgetvalue(res, r, 0),
+                                   PQgetvalue(res, r, 1),
+                                   PQgetvalue(res, r, 2),
+                                   PQgetvalue(res, r, 3),
+                                   PQgetvalue(res, r, 4),
+                                   atoll(PQgetvalue(res, r, 5)),
+                                   atoll(PQgetvalue(res, r, 6)),
+                                   atoll(PQgetvalue(res, r, 7)),
+                                   false};
         rb->order_ids[r] = rb->orders[r].id;
     }
     rb->n_orders = (size_t)n;
@@ -268,7 +270,7 @@ static bool decide_known_key(req_batch *rb, item *it)
         const item *first = &rb->items[it->first_of_key];
         first_order = first->ev->order_id;
         first_requested = first->ev->amount_cents;
-        first_state = first->kind == OUT_PROCESSED  ? "processed"
+        first_state = first->kind == OUT_PROCESSED ? "processed"
                       : first->kind == OUT_PENDING ? "pending"
                                                    : "rejected";
     } else {
@@ -331,8 +333,23 @@ static void decide_one(req_batch *rb, item *it)
 
 /* The columns of the refunds insert, in $n order. */
 enum {
-    RC_ID, RC_KEY, RC_ORDER, RC_REQUESTED, RC_AMOUNT, RC_CURRENCY, RC_REASON, RC_RESTOCK,
-    RC_LINES, RC_BY, RC_STATE, RC_WHY, RC_TOTAL, RC_FULL, RC_REF, RC_CAUSE, RC_NCOLS
+    RC_ID,
+    RC_KEY,
+    RC_ORDER,
+    RC_REQUESTED,
+    RC_AMOUNT,
+    RC_CURRENCY,
+    RC_REASON,
+    RC_RESTOCK,
+    RC_LINES,
+    RC_BY,
+    RC_STATE,
+    RC_WHY,
+    RC_TOTAL,
+    RC_FULL,
+    RC_REF,
+    RC_CAUSE,
+    RC_NCOLS
 };
 
 static const char *state_name(outcome_kind k)
@@ -377,20 +394,21 @@ static oms_status insert_refunds(req_batch *rb)
             cols_add(&c, rb, it, i);
     }
     if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
-        s = pg_cols_query(rb->b->conn, "refunds insert",
-                     "INSERT INTO refunds (refund_id, idempotency_key, order_id, requested_cents,"
-                     " amount_cents, currency, reason, restock, lines, requested_by, state,"
-                     " reject_reason, refunded_total_cents, full_refund, gateway_ref,"
-                     " request_event_id, attempts, decided_at)"
-                     " SELECT id, key, o, req, amt, cur, rsn, rs, l::jsonb, rb, st, why, tot,"
-                     "  fu, ref, cause, CASE WHEN st = 'processed' THEN 1 ELSE 0 END,"
-                     "  CASE WHEN st <> 'pending' THEN now() END"
-                     " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],"
-                     "  $6::text[], $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[],"
-                     "  $12::text[], $13::bigint[], $14::bool[], $15::text[], $16::text[])"
-                     "  AS x(id, key, o, req, amt, cur, rsn, rs, l, rb, st, why, tot, fu, ref,"
-                     "  cause)",
-                     &c, PGRES_COMMAND_OK, NULL);
+        s = pg_cols_query(
+            rb->b->conn, "refunds insert",
+            "INSERT INTO refunds (refund_id, idempotency_key, order_id, requested_cents,"
+            " amount_cents, currency, reason, restock, lines, requested_by, state,"
+            " reject_reason, refunded_total_cents, full_refund, gateway_ref,"
+            " request_event_id, attempts, decided_at)"
+            " SELECT id, key, o, req, amt, cur, rsn, rs, l::jsonb, rb, st, why, tot,"
+            "  fu, ref, cause, CASE WHEN st = 'processed' THEN 1 ELSE 0 END,"
+            "  CASE WHEN st <> 'pending' THEN now() END"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],"
+            "  $6::text[], $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[],"
+            "  $12::text[], $13::bigint[], $14::bool[], $15::text[], $16::text[])"
+            "  AS x(id, key, o, req, amt, cur, rsn, rs, l, rb, st, why, tot, fu, ref,"
+            "  cause)",
+            &c, PGRES_COMMAND_OK, NULL);
     pg_cols_fini(&c);
     return s;
 }
@@ -410,12 +428,12 @@ static oms_status update_orders(req_batch *rb)
     }
     if ((s = c.status) == OMS_OK && pg_cols_rows(&c) > 0)
         s = pg_cols_query(rb->b->conn, "paid orders refund",
-                     "UPDATE paid_orders p SET refunded_cents = x.refunded,"
-                     " pending_cents = x.pending, updated_at = now()"
-                     " FROM unnest($1::text[], $2::bigint[], $3::bigint[])"
-                     "  AS x(order_id, refunded, pending)"
-                     " WHERE p.order_id = x.order_id",
-                     &c, PGRES_COMMAND_OK, NULL);
+                          "UPDATE paid_orders p SET refunded_cents = x.refunded,"
+                          " pending_cents = x.pending, updated_at = now()"
+                          " FROM unnest($1::text[], $2::bigint[], $3::bigint[])"
+                          "  AS x(order_id, refunded, pending)"
+                          " WHERE p.order_id = x.order_id",
+                          &c, PGRES_COMMAND_OK, NULL);
     pg_cols_fini(&c);
     return s;
 }
@@ -473,10 +491,13 @@ static oms_status emit_all(req_batch *rb)
     }
     if (s != OMS_OK)
         return s;
-    consumer_count(rb->b, "oms_refunds_total", "outcome=\"processed\"", (double)counts[OUT_PROCESSED]);
-    consumer_count(rb->b, "oms_refunds_total", "outcome=\"rejected\"", (double)counts[OUT_REJECTED]);
+    consumer_count(rb->b, "oms_refunds_total", "outcome=\"processed\"",
+                   (double)counts[OUT_PROCESSED]);
+    consumer_count(rb->b, "oms_refunds_total", "outcome=\"rejected\"",
+                   (double)counts[OUT_REJECTED]);
     consumer_count(rb->b, "oms_refunds_total", "outcome=\"pending\"", (double)counts[OUT_PENDING]);
-    consumer_count(rb->b, "oms_refunds_total", "outcome=\"key_reuse\"", (double)counts[OUT_KEY_REUSE]);
+    consumer_count(rb->b, "oms_refunds_total", "outcome=\"key_reuse\"",
+                   (double)counts[OUT_KEY_REUSE]);
     consumer_count(rb->b, "oms_refunded_cents_total", "", (double)refunded_cents);
     return OMS_OK;
 }

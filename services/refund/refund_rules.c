@@ -86,8 +86,7 @@ static bool lines_valid(const Oms__V1__RefundRequested *ev, char *why, size_t wh
         return false;
     }
     if (ev->n_lines > REFUND_LINES_MAX) {
-        snprintf(why, why_len, "lines has %zu entries; at most %d", ev->n_lines,
-                 REFUND_LINES_MAX);
+        snprintf(why, why_len, "lines has %zu entries; at most %d", ev->n_lines, REFUND_LINES_MAX);
         return false;
     }
     for (size_t i = 0; i < ev->n_lines; i++) {
@@ -108,8 +107,7 @@ bool refund_request_valid(const Oms__V1__RefundRequested *ev, char *why, size_t 
 {
     if (!text_valid("order_id", ev->order_id, REFUND_ORDER_ID_MAX, true, why, why_len) ||
         !text_valid("reason", ev->reason, REFUND_REASON_MAX, false, why, why_len) ||
-        !text_valid("requested_by", ev->requested_by, REFUND_REQUESTED_BY_MAX, false, why,
-                    why_len))
+        !text_valid("requested_by", ev->requested_by, REFUND_REQUESTED_BY_MAX, false, why, why_len))
         return false;
     if (ev->amount_cents < 0 || ev->amount_cents > REFUND_AMOUNT_MAX) {
         snprintf(why, why_len,

@@ -191,14 +191,25 @@ static oms_status lock_orders(PGconn *conn, PGresult *claimed, orders *o)
 }
 
 /* The columns the finalising UPDATE returns. */
-enum { F_ID, F_KEY, F_ORDER, F_AMOUNT, F_CURRENCY, F_REASON, F_RESTOCK, F_LINES, F_CAUSE,
-       F_STATE, F_WHY, F_REF };
+enum {
+    F_ID,
+    F_KEY,
+    F_ORDER,
+    F_AMOUNT,
+    F_CURRENCY,
+    F_REASON,
+    F_RESTOCK,
+    F_LINES,
+    F_CAUSE,
+    F_STATE,
+    F_WHY,
+    F_REF
+};
 
 /* The columns of the finalising UPDATE's unnest. */
 enum { A_ID, A_STATE, A_WHY, A_REF, A_DELAY, A_NCOLS };
 
-static oms_status finalise(PGconn *conn, PGresult *claimed, const answer *answers,
-                           PGresult **out)
+static oms_status finalise(PGconn *conn, PGresult *claimed, const answer *answers, PGresult **out)
 {
     pg_cols c;
     oms_status s;

@@ -59,9 +59,9 @@ static void test_parse_round_trip(void **state)
 static void test_parse_rejects(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"2026-02-29", "2026-13-01", "2026-00-10", "2026-11-31",
-                                      "2026-1-22",  "2026/11/22", "20261122",   "2026-11-22x",
-                                      " 2026-11-22", "1969-12-31", "", "today"};
+    static const char *const bad[] = {"2026-02-29",  "2026-13-01", "2026-00-10", "2026-11-31",
+                                      "2026-1-22",   "2026/11/22", "20261122",   "2026-11-22x",
+                                      " 2026-11-22", "1969-12-31", "",           "today"};
     int64_t days = 42;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(analytics_day_parse(bad[i], &days), OMS_EINVAL);
@@ -76,7 +76,7 @@ static void test_parse_rejects(void **state)
 static void test_aov_rounding(void **state)
 {
     (void)state;
-    assert_int_equal(analytics_aov_cents(0, 0), 0);      /* no orders */
+    assert_int_equal(analytics_aov_cents(0, 0), 0); /* no orders */
     assert_int_equal(analytics_aov_cents(12345, 0), 0);
     assert_int_equal(analytics_aov_cents(1000, 3), 333); /* 333.33 */
     assert_int_equal(analytics_aov_cents(2000, 3), 667); /* 666.67 */

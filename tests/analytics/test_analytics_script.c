@@ -206,8 +206,7 @@ static void test_paid_failed_refund_numbers(void **state)
     event ev[] = {paid("e1", "O1", "C1", "Ann", 1999, NOV22_10H),
                   paid("e2", "O2", "C1", "Ann", 501, NOV22_10H + 1),
                   paid("e3", "O3", "C2", "Bob", 10000, NOV22_10H - DAY_MS),
-                  failed("e4", "O4", NOV22_10H),
-                  refund("e5", "O3", "C2", 2500, NOV22_10H)};
+                  failed("e4", "O4", NOV22_10H), refund("e5", "O3", "C2", 2500, NOV22_10H)};
     apply(r, &c, ev, 5, NULL);
     analytics_kpi k[2];
     assert_int_equal(analytics_read_kpis(r, NOV22_10H / DAY_MS - 1, 2, k), OMS_OK);
@@ -364,7 +363,8 @@ static void test_generations(void **state)
     long long res;
     apply(r, &live, ev, 1, &res);
     assert_int_equal(res, 1);
-    redisReply *rep = redisCommand(redis_context(r), "HGET analytics:0:kpi:2026-11-22 revenue_cents");
+    redisReply *rep = redisCommand(redis_context(r),
+                                   "HGET analytics:0:kpi:2026-11-22 revenue_cents");
     assert_string_equal(rep->str, "100");
     freeReplyObject(rep);
     /* A rebuild's generation has its own event ids: the same event applies there once. */
@@ -435,8 +435,8 @@ static void test_script_refuses_bad_arguments_without_writing(void **state)
     redis_args a;
     redisReply *rep = NULL;
     redis_args_init(&a);
-    const char *argv[] = {"", "bad1", "3600", "paid", "2026-11-22", "2026-11", "C1",
-                          "not-a-number", "", "", "1"};
+    const char *argv[] = {"",   "bad1",         "3600", "paid", "2026-11-22", "2026-11",
+                          "C1", "not-a-number", "",     "",     "1"};
     for (size_t i = 0; i < 11; i++)
         redis_args_add_str(&a, argv[i]);
     assert_int_equal(redis_eval_pipeline(r, &script, &a, 1, &rep), OMS_OK);

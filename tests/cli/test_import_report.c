@@ -45,8 +45,12 @@ static void print_json(const import_summary *s)
  * payment, 1 other), the first 3 failures kept. */
 static import_summary followed_import(void)
 {
-    import_summary s = {.import_id = "imp-1", .rows_sent = 29, .completed_s = 0.5,
-                        .elapsed_s = 2.0, .follow = true, .settled = true};
+    import_summary s = {.import_id = "imp-1",
+                        .rows_sent = 29,
+                        .completed_s = 0.5,
+                        .elapsed_s = 2.0,
+                        .follow = true,
+                        .settled = true};
     import_outcome *o = &s.o;
     o->completed = true;
     o->rows = 29, o->valid_rows = 23, o->rejected_rows = 6, o->orders = 9;
@@ -59,8 +63,7 @@ static import_summary followed_import(void)
     snprintf(o->failures[0].reason, sizeof o->failures[0].reason,
              "out of stock: SKU-7: 3 requested, 1 available");
     snprintf(o->failures[1].order_id, sizeof o->failures[1].order_id, "ORD-5");
-    snprintf(o->failures[1].reason, sizeof o->failures[1].reason,
-             "payment failed: card declined");
+    snprintf(o->failures[1].reason, sizeof o->failures[1].reason, "payment failed: card declined");
     snprintf(o->failures[2].order_id, sizeof o->failures[2].order_id, "ORD-7");
     snprintf(o->failures[2].reason, sizeof o->failures[2].reason, "something else");
     return s;
@@ -91,10 +94,9 @@ static void test_json_has_the_lifecycle(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "currency")), "EUR");
     const json_t *failures = json_object_get(j, "failures");
     assert_int_equal(json_array_size(failures), 3);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(failures, 1),
-                                                          "order_id")), "ORD-5");
-    assert_string_equal(json_string_value(json_object_get(json_array_get(failures, 1),
-                                                          "reason")),
+    assert_string_equal(json_string_value(json_object_get(json_array_get(failures, 1), "order_id")),
+                        "ORD-5");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(failures, 1), "reason")),
                         "payment failed: card declined");
     assert_true(json_is_true(json_object_get(j, "completed")));
     assert_true(json_real_value(json_object_get(j, "completed_s")) == 0.5);

@@ -170,8 +170,7 @@ static FILE *open_proto(void)
     } else {
         const char *cut = strstr(__FILE__, "tests/cli/");
         assert_non_null(cut);
-        snprintf(path, sizeof path, "%.*sproto/oms_events.proto", (int)(cut - __FILE__),
-                 __FILE__);
+        snprintf(path, sizeof path, "%.*sproto/oms_events.proto", (int)(cut - __FILE__), __FILE__);
     }
     FILE *f = fopen(path, "r");
     if (f == NULL)

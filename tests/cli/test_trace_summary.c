@@ -49,9 +49,10 @@ static void test_payments_and_reasons(void **state)
            "SKU-7: 3 requested, 1 available");
     expect("order.failed", "{\"reason\":\"payment failed: card declined\"}",
            "payment failed: card declined");
-    expect("import.completed",
-           "{\"import_id\":\"imp-1\",\"rows\":10,\"valid_rows\":9,\"rejected_rows\":1,\"orders\":4}",
-           "import imp-1: 10 rows, 9 valid, 1 rejected, 4 orders");
+    expect(
+        "import.completed",
+        "{\"import_id\":\"imp-1\",\"rows\":10,\"valid_rows\":9,\"rejected_rows\":1,\"orders\":4}",
+        "import imp-1: 10 rows, 9 valid, 1 rejected, 4 orders");
 }
 
 static void test_refunds(void **state)

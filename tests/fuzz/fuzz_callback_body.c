@@ -8,8 +8,8 @@
  */
 #include "fuzz.h"
 
-#include "utf8.h"
 #include "payment.h"
+#include "utf8.h"
 
 #include <jansson.h>
 
@@ -24,9 +24,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t id_len = strlen(cb.payment_id);
     FUZZ_CHECK(id_len >= 1 && id_len <= PAYMENT_ID_MAX);
     FUZZ_CHECK(cb.succeeded == (cb.reason[0] == '\0'));
-    FUZZ_CHECK(strlen(cb.gateway_ref) <= PAYMENT_REF_MAX && strlen(cb.reason) <= PAYMENT_REASON_MAX);
-    FUZZ_CHECK(utf8_valid(cb.payment_id) && utf8_valid(cb.gateway_ref) &&
-               utf8_valid(cb.reason));
+    FUZZ_CHECK(strlen(cb.gateway_ref) <= PAYMENT_REF_MAX &&
+               strlen(cb.reason) <= PAYMENT_REASON_MAX);
+    FUZZ_CHECK(utf8_valid(cb.payment_id) && utf8_valid(cb.gateway_ref) && utf8_valid(cb.reason));
     /* settle() answers with the id in JSON: it must be encodable. */
     json_t *answer = json_pack("{s:s,s:s}", "payment_id", cb.payment_id, "result", "applied");
     FUZZ_CHECK(answer != NULL);

@@ -143,8 +143,8 @@ static bool is_column_name(const char *field)
 
 static void check_valid_row(const order_row *r)
 {
-    const char *texts[] = {r->order_id, r->customer_id, r->sku, r->customer_email,
-                           r->customer_name, r->product_name};
+    const char *texts[] = {r->order_id,       r->customer_id,   r->sku,
+                           r->customer_email, r->customer_name, r->product_name};
     FUZZ_CHECK(*r->order_id != '\0' && *r->customer_id != '\0' && *r->sku != '\0');
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         FUZZ_CHECK(strlen(texts[i]) <= ORDER_FIELD_MAX && utf8_valid(texts[i]));
@@ -312,7 +312,8 @@ static size_t read_headers(const uint8_t *data, size_t size, msg_header *h, size
             const uint8_t *value = colon + 1;
             while (value_len > 0 && *value == ' ')
                 value++, value_len--;
-            snprintf(h[*n].name, sizeof h[*n].name, "%.*s", (int)name_len, (const char *)data + off);
+            snprintf(h[*n].name, sizeof h[*n].name, "%.*s", (int)name_len,
+                     (const char *)data + off);
             snprintf(h[*n].value, sizeof h[*n].value, "%.*s", (int)value_len, (const char *)value);
             (*n)++;
         }
@@ -336,7 +337,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if ((import_id && !import_id_ok(import_id)) ||
         (first && !header_int(first, 1, ORDER_CSV_ROW_NUMBER_MAX, &first_row)) ||
-        (end && !header_int(end, 0, ORDER_CSV_ROW_NUMBER_MAX, &end_rows)) || (end && import_id == NULL))
+        (end && !header_int(end, 0, ORDER_CSV_ROW_NUMBER_MAX, &end_rows)) ||
+        (end && import_id == NULL))
         return 0; /* ingest dead-letters the message */
     if (end != NULL)
         return 0; /* an end marker carries no rows */
@@ -350,7 +352,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(whole.text);
     free(pieces.text);
 
-    pipeline p = {.first_record = true, .explicit_rows = first_row > 0,
+    pipeline p = {.first_record = true,
+                  .explicit_rows = first_row > 0,
                   .next_row = first_row > 0 ? (int)first_row : 1};
     order_csv_header_default(&p.header);
     if (parse_into(body, body_len, 0, on_record, &p))

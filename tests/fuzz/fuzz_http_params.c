@@ -44,16 +44,24 @@ typedef struct probe_route {
 
 /* The services' routes (lib/service.c, service_dlq.c, services/<name>/<name>_http.c). */
 static const probe_route ROUTES[] = {
-    {"GET", "/healthz", false, 0},        {"GET", "/readyz", false, 0},
-    {"GET", "/metrics", false, 0},        {"GET", "/dead-letters", false, 0},
+    {"GET", "/healthz", false, 0},
+    {"GET", "/readyz", false, 0},
+    {"GET", "/metrics", false, 0},
+    {"GET", "/dead-letters", false, 0},
     {"POST", "/dead-letters/{}/retry", true, 1},
-    {"GET", "/orders/{}", false, 1},      {"GET", "/products", false, 0},
-    {"GET", "/products/{}", false, 1},    {"GET", "/payments/{}", false, 1},
+    {"GET", "/orders/{}", false, 1},
+    {"GET", "/products", false, 0},
+    {"GET", "/products/{}", false, 1},
+    {"GET", "/payments/{}", false, 1},
     {"POST", "/callbacks/payment", false, 0},
-    {"GET", "/notifications", false, 0},  {"POST", "/notifications/retry", true, 0},
-    {"POST", "/refunds", true, 0},        {"GET", "/refunds", false, 0},
-    {"GET", "/kpi", false, 0},            {"GET", "/kpi/{}", false, 1},
-    {"POST", "/kpi/snapshot", true, 0},   {"GET", "/leaderboard", false, 0},
+    {"GET", "/notifications", false, 0},
+    {"POST", "/notifications/retry", true, 0},
+    {"POST", "/refunds", true, 0},
+    {"GET", "/refunds", false, 0},
+    {"GET", "/kpi", false, 0},
+    {"GET", "/kpi/{}", false, 1},
+    {"POST", "/kpi/snapshot", true, 0},
+    {"GET", "/leaderboard", false, 0},
 };
 #define N_ROUTES (sizeof ROUTES / sizeof ROUTES[0])
 
@@ -186,7 +194,8 @@ static bool send_all(int fd, const char *p, size_t n)
 /* Sends one request and returns the answer's status, or 0 for none. */
 static int exchange(const char *request, size_t len)
 {
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)server_port),
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)server_port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {.tv_sec = 10};
     static char answer[ANSWER_MAX];
@@ -228,7 +237,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FILE *f = open_memstream(&request, &len);
     if (f == NULL)
         return 0;
-    fprintf(f, "%s %.*s HTTP/1.1\r\nHost: fuzz\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
+    fprintf(f,
+            "%s %.*s HTTP/1.1\r\nHost: fuzz\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
             method, (int)target_len, (const char *)rest, auth, body_len);
     fwrite(body, 1, body_len, f);
     if (fclose(f) != 0) {

@@ -62,8 +62,8 @@ static void check_signed(const uint8_t *body, size_t len)
     if (hmac_header_value(SECRET, t, body, len, header, sizeof header) != OMS_OK)
         return;
     FUZZ_CHECK(hmac_verify(SECRET, header, body, len, NOW_S, HMAC_TOLERANCE_S) == HMAC_VALID);
-    FUZZ_CHECK(hmac_verify(SECRET, header, body, len, t + HMAC_TOLERANCE_S + 1,
-                           HMAC_TOLERANCE_S) == HMAC_STALE);
+    FUZZ_CHECK(hmac_verify(SECRET, header, body, len, t + HMAC_TOLERANCE_S + 1, HMAC_TOLERANCE_S) ==
+               HMAC_STALE);
     FUZZ_CHECK(hmac_verify("another secret", header, body, len, NOW_S, HMAC_TOLERANCE_S) ==
                HMAC_MISMATCH);
     uint8_t *altered = malloc(len + 1);
@@ -75,8 +75,8 @@ static void check_signed(const uint8_t *body, size_t len)
         altered[len - 1] ^= 0x01;
     else
         altered[0] = 'x';
-    FUZZ_CHECK(hmac_verify(SECRET, header, altered, len > 0 ? len : 1, NOW_S,
-                           HMAC_TOLERANCE_S) == HMAC_MISMATCH);
+    FUZZ_CHECK(hmac_verify(SECRET, header, altered, len > 0 ? len : 1, NOW_S, HMAC_TOLERANCE_S) ==
+               HMAC_MISMATCH);
     free(altered);
 }
 

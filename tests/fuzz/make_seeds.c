@@ -127,10 +127,12 @@ static int signed_seed(const char *name, int64_t t, const char *body)
 
 static int signature_seeds(void)
 {
-    return signed_seed("succeeded", NOW_S,
-                       "{\"payment_id\":\"pay-1\",\"status\":\"succeeded\",\"gateway_ref\":\"gw-77\"}") |
-           signed_seed("failed", NOW_S - 60,
-                       "{\"payment_id\":\"pay-2\",\"status\":\"failed\",\"reason\":\"card declined\"}") |
+    return signed_seed(
+               "succeeded", NOW_S,
+               "{\"payment_id\":\"pay-1\",\"status\":\"succeeded\",\"gateway_ref\":\"gw-77\"}") |
+           signed_seed(
+               "failed", NOW_S - 60,
+               "{\"payment_id\":\"pay-2\",\"status\":\"failed\",\"reason\":\"card declined\"}") |
            signed_seed("stale", NOW_S - 3600, "{\"payment_id\":\"pay-3\",\"status\":\"failed\"}") |
            signed_seed("webhook", NOW_S,
                        "{\"type\":\"order.paid\",\"order_id\":\"ORD-1001\",\"total_cents\":20840}");

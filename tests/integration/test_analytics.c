@@ -10,8 +10,8 @@
  */
 #include "testenv.h"
 
-#include "oms_events.pb-c.h"
 #include "money.h"
+#include "oms_events.pb-c.h"
 #include "outbox.h"
 #include "redis.h"
 
@@ -35,8 +35,8 @@
 #define REDIS_DB "3"
 #define DAY_MS 86400000LL
 
-static const char *const SCHEMAS[] = {"ingest", "inventory", "payment", "refund", "analytics",
-                                      NULL};
+static const char *const SCHEMAS[] = {"ingest", "inventory", "payment",
+                                      "refund", "analytics", NULL};
 static const char *const INGEST_ENV[] = {"OMS_INGEST_SEAL_MS=200", NULL};
 static const char *const PAY_ENV[] = {"OMS_PAYMENT_SUCCESS_RATE=0.8", NULL};
 static char redis_url_setting[300]; /* "OMS_REDIS_URL=redis://.../3" */
@@ -55,8 +55,8 @@ static const char *redis_url(void)
         const char *base = testenv_require("OMS_REDIS_URL");
         const char *slash = strchr(base + strlen("redis://"), '/');
         int len = slash ? (int)(slash - base) : (int)strlen(base);
-        snprintf(redis_url_setting, sizeof redis_url_setting, "OMS_REDIS_URL=%.*s/" REDIS_DB,
-                 len, base);
+        snprintf(redis_url_setting, sizeof redis_url_setting, "OMS_REDIS_URL=%.*s/" REDIS_DB, len,
+                 base);
     }
     return redis_url_setting + strlen("OMS_REDIS_URL=");
 }
@@ -129,13 +129,14 @@ static void import_orders(js_conn *js, const char *import_id, const char *prefix
     for (int first = 0; first < n; first += chunk_rows, chunk++) {
         size_t cap = 256 + (size_t)chunk_rows * 160, len = 0;
         char *body = malloc(cap), id[128], row[16];
-        len += (size_t)snprintf(body, cap, "order_id,customer_id,customer_name,customer_email,"
-                                           "sku,qty,unit_price\n");
+        len += (size_t)snprintf(body, cap,
+                                "order_id,customer_id,customer_name,customer_email,"
+                                "sku,qty,unit_price\n");
         for (int i = first; i < n && i < first + chunk_rows; i++)
-            len += (size_t)snprintf(body + len, cap - len,
-                                    "%s-%05d,C-%02d,Customer %02d,c%02d@example.com,SKU-A,%d,%d.%02d\n",
-                                    prefix, i + 1, i % 23, i % 23, i % 23, 1 + i % 3,
-                                    5 + (i * 7) % 90, (i * 13) % 100);
+            len += (size_t)snprintf(
+                body + len, cap - len,
+                "%s-%05d,C-%02d,Customer %02d,c%02d@example.com,SKU-A,%d,%d.%02d\n", prefix, i + 1,
+                i % 23, i % 23, i % 23, 1 + i % 3, 5 + (i * 7) % 90, (i * 13) % 100);
         snprintf(id, sizeof id, "%s:%d", import_id, chunk);
         snprintf(row, sizeof row, "%d", first + 2);
         testenv_publish_rows(js, id, import_id, row, NULL, body, len);
@@ -165,9 +166,11 @@ static void refund_table(PGconn *pg)
 static void publish_refunds(js_conn *js, PGconn *pg, int n, const char *prefix)
 {
     char sql[256];
-    snprintf(sql, sizeof sql, "SELECT order_id, customer_id, total_cents FROM ingest.orders"
-                              " WHERE status = 'paid' AND order_id LIKE '%s-%%'"
-                              " ORDER BY order_id LIMIT %d", prefix, n);
+    snprintf(sql, sizeof sql,
+             "SELECT order_id, customer_id, total_cents FROM ingest.orders"
+             " WHERE status = 'paid' AND order_id LIKE '%s-%%'"
+             " ORDER BY order_id LIMIT %d",
+             prefix, n);
     PGresult *res = PQexec(pg, sql);
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
     assert_int_equal(PQntuples(res), n);
@@ -187,8 +190,9 @@ static void publish_refunds(js_conn *js, PGconn *pg, int n, const char *prefix)
         snprintf(amount, sizeof amount, "%lld", (long long)ev.amount_cents);
         snprintf(at, sizeof at, "%lld", (long long)ev.processed_at_ms);
         const char *params[] = {id, ev.order_id, ev.customer_id, amount, at};
-        PGresult *ins = PQexecParams(pg, "INSERT INTO published_refunds VALUES ($1, $2, $3,"
-                                         " $4::bigint, to_timestamp($5::bigint / 1000.0))",
+        PGresult *ins = PQexecParams(pg,
+                                     "INSERT INTO published_refunds VALUES ($1, $2, $3,"
+                                     " $4::bigint, to_timestamp($5::bigint / 1000.0))",
                                      5, NULL, params, NULL, NULL, 0);
         assert_int_equal(PQresultStatus(ins), PGRES_COMMAND_OK);
         PQclear(ins);
@@ -207,17 +211,17 @@ static void publish_refunds(js_conn *js, PGconn *pg, int n, const char *prefix)
  * from ingest's status history: a refund moves a paid order on to
  * partially_refunded or refunded, and its payment still counts when it was
  * paid. */
-#define TERMINAL_RELATION                                                                  \
-    "(SELECT o.customer_id, o.total_cents, h.status, h.at FROM ingest.orders o"            \
-    "  JOIN ingest.order_status_history h ON h.order_id = o.order_id"                      \
+#define TERMINAL_RELATION                                                       \
+    "(SELECT o.customer_id, o.total_cents, h.status, h.at FROM ingest.orders o" \
+    "  JOIN ingest.order_status_history h ON h.order_id = o.order_id"           \
     "  AND h.status IN ('paid', 'failed'))"
 
 /* Per UTC day: revenue, paid, failed, refunded cents, refunds. */
 static const char TRUTH_KPI_SQL[] =
     "WITH o AS (SELECT status, total_cents, (at AT TIME ZONE 'UTC')::date AS day"
     "   FROM " TERMINAL_RELATION " t),"
-    " r AS (SELECT amount_cents, (processed_at AT TIME ZONE 'UTC')::date AS day FROM "
-    REFUNDS_RELATION " x),"
+    " r AS (SELECT amount_cents, (processed_at AT TIME ZONE 'UTC')::date AS day "
+    "FROM " REFUNDS_RELATION " x),"
     " d AS (SELECT day FROM o UNION SELECT day FROM r)"
     " SELECT to_char(d.day, 'YYYY-MM-DD'),"
     "  (SELECT coalesce(sum(total_cents), 0) FROM o WHERE o.day = d.day AND status = 'paid'),"
@@ -230,8 +234,8 @@ static const char TRUTH_KPI_SQL[] =
 /* Per customer in period $1 ("YYYY-MM" or "all"): net spend (paid - refunded
  * in the period, by the UTC month of payment and of refund), paid orders. */
 static const char TRUTH_LEADERS_SQL[] =
-    "WITH p AS (SELECT customer_id, sum(total_cents) AS paid, count(*) AS n FROM "
-    TERMINAL_RELATION " t WHERE status = 'paid' AND ($1 = 'all' OR"
+    "WITH p AS (SELECT customer_id, sum(total_cents) AS paid, count(*) AS n FROM " TERMINAL_RELATION
+    " t WHERE status = 'paid' AND ($1 = 'all' OR"
     "   to_char(at AT TIME ZONE 'UTC', 'YYYY-MM') = $1) GROUP BY customer_id),"
     " r AS (SELECT customer_id, sum(amount_cents) AS refunded FROM " REFUNDS_RELATION " x"
     "   WHERE $1 = 'all' OR to_char(processed_at AT TIME ZONE 'UTC', 'YYYY-MM') = $1"
@@ -275,7 +279,8 @@ static void assert_leaders_equal_truth(PGconn *pg, const char *period)
         const char *cust = PQgetvalue(res, i, 0);
         json_t *found = NULL, *l;
         size_t idx;
-        json_array_foreach(leaders, idx, l) {
+        json_array_foreach(leaders, idx, l)
+        {
             if (strcmp(json_string_value(json_object_get(l, "customer_id")), cust) == 0)
                 found = l;
         }
@@ -346,8 +351,8 @@ static void wait_projection(long terminal, long refunds)
             return;
         usleep(100000);
     }
-    fail_msg("analytics counts %lld terminal orders and %lld refunds, expected %ld and %ld",
-             got_t, got_r, terminal, refunds);
+    fail_msg("analytics counts %lld terminal orders and %lld refunds, expected %ld and %ld", got_t,
+             got_r, terminal, refunds);
 }
 
 /* Everything the API shows over the last 40 days, as one string. */
@@ -364,8 +369,9 @@ static char *api_view(void)
     snprintf(path, sizeof path, "/kpi?from=%s&to=%s", from, to);
     char *kpi = NULL, *lb = NULL, *month = NULL, *out = NULL;
     assert_int_equal(testenv_http("GET", ANALYTICS_PORT, path, NULL, &kpi), 200);
-    assert_int_equal(testenv_http("GET", ANALYTICS_PORT, "/leaderboard?period=all&limit=1000",
-                                  NULL, &lb), 200);
+    assert_int_equal(testenv_http("GET", ANALYTICS_PORT, "/leaderboard?period=all&limit=1000", NULL,
+                                  &lb),
+                     200);
     snprintf(path, sizeof path, "/leaderboard?period=%.7s&limit=1000", to);
     assert_int_equal(testenv_http("GET", ANALYTICS_PORT, path, NULL, &month), 200);
     assert_true(asprintf(&out, "%s\n%s\n%s", kpi, lb, month) > 0);
@@ -508,7 +514,8 @@ static void assert_snapshot(PGconn *pg)
     snprintf(sql, sizeof sql, "SELECT revenue_cents FROM analytics.kpi_snapshots WHERE day = '%s'",
              json_string_value(json_object_get(today, "date")));
     assert_int_equal(testenv_pg_long(pg, sql), jint(today, "revenue_cents"));
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM analytics.leaderboard_snapshots WHERE day = '%s'",
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM analytics.leaderboard_snapshots WHERE day = '%s'",
              json_string_value(json_object_get(today, "date")));
     assert_int_equal(testenv_pg_long(pg, sql), jint(snap, "leaders"));
     assert_true(jint(snap, "leaders") > 0);
@@ -532,9 +539,10 @@ static void start_prometheus(void)
     assert_int_equal(system(cmd), 0);
     FILE *f = fopen(config, "w");
     assert_non_null(f);
-    fprintf(f, "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-               "scrape_configs:\n  - job_name: oms\n    static_configs:\n"
-               "      - targets: ['127.0.0.1:%d', '127.0.0.1:%d', '127.0.0.1:%d', '127.0.0.1:%d']\n",
+    fprintf(f,
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: oms\n    static_configs:\n"
+            "      - targets: ['127.0.0.1:%d', '127.0.0.1:%d', '127.0.0.1:%d', '127.0.0.1:%d']\n",
             INGEST_PORT, INVENTORY_PORT, PAYMENT_PORT, ANALYTICS_PORT);
     fclose(f);
     prometheus_pid = fork();
@@ -568,8 +576,8 @@ static double prometheus_query(const char *promql)
     json_t *result = json_object_get(json_object_get(j, "data"), "result");
     double v = -1;
     if (json_array_size(result) == 1)
-        v = atof(json_string_value(json_array_get(
-            json_object_get(json_array_get(result, 0), "value"), 1)));
+        v = atof(json_string_value(
+            json_array_get(json_object_get(json_array_get(result, 0), "value"), 1)));
     json_decref(j);
     return v;
 }
@@ -614,7 +622,7 @@ static void test_projection_equals_truth(void **state)
     wait_projection(n, refunds);
     assert_equals_truth(pg);
     long paid = pg_count(pg, "SELECT count(*) FROM ingest.orders"
-                                 " WHERE status IN ('paid', 'partially_refunded', 'refunded')");
+                             " WHERE status IN ('paid', 'partially_refunded', 'refunded')");
     assert_true(paid > 0 && paid < n);
 
     /* A redelivered event moves nothing: the same OrderPaid again (under a
@@ -629,11 +637,16 @@ static void test_projection_equals_truth(void **state)
     assert_bad_requests();
     assert_snapshot(pg);
     char *before = api_view();
-    for (int i = 0; i < 100 && metric_value(ANALYTICS_PORT,
-             "oms_events_consumed_total{subject=\"order.paid\",result=\"duplicate\"}") < 1; i++)
+    for (int i = 0;
+         i < 100 &&
+         metric_value(ANALYTICS_PORT,
+                      "oms_events_consumed_total{subject=\"order.paid\",result=\"duplicate\"}") < 1;
+         i++)
         usleep(100000);
-    assert_true(metric_value(ANALYTICS_PORT,
-                             "oms_events_consumed_total{subject=\"order.paid\",result=\"duplicate\"}") >= 1);
+    assert_true(
+        metric_value(ANALYTICS_PORT,
+                     "oms_events_consumed_total{subject=\"order.paid\",result=\"duplicate\"}") >=
+        1);
     char *after = api_view();
     assert_string_equal(before, after);
     free(after);
@@ -641,9 +654,12 @@ static void test_projection_equals_truth(void **state)
     /* Poison goes to analytics' dead letters; the projection goes on. */
     const char *phdr[] = {"Nats-Msg-Id", "poison-1", NULL};
     testenv_publish(js, "order.paid", "\xff\x01garbage", 9, phdr);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM analytics.dead_letters WHERE"
-                                         " reason LIKE '%not a valid oms.v1.OrderPaid%'"
-                                         " AND event_id = 'poison-1'", 1, 10000), 1);
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM analytics.dead_letters WHERE"
+                                     " reason LIKE '%not a valid oms.v1.OrderPaid%'"
+                                     " AND event_id = 'poison-1'",
+                                     1, 10000),
+                     1);
     after = api_view();
     assert_string_equal(before, after);
     free(after);
@@ -727,7 +743,7 @@ static void test_refund_service_equals_truth(void **state)
     const char *terminal = "SELECT count(*) FROM ingest.orders WHERE status IN ('paid','failed')";
     assert_int_equal(testenv_wait_pg(pg, terminal, n, 60000), n);
     long paid = pg_count(pg, "SELECT count(*) FROM ingest.orders"
-                                 " WHERE status IN ('paid', 'partially_refunded', 'refunded')");
+                             " WHERE status IN ('paid', 'partially_refunded', 'refunded')");
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM refund.paid_orders", paid, 20000),
                      paid);
 
@@ -753,14 +769,20 @@ static void test_refund_service_equals_truth(void **state)
         }
     }
     PQclear(res);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM refund.refunds"
-                                         " WHERE state <> 'pending'", requests, 30000), requests);
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM refund.refunds"
+                                     " WHERE state <> 'pending'",
+                                     requests, 30000),
+                     requests);
     long processed = pg_count(pg, "SELECT count(*) FROM truth_refunds");
     assert_int_equal(processed, 30); /* 10 partial + 10 rest + 10 part; 10 rejected */
     wait_projection(n, processed);
     assert_equals_truth(pg);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders"
-                                         " WHERE status = 'refunded'", 10, 20000), 10);
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM ingest.orders"
+                                     " WHERE status = 'refunded'",
+                                     10, 20000),
+                     10);
 
     PQfinish(pg);
     js_conn_destroy(js);

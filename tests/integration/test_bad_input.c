@@ -34,8 +34,8 @@
 #define REDIS_DB "7"
 #define GOOD_ORDERS 40 /* the known good import: 2 rows per order */
 
-static const char *const SCHEMAS[] = {"ingest", "inventory", "payment", "notify", "refund",
-                                      "analytics", NULL};
+static const char *const SCHEMAS[] = {"ingest", "inventory", "payment", "notify",
+                                      "refund", "analytics", NULL};
 
 typedef enum surface { SURF_CSV, SURF_HEADER, SURF_EVENT, SURF_HTTP, SURF_CLI } surface;
 
@@ -73,61 +73,82 @@ typedef struct bad_case {
 
 /* A CSV import: body, data rows announced, the rejected row/field/reason,
  * orders created, rows rejected. */
-#define CSV(id_, body_, rows_, row_, field_, reason_, orders_, rejected_)                         \
-    {.id = id_, .where = SURF_CSV, .input = body_, .rows = rows_, .row = row_, .field = field_,  \
-     .expect = reason_, .orders = orders_, .rejected = rejected_}
-#define CSV_PENDING(id_, todo_, body_, rows_, row_, field_, reason_, orders_, rejected_)          \
-    {.id = id_, .where = SURF_CSV, .pending = true, .todo = todo_, .input = body_,               \
-     .rows = rows_, .row = row_, .field = field_, .expect = reason_, .orders = orders_,          \
-     .rejected = rejected_}
+#define CSV(id_, body_, rows_, row_, field_, reason_, orders_, rejected_)                          \
+    {                                                                                              \
+        .id = id_, .where = SURF_CSV, .input = body_, .rows = rows_, .row = row_, .field = field_, \
+        .expect = reason_, .orders = orders_, .rejected = rejected_                                \
+    }
+#define CSV_PENDING(id_, todo_, body_, rows_, row_, field_, reason_, orders_, rejected_)   \
+    {                                                                                      \
+        .id = id_, .where = SURF_CSV, .pending = true, .todo = todo_, .input = body_,      \
+        .rows = rows_, .row = row_, .field = field_, .expect = reason_, .orders = orders_, \
+        .rejected = rejected_                                                              \
+    }
 /* An ingest.rows message with these headers and the dead letter it becomes
  * ("" with a check: it is accepted, and the check says what it did). */
-#define HDR(id_, import_, first_, end_, body_, reason_, sql_, value_)                            \
-    {.id = id_, .where = SURF_HEADER, .import_id = import_, .first_row = first_, .end_rows = end_, \
-     .input = body_, .expect = reason_, .check_sql = sql_, .check_value = value_}
-#define HDR_PENDING(id_, todo_, import_, first_, end_, body_, reason_)                           \
-    {.id = id_, .where = SURF_HEADER, .pending = true, .todo = todo_, .import_id = import_,      \
-     .first_row = first_, .end_rows = end_, .input = body_, .expect = reason_}
+#define HDR(id_, import_, first_, end_, body_, reason_, sql_, value_)               \
+    {                                                                               \
+        .id = id_, .where = SURF_HEADER, .import_id = import_, .first_row = first_, \
+        .end_rows = end_, .input = body_, .expect = reason_, .check_sql = sql_,     \
+        .check_value = value_                                                       \
+    }
+#define HDR_PENDING(id_, todo_, import_, first_, end_, body_, reason_)                         \
+    {                                                                                          \
+        .id = id_, .where = SURF_HEADER, .pending = true, .todo = todo_, .import_id = import_, \
+        .first_row = first_, .end_rows = end_, .input = body_, .expect = reason_               \
+    }
 /* An event on subject: payload spec (see build_payload) of type; the dead
  * letter reason in service's schema ("" = applied or ignored: in the inbox,
  * no dead letter, and the check holds). */
-#define EV(id_, subject_, type_, spec_, service_, reason_, sql_, value_)                         \
-    {.id = id_, .where = SURF_EVENT, .subject = subject_, .type = &type_##__descriptor,         \
-     .input = spec_, .service = service_, .expect = reason_, .check_sql = sql_,                  \
-     .check_value = value_}
-#define EV_PENDING(id_, todo_, subject_, type_, spec_, service_, reason_)                        \
-    {.id = id_, .where = SURF_EVENT, .pending = true, .todo = todo_, .subject = subject_,       \
-     .type = &type_##__descriptor, .input = spec_, .service = service_, .expect = reason_}
+#define EV(id_, subject_, type_, spec_, service_, reason_, sql_, value_)                   \
+    {                                                                                      \
+        .id = id_, .where = SURF_EVENT, .subject = subject_, .type = &type_##__descriptor, \
+        .input = spec_, .service = service_, .expect = reason_, .check_sql = sql_,         \
+        .check_value = value_                                                              \
+    }
+#define EV_PENDING(id_, todo_, subject_, type_, spec_, service_, reason_)                    \
+    {                                                                                        \
+        .id = id_, .where = SURF_EVENT, .pending = true, .todo = todo_, .subject = subject_, \
+        .type = &type_##__descriptor, .input = spec_, .service = service_, .expect = reason_ \
+    }
 /* An HTTP request and the exact status and error text of the answer. */
-#define HTTP(id_, port_, method_, path_, body_, status_, error_)                                 \
-    {.id = id_, .where = SURF_HTTP, .port = port_, .method = method_, .path = path_,            \
-     .input = body_, .status = status_, .expect = error_}
-#define HTTP_X(id_, port_, method_, path_, header_, big_path_, big_header_, big_body_, status_,   \
+#define HTTP(id_, port_, method_, path_, body_, status_, error_)                        \
+    {                                                                                   \
+        .id = id_, .where = SURF_HTTP, .port = port_, .method = method_, .path = path_, \
+        .input = body_, .status = status_, .expect = error_                             \
+    }
+#define HTTP_X(id_, port_, method_, path_, header_, big_path_, big_header_, big_body_, status_, \
                error_)                                                                          \
-    {.id = id_, .where = SURF_HTTP, .port = port_, .method = method_, .path = path_,            \
-     .header = header_, .big_path = big_path_, .big_header = big_header_, .big_body = big_body_, \
-     .input = "", .status = status_, .expect = error_}
-#define HTTP_PENDING(id_, todo_, port_, method_, path_, status_, error_)                         \
-    {.id = id_, .where = SURF_HTTP, .pending = true, .todo = todo_, .port = port_,              \
-     .method = method_, .path = path_, .input = "", .status = status_, .expect = error_}
+    {                                                                                           \
+        .id = id_, .where = SURF_HTTP, .port = port_, .method = method_, .path = path_,         \
+        .header = header_, .big_path = big_path_, .big_header = big_header_,                    \
+        .big_body = big_body_, .input = "", .status = status_, .expect = error_                 \
+    }
+#define HTTP_PENDING(id_, todo_, port_, method_, path_, status_, error_)                   \
+    {                                                                                      \
+        .id = id_, .where = SURF_HTTP, .pending = true, .todo = todo_, .port = port_,      \
+        .method = method_, .path = path_, .input = "", .status = status_, .expect = error_ \
+    }
 /* omsctl with these arguments (run in a directory holding the files below):
  * exit status and a line its output must hold. */
-#define CLI(id_, args_, status_, line_)                                                          \
-    {.id = id_, .where = SURF_CLI, .input = args_, .status = status_, .expect = line_}
+#define CLI(id_, args_, status_, line_)                                                  \
+    {                                                                                    \
+        .id = id_, .where = SURF_CLI, .input = args_, .status = status_, .expect = line_ \
+    }
 
 #define FIRST_ROW_ERR(v) "header Oms-First-Row \"" v "\" must be a row number from 1 to 1000000000"
 #define END_ERR(v) "header Oms-Import-End \"" v "\" must be a row count from 0 to 1000000000"
-#define HDR_ID_ERR(v)                                                                           \
+#define HDR_ID_ERR(v)                                                                          \
     "header Oms-Import-Id \"" v "\" must be 1 to 128 printable characters and must not start " \
     "with \"live:\""
 #define NO_ORDER_ID_HDR                                                                         \
     "header has no order_id column (required: order_id, customer_id, sku, qty, and unit_price " \
     "or unit_price_cents)"
-#define LONG_257                                                                                  \
+#define LONG_257                                                                               \
     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" \
     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" \
     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-#define ID_129                                                                                  \
+#define ID_129                                                                                 \
     "iiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiii" \
     "iiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiii"
 #define ID_80 "iiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiii"
@@ -137,21 +158,32 @@ typedef struct bad_case {
 static const bad_case CASES[] = {
     /* ---- CSV rows: each case is one import; its good rows must all become orders */
     CSV("csv-money-letters", CSV_HDR "M1-A,C1,,SKU-A,1,1.00\nM1-B,C1,,SKU-A,1,abc\n", 2, 3,
-        "unit_price", "row 3: unit_price \"abc\" must be an amount from 0 to 10000000.00 with at "
-                      "most 2 decimals", 1, 1),
+        "unit_price",
+        "row 3: unit_price \"abc\" must be an amount from 0 to 10000000.00 with at "
+        "most 2 decimals",
+        1, 1),
     CSV("csv-money-3-decimals", CSV_HDR "M2-A,C1,,SKU-A,1,1.00\nM2-B,C1,,SKU-A,1,1.001\n", 2, 3,
-        "unit_price", "row 3: unit_price \"1.001\" must be an amount from 0 to 10000000.00 with "
-                      "at most 2 decimals", 1, 1),
+        "unit_price",
+        "row 3: unit_price \"1.001\" must be an amount from 0 to 10000000.00 with "
+        "at most 2 decimals",
+        1, 1),
     CSV("csv-money-negative", CSV_HDR "M3-A,C1,,SKU-A,1,1.00\nM3-B,C1,,SKU-A,1,-1.00\n", 2, 3,
-        "unit_price", "row 3: unit_price \"-1.00\" must be an amount from 0 to 10000000.00 with "
-                      "at most 2 decimals", 1, 1),
+        "unit_price",
+        "row 3: unit_price \"-1.00\" must be an amount from 0 to 10000000.00 with "
+        "at most 2 decimals",
+        1, 1),
     CSV("csv-money-huge", CSV_HDR "M4-A,C1,,SKU-A,1,1.00\nM4-B,C1,,SKU-A,1,10000000.01\n", 2, 3,
-        "unit_price", "row 3: unit_price \"10000000.01\" must be an amount from 0 to "
-                      "10000000.00 with at most 2 decimals", 1, 1),
-    CSV("csv-cents-float", "order_id,customer_id,sku,qty,unit_price_cents\n"
-                           "M5-A,C1,SKU-A,1,100\nM5-B,C1,SKU-A,1,1.5\n", 2, 3,
-        "unit_price_cents", "row 3: unit_price_cents \"1.5\" must be an integer from 0 to "
-                            "1000000000", 1, 1),
+        "unit_price",
+        "row 3: unit_price \"10000000.01\" must be an amount from 0 to "
+        "10000000.00 with at most 2 decimals",
+        1, 1),
+    CSV("csv-cents-float",
+        "order_id,customer_id,sku,qty,unit_price_cents\n"
+        "M5-A,C1,SKU-A,1,100\nM5-B,C1,SKU-A,1,1.5\n",
+        2, 3, "unit_price_cents",
+        "row 3: unit_price_cents \"1.5\" must be an integer from 0 to "
+        "1000000000",
+        1, 1),
     CSV("csv-qty-negative", CSV_HDR "Q1-A,C1,,SKU-A,1,1.00\nQ1-B,C1,,SKU-A,-2,1.00\n", 2, 3, "qty",
         "row 3: qty \"-2\" must be an integer from 1 to 100000", 1, 1),
     CSV("csv-qty-zero", CSV_HDR "Q2-A,C1,,SKU-A,1,1.00\nQ2-B,C1,,SKU-A,0,1.00\n", 2, 3, "qty",
@@ -166,11 +198,15 @@ static const bad_case CASES[] = {
     CSV("csv-empty-order-id", CSV_HDR "EO-A,C1,,SKU-A,1,1.00\n,C1,,SKU-A,1,1.00\n", 2, 3,
         "order_id", "row 3: order_id is empty", 1, 1),
     CSV("csv-missing-column", "order_id,customer_id,sku,unit_price\nMCOL-A,C1,SKU-A,1.00\n", 1, 2,
-        "qty", "row 2: header has no qty column (required: order_id, customer_id, sku, qty, and "
-               "unit_price or unit_price_cents)", 0, 1),
+        "qty",
+        "row 2: header has no qty column (required: order_id, customer_id, sku, qty, and "
+        "unit_price or unit_price_cents)",
+        0, 1),
     CSV("csv-no-price-column", "order_id,customer_id,sku,qty\nNP-A,C1,SKU-A,1\n", 1, 2,
-        "unit_price", "row 2: header has neither a unit_price nor a unit_price_cents column (one "
-                      "is required)", 0, 1),
+        "unit_price",
+        "row 2: header has neither a unit_price nor a unit_price_cents column (one "
+        "is required)",
+        0, 1),
     CSV("csv-bad-email", CSV_HDR "BE-A,C1,,SKU-A,1,1.00\nBE-B,C1,not an email,SKU-A,1,1.00\n", 2, 3,
         "customer_email", "row 3: customer_email \"not an email\" is not an email address", 1, 1),
     CSV("csv-email-no-at", CSV_HDR "BE2-A,C1,,SKU-A,1,1.00\nBE2-B,C1,example.com,SKU-A,1,1.00\n", 2,
@@ -179,56 +215,70 @@ static const bad_case CASES[] = {
         "sku", "row 3: sku is longer than 256 bytes", 1, 1),
     CSV("csv-too-long-order-id", CSV_HDR "TL2-A,C1,,SKU-A,1,1.00\n" LONG_257 ",C1,,SKU-A,1,1.00\n",
         2, 3, "order_id", "row 3: order_id is longer than 256 bytes", 1, 1),
-    CSV("csv-not-utf8", CSV_HDR "U8-A,C1,,SKU-A,1,1.00\nU8-B,C1,,SKU-\xff,1,1.00\n", 2, 3,
-        "sku", "row 3: sku is not valid UTF-8", 1, 1),
-    CSV("csv-bad-time", "order_id,customer_id,sku,qty,unit_price,placed_at\n"
-                        "BT-A,C1,SKU-A,1,1.00,2026-11-02\nBT-B,C1,SKU-A,1,1.00,2026-02-31\n", 2, 3,
-        "placed_at", "row 3: placed_at \"2026-02-31\" is not a UTC time like 2026-11-02T10:15:00Z "
-                     "or 2026-11-02 10:15:00", 1, 1),
-    CSV("csv-bad-currency", "order_id,customer_id,sku,qty,unit_price,currency\n"
-                            "BC-A,C1,SKU-A,1,1.00,usd\nBC-B,C1,SKU-A,1,1.00,EUR\n", 2, 3,
-        "currency", "row 3: currency \"EUR\" is not accepted: this system runs in USD", 1, 1),
-    CSV("csv-dup-order-other-customer", CSV_HDR "DO-A,C1,,SKU-A,1,1.00\nDO-A,C2,,SKU-B,1,1.00\n"
-                                                "DO-B,C3,,SKU-A,1,1.00\n", 3, 3, "customer_id",
+    CSV("csv-not-utf8", CSV_HDR "U8-A,C1,,SKU-A,1,1.00\nU8-B,C1,,SKU-\xff,1,1.00\n", 2, 3, "sku",
+        "row 3: sku is not valid UTF-8", 1, 1),
+    CSV("csv-bad-time",
+        "order_id,customer_id,sku,qty,unit_price,placed_at\n"
+        "BT-A,C1,SKU-A,1,1.00,2026-11-02\nBT-B,C1,SKU-A,1,1.00,2026-02-31\n",
+        2, 3, "placed_at",
+        "row 3: placed_at \"2026-02-31\" is not a UTC time like 2026-11-02T10:15:00Z "
+        "or 2026-11-02 10:15:00",
+        1, 1),
+    CSV("csv-bad-currency",
+        "order_id,customer_id,sku,qty,unit_price,currency\n"
+        "BC-A,C1,SKU-A,1,1.00,usd\nBC-B,C1,SKU-A,1,1.00,EUR\n",
+        2, 3, "currency", "row 3: currency \"EUR\" is not accepted: this system runs in USD", 1, 1),
+    CSV("csv-dup-order-other-customer",
+        CSV_HDR "DO-A,C1,,SKU-A,1,1.00\nDO-A,C2,,SKU-B,1,1.00\n"
+                "DO-B,C3,,SKU-A,1,1.00\n",
+        3, 3, "customer_id",
         "row 3: customer_id \"C2\" contradicts row 2 of order DO-A (customer_id \"C1\")", 1, 2),
-    CSV("csv-dup-order-cascade", CSV_HDR "DC-A,C1,,SKU-A,1,1.00\nDC-A,C2,,SKU-B,1,1.00\n"
-                                         "DC-B,C3,,SKU-A,1,1.00\n", 3, 2, "",
-        "row 2: order DC-A not created: row 3 was rejected", 1, 2),
+    CSV("csv-dup-order-cascade",
+        CSV_HDR "DC-A,C1,,SKU-A,1,1.00\nDC-A,C2,,SKU-B,1,1.00\n"
+                "DC-B,C3,,SKU-A,1,1.00\n",
+        3, 2, "", "row 2: order DC-A not created: row 3 was rejected", 1, 2),
     CSV("csv-bom", "\xef\xbb\xbforder_id,customer_id,sku,qty,unit_price\nBOM-A,C1,SKU-A,1,1.00\n",
         1, 2, "order_id", "row 2: " NO_ORDER_ID_HDR, 0, 1),
-    CSV("csv-crlf", "order_id,customer_id,sku,qty,unit_price\r\nCR-A,C1,SKU-A,1,1.00\r\n"
-                    "CR-B,C1,SKU-A,0,1.00\r\n", 2, 3, "qty",
-        "row 3: qty \"0\" must be an integer from 1 to 100000", 1, 1),
-    CSV("csv-quoted-newline", "order_id,customer_id,sku,qty,unit_price,customer_name\n"
-                              "QN-A,C1,SKU-A,1,1.00,\"Doe,\nJane\"\nQN-B,C1,SKU-A,x,1.00,\n", 2, 3,
-        "qty", "row 3: qty \"x\" must be an integer from 1 to 100000", 1, 1),
-    CSV("csv-order-total-huge", CSV_HDR "OT-A,C1,,SKU-A,1,1.00\nOT-B,C1,,SKU-A,100000,10000000.00\n"
-                                "OT-B,C1,,SKU-B,100000,10000000.00\n", 3, 3, "",
-        "row 3: order OT-B not created: its total exceeds 1,000,000,000,000.00", 1, 2),
-    CSV("csv-bad-offset", "order_id,customer_id,sku,qty,unit_price,placed_at\n"
-                          "BO-A,C1,SKU-A,1,1.00,\nBO-B,C1,SKU-A,1,1.00,2026-11-02T10:00:00+25:00\n",
-        2, 3, "placed_at", "row 3: placed_at \"2026-11-02T10:00:00+25:00\" is not a UTC time like "
-                           "2026-11-02T10:15:00Z or 2026-11-02 10:15:00", 1, 1),
+    CSV("csv-crlf",
+        "order_id,customer_id,sku,qty,unit_price\r\nCR-A,C1,SKU-A,1,1.00\r\n"
+        "CR-B,C1,SKU-A,0,1.00\r\n",
+        2, 3, "qty", "row 3: qty \"0\" must be an integer from 1 to 100000", 1, 1),
+    CSV("csv-quoted-newline",
+        "order_id,customer_id,sku,qty,unit_price,customer_name\n"
+        "QN-A,C1,SKU-A,1,1.00,\"Doe,\nJane\"\nQN-B,C1,SKU-A,x,1.00,\n",
+        2, 3, "qty", "row 3: qty \"x\" must be an integer from 1 to 100000", 1, 1),
+    CSV("csv-order-total-huge",
+        CSV_HDR "OT-A,C1,,SKU-A,1,1.00\nOT-B,C1,,SKU-A,100000,10000000.00\n"
+                "OT-B,C1,,SKU-B,100000,10000000.00\n",
+        3, 3, "", "row 3: order OT-B not created: its total exceeds 1,000,000,000,000.00", 1, 2),
+    CSV("csv-bad-offset",
+        "order_id,customer_id,sku,qty,unit_price,placed_at\n"
+        "BO-A,C1,SKU-A,1,1.00,\nBO-B,C1,SKU-A,1,1.00,2026-11-02T10:00:00+25:00\n",
+        2, 3, "placed_at",
+        "row 3: placed_at \"2026-11-02T10:00:00+25:00\" is not a UTC time like "
+        "2026-11-02T10:15:00Z or 2026-11-02 10:15:00",
+        1, 1),
     CSV("csv-extra-cells", CSV_HDR "EX-A,C1,,SKU-A,1,1.00,surplus,cells\n", 1, 0, "", "", 1, 0),
     CSV("csv-no-header-default-order", "ND-A,C1,SKU-A,2,1.50\nND-B,C1,SKU-A,two,1.50\n", 2, 3,
         "qty", "row 3: qty \"two\" must be an integer from 1 to 100000", 1, 1),
     CSV("csv-empty-file", "", 0, 0, "", "", 0, 0),
     CSV("csv-header-only", CSV_HDR, 0, 0, "", "", 0, 0),
     CSV("csv-blank-lines", CSV_HDR "\n\nBL-A,C1,,SKU-A,1,1.00\n\n", 1, 0, "", "", 1, 0),
-    CSV("csv-qty-not-utf8", CSV_HDR "U8Q-A,C1,,SKU-A,1,1.00\nU8Q-B,C1,,SKU-A,\xff,1.00\n", 2,
-        3, "qty", "row 3: qty \"\\xff\" must be an integer from 1 to 100000", 1, 1),
-    CSV("csv-control-in-field", CSV_HDR "CC-A,C1,,SKU-A,1,1.00\nCC-B,C1,,SKU-\x01X,1,1.00\n", 2,
-        3, "sku", "row 3: sku contains control character 0x01 at byte 5", 1, 1),
-    CSV("csv-unterminated-quote", CSV_HDR "UQ-A,C1,,SKU-A,1,1.00\nUQ-B,C1,,\"SKU-A,1,1.00\n", 2,
-        3, "sku",
+    CSV("csv-qty-not-utf8", CSV_HDR "U8Q-A,C1,,SKU-A,1,1.00\nU8Q-B,C1,,SKU-A,\xff,1.00\n", 2, 3,
+        "qty", "row 3: qty \"\\xff\" must be an integer from 1 to 100000", 1, 1),
+    CSV("csv-control-in-field", CSV_HDR "CC-A,C1,,SKU-A,1,1.00\nCC-B,C1,,SKU-\x01X,1,1.00\n", 2, 3,
+        "sku", "row 3: sku contains control character 0x01 at byte 5", 1, 1),
+    CSV("csv-unterminated-quote", CSV_HDR "UQ-A,C1,,SKU-A,1,1.00\nUQ-B,C1,,\"SKU-A,1,1.00\n", 2, 3,
+        "sku",
         "row 3: sku starts a quoted field that is never properly closed; the rest of the "
-        "message was not read", 1, 1),
+        "message was not read",
+        1, 1),
 
     /* ---- ingest.rows headers: unreadable messages go to ingest's dead letters */
     HDR("hdr-first-row-letters", "imp-h1", "abc", NULL, CSV_HDR "H1-A,C1,,SKU-A,1,1.00\n",
         FIRST_ROW_ERR("abc"), NULL, 0),
-    HDR("hdr-first-row-zero", "imp-h2", "0", NULL, CSV_HDR "H2-A,C1,,SKU-A,1,1.00\n", FIRST_ROW_ERR("0"),
-        NULL, 0),
+    HDR("hdr-first-row-zero", "imp-h2", "0", NULL, CSV_HDR "H2-A,C1,,SKU-A,1,1.00\n",
+        FIRST_ROW_ERR("0"), NULL, 0),
     HDR("hdr-first-row-negative", "imp-h3", "-5", NULL, CSV_HDR "H3-A,C1,,SKU-A,1,1.00\n",
         FIRST_ROW_ERR("-5"), NULL, 0),
     HDR("hdr-first-row-huge", "imp-h4", "99999999999", NULL, CSV_HDR "H4-A,C1,,SKU-A,1,1.00\n",
@@ -247,7 +297,8 @@ static const bad_case CASES[] = {
         "header Oms-Import-Id contains control character U+0009 at offset 3", NULL, 0),
     HDR("hdr-no-import-id", NULL, NULL, NULL, "HLIVE-1,C1,SKU-A,1,2.50\n", "",
         "SELECT count(*) FROM ingest.orders WHERE order_id = 'HLIVE-1' AND import_id = "
-        "'live:HLIVE-1' AND total_cents = 250", 1),
+        "'live:HLIVE-1' AND total_cents = 250",
+        1),
     HDR("hdr-first-row-overflow", "imp-h13", "2147483647", NULL,
         CSV_HDR "H13-A,C1,,SKU-A,1,1.00\nH13-B,C1,,SKU-A,1,1.00\n", FIRST_ROW_ERR("2147483647"),
         NULL, 0),
@@ -283,7 +334,8 @@ static const bad_case CASES[] = {
     EV("ev-settled-bad-status", "payment.settled", oms__v1__payment_settled,
        "order_id=EVX-4 status=7", "inventory",
        "payment.settled EVX-4: status 7; expected PAYMENT_STATUS_SUCCEEDED (1) or "
-       "PAYMENT_STATUS_FAILED (2)", NULL, 0),
+       "PAYMENT_STATUS_FAILED (2)",
+       NULL, 0),
     EV("ev-settled-unknown-order", "payment.settled", oms__v1__payment_settled,
        "order_id=NO-SUCH-3 status=1", "ingest", "",
        "SELECT count(*) FROM ingest.orders WHERE order_id = 'NO-SUCH-3'", 0),
@@ -315,7 +367,8 @@ static const bad_case CASES[] = {
        "idempotency_key=bad-k1 order_id=NO-SUCH-4 amount_cents=100", "refund", "",
        "SELECT count(*) FROM refund.refunds WHERE idempotency_key = 'bad-k1' AND state = "
        "'rejected' AND reject_reason = 'order NO-SUCH-4 cannot be refunded: it is not a paid "
-       "order (unknown, failed, or its payment is not recorded yet)'", 1),
+       "order (unknown, failed, or its payment is not recorded yet)'",
+       1),
     EV("ev-refund-requested-key-too-long", "refund.requested", oms__v1__refund_requested,
        "idempotency_key=" ID_129 " order_id=EVX-14", "refund",
        "refund.requested: idempotency_key is longer than 128 bytes", NULL, 0),
@@ -323,11 +376,13 @@ static const bad_case CASES[] = {
        "idempotency_key=bad-k2 order_id=EVX-15 amount_cents=-100", "refund", "",
        "SELECT count(*) FROM refund.refunds WHERE idempotency_key = 'bad-k2' AND state = "
        "'rejected' AND reject_reason = 'amount_cents -100 must be from 0 (the full remaining "
-       "amount) to 100000000000000'", 1),
+       "amount) to 100000000000000'",
+       1),
     EV("ev-refund-processed-negative", "refund.processed", oms__v1__refund_processed,
        "order_id=EVX-9 refund_id=r-1 amount_cents=-100", "ingest",
        "refund.processed: not a valid oms.v1.RefundProcessed (order_id, refund_id and a positive "
-       "amount_cents are required)", NULL, 0),
+       "amount_cents are required)",
+       NULL, 0),
     EV("ev-order-paid-garbage", "order.paid", oms__v1__order_paid, "hex:0a0a0a", "refund",
        "order.paid: not a valid oms.v1.OrderPaid", NULL, 0),
     EV("ev-order-paid-negative", "order.paid", oms__v1__order_paid,
@@ -341,8 +396,11 @@ static const bad_case CASES[] = {
     EV("ev-order-paid-no-customer", "order.paid", oms__v1__order_paid,
        "order_id=EVX-12 total_cents=1 currency=USD paid_at_ms=1790000000000", "analytics",
        "order.paid: order EVX-12: customer_id is empty", NULL, 0),
-    {.id = "ev-payload-bytes", .where = SURF_EVENT, .subject = "catalog.product",
-     .type = &oms__v1__product_upserted__descriptor, .input = "hex:00ff00ff",
+    {.id = "ev-payload-bytes",
+     .where = SURF_EVENT,
+     .subject = "catalog.product",
+     .type = &oms__v1__product_upserted__descriptor,
+     .input = "hex:00ff00ff",
      .service = "inventory",
      .expect = "catalog.product: payload (4 bytes) is not a valid oms.v1.ProductUpserted",
      .check_sql = "SELECT count(*) FROM inventory.dead_letters WHERE event_id = "
@@ -359,39 +417,79 @@ static const bad_case CASES[] = {
          "missing \"Authorization: Bearer <admin token>\" header"),
     HTTP_X("http-bad-token", INGEST_PORT, "POST", "/dead-letters/1/retry",
            "Authorization: Bearer wrong", 0, 0, 0, 401, "invalid admin token"),
-    HTTP_X("http-basic-auth", REFUND_PORT, "POST", "/refunds", "Authorization: Basic YTpi", 0, 0,
-           0, 401, "missing \"Authorization: Bearer <admin token>\" header"),
+    HTTP_X("http-basic-auth", REFUND_PORT, "POST", "/refunds", "Authorization: Basic YTpi", 0, 0, 0,
+           401, "missing \"Authorization: Bearer <admin token>\" header"),
     HTTP_X("http-oversized-body", REFUND_PORT, "POST", "/refunds", "@token", 0, 0,
            8 * 1024 * 1024 + 1, 413, "request body is larger than 8388608 bytes"),
-    {.id = "http-bad-json", .where = SURF_HTTP, .port = REFUND_PORT, .method = "POST",
-     .path = "/refunds", .header = "@token", .input = "{\"order_id\":", .status = 400,
+    {.id = "http-bad-json",
+     .where = SURF_HTTP,
+     .port = REFUND_PORT,
+     .method = "POST",
+     .path = "/refunds",
+     .header = "@token",
+     .input = "{\"order_id\":",
+     .status = 400,
      .expect = "the body is not JSON: unexpected token near end of file (line 1, column 12)"},
-    {.id = "http-json-array", .where = SURF_HTTP, .port = REFUND_PORT, .method = "POST",
-     .path = "/refunds", .header = "@token", .input = "[]", .status = 400,
+    {.id = "http-json-array",
+     .where = SURF_HTTP,
+     .port = REFUND_PORT,
+     .method = "POST",
+     .path = "/refunds",
+     .header = "@token",
+     .input = "[]",
+     .status = 400,
      .expect = "the body must be a JSON object"},
-    {.id = "http-missing-order-id", .where = SURF_HTTP, .port = REFUND_PORT, .method = "POST",
-     .path = "/refunds", .header = "@token", .input = "{\"amount\":\"1.00\"}", .status = 400,
+    {.id = "http-missing-order-id",
+     .where = SURF_HTTP,
+     .port = REFUND_PORT,
+     .method = "POST",
+     .path = "/refunds",
+     .header = "@token",
+     .input = "{\"amount\":\"1.00\"}",
+     .status = 400,
      .expect = "order_id is required"},
-    {.id = "http-order-id-number", .where = SURF_HTTP, .port = REFUND_PORT, .method = "POST",
-     .path = "/refunds", .header = "@token", .input = "{\"order_id\":5}", .status = 400,
+    {.id = "http-order-id-number",
+     .where = SURF_HTTP,
+     .port = REFUND_PORT,
+     .method = "POST",
+     .path = "/refunds",
+     .header = "@token",
+     .input = "{\"order_id\":5}",
+     .status = 400,
      .expect = "order_id must be a string"},
-    {.id = "http-negative-cents", .where = SURF_HTTP, .port = REFUND_PORT, .method = "POST",
-     .path = "/refunds", .header = "@token", .input = "{\"order_id\":\"X\",\"amount_cents\":-1}",
-     .status = 400, .expect = "amount_cents must be a non-negative integer"},
-    {.id = "http-amount-and-cents", .where = SURF_HTTP, .port = REFUND_PORT, .method = "POST",
-     .path = "/refunds", .header = "@token",
-     .input = "{\"order_id\":\"X\",\"amount\":\"1.00\",\"amount_cents\":100}", .status = 400,
+    {.id = "http-negative-cents",
+     .where = SURF_HTTP,
+     .port = REFUND_PORT,
+     .method = "POST",
+     .path = "/refunds",
+     .header = "@token",
+     .input = "{\"order_id\":\"X\",\"amount_cents\":-1}",
+     .status = 400,
+     .expect = "amount_cents must be a non-negative integer"},
+    {.id = "http-amount-and-cents",
+     .where = SURF_HTTP,
+     .port = REFUND_PORT,
+     .method = "POST",
+     .path = "/refunds",
+     .header = "@token",
+     .input = "{\"order_id\":\"X\",\"amount\":\"1.00\",\"amount_cents\":100}",
+     .status = 400,
      .expect = "give amount or amount_cents, not both"},
-    {.id = "http-restock-string", .where = SURF_HTTP, .port = REFUND_PORT, .method = "POST",
-     .path = "/refunds", .header = "@token", .input = "{\"order_id\":\"X\",\"restock\":\"yes\"}",
-     .status = 400, .expect = "restock must be true or false"},
+    {.id = "http-restock-string",
+     .where = SURF_HTTP,
+     .port = REFUND_PORT,
+     .method = "POST",
+     .path = "/refunds",
+     .header = "@token",
+     .input = "{\"order_id\":\"X\",\"restock\":\"yes\"}",
+     .status = 400,
+     .expect = "restock must be true or false"},
     HTTP("http-refunds-no-query", REFUND_PORT, "GET", "/refunds", "", 400,
          "give exactly one of ?key=IDEMPOTENCY_KEY or ?order_id=ID"),
     HTTP("http-dlq-limit-zero", INVENTORY_PORT, "GET", "/dead-letters?limit=0", "", 400,
          "parameter limit must be an integer from 1 to 10000"),
-    HTTP("http-dlq-limit-overflow", PAYMENT_PORT, "GET",
-         "/dead-letters?limit=99999999999999999999", "", 400,
-         "parameter limit must be an integer from 1 to 10000"),
+    HTTP("http-dlq-limit-overflow", PAYMENT_PORT, "GET", "/dead-letters?limit=99999999999999999999",
+         "", 400, "parameter limit must be an integer from 1 to 10000"),
     HTTP("http-dlq-state", INGEST_PORT, "GET", "/dead-letters?state=closed", "", 400,
          "parameter state must be open or all, got \"closed\""),
     HTTP_X("http-dlq-retry-id", INGEST_PORT, "POST", "/dead-letters/abc/retry", "@token", 0, 0, 0,
@@ -458,10 +556,12 @@ static const bad_case CASES[] = {
         "order_placed_at), currency, customer_email, customer_name, product_name; nothing was "
         "sent"),
     CLI("cli-refund-no-order", "refund", 2, "omsctl: which order? give its ORDER_ID"),
-    CLI("cli-refund-bad-amount", "refund ORD-1 1.001", 2, "omsctl: AMOUNT \"1.001\" must be a "
-                                                          "decimal"),
-    CLI("cli-refund-negative", "refund ORD-1 -- -5.00", 2, "omsctl: AMOUNT \"-5.00\" must be a "
-                                                           "decimal"),
+    CLI("cli-refund-bad-amount", "refund ORD-1 1.001", 2,
+        "omsctl: AMOUNT \"1.001\" must be a "
+        "decimal"),
+    CLI("cli-refund-negative", "refund ORD-1 -- -5.00", 2,
+        "omsctl: AMOUNT \"-5.00\" must be a "
+        "decimal"),
     CLI("cli-refund-bad-line", "refund ORD-1 --restock --line SKU", 2,
         "omsctl: --line \"SKU\" must be SKU:QTY, such as SKU-7:2"),
     CLI("cli-refund-line-no-restock", "refund ORD-1 --line SKU-A:1", 2,
@@ -519,8 +619,7 @@ static long pg_count(PGconn *pg, const char *sql, const char *param)
 }
 
 /* Waits until service's dead_letters holds event_id; returns its reason. */
-static char *wait_dead_letter(PGconn *pg, const char *service, const char *event_id,
-                              int timeout_ms)
+static char *wait_dead_letter(PGconn *pg, const char *service, const char *event_id, int timeout_ms)
 {
     char sql[160];
     snprintf(sql, sizeof sql, "SELECT reason FROM %s.dead_letters WHERE event_id = $1", service);
@@ -569,13 +668,13 @@ static void csv_send(js_conn *js, const bad_case *c)
 
 /* The import.rejected of import_id at row, or NULL. */
 static Oms__V1__ImportRejected *rejection_at(testenv_msg *msgs, size_t n, const char *import_id,
-                                            int row)
+                                             int row)
 {
     for (size_t i = 0; i < n; i++) {
         if (strcmp(msgs[i].subject, "import.rejected") != 0)
             continue;
-        Oms__V1__ImportRejected *r =
-            oms__v1__import_rejected__unpack(NULL, msgs[i].len, msgs[i].data);
+        Oms__V1__ImportRejected *r = oms__v1__import_rejected__unpack(NULL, msgs[i].len,
+                                                                      msgs[i].data);
         if (r != NULL && strcmp(r->import_id, import_id) == 0 && r->row == row)
             return r;
         oms__v1__import_rejected__free_unpacked(r, NULL);
@@ -588,8 +687,8 @@ static Oms__V1__ImportCompleted *completion_of(testenv_msg *msgs, size_t n, cons
     for (size_t i = 0; i < n; i++) {
         if (strcmp(msgs[i].subject, "import.completed") != 0)
             continue;
-        Oms__V1__ImportCompleted *d =
-            oms__v1__import_completed__unpack(NULL, msgs[i].len, msgs[i].data);
+        Oms__V1__ImportCompleted *d = oms__v1__import_completed__unpack(NULL, msgs[i].len,
+                                                                        msgs[i].data);
         if (d != NULL && strcmp(d->import_id, import_id) == 0)
             return d;
         oms__v1__import_completed__free_unpacked(d, NULL);
@@ -676,19 +775,11 @@ static bool set_field(ProtobufCMessage *msg, const char *name, char *value, void
     if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->quantifier_offset)
         *(protobuf_c_boolean *)((char *)msg + f->quantifier_offset) = 1;
     switch (f->type) {
-    case PROTOBUF_C_TYPE_STRING:
-        *(char **)at = value;
-        return true;
+    case PROTOBUF_C_TYPE_STRING: *(char **)at = value; return true;
     case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_ENUM:
-        *(int32_t *)at = (int32_t)strtol(value, NULL, 10);
-        return true;
-    case PROTOBUF_C_TYPE_INT64:
-        *(int64_t *)at = strtoll(value, NULL, 10);
-        return true;
-    case PROTOBUF_C_TYPE_BOOL:
-        *(protobuf_c_boolean *)at = strcmp(value, "true") == 0;
-        return true;
+    case PROTOBUF_C_TYPE_ENUM: *(int32_t *)at = (int32_t)strtol(value, NULL, 10); return true;
+    case PROTOBUF_C_TYPE_INT64: *(int64_t *)at = strtoll(value, NULL, 10); return true;
+    case PROTOBUF_C_TYPE_BOOL: *(protobuf_c_boolean *)at = strcmp(value, "true") == 0; return true;
     case PROTOBUF_C_TYPE_MESSAGE: {
         /* lines=SKU*QTY,SKU*QTY: repeated messages with a sku and a qty */
         const ProtobufCMessageDescriptor *d = f->descriptor;
@@ -710,8 +801,7 @@ static bool set_field(ProtobufCMessage *msg, const char *name, char *value, void
         *(size_t *)((char *)msg + f->quantifier_offset) = n;
         return true;
     }
-    default:
-        return false;
+    default: return false;
     }
 }
 
@@ -742,8 +832,8 @@ static size_t build_payload(const bad_case *c, uint8_t *buf, size_t cap)
     meta.producer = "test";
     meta.occurred_at_ms = oms_now_ms();
     bool with_meta = strncmp(spec, "-meta", 5) != 0;
-    const ProtobufCFieldDescriptor *mf =
-        protobuf_c_message_descriptor_get_field_by_name(c->type, "meta");
+    const ProtobufCFieldDescriptor *mf = protobuf_c_message_descriptor_get_field_by_name(c->type,
+                                                                                         "meta");
     if (with_meta && mf != NULL)
         *(Oms__V1__EventMeta **)((char *)msg + mf->offset) = &meta;
     for (char *tok = strtok_r(spec, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
@@ -1006,26 +1096,37 @@ static void check_all(PGconn *pg, js_conn *js, const char *dir, tally *t)
 /* Nothing else was lost: the good import is whole and every service ready. */
 static void check_nothing_lost(PGconn *pg)
 {
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.imports WHERE import_id = "
-                                         "'imp-good' AND sealed_at IS NOT NULL", 1, 20000), 1);
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM ingest.imports WHERE import_id = "
+                                     "'imp-good' AND sealed_at IS NOT NULL",
+                                     1, 20000),
+                     1);
     assert_int_equal(testenv_pg_long(pg, ORDERS_OF("imp-good")), GOOD_ORDERS);
     assert_int_equal(testenv_pg_long(pg, "SELECT sum(total_cents) FROM ingest.orders WHERE "
-                                         "import_id = 'imp-good'"), GOOD_ORDERS * 375);
+                                         "import_id = 'imp-good'"),
+                     GOOD_ORDERS * 375);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.import_rows WHERE import_id"
-                                         " = 'imp-good' AND reason IS NOT NULL"), 0);
+                                         " = 'imp-good' AND reason IS NOT NULL"),
+                     0);
     /* ... and went on through the whole pipeline: reserved, charged, paid,
      * notified. */
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE import_id = "
-                                         "'imp-good' AND status = 'paid'", GOOD_ORDERS, 30000),
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM ingest.orders WHERE import_id = "
+                                     "'imp-good' AND status = 'paid'",
+                                     GOOD_ORDERS, 30000),
                      GOOD_ORDERS);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM payment.payments WHERE order_id "
-                                         "LIKE 'GOOD-%' AND status = 'succeeded'"), GOOD_ORDERS);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM notify.notifications WHERE "
-                                         "order_id LIKE 'GOOD-%'", GOOD_ORDERS, 20000),
+                                         "LIKE 'GOOD-%' AND status = 'succeeded'"),
+                     GOOD_ORDERS);
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM notify.notifications WHERE "
+                                     "order_id LIKE 'GOOD-%'",
+                                     GOOD_ORDERS, 20000),
                      GOOD_ORDERS);
     /* omsctl refused every file it was given: none of their orders exists. */
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE order_id IN "
-                                         "('CLI-1', 'NQ-1')"), 0);
+                                         "('CLI-1', 'NQ-1')"),
+                     0);
     for (size_t i = 0; i < 6; i++) {
         long status = testenv_http("GET", SERVICES[i].port, "/readyz", NULL, NULL);
         printf("bad_input %-34s %-6s %s\n", SERVICES[i].name, "ready",
@@ -1084,8 +1185,11 @@ static void test_bad_input_table(void **state)
 
     testenv_load_product(js, "SKU-0", 1000);
     testenv_load_product(js, "SKU-1", 1000);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM inventory.products WHERE sku IN "
-                                         "('SKU-0', 'SKU-1')", 2, 10000), 2);
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM inventory.products WHERE sku IN "
+                                     "('SKU-0', 'SKU-1')",
+                                     2, 10000),
+                     2);
     good_chunk(js, 0);
     publish_all(js);
     good_chunk(js, 1);

@@ -294,10 +294,10 @@ static void test_kill9_node_and_replicas_during_an_import(void **state)
     const char *terminal = "SELECT count(*) FROM ingest.orders WHERE status IN ('paid','failed')";
     assert_int_equal(testenv_wait_pg(pg, terminal, ORDERS, 240000), ORDERS);
     assert_int_equal(testenv_wait_pg(pg, "SELECT reserved FROM inventory.products", 0, 30000), 0);
-    long sold =
-        testenv_pg_long(pg, "SELECT coalesce(sum(l.qty), 0) FROM inventory.reservation_lines l"
-                            " JOIN inventory.reservations r USING (order_id)"
-                            " WHERE r.status = 'committed'");
+    long sold = testenv_pg_long(pg,
+                                "SELECT coalesce(sum(l.qty), 0) FROM inventory.reservation_lines l"
+                                " JOIN inventory.reservations r USING (order_id)"
+                                " WHERE r.status = 'committed'");
     assert_int_equal(testenv_pg_long(pg, "SELECT on_hand FROM inventory.products") + sold, STOCK);
     assert_int_equal(sold, testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders"
                                                " WHERE status = 'paid'"));

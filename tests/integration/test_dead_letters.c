@@ -44,8 +44,9 @@ static oms_status insert_applied(PGconn *conn, const oms_msg *m)
 {
     const char *params[] = {m->event_id, m->subject, m->data};
     int lengths[] = {0, 0, (int)m->len}, formats[] = {0, 0, 1};
-    PGresult *r = PQexecParams(conn, "INSERT INTO applied (event_id, subject, payload)"
-                                     " VALUES ($1, $2, $3)",
+    PGresult *r = PQexecParams(conn,
+                               "INSERT INTO applied (event_id, subject, payload)"
+                               " VALUES ($1, $2, $3)",
                                3, NULL, params, lengths, formats, 0);
     oms_status s = PQresultStatus(r) == PGRES_COMMAND_OK ? OMS_OK : OMS_EDB;
     PQclear(r);
@@ -150,10 +151,17 @@ static int teardown(void **st)
 
 static consumer_spec spec_for(const char *durable, const char *filter)
 {
-    return (consumer_spec){.name = durable, .stream = STREAM, .durable = durable,
-                           .filter = filter, .batch_max = 16, .wait_ms = 100,
-                           .ack_wait_ms = 30000, .max_attempts = ATTEMPTS,
-                           .nak_delay_ms = 100, .apply = apply, .ctx = NULL};
+    return (consumer_spec){.name = durable,
+                           .stream = STREAM,
+                           .durable = durable,
+                           .filter = filter,
+                           .batch_max = 16,
+                           .wait_ms = 100,
+                           .ack_wait_ms = 30000,
+                           .max_attempts = ATTEMPTS,
+                           .nak_delay_ms = 100,
+                           .apply = apply,
+                           .ctx = NULL};
 }
 
 static void publish(const char *subject, const char *id, const void *data, size_t len,
@@ -193,9 +201,10 @@ static PGresult *dead_letter_where(const char *where_event_id_raw, size_t len)
 {
     const char *params[] = {where_event_id_raw};
     int lengths[] = {(int)len}, formats[] = {1};
-    PGresult *r = PQexecParams(pg, "SELECT reason, subject, event_id, headers, subject_raw,"
-                                   " event_id_raw, headers_raw, payload FROM dead_letters"
-                                   " WHERE event_id_raw = $1 ORDER BY id",
+    PGresult *r = PQexecParams(pg,
+                               "SELECT reason, subject, event_id, headers, subject_raw,"
+                               " event_id_raw, headers_raw, payload FROM dead_letters"
+                               " WHERE event_id_raw = $1 ORDER BY id",
                                1, NULL, params, lengths, formats, 1);
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     return r;
@@ -209,8 +218,8 @@ static void assert_bytes(PGresult *r, int col, const void *want, size_t len)
 
 static bool has_bytes(PGresult *r, int col, const char *want)
 {
-    return memmem(PQgetvalue(r, 0, col), (size_t)PQgetlength(r, 0, col), want,
-                  strlen(want)) != NULL;
+    return memmem(PQgetvalue(r, 0, col), (size_t)PQgetlength(r, 0, col), want, strlen(want)) !=
+           NULL;
 }
 
 /* ---- attempts -------------------------------------------------------- */
@@ -225,8 +234,7 @@ static void test_attempts(void **st)
     char id[16], body[16];
 
     /* A durable from before MaxDeliver: the consumer must update it. */
-    assert_int_equal(js_pull_subscribe(js, STREAM, spec.durable, spec.filter, 30000, &old),
-                     OMS_OK);
+    assert_int_equal(js_pull_subscribe(js, STREAM, spec.durable, spec.filter, 30000, &old), OMS_OK);
     natsSubscription_Destroy(old);
     for (int i = 1; i <= 5; i++) {
         snprintf(id, sizeof id, "att-%d", i);
@@ -265,8 +273,7 @@ static void test_attempts(void **st)
     assert_int_equal(ci->NumPending, 0);
     jsConsumerInfo_Destroy(ci);
     consumer_stop(c);
-    assert_int_equal(count_sql("SELECT count(*) FROM dead_letters WHERE event_id = $1", POISON),
-                     1);
+    assert_int_equal(count_sql("SELECT count(*) FROM dead_letters WHERE event_id = $1", POISON), 1);
 }
 
 /* Earlier deliveries that got no answer (a crashed process) use up the
@@ -299,8 +306,7 @@ static void test_crash_loop_ends(void **st)
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
     assert_int_equal(consumer_start(&c, &spec, &env), OMS_OK);
-    assert_int_equal(wait_sql("SELECT count(*) FROM applied WHERE event_id = $1", "crash-2", 1),
-                     1);
+    assert_int_equal(wait_sql("SELECT count(*) FROM applied WHERE event_id = $1", "crash-2", 1), 1);
     assert_int_equal(wait_sql("SELECT count(*) FROM dead_letters WHERE event_id = $1", "crash-1",
                               1),
                      1);
@@ -318,8 +324,8 @@ static void test_crash_loop_ends(void **st)
 /* ---- hostile messages ------------------------------------------------ */
 
 typedef struct hostile {
-    const char *id;   /* Nats-Msg-Id */
-    const char *key;  /* one more header, or NULL */
+    const char *id;  /* Nats-Msg-Id */
+    const char *key; /* one more header, or NULL */
     const char *value;
     const char *reason;
 } hostile;
@@ -340,7 +346,9 @@ static void test_hostile(void **st)
         {"host-utf8", "Oms-Import-Id", "imp-\xff\xfe",
          "header Oms-Import-Id is not valid UTF-8 (byte 0xff at offset 4)"},
         {long_id, NULL, NULL, "header Nats-Msg-Id is 200 bytes, longer than the 127 allowed"},
-        {"host-ctl", "Oms-Note", "a\x01" "b",
+        {"host-ctl", "Oms-Note",
+         "a\x01"
+         "b",
          "header Oms-Note contains control character U+0001 at offset 1"},
         {cut_id, NULL, NULL, "header Nats-Msg-Id is not valid UTF-8 (byte 0xc3 at offset 126)"},
         {shared_a, NULL, NULL, "header Nats-Msg-Id is 128 bytes, longer than the 127 allowed"},
@@ -352,10 +360,11 @@ static void test_hostile(void **st)
                 cases[i].value);
     publish("testdl.host.x", "host-ok", "fine", 4, "Oms-Customer", "Zo\xc3\xab");
     assert_int_equal(consumer_start(&c, &spec, &env), OMS_OK);
-    assert_int_equal(wait_sql("SELECT count(*) FROM applied WHERE event_id = $1", "host-ok", 1),
-                     1);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM dead_letters"
-                                         " WHERE subject_raw = 'testdl.host.x'", (long)n, 20000),
+    assert_int_equal(wait_sql("SELECT count(*) FROM applied WHERE event_id = $1", "host-ok", 1), 1);
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM dead_letters"
+                                     " WHERE subject_raw = 'testdl.host.x'",
+                                     (long)n, 20000),
                      (long)n);
     consumer_stop(c);
     PGresult *r = NULL;
@@ -379,16 +388,17 @@ static void test_hostile(void **st)
     /* Many long headers: the printable form is bounded, the raw one whole. */
     char big[1001];
     memset(big, 'v', 1000), big[1000] = '\0';
-    const char *many[] = {"Nats-Msg-Id", "host-many", "X-1", big, "X-2", big, "X-3", big,
-                          "X-4", big, "X-5", big, "Oms-Note", "\x7f", NULL};
+    const char *many[] = {"Nats-Msg-Id", "host-many", "X-1", big, "X-2",      big,    "X-3", big,
+                          "X-4",         big,         "X-5", big, "Oms-Note", "\x7f", NULL};
     testenv_publish(js, "testdl.host.m", "m", 1, many);
     assert_int_equal(consumer_start(&c, &spec, &env), OMS_OK);
-    assert_int_equal(wait_sql("SELECT count(*) FROM dead_letters WHERE event_id = $1",
-                              "host-many", 1),
+    assert_int_equal(wait_sql("SELECT count(*) FROM dead_letters WHERE event_id = $1", "host-many",
+                              1),
                      1);
     consumer_stop(c);
     r = dead_letter_where("host-many", 9);
-    assert_string_equal(PQgetvalue(r, 0, 0), "header Oms-Note contains control character U+007F at offset 0");
+    assert_string_equal(PQgetvalue(r, 0, 0),
+                        "header Oms-Note contains control character U+007F at offset 0");
     size_t text_len = strlen(PQgetvalue(r, 0, 3));
     assert_true(text_len < 4096 && text_len > 3000);
     assert_string_equal(PQgetvalue(r, 0, 3) + text_len - 4, "...\n");
@@ -409,7 +419,8 @@ static void test_hostile(void **st)
                      1);
     consumer_stop(c);
     r = dead_letter_where("host-subject", 12);
-    assert_string_equal(PQgetvalue(r, 0, 0), "subject contains control character U+001B at offset 12");
+    assert_string_equal(PQgetvalue(r, 0, 0),
+                        "subject contains control character U+001B at offset 12");
     assert_string_equal(PQgetvalue(r, 0, 1), "testdl.host.\\x1b[31m");
     assert_bytes(r, 4, "testdl.host.\x1b[31m", 17);
     PQclear(r);
@@ -437,8 +448,12 @@ static oms_status replay(const consumer_spec *spec, const char *event_id, char *
     assert_int_equal(PQntuples(r), 1);
     char *subject = strndup(PQgetvalue(r, 0, 4), (size_t)PQgetlength(r, 0, 4));
     char *id = strndup(PQgetvalue(r, 0, 5), (size_t)PQgetlength(r, 0, 5));
-    consumer_raw raw = {subject, id, PQgetvalue(r, 0, 6), (size_t)PQgetlength(r, 0, 6),
-                        PQgetvalue(r, 0, 7), (size_t)PQgetlength(r, 0, 7)};
+    consumer_raw raw = {subject,
+                        id,
+                        PQgetvalue(r, 0, 6),
+                        (size_t)PQgetlength(r, 0, 6),
+                        PQgetvalue(r, 0, 7),
+                        (size_t)PQgetlength(r, 0, 7)};
     exec_ok(pg, "BEGIN");
     oms_status s = consumer_replay(spec, &env, pg, &raw, reason);
     exec_ok(pg, s == OMS_OK ? "COMMIT" : "ROLLBACK");
@@ -462,8 +477,10 @@ static void test_retry_replays_bytes(void **st)
     publish("testdl.rep.x", "rep-1", payload, sizeof payload, "Oms-Customer", "Zo\xc3\xab");
     publish("testdl.rep.x", "rep-bad", "x", 1, "Oms-Customer", "\xff");
     assert_int_equal(consumer_start(&c, &spec, &env), OMS_OK);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM dead_letters"
-                                         " WHERE event_id IN ('rep-1', 'rep-bad')", 2, 20000),
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM dead_letters"
+                                     " WHERE event_id IN ('rep-1', 'rep-bad')",
+                                     2, 20000),
                      2);
     consumer_stop(c);
     assert_int_equal(count_sql("SELECT count(*) FROM dead_letters WHERE reason = $1",
@@ -484,7 +501,8 @@ static void test_retry_replays_bytes(void **st)
     assert_memory_equal(state.last_payload, payload, sizeof payload);
     pthread_mutex_unlock(&state.mu);
     assert_int_equal(count_sql("SELECT count(*) FROM applied WHERE event_id = $1"
-                               " AND payload = '\\x0001ff70617900'", "rep-1"),
+                               " AND payload = '\\x0001ff70617900'",
+                               "rep-1"),
                      1);
 
     /* A message refused at the boundary stays refused, for the same reason. */
@@ -551,10 +569,17 @@ static void test_redis_consumer(void **st)
     (void)st;
     static const char script[] = "if ARGV[1] == 'rc-busy' then"
                                  " return redis.error_reply('BUSY test is busy') end return 1";
-    rconsumer_spec spec = {.name = "testdl-rc", .stream = STREAM, .durable = "testdl-rc",
-                           .filter = "testdl.rc.>", .batch_max = 16, .wait_ms = 100,
-                           .ack_wait_ms = 30000, .max_attempts = ATTEMPTS, .nak_delay_ms = 100,
-                           .script = script, .encode = rc_encode};
+    rconsumer_spec spec = {.name = "testdl-rc",
+                           .stream = STREAM,
+                           .durable = "testdl-rc",
+                           .filter = "testdl.rc.>",
+                           .batch_max = 16,
+                           .wait_ms = 100,
+                           .ack_wait_ms = 30000,
+                           .max_attempts = ATTEMPTS,
+                           .nak_delay_ms = 100,
+                           .script = script,
+                           .encode = rc_encode};
     rconsumer_env renv = {testenv_require("OMS_REDIS_URL"), testenv_require("OMS_PG_DSN"), SCHEMA,
                           js, metr};
     rconsumer *c = NULL;
@@ -563,14 +588,16 @@ static void test_redis_consumer(void **st)
     publish("testdl.rc.x", "rc-bad", "x", 1, "Oms-Note", "\x1b[0m");
     publish("testdl.rc.x", "rc-ok", "o", 1, NULL, NULL);
     assert_int_equal(rconsumer_start(&c, &spec, &renv), OMS_OK);
-    assert_int_equal(wait_sql("SELECT count(*) FROM dead_letters WHERE event_id = $1", "rc-busy", 1),
+    assert_int_equal(wait_sql("SELECT count(*) FROM dead_letters WHERE event_id = $1", "rc-busy",
+                              1),
                      1);
     assert_int_equal(count_sql("SELECT count(*) FROM dead_letters WHERE event_id = $1", "rc-bad"),
                      1);
     assert_int_equal(rconsumer_applied(c), 1);
     rconsumer_stop(c);
     PGresult *r = dead_letter_where("rc-busy", 7);
-    assert_string_equal(PQgetvalue(r, 0, 0), "not applied after 3 deliveries: Redis: BUSY test is busy");
+    assert_string_equal(PQgetvalue(r, 0, 0),
+                        "not applied after 3 deliveries: Redis: BUSY test is busy");
     assert_bytes(r, 7, "b", 1);
     PQclear(r);
     r = dead_letter_where("rc-bad", 6);
@@ -602,7 +629,8 @@ static void test_service_lists_and_retries(void **st)
     assert_int_equal(testenv_http("GET", port, "/dead-letters", NULL, &body), 200);
     assert_non_null(strstr(body, "\"event_id\":\"svc-bad\""));
     assert_non_null(
-        strstr(body, "\"reason\":\"header Oms-Import-Id is not valid UTF-8 (byte 0xff at offset 4)\""));
+        strstr(body,
+               "\"reason\":\"header Oms-Import-Id is not valid UTF-8 (byte 0xff at offset 4)\""));
     assert_non_null(strstr(body, "Oms-Import-Id: imp-\\\\xff\\n"));
     assert_non_null(strstr(body, "\"payload_bytes\":58"));
     free(body);

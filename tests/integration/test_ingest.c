@@ -103,7 +103,8 @@ static char *rejection_for(testenv_msg *msgs, size_t n, const char *import_id, i
     for (size_t i = 0; i < n; i++) {
         if (strcmp(msgs[i].subject, "import.rejected") != 0)
             continue;
-        Oms__V1__ImportRejected *r = oms__v1__import_rejected__unpack(NULL, msgs[i].len, msgs[i].data);
+        Oms__V1__ImportRejected *r = oms__v1__import_rejected__unpack(NULL, msgs[i].len,
+                                                                      msgs[i].data);
         assert_non_null(r);
         char *reason = NULL;
         if (strcmp(r->import_id, import_id) == 0 && r->row == row)
@@ -120,7 +121,8 @@ static Oms__V1__ImportCompleted *completed_for(testenv_msg *msgs, size_t n, cons
     for (size_t i = 0; i < n; i++) {
         if (strcmp(msgs[i].subject, "import.completed") != 0)
             continue;
-        Oms__V1__ImportCompleted *c = oms__v1__import_completed__unpack(NULL, msgs[i].len, msgs[i].data);
+        Oms__V1__ImportCompleted *c = oms__v1__import_completed__unpack(NULL, msgs[i].len,
+                                                                        msgs[i].data);
         assert_non_null(c);
         if (strcmp(c->import_id, import_id) == 0)
             return c;
@@ -143,15 +145,15 @@ static void assert_reason(testenv_msg *msgs, size_t n, const char *import_id, in
 
 static const char *const SAMPLE =
     "order_id,customer_id,customer_email,sku,qty,unit_price,placed_at\n"
-    "ORD-1,C1,c1@example.com,SKU-A,2,10.50,2026-11-02T10:00:00Z\n"   /* row 2 */
-    "ORD-1,C1,,SKU-B,1,0.99,2026-11-02T10:00:00Z\n"                  /* row 3 */
-    "ORD-2,C2,c2@example.com,SKU-A,1,10.50,2026-11-02 11:00:00\n"   /* row 4 */
-    "ORD-3,C3,c3@example.com,\"SKU,C\",3,1299.99,\n"                 /* row 5 */
-    "ORD-4,C4,c4@example.com,SKU-A,-2,10.50,\n"                      /* row 6 */
-    "ORD-4,C4,c4@example.com,SKU-B,1,0.99,\n"                        /* row 7 */
-    "ORD-5,C5,c5@example.com,SKU-A,1,10.50,\n"                       /* row 8 */
-    "ORD-5,C9,c9@example.com,SKU-B,1,0.99,\n"                        /* row 9 */
-    "ORD-2,C2,c2@example.com,SKU-C,2,5.00,\n";                       /* row 10 */
+    "ORD-1,C1,c1@example.com,SKU-A,2,10.50,2026-11-02T10:00:00Z\n" /* row 2 */
+    "ORD-1,C1,,SKU-B,1,0.99,2026-11-02T10:00:00Z\n"                /* row 3 */
+    "ORD-2,C2,c2@example.com,SKU-A,1,10.50,2026-11-02 11:00:00\n"  /* row 4 */
+    "ORD-3,C3,c3@example.com,\"SKU,C\",3,1299.99,\n"               /* row 5 */
+    "ORD-4,C4,c4@example.com,SKU-A,-2,10.50,\n"                    /* row 6 */
+    "ORD-4,C4,c4@example.com,SKU-B,1,0.99,\n"                      /* row 7 */
+    "ORD-5,C5,c5@example.com,SKU-A,1,10.50,\n"                     /* row 8 */
+    "ORD-5,C9,c9@example.com,SKU-B,1,0.99,\n"                      /* row 9 */
+    "ORD-2,C2,c2@example.com,SKU-C,2,5.00,\n";                     /* row 10 */
 
 static void test_import_creates_exactly_the_orders(void **state)
 {
@@ -167,7 +169,8 @@ static void test_import_creates_exactly_the_orders(void **state)
     assert_int_equal(n, 3);
     int64_t totals[4] = {0};
     for (size_t i = 0; i < n; i++) {
-        Oms__V1__OrderCreated *o = oms__v1__order_created__unpack(NULL, orders[i].len, orders[i].data);
+        Oms__V1__OrderCreated *o = oms__v1__order_created__unpack(NULL, orders[i].len,
+                                                                  orders[i].data);
         assert_non_null(o);
         assert_string_equal(o->import_id, "imp-sample");
         assert_string_equal(o->currency, "USD");
@@ -197,8 +200,9 @@ static void test_import_creates_exactly_the_orders(void **state)
     assert_int_equal(m, 5); /* 4 rejections + 1 completion */
     assert_reason(imp, m, "imp-sample", 6, "row 6: qty \"-2\" must be an integer from 1 to 100000");
     assert_reason(imp, m, "imp-sample", 7, "row 7: order ORD-4 not created: row 6 was rejected");
-    assert_reason(imp, m, "imp-sample", 9,
-                  "row 9: customer_id \"C9\" contradicts row 8 of order ORD-5 (customer_id \"C5\")");
+    assert_reason(
+        imp, m, "imp-sample", 9,
+        "row 9: customer_id \"C9\" contradicts row 8 of order ORD-5 (customer_id \"C5\")");
     assert_reason(imp, m, "imp-sample", 8, "row 8: order ORD-5 not created: row 9 was rejected");
     Oms__V1__ImportCompleted *c = completed_for(imp, m, "imp-sample");
     assert_non_null(c);
@@ -240,18 +244,22 @@ static void test_same_order_in_imports_sealed_together(void **state)
     pid_t pid = testenv_service_start("ingest", PORT, FAST_SEAL);
     testenv_service_stop(pid); /* streams and schema exist; ingest is down */
     js_conn *js = testenv_js();
-    send_import(js, "imp-twin-a", "order_id,customer_id,sku,qty,unit_price_cents\n"
-                                  "TWIN-1,C1,SKU-A,1,100\nSOLO-A,C2,SKU-A,2,100\n", 10);
-    send_import(js, "imp-twin-b", "order_id,customer_id,sku,qty,unit_price_cents\n"
-                                  "TWIN-1,C1,SKU-B,5,100\nSOLO-B,C3,SKU-B,1,100\n", 10);
+    send_import(js, "imp-twin-a",
+                "order_id,customer_id,sku,qty,unit_price_cents\n"
+                "TWIN-1,C1,SKU-A,1,100\nSOLO-A,C2,SKU-A,2,100\n",
+                10);
+    send_import(js, "imp-twin-b",
+                "order_id,customer_id,sku,qty,unit_price_cents\n"
+                "TWIN-1,C1,SKU-B,5,100\nSOLO-B,C3,SKU-B,1,100\n",
+                10);
     pid = testenv_service_start("ingest", PORT, FAST_SEAL);
     wait_import("imp-twin-a", 20000);
     wait_import("imp-twin-b", 20000);
 
     PGconn *c = testenv_pg();
     assert_int_equal(testenv_pg_long(c, "SELECT count(DISTINCT sealed_at) FROM ingest.imports"), 1);
-    assert_int_equal(testenv_pg_long(c, "SELECT total_cents FROM ingest.orders WHERE order_id = 'TWIN-1'"),
-                     100);
+    assert_int_equal(
+        testenv_pg_long(c, "SELECT total_cents FROM ingest.orders WHERE order_id = 'TWIN-1'"), 100);
     PQfinish(c);
     testenv_msg *imp = NULL;
     size_t m = testenv_stream_read(js, "IMPORTS", NULL, &imp);
@@ -262,9 +270,10 @@ static void test_same_order_in_imports_sealed_together(void **state)
     assert_int_equal(a->orders, 2);
     assert_int_equal(b->orders, 1);
     assert_int_equal(b->rejected_rows, 1);
-    assert_reason(imp, m, "imp-twin-b", 2,
-                  "row 2: order TWIN-1 is also in import imp-twin-a, received earlier; a row for an "
-                  "existing order is a duplicate");
+    assert_reason(
+        imp, m, "imp-twin-b", 2,
+        "row 2: order TWIN-1 is also in import imp-twin-a, received earlier; a row for an "
+        "existing order is a duplicate");
     oms__v1__import_completed__free_unpacked(a, NULL);
     oms__v1__import_completed__free_unpacked(b, NULL);
     testenv_msgs_free(imp, m);
@@ -283,7 +292,8 @@ static void test_redelivered_message_is_applied_once(void **state)
     pid_t pid = testenv_service_start("ingest", PORT, env);
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
-    const char *chunk = "order_id,customer_id,sku,qty,unit_price\nR-1,C1,SKU-A,1,1.00\nR-2,C2,SKU-A,2,1.00\n";
+    const char *chunk =
+        "order_id,customer_id,sku,qty,unit_price\nR-1,C1,SKU-A,1,1.00\nR-2,C2,SKU-A,2,1.00\n";
     publish(js, "imp-redeliver:0", "imp-redeliver", "2", NULL, chunk);
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.import_rows", 2, 10000), 2);
     sleep(2); /* past the duplicate window: JetStream stores it again */
@@ -297,7 +307,9 @@ static void test_redelivered_message_is_applied_once(void **state)
     assert_int_equal(testenv_stream_count(js, "ORDERS"), 2);
     char *metrics = NULL;
     assert_int_equal(testenv_http("GET", PORT, "/metrics", NULL, &metrics), 200);
-    assert_non_null(strstr(metrics, "oms_events_consumed_total{subject=\"ingest.rows\",result=\"duplicate\"} 1"));
+    assert_non_null(
+        strstr(metrics,
+               "oms_events_consumed_total{subject=\"ingest.rows\",result=\"duplicate\"} 1"));
     free(metrics);
     PQfinish(pg);
     js_conn_destroy(js);
@@ -383,7 +395,8 @@ static void test_poison_message_is_dead_lettered(void **state)
     pid_t pid = testenv_service_start("ingest", PORT, FAST_SEAL);
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
-    publish(js, "poison-1", "imp-poison", "abc", NULL, "order_id,customer_id,sku,qty,unit_price\nP-1,C1,S,1,1\n");
+    publish(js, "poison-1", "imp-poison", "abc", NULL,
+            "order_id,customer_id,sku,qty,unit_price\nP-1,C1,S,1,1\n");
     publish(js, "live-1", NULL, NULL, NULL, "P-2,C2,SKU-A,1,2.50\n");
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders", 1, 10000), 1);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.dead_letters"), 1);
@@ -418,13 +431,18 @@ static void test_live_rows_seal_per_order(void **state)
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
     publish(js, NULL, NULL, NULL, NULL, "L-1,C1,SKU-A,1,2.00\n");
-    publish(js, NULL, NULL, NULL, NULL, "order_id,customer_id,sku,qty,unit_price\nL-1,C1,SKU-B,2,3.00\n");
+    publish(js, NULL, NULL, NULL, NULL,
+            "order_id,customer_id,sku,qty,unit_price\nL-1,C1,SKU-B,2,3.00\n");
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders", 1, 10000), 1);
-    assert_int_equal(testenv_pg_long(pg, "SELECT total_cents FROM ingest.orders WHERE order_id = 'L-1'"), 800);
+    assert_int_equal(
+        testenv_pg_long(pg, "SELECT total_cents FROM ingest.orders WHERE order_id = 'L-1'"), 800);
     assert_int_equal(testenv_pg_long(pg, "SELECT line_count FROM ingest.orders"), 2);
     publish(js, NULL, NULL, NULL, NULL, "L-1,C1,SKU-C,1,1.00\n");
     assert_true(testenv_wait(outbox_empty, NULL, 5000));
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.import_rows WHERE reason IS NOT NULL", 1, 5000), 1);
+    assert_int_equal(
+        testenv_wait_pg(pg, "SELECT count(*) FROM ingest.import_rows WHERE reason IS NOT NULL", 1,
+                        5000),
+        1);
     testenv_msg *imp = NULL;
     size_t m = 0;
     for (int i = 0; i < 100 && m == 0; i++) {
@@ -447,7 +465,8 @@ static void test_live_rows_seal_per_order(void **state)
 static void test_incomplete_import_times_out(void **state)
 {
     (void)state;
-    static const char *const env[] = {"OMS_INGEST_SEAL_MS=200", "OMS_INGEST_IMPORT_TIMEOUT_S=2", NULL};
+    static const char *const env[] = {"OMS_INGEST_SEAL_MS=200", "OMS_INGEST_IMPORT_TIMEOUT_S=2",
+                                      NULL};
     testenv_reset(SCHEMAS);
     pid_t pid = testenv_service_start("ingest", PORT, env);
     js_conn *js = testenv_js();
@@ -537,25 +556,38 @@ static void test_order_status_follows_the_lifecycle(void **state)
     stock_rejected(js, "S-3", "SKU-B: 1 requested, 0 available");
     /* Streams are not ordered with each other: let S-1 and S-2 be reserved
      * before their payments, so their history shows every step. */
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'reserved'", 2, 10000), 2);
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM ingest.orders WHERE status = 'reserved'",
+                                     2, 10000),
+                     2);
     payment_settled(js, "S-1", true, "");
     payment_settled(js, "S-2", false, "card declined");
     payment_settled(js, "S-4", true, ""); /* overtakes its stock.reserved */
     stock_reserved(js, "S-4");
     /* stock.* and payment.* travel on different streams: wait until the
      * first outcomes are in before sending events that must come later. */
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE status IN ('paid','failed')", 4, 10000), 4);
-    payment_settled(js, "S-1", true, "");               /* a replay under a new id */
-    payment_settled(js, "S-1", false, "late failure");  /* cannot undo paid */
-    stock_rejected(js, "S-2", "too late");              /* cannot undo failed */
+    assert_int_equal(
+        testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE status IN ('paid','failed')",
+                        4, 10000),
+        4);
+    payment_settled(js, "S-1", true, "");              /* a replay under a new id */
+    payment_settled(js, "S-1", false, "late failure"); /* cannot undo paid */
+    stock_rejected(js, "S-2", "too late");             /* cannot undo failed */
     stock_reserved(js, "NO-SUCH-ORDER");
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE status IN ('paid','failed')", 4, 10000), 4);
+    assert_int_equal(
+        testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE status IN ('paid','failed')",
+                        4, 10000),
+        4);
     /* Give the late events time to be (not) applied. */
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.inbox", 11 + 2, 20000), 13);
     assert_true(testenv_wait(outbox_empty, NULL, 5000));
 
-    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'paid' AND order_id IN ('S-1','S-4')"), 2);
-    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'failed' AND order_id IN ('S-2','S-3')"), 2);
+    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'paid' "
+                                         "AND order_id IN ('S-1','S-4')"),
+                     2);
+    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE status = "
+                                         "'failed' AND order_id IN ('S-2','S-3')"),
+                     2);
     testenv_msg *msgs = NULL;
     size_t n = testenv_stream_read(js, "ORDERS", "order.paid", &msgs);
     assert_int_equal(n, 2);
@@ -564,7 +596,8 @@ static void test_order_status_follows_the_lifecycle(void **state)
         assert_non_null(p);
         assert_string_equal(p->status, "paid");
         assert_string_equal(p->import_id, "imp-life");
-        assert_true(strcmp(p->order_id, "S-1") == 0 ? p->total_cents == 1000 : p->total_cents == 2100);
+        assert_true(strcmp(p->order_id, "S-1") == 0 ? p->total_cents == 1000
+                                                    : p->total_cents == 2100);
         oms__v1__order_paid__free_unpacked(p, NULL);
     }
     testenv_msgs_free(msgs, n);
@@ -577,7 +610,8 @@ static void test_order_status_follows_the_lifecycle(void **state)
             assert_string_equal(f->reason, "payment failed: card declined");
         else
             assert_string_equal(f->reason, "out of stock: SKU-B: 1 requested, 0 available");
-        assert_string_equal(f->customer_email, strcmp(f->order_id, "S-2") == 0 ? "c2@example.com" : "c3@example.com");
+        assert_string_equal(f->customer_email,
+                            strcmp(f->order_id, "S-2") == 0 ? "c2@example.com" : "c3@example.com");
         oms__v1__order_failed__free_unpacked(f, NULL);
     }
     testenv_msgs_free(msgs, n);
@@ -605,7 +639,8 @@ int main(void)
         cmocka_unit_test_teardown(test_live_rows_seal_per_order, testenv_cleanup),
         cmocka_unit_test_teardown(test_incomplete_import_times_out, testenv_cleanup),
         cmocka_unit_test_teardown(test_order_status_follows_the_lifecycle, testenv_cleanup),
-        cmocka_unit_test_teardown(test_kill9_mid_import_loses_and_duplicates_nothing, testenv_cleanup),
+        cmocka_unit_test_teardown(test_kill9_mid_import_loses_and_duplicates_nothing,
+                                  testenv_cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -182,7 +182,8 @@ static void publish_hostile(js_conn *js)
     publish_with(js, "unclosed", "imp-unclosed", "2", unclosed, strlen(unclosed));
     /* A NUL is one rejected row, not a shorter value: the rows around it stay. */
     static const char nul[] = HEADER_LINE "N-1,C-1,SKU-A,1,1.00\nN-2\0EVIL,C-2,SKU-A,1,1.00\n"
-                                          "N-3,C-3,SKU-A,1\0" "999,1.00\nN-4,C-4,SKU-A,2,1.00\n";
+                                          "N-3,C-3,SKU-A,1\0"
+                                          "999,1.00\nN-4,C-4,SKU-A,2,1.00\n";
     publish_with(js, "nul", "imp-nul", "2", nul, sizeof nul - 1);
     p = worst_accepted(&len);
     for (int i = 0; i < WORST_MESSAGES; i++) {
@@ -297,8 +298,7 @@ static void test_worst_messages_bounded(void **state)
     publish_hostile(js);
 
     pid = testenv_service_start("ingest", port, ENV);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.dead_letters", 5, 120000),
-                     5);
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.dead_letters", 5, 120000), 5);
     assert_int_equal(testenv_wait_pg(pg,
                                      "SELECT count(*) FROM ingest.import_rows WHERE import_id = "
                                      "'imp-worst'",

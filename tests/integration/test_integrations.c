@@ -17,7 +17,7 @@
 #define INGEST_PORT 19760
 #define INVENTORY_PORT 19761
 #define PAYMENT_PORT 19762
-#define ORDERS 300      /* 2 rows each */
+#define ORDERS 300       /* 2 rows each */
 #define CHUNK_ROWS "100" /* so the import spans 6 messages, each repeating the header */
 
 static const char *const SCHEMAS[] = {"ingest", "inventory", "payment", NULL};
@@ -149,8 +149,7 @@ static void test_follow_sees_an_import_sent_by_the_example(void **state)
     assert_int_equal(count_lines(lines, "created INT-"), ORDERS);
     assert_int_equal(count_lines(lines, "paid INT-"), ORDERS);
     assert_non_null(strstr(lines, "created INT-0001 customer C-1 2 lines 11.00 USD\n"));
-    snprintf(expect, sizeof expect, "paid INT-%04d customer C-%d 11.00 USD\n", ORDERS,
-             ORDERS % 7);
+    snprintf(expect, sizeof expect, "paid INT-%04d customer C-%d 11.00 USD\n", ORDERS, ORDERS % 7);
     assert_non_null(strstr(lines, expect));
     free(lines);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'paid'"
@@ -167,8 +166,7 @@ static void test_follow_sees_an_import_sent_by_the_example(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_follow_sees_an_import_sent_by_the_example,
-                                  testenv_cleanup),
+        cmocka_unit_test_teardown(test_follow_sees_an_import_sent_by_the_example, testenv_cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

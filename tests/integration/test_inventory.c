@@ -402,21 +402,25 @@ static void test_stock_runs_out_at_a_known_order(void **state)
 
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM inventory.reservations"
                                          " WHERE order_id LIKE 'INV-O-%'"
-                                         " AND status = 'reserved'"), 11);
-    assert_pg_text(pg, "SELECT string_agg(order_id || '=' || reason, '; ' ORDER BY order_id)"
-                       " FROM inventory.reservations"
-                       " WHERE order_id LIKE 'INV-O-%' AND status = 'rejected'",
+                                         " AND status = 'reserved'"),
+                     11);
+    assert_pg_text(pg,
+                   "SELECT string_agg(order_id || '=' || reason, '; ' ORDER BY order_id)"
+                   " FROM inventory.reservations"
+                   " WHERE order_id LIKE 'INV-O-%' AND status = 'rejected'",
                    "INV-O-11=INV-A: 1 requested, 0 available; "
                    "INV-O-12=INV-A: 1 requested, 0 available; "
                    "INV-O-13=INV-A: 1 requested, 0 available; "
                    "INV-O-15=INV-B: 2 requested, 1 available; "
                    "INV-O-16=INV-9: unknown product");
-    assert_pg_text(pg, "SELECT string_agg(sku || ':' || on_hand || '/' || reserved, ' '"
-                       " ORDER BY sku) FROM inventory.products",
+    assert_pg_text(pg,
+                   "SELECT string_agg(sku || ':' || on_hand || '/' || reserved, ' '"
+                   " ORDER BY sku) FROM inventory.products",
                    "INV-A:10/10 INV-B:5/4");
-    assert_pg_text(pg, "SELECT string_agg(sku || ':' || qty, ' ' ORDER BY order_id)"
-                       " FROM inventory.reservation_lines"
-                       " WHERE order_id IN ('INV-O-01', 'INV-O-13', 'INV-O-14', 'INV-O-15')",
+    assert_pg_text(pg,
+                   "SELECT string_agg(sku || ':' || qty, ' ' ORDER BY order_id)"
+                   " FROM inventory.reservation_lines"
+                   " WHERE order_id IN ('INV-O-01', 'INV-O-13', 'INV-O-14', 'INV-O-15')",
                    "INV-A:1 INV-B:4");
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM inventory.reservation_lines"), 11);
 
@@ -451,10 +455,14 @@ static void test_stock_runs_out_at_a_known_order(void **state)
 
     /* A stock load sets the level; it does not add to it. */
     publish_product(js, "INV-A", "Widget A", 25, 250);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT on_hand FROM inventory.products"
-                                         " WHERE sku = 'INV-A'", 25, 10000), 25);
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT on_hand FROM inventory.products"
+                                     " WHERE sku = 'INV-A'",
+                                     25, 10000),
+                     25);
     assert_int_equal(testenv_pg_long(pg, "SELECT reserved FROM inventory.products"
-                                         " WHERE sku = 'INV-A'"), 10);
+                                         " WHERE sku = 'INV-A'"),
+                     10);
     PQfinish(pg);
     js_conn_destroy(js);
     testenv_service_stop(pid);
@@ -510,8 +518,9 @@ static void publish_many_orders(js_conn *js, PGconn *pg)
     exec_ok(pg, "CREATE TEMP TABLE ordered_lines (order_id text, sku text, qty bigint)", 0, NULL);
     const char *params[] = {pg_array_literal(&ids), pg_array_literal(&skus),
                             pg_array_literal(&qtys)};
-    exec_ok(pg, "INSERT INTO ordered_lines"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])",
+    exec_ok(pg,
+            "INSERT INTO ordered_lines"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])",
             3, params);
     pg_array_fini(&ids), pg_array_fini(&skus), pg_array_fini(&qtys);
 }
@@ -537,7 +546,8 @@ static long check_one_outcome_each(js_conn *js, PGconn *pg)
                                          " FROM inventory.reservation_lines l EXCEPT"
                                          " SELECT o.order_id, o.sku, o.qty FROM ordered_lines o"
                                          " JOIN inventory.reservations r USING (order_id)"
-                                         " WHERE r.status = 'reserved') d"), 0);
+                                         " WHERE r.status = 'reserved') d"),
+                     0);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ordered_lines o"
                                          " JOIN inventory.reservations r USING (order_id)"
                                          " WHERE r.status = 'reserved'"),
@@ -587,11 +597,13 @@ static void settle_all(js_conn *js, PGconn *pg, long reserved)
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM stock_events e JOIN"
                                          " inventory.reservations r USING (order_id)"
                                          " WHERE e.subject = 'stock.committed'"
-                                         " AND r.status = 'committed'"), committed);
+                                         " AND r.status = 'committed'"),
+                     committed);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM stock_events e JOIN"
                                          " inventory.reservations r USING (order_id)"
                                          " WHERE e.subject = 'stock.released'"
-                                         " AND r.status = 'released'"), released);
+                                         " AND r.status = 'released'"),
+                     released);
 }
 
 /* A released order's lines and reason, from its stock.released event. */
@@ -606,8 +618,8 @@ static void check_one_released_event(js_conn *js, PGconn *pg)
     testenv_msg *msgs = NULL;
     size_t n = testenv_stream_read(js, "STOCK", "stock.released", &msgs), found = 0;
     for (size_t i = 0; i < n; i++) {
-        Oms__V1__StockReleased *e =
-            oms__v1__stock_released__unpack(NULL, msgs[i].len, msgs[i].data);
+        Oms__V1__StockReleased *e = oms__v1__stock_released__unpack(NULL, msgs[i].len,
+                                                                    msgs[i].data);
         assert_non_null(e);
         if (strcmp(e->order_id, order_id) == 0) {
             char lines[128] = "";
@@ -712,8 +724,8 @@ static void test_poison_is_dead_lettered_and_does_not_block(void **state)
 
     publish_product(js, "INV-P", "Pencil", 5, 120);
     wait_applied(pg, "SELECT count(*) FROM inventory.products", 1, 10000);
-    publish_raw(js, "order.created", "oms.v1.OrderCreated", "bad-order-1", garbage,
-                sizeof garbage, true);
+    publish_raw(js, "order.created", "oms.v1.OrderCreated", "bad-order-1", garbage, sizeof garbage,
+                true);
     publish_one_line(js, "INV-P-1", "INV-P", 3);
     publish_raw(js, "payment.settled", "oms.v1.PaymentSettled", "bad-payment-1", garbage,
                 sizeof garbage, true);
@@ -729,8 +741,9 @@ static void test_poison_is_dead_lettered_and_does_not_block(void **state)
     /* A level below what is reserved would oversell: dead-lettered, unchanged. */
     publish_product(js, "INV-P", "Pencil", 2, 120);
     assert_int_equal(testenv_wait_pg(pg, DEAD_LETTERS_SQL, 3, 10000), 3);
-    assert_pg_text(pg, "SELECT reason FROM inventory.dead_letters"
-                       " WHERE subject = 'catalog.product'",
+    assert_pg_text(pg,
+                   "SELECT reason FROM inventory.dead_letters"
+                   " WHERE subject = 'catalog.product'",
                    "catalog.product INV-P: on_hand 2 is below the 3 units reserved by open "
                    "orders; load at least 3, or retry once they have settled");
     assert_pg_text(pg, "SELECT on_hand || '/' || reserved FROM inventory.products", "5/3");

@@ -56,10 +56,8 @@ static void pull_request(js_conn *js, natsSubscription *sub, const char *json)
         snprintf(reply, sizeof reply, "%.*searlier", (int)(len - 1), subject);
     else
         snprintf(reply, sizeof reply, "%s", subject);
-    assert_int_equal(natsConnection_PublishRequestString(js_nats(js),
-                                                         "$JS.API.CONSUMER.MSG.NEXT." STREAM
-                                                         "." DURABLE,
-                                                         reply, json),
+    assert_int_equal(natsConnection_PublishRequestString(
+                         js_nats(js), "$JS.API.CONSUMER.MSG.NEXT." STREAM "." DURABLE, reply, json),
                      NATS_OK);
 }
 

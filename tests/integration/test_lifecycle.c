@@ -84,9 +84,12 @@ static void test_stock_runs_out_at_a_known_order(void **state)
     const char *terminal = "SELECT count(*) FROM ingest.orders WHERE status IN ('paid','failed')";
     assert_int_equal(testenv_wait_pg(pg, terminal, 8, 30000), 8);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'paid'"
-                                         " AND order_id <= 'RUN-00005'"), 5);
-    assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'failed'"
-                                         " AND status_reason = 'out of stock: SKU-A: 1 requested, 0 available'"), 3);
+                                         " AND order_id <= 'RUN-00005'"),
+                     5);
+    assert_int_equal(
+        testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'failed'"
+                            " AND status_reason = 'out of stock: SKU-A: 1 requested, 0 available'"),
+        3);
     assert_int_equal(testenv_wait_pg(pg, "SELECT on_hand FROM inventory.products", 0, 10000), 0);
     assert_int_equal(testenv_wait_pg(pg, "SELECT reserved FROM inventory.products", 0, 10000), 0);
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.outbox", 0, 10000), 0);
@@ -114,8 +117,11 @@ static void test_failed_payment_restores_stock(void **state)
     char **rows = make_rows(20, "PF");
     testenv_import_rows(js, "imp-payfail", rows, 20, 7);
     free_rows(rows, 20);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'failed'"
-                                         " AND status_reason LIKE 'payment failed: %'", 20, 30000), 20);
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM ingest.orders WHERE status = 'failed'"
+                                     " AND status_reason LIKE 'payment failed: %'",
+                                     20, 30000),
+                     20);
     assert_int_equal(testenv_wait_pg(pg, "SELECT reserved FROM inventory.products", 0, 10000), 0);
     assert_int_equal(testenv_pg_long(pg, "SELECT on_hand FROM inventory.products"), 100);
     PQfinish(pg);
@@ -123,8 +129,8 @@ static void test_failed_payment_restores_stock(void **state)
     stop_all(&s);
 }
 
-static void restart(pid_t *pid, const char *name, int port, const char *const *env,
-                    PGconn *pg, const char *progress_sql, long at_least)
+static void restart(pid_t *pid, const char *name, int port, const char *const *env, PGconn *pg,
+                    const char *progress_sql, long at_least)
 {
     /* Kill once there is work in flight: progress has started. */
     for (int i = 0; i < 3000 && testenv_pg_long(pg, progress_sql) < at_least; i++)
@@ -156,16 +162,19 @@ static void test_kill9_each_service_during_an_import(void **state)
             "SELECT count(*) FROM ingest.import_rows", 1);
     restart(&s.inventory, "inventory", INVENTORY_PORT, NULL, pg,
             "SELECT count(*) FROM inventory.reservations", 200);
-    restart(&s.payment, "payment", PAYMENT_PORT, pay, pg,
-            "SELECT count(*) FROM payment.payments", 400);
+    restart(&s.payment, "payment", PAYMENT_PORT, pay, pg, "SELECT count(*) FROM payment.payments",
+            400);
     restart(&s.ingest, "ingest", INGEST_PORT, INGEST_ENV, pg, terminal, 600);
     assert_int_equal(testenv_wait_pg(pg, terminal, n, 120000), n);
     assert_int_equal(testenv_wait_pg(pg, "SELECT reserved FROM inventory.products", 0, 20000), 0);
     /* Conservation: initial stock = on hand now + sold. */
-    long sold = testenv_pg_long(pg, "SELECT coalesce(sum(l.qty), 0) FROM inventory.reservation_lines l"
-                                    " JOIN inventory.reservations r USING (order_id) WHERE r.status = 'committed'");
+    long sold = testenv_pg_long(
+        pg, "SELECT coalesce(sum(l.qty), 0) FROM inventory.reservation_lines l"
+            " JOIN inventory.reservations r USING (order_id) WHERE r.status = 'committed'");
     assert_int_equal(testenv_pg_long(pg, "SELECT on_hand FROM inventory.products") + sold, 2700);
-    assert_int_equal(sold, testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE status = 'paid'"));
+    assert_int_equal(sold,
+                     testenv_pg_long(pg,
+                                     "SELECT count(*) FROM ingest.orders WHERE status = 'paid'"));
     long paid, failed;
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.outbox", 0, 20000), 0);
     testenv_terminal_events(js, pg, &paid, &failed);

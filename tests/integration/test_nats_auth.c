@@ -31,10 +31,10 @@ typedef struct user_rights {
     const char *own;     /* a subject it publishes, NULL if none */
     const char *foreign; /* another service's subject (+ its stream) */
     const char *foreign_stream;
-    const char *owns[4];        /* streams it creates and updates, NULL-terminated */
-    const char *not_owned;      /* a stream it reads but may not update */
-    durable_def durables[7];    /* its own, up to a NULL stream */
-    durable_def other;          /* another service's durable on a stream it reads */
+    const char *owns[4];     /* streams it creates and updates, NULL-terminated */
+    const char *not_owned;   /* a stream it reads but may not update */
+    durable_def durables[7]; /* its own, up to a NULL stream */
+    durable_def other;       /* another service's durable on a stream it reads */
 } user_rights;
 
 static const user_rights RIGHTS[] = {
@@ -307,11 +307,13 @@ static void test_services_cannot_touch_other_durables(void **state)
         int n = admin_publish(admin, &sent, o->filter);
 
         /* Subject = prefix <stream>.<durable> suffix. */
-        static const char *const forms[][2] = {
-            {"$JS.API.CONSUMER.CREATE.", ""},   {"$JS.API.CONSUMER.CREATE.", ".x"},
-            {"$JS.API.CONSUMER.DURABLE.CREATE.", ""}, {"$JS.API.CONSUMER.INFO.", ""},
-            {"$JS.API.CONSUMER.MSG.NEXT.", ""}, {"$JS.API.CONSUMER.DELETE.", ""},
-            {"$JS.ACK.", ".1.1.1.0.0"}};
+        static const char *const forms[][2] = {{"$JS.API.CONSUMER.CREATE.", ""},
+                                               {"$JS.API.CONSUMER.CREATE.", ".x"},
+                                               {"$JS.API.CONSUMER.DURABLE.CREATE.", ""},
+                                               {"$JS.API.CONSUMER.INFO.", ""},
+                                               {"$JS.API.CONSUMER.MSG.NEXT.", ""},
+                                               {"$JS.API.CONSUMER.DELETE.", ""},
+                                               {"$JS.ACK.", ".1.1.1.0.0"}};
         for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
             snprintf(subject, sizeof subject, "%s%s.%s%s", forms[f][0], o->stream, o->durable,
                      forms[f][1]);

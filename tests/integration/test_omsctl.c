@@ -11,8 +11,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
-static const char *const SCHEMAS[] = {"ingest",  "inventory", "payment", "notify",
-                                      "refund",  "analytics", NULL};
+static const char *const SCHEMAS[] = {"ingest", "inventory", "payment", "notify",
+                                      "refund", "analytics", NULL};
 static const char *const NAMES[] = {"ingest", "inventory", "payment",
                                     "notify", "refund",    "analytics"};
 #define N_SERVICES 6
@@ -56,13 +56,15 @@ static void test_status_and_pending_refund(void **state)
     testenv_service_stop(pids[3]); /* notify */
     pids[3] = 0;
     testenv_expect_omsctl("status", 1, "down");
-    testenv_expect_omsctl("status --json", 1,
-                  "\"name\":\"notify\",\"url\":\"http://127.0.0.1:19784\",\"state\":\"down\"");
+    testenv_expect_omsctl(
+        "status --json", 1,
+        "\"name\":\"notify\",\"url\":\"http://127.0.0.1:19784\",\"state\":\"down\"");
 
     testenv_service_stop(pids[4]); /* refund */
     pids[4] = 0;
-    testenv_expect_omsctl("refund ORD-PENDING 1.00 --key cli-pending --wait 1", 3,
-                  "requested; still pending after 1s (the refund service is not answering)");
+    testenv_expect_omsctl(
+        "refund ORD-PENDING 1.00 --key cli-pending --wait 1", 3,
+        "requested; still pending after 1s (the refund service is not answering)");
     for (int i = 0; i < N_SERVICES; i++)
         if (pids[i] > 0)
             testenv_service_stop(pids[i]);

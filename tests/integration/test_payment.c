@@ -80,8 +80,8 @@ static settled read_settled(js_conn *js)
     size_t n = testenv_stream_read(js, "PAYMENTS", "payment.settled", &msgs);
     s.ev = calloc(n ? n : 1, sizeof *s.ev);
     for (size_t i = 0; i < n; i++) {
-        Oms__V1__PaymentSettled *ev =
-            oms__v1__payment_settled__unpack(NULL, msgs[i].len, msgs[i].data);
+        Oms__V1__PaymentSettled *ev = oms__v1__payment_settled__unpack(NULL, msgs[i].len,
+                                                                       msgs[i].data);
         if (ev == NULL || ev->meta == NULL || strcmp(ev->meta->producer, "payment") != 0 ||
             strncmp(ev->order_id, "PT", 2) != 0) {
             fprintf(stderr, "ignoring a payment.settled this test did not cause\n");
@@ -138,8 +138,7 @@ static char *payment_text(PGconn *pg, const char *column, const char *order_id)
     return v;
 }
 
-static void assert_payment(PGconn *pg, const char *order_id, const char *column,
-                           const char *want)
+static void assert_payment(PGconn *pg, const char *order_id, const char *column, const char *want)
 {
     char *got = payment_text(pg, column, order_id);
     if (strcmp(got, want) != 0)
@@ -365,8 +364,8 @@ static bool predicted_success(const char *seed, const char *order_id, double rat
 
 #define MOCK_ORDERS 1000
 
-static void check_mock_event(const Oms__V1__PaymentSettled *ev, const char *cause,
-                             int64_t amount, bool success)
+static void check_mock_event(const Oms__V1__PaymentSettled *ev, const char *cause, int64_t amount,
+                             bool success)
 {
     char ref[32];
     snprintf(ref, sizeof ref, "mock-%.8s", ev->payment_id);
@@ -421,8 +420,8 @@ static void test_mock_settles_each_order_once_as_predicted(void **state)
 {
     (void)state;
     static const char *const env[] = {"OMS_PAYMENT_GATEWAY=mock", "OMS_PAYMENT_SEED=it-seed",
-                                      "OMS_PAYMENT_SUCCESS_RATE=0.9",
-                                      "OMS_PAYMENT_LATENCY_MS=20", NULL};
+                                      "OMS_PAYMENT_SUCCESS_RATE=0.9", "OMS_PAYMENT_LATENCY_MS=20",
+                                      NULL};
     static char causes[MOCK_ORDERS][37];
     char order_id[32], again[37], neg[37], sql[256];
     long predicted = 0;
@@ -438,8 +437,9 @@ static void test_mock_settles_each_order_once_as_predicted(void **state)
     assert_in_range(predicted, 850, 950);
     /* Counted by this test's order ids: the stack is shared, and another
      * team's test may publish stock.reserved of its own meanwhile. */
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM payment.payments"
-                                         " WHERE order_id LIKE 'PTM-%'",
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM payment.payments"
+                                     " WHERE order_id LIKE 'PTM-%'",
                                      MOCK_ORDERS, 30000),
                      MOCK_ORDERS);
     wait_settled_count(js, MOCK_ORDERS);
@@ -507,8 +507,8 @@ static void check_callback_refusals(PGconn *pg, const char *order_id, const char
     callback_expect("{\"status\":\"succeeded\"}", SECRET, 0, 400, "payment_id is required");
     snprintf(body, sizeof body, "{\"payment_id\":\"%s\",\"status\":\"maybe\"}", ok);
     callback_expect(body, SECRET, 0, 400, "status is required");
-    callback_expect("{\"payment_id\":\"no-such-payment\",\"status\":\"succeeded\"}", SECRET, 0,
-                    404, "no payment no-such-payment");
+    callback_expect("{\"payment_id\":\"no-such-payment\",\"status\":\"succeeded\"}", SECRET, 0, 404,
+                    "no payment no-such-payment");
     snprintf(body, sizeof body, "{\"payment_id\":\"%s\",\"status\":\"failed\"}", ok);
     callback_expect(body, SECRET, 0, 200, "already settled");
     assert_payment(pg, order_id, "status || '/' || reason", "succeeded/");
@@ -679,8 +679,8 @@ static void test_http_gateway_down_fails_after_max_attempts(void **state)
 /* Runs one order through a gateway whose callback comes late
  * enough for the test to post its own forged one first (expecting 401 with
  * want); returns the payment id (caller frees). */
-static char *forged_then_settled(const char *order_id, const char *secret,
-                                 int64_t offset_s, const char *want, PGconn *pg, js_conn *js)
+static char *forged_then_settled(const char *order_id, const char *secret, int64_t offset_s,
+                                 const char *want, PGconn *pg, js_conn *js)
 {
     char e[37], body[256];
     publish_reserved(js, order_id, 3000, e);
@@ -703,8 +703,8 @@ static void test_http_bad_signature_is_refused(void **state)
     pid_t pid = testenv_service_start("payment", PORT, HTTP_ENV);
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
-    char *pay = forged_then_settled("PTB-1", "not-the-secret-at-all", 0,
-                                    "signature does not match", pg, js);
+    char *pay = forged_then_settled("PTB-1", "not-the-secret-at-all", 0, "signature does not match",
+                                    pg, js);
     assert_callbacks(pay, "bad_signature:401,valid:200");
     wait_settled_count(js, 1);
     settled s = read_settled(js);
@@ -746,8 +746,8 @@ static void test_http_stale_signature_is_refused(void **state)
 static void test_http_lost_callback_is_looked_up(void **state)
 {
     (void)state;
-    static const char *const env[] = {HTTP_MODE, GATEWAY_URL,
-                                      "OMS_PAYMENT_CALLBACK_TIMEOUT_MS=400", NULL};
+    static const char *const env[] = {HTTP_MODE, GATEWAY_URL, "OMS_PAYMENT_CALLBACK_TIMEOUT_MS=400",
+                                      NULL};
     char e1[37], e2[37];
     testenv_reset(SCHEMAS);
     gateway_start("no_callback", 100);

@@ -79,16 +79,15 @@ static void expected_id(int row, char *out, size_t len)
 {
     unsigned char d[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)CSV, strlen(CSV), d);
-    snprintf(out, len, "pl-%02x%02x%02x%02x%02x%02x%02x%02x-%d", d[0], d[1], d[2], d[3], d[4],
-             d[5], d[6], d[7], row);
+    snprintf(out, len, "pl-%02x%02x%02x%02x%02x%02x%02x%02x-%d", d[0], d[1], d[2], d[3], d[4], d[5],
+             d[6], d[7], row);
 }
 
 /* omsctl import --json of path, chunk_rows rows per message. */
 static json_t *import_json(const char *path, int chunk_rows, int want_rc)
 {
     char args[1200], *out = NULL;
-    snprintf(args, sizeof args, "import --json --timeout 60 --chunk-rows %d %s", chunk_rows,
-             path);
+    snprintf(args, sizeof args, "import --json --timeout 60 --chunk-rows %d %s", chunk_rows, path);
     assert_int_equal(testenv_omsctl(NULL, args, &out), want_rc);
     json_t *j = json_loads(out, 0, NULL);
     assert_non_null(j);
@@ -114,16 +113,15 @@ static void check_first_import(const json_t *j, const char *id2)
     assert_int_equal(jint(j, "failed_out_of_stock"), 1);
     assert_int_equal(jint(j, "revenue_cents"), 2968 + JANE_CENTS);
     assert_string_equal(json_string_value(json_object_get(j, "ignored_columns")), "notes");
-    assert_string_equal(json_string_value(json_object_get(j, "generated_order_id_prefix")),
-                        prefix);
+    assert_string_equal(json_string_value(json_object_get(j, "generated_order_id_prefix")), prefix);
     json_t *rej = json_object_get(j, "rejections");
     assert_int_equal(json_array_size(rej), 2);
     char want[300];
-    snprintf(want, sizeof want, "row 4: products[0].sku \"NOPRICE\" has no price: it is not in "
-                                "the catalogue (omsctl stock load) and the file gives no "
-                                "unit_price");
-    assert_string_equal(json_string_value(json_object_get(json_array_get(rej, 0), "reason")),
-                        want);
+    snprintf(want, sizeof want,
+             "row 4: products[0].sku \"NOPRICE\" has no price: it is not in "
+             "the catalogue (omsctl stock load) and the file gives no "
+             "unit_price");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rej, 0), "reason")), want);
     assert_string_equal(json_string_value(json_object_get(json_array_get(rej, 0), "field")),
                         "products");
     assert_string_equal(json_string_value(json_object_get(json_array_get(rej, 1), "reason")),
@@ -167,8 +165,7 @@ static void check_event(js_conn *js, const char *id2)
     int seen = 0;
     assert_int_equal(n, 3);
     for (size_t i = 0; i < n; i++) {
-        Oms__V1__OrderCreated *ev = oms__v1__order_created__unpack(NULL, msgs[i].len,
-                                                                    msgs[i].data);
+        Oms__V1__OrderCreated *ev = oms__v1__order_created__unpack(NULL, msgs[i].len, msgs[i].data);
         assert_non_null(ev);
         if (strcmp(ev->order_id, id2) == 0) {
             assert_string_equal(ev->customer_phone, "123-456-7890");
@@ -232,7 +229,8 @@ static void test_product_list_import(void **state)
     json_decref(j);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders"), 3);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE status IN "
-                                         "('paid', 'failed')"), 3);
+                                         "('paid', 'failed')"),
+                     3);
 
     PQfinish(pg);
     js_conn_destroy(js);
@@ -263,22 +261,27 @@ static void test_product_list_live_rows(void **state)
                      1);
 
     SHA256((const unsigned char *)body, strlen(body), d);
-    snprintf(id, sizeof id, "pl-%02x%02x%02x%02x%02x%02x%02x%02x-2", d[0], d[1], d[2], d[3],
-             d[4], d[5], d[6], d[7]);
+    snprintf(id, sizeof id, "pl-%02x%02x%02x%02x%02x%02x%02x%02x-2", d[0], d[1], d[2], d[3], d[4],
+             d[5], d[6], d[7]);
     testenv_publish_rows(js, "live-pl-1", NULL, NULL, NULL, body, strlen(body));
     snprintf(sql, sizeof sql, "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'", id);
     assert_int_equal(testenv_wait_pg(pg, sql, 1, 10000), 1);
     snprintf(sql, sizeof sql,
              "SELECT total_cents * 10 + line_count FROM ingest.orders WHERE order_id = '%s'"
-             " AND customer_address = E'2 Line Road\\nFlat 3'", id);
+             " AND customer_address = E'2 Line Road\\nFlat 3'",
+             id);
     assert_int_equal(testenv_pg_long(pg, sql), (1999 + 4 * 250) * 10 + 2);
 
     /* The same rows again, under another message id: a duplicate, once. */
     testenv_publish_rows(js, "live-pl-2", NULL, NULL, NULL, body, strlen(body));
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.import_rows WHERE reason "
-                                         "LIKE '%this row is a duplicate'", 2, 10000), 2);
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM ingest.import_rows WHERE reason "
+                                     "LIKE '%this row is a duplicate'",
+                                     2, 10000),
+                     2);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.import_rows WHERE reason "
-                                         "LIKE '%this row is a duplicate' AND line_no = 0"), 1);
+                                         "LIKE '%this row is a duplicate' AND line_no = 0"),
+                     1);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM ingest.orders"), 1);
 
     PQfinish(pg);

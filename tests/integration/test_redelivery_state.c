@@ -170,8 +170,7 @@ static void run_pipeline(js_conn *js, PGconn *pg)
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM notify.notifications", N_ORDERS,
                                      30000),
                      N_ORDERS);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM refund.paid_orders", ON_HAND,
-                                     30000),
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM refund.paid_orders", ON_HAND, 30000),
                      ON_HAND);
     wait_durables_settled(js);
     wait_outboxes_empty(pg);
@@ -185,8 +184,8 @@ static void redeliver_same_ids(js_conn *js, pid_t pids[N_SERVICES])
         testenv_service_kill(pids[k]);
     for (size_t k = 0; k < N_BY_STATE; k++) {
         jsErrCode code = 0;
-        natsStatus st = js_DeleteConsumer(js_ctx(js), BY_STATE[k].stream, BY_STATE[k].durable,
-                                          NULL, &code);
+        natsStatus st = js_DeleteConsumer(js_ctx(js), BY_STATE[k].stream, BY_STATE[k].durable, NULL,
+                                          &code);
         if (st != NATS_OK)
             fprintf(stderr, "delete %s: %s (%d)\n", BY_STATE[k].durable, natsStatus_GetText(st),
                     (int)code);

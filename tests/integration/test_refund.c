@@ -169,16 +169,16 @@ static void read_refund_events(js_conn *js, const char *order_id, refund_events 
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < n; i++) {
         if (strcmp(msgs[i].subject, "refund.processed") == 0) {
-            Oms__V1__RefundProcessed *p =
-                oms__v1__refund_processed__unpack(NULL, msgs[i].len, msgs[i].data);
+            Oms__V1__RefundProcessed *p = oms__v1__refund_processed__unpack(NULL, msgs[i].len,
+                                                                            msgs[i].data);
             assert_non_null(p);
             if (strcmp(p->order_id, order_id) == 0 && out->n_processed < 64)
                 out->processed[out->n_processed++] = p;
             else
                 oms__v1__refund_processed__free_unpacked(p, NULL);
         } else if (strcmp(msgs[i].subject, "refund.rejected") == 0) {
-            Oms__V1__RefundRejected *r =
-                oms__v1__refund_rejected__unpack(NULL, msgs[i].len, msgs[i].data);
+            Oms__V1__RefundRejected *r = oms__v1__refund_rejected__unpack(NULL, msgs[i].len,
+                                                                          msgs[i].data);
             assert_non_null(r);
             if (strcmp(r->order_id, order_id) == 0 && out->n_rejected < 64)
                 out->rejected[out->n_rejected++] = r;
@@ -246,14 +246,14 @@ static long on_hand(PGconn *pg, const char *sku)
 }
 
 /* The order.refunded events of order_id, in stream order. */
-static size_t read_order_refunded(js_conn *js, const char *order_id,
-                                  Oms__V1__OrderRefunded **out, size_t max)
+static size_t read_order_refunded(js_conn *js, const char *order_id, Oms__V1__OrderRefunded **out,
+                                  size_t max)
 {
     testenv_msg *msgs = NULL;
     size_t n = testenv_stream_read(js, "ORDERS", "order.refunded", &msgs), got = 0;
     for (size_t i = 0; i < n; i++) {
-        Oms__V1__OrderRefunded *ev =
-            oms__v1__order_refunded__unpack(NULL, msgs[i].len, msgs[i].data);
+        Oms__V1__OrderRefunded *ev = oms__v1__order_refunded__unpack(NULL, msgs[i].len,
+                                                                     msgs[i].data);
         assert_non_null(ev);
         if (strcmp(ev->order_id, order_id) == 0 && got < max)
             out[got++] = ev;
@@ -275,8 +275,7 @@ static void import_two_orders(js_conn *js, PGconn *pg)
     load_product(js, "SKU-RA", 10);
     load_product(js, "SKU-RB", 5);
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM inventory.products", 2, 10000), 2);
-    testenv_publish_rows(js, "refund-import:0", "refund-import", "2", NULL, rows,
-                         sizeof rows - 1);
+    testenv_publish_rows(js, "refund-import:0", "refund-import", "2", NULL, rows, sizeof rows - 1);
     testenv_publish_rows(js, "refund-import:end", "refund-import", NULL, "3", "", 0);
     assert_int_equal(wait_pg(pg, 1, 30000,
                              "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
@@ -362,9 +361,11 @@ static void redeliver_first_refund(js_conn *js, PGconn *pg)
     assert_true(metric_reaches(INVENTORY_PORT, "\noms_inventory_restocks_ignored_total ", 1));
     refund_events_free(&ev);
     assert_int_equal(pg_long(pg, "SELECT count(*) FROM ingest.order_refunds WHERE order_id = '%s'",
-                             "R-1"), 3);
+                             "R-1"),
+                     3);
     assert_int_equal(pg_long(pg, "SELECT refunded_cents FROM ingest.orders WHERE order_id = '%s'",
-                             "R-1"), 5000);
+                             "R-1"),
+                     5000);
     assert_int_equal(on_hand(pg, "SKU-RB"), 5);
     check_order_refunded_events(js);
 }
@@ -390,9 +391,9 @@ static void test_partial_partial_full_with_restock(void **state)
                              " AND status = 'partially_refunded'",
                              "R-1"),
                      1);
-    assert_int_equal(
-        wait_pg(pg, 5, 10000, "SELECT on_hand FROM inventory.products WHERE sku = '%s'", "SKU-RB"),
-        5);
+    assert_int_equal(wait_pg(pg, 5, 10000,
+                             "SELECT on_hand FROM inventory.products WHERE sku = '%s'", "SKU-RB"),
+                     5);
     assert_int_equal(on_hand(pg, "SKU-RA"), 7);
 
     /* 15.00 without restock: stock does not move. */
@@ -402,25 +403,34 @@ static void test_partial_partial_full_with_restock(void **state)
                              "SELECT refunded_cents FROM ingest.orders WHERE order_id = '%s'",
                              "R-1"),
                      2500);
-    assert_int_equal(pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
-                                 " AND status = 'partially_refunded'", "R-1"), 1);
+    assert_int_equal(pg_long(pg,
+                             "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
+                             " AND status = 'partially_refunded'",
+                             "R-1"),
+                     1);
 
     /* The rest (amount 0), with restock: the 3 SKU-RA; SKU-RB is back already. */
     publish_request(js, "R-1-c", "R-1", 0, true, NULL);
     expect_outcome(pg, "R-1-c", "processed");
-    assert_int_equal(pg_long(pg, "SELECT amount_cents FROM refund.refunds WHERE"
-                                 " idempotency_key = '%s'", "R-1-c"), 2500);
+    assert_int_equal(pg_long(pg,
+                             "SELECT amount_cents FROM refund.refunds WHERE"
+                             " idempotency_key = '%s'",
+                             "R-1-c"),
+                     2500);
     assert_int_equal(wait_pg(pg, 1, 10000,
                              "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
                              " AND status = 'refunded'",
                              "R-1"),
                      1);
-    assert_int_equal(
-        wait_pg(pg, 10, 10000, "SELECT on_hand FROM inventory.products WHERE sku = '%s'", "SKU-RA"),
-        10);
+    assert_int_equal(wait_pg(pg, 10, 10000,
+                             "SELECT on_hand FROM inventory.products WHERE sku = '%s'", "SKU-RA"),
+                     10);
     assert_int_equal(on_hand(pg, "SKU-RB"), 5);
-    assert_int_equal(pg_long(pg, "SELECT count(*) FROM ingest.order_status_history WHERE"
-                                 " order_id = '%s' AND status LIKE '%%refunded'", "R-1"), 3);
+    assert_int_equal(pg_long(pg,
+                             "SELECT count(*) FROM ingest.order_status_history WHERE"
+                             " order_id = '%s' AND status LIKE '%%refunded'",
+                             "R-1"),
+                     3);
     check_order_refunded_events(js);
     redeliver_first_refund(js, pg);
 
@@ -453,11 +463,15 @@ static void test_partial_partial_full_with_restock(void **state)
     assert_int_equal(ev.n_rejected, 1);
     assert_string_equal(ev.rejected[0]->idempotency_key, "R-F-a");
     refund_events_free(&ev);
-    assert_int_equal(pg_long(pg, "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
-                                 " AND status = 'failed'", "R-F"), 1);
+    assert_int_equal(pg_long(pg,
+                             "SELECT count(*) FROM ingest.orders WHERE order_id = '%s'"
+                             " AND status = 'failed'",
+                             "R-F"),
+                     1);
     /* ingest saw each refund once. */
     assert_int_equal(pg_long(pg, "SELECT count(*) FROM ingest.order_refunds WHERE order_id = '%s'",
-                             "R-1"), 3);
+                             "R-1"),
+                     3);
     js_conn_destroy(js);
     PQfinish(pg);
     testenv_service_stop(refund);
@@ -480,8 +494,11 @@ static void test_restock_waits_for_the_sale(void **state)
     PGconn *pg = testenv_pg();
     char id[37];
     load_product(js, "SKU-W", 10);
-    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM inventory.products WHERE"
-                                           " sku = '%s'", "SKU-W"), 1);
+    assert_int_equal(wait_pg(pg, 1, 10000,
+                             "SELECT count(*) FROM inventory.products WHERE"
+                             " sku = '%s'",
+                             "SKU-W"),
+                     1);
     Oms__V1__OrderCreated order = OMS__V1__ORDER_CREATED__INIT;
     Oms__V1__OrderLine line = OMS__V1__ORDER_LINE__INIT, *lines[] = {&line};
     Oms__V1__EventMeta meta;
@@ -497,8 +514,11 @@ static void test_restock_waits_for_the_sale(void **state)
     order.lines = lines;
     order.n_lines = 1;
     testenv_publish_event(js, "order.created", id, &order.base);
-    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM inventory.reservations WHERE"
-                                           " order_id = '%s' AND status = 'reserved'", "RW-1"), 1);
+    assert_int_equal(wait_pg(pg, 1, 10000,
+                             "SELECT count(*) FROM inventory.reservations WHERE"
+                             " order_id = '%s' AND status = 'reserved'",
+                             "RW-1"),
+                     1);
 
     Oms__V1__RefundProcessed refund = OMS__V1__REFUND_PROCESSED__INIT;
     outbox_meta_init(&meta, id, "test", "RW-1", "");
@@ -511,7 +531,8 @@ static void test_restock_waits_for_the_sale(void **state)
     testenv_publish_event(js, "refund.processed", id, &refund.base);
     usleep(1500 * 1000);
     assert_int_equal(pg_long(pg, "SELECT count(*) FROM inventory.restocks WHERE refund_id = '%s'",
-                             "refund-rw-1"), 0);
+                             "refund-rw-1"),
+                     0);
     assert_int_equal(on_hand(pg, "SKU-W"), 10);
 
     Oms__V1__PaymentSettled paid = OMS__V1__PAYMENT_SETTLED__INIT;
@@ -524,11 +545,17 @@ static void test_restock_waits_for_the_sale(void **state)
     paid.currency = "USD";
     testenv_publish_event(js, "payment.settled", id, &paid.base);
     /* Sold (10 -> 6), then the retried refund puts the 4 back. */
-    assert_int_equal(wait_pg(pg, 1, 15000, "SELECT count(*) FROM inventory.restocks WHERE"
-                                           " refund_id = '%s' AND units = 4", "refund-rw-1"), 1);
+    assert_int_equal(wait_pg(pg, 1, 15000,
+                             "SELECT count(*) FROM inventory.restocks WHERE"
+                             " refund_id = '%s' AND units = 4",
+                             "refund-rw-1"),
+                     1);
     assert_int_equal(on_hand(pg, "SKU-W"), 10);
-    assert_int_equal(pg_long(pg, "SELECT restocked FROM inventory.reservation_lines WHERE"
-                                 " order_id = '%s'", "RW-1"), 4);
+    assert_int_equal(pg_long(pg,
+                             "SELECT restocked FROM inventory.reservation_lines WHERE"
+                             " order_id = '%s'",
+                             "RW-1"),
+                     4);
     js_conn_destroy(js);
     PQfinish(pg);
     testenv_service_stop(inventory);
@@ -557,8 +584,11 @@ static void test_same_key_twice(void **state)
     /* A marker after both: once it is decided, both were. */
     publish_request(js, "key-B", "RK-1", 100, false, NULL);
     expect_outcome(pg, "key-B", "processed");
-    assert_int_equal(pg_long(pg, "SELECT refunded_cents FROM refund.paid_orders WHERE"
-                                 " order_id = '%s'", "RK-1"), 3100);
+    assert_int_equal(pg_long(pg,
+                             "SELECT refunded_cents FROM refund.paid_orders WHERE"
+                             " order_id = '%s'",
+                             "RK-1"),
+                     3100);
     refund_events ev;
     for (int i = 0; i < 50; i++) {
         read_refund_events(js, "RK-1", &ev);
@@ -630,8 +660,11 @@ static void test_http_requests(void **state)
     assert_non_null(strstr(body, "\"idempotency_key\":\"http-1\""));
     free(body);
     expect_outcome(pg, "http-1", "processed");
-    assert_int_equal(pg_long(pg, "SELECT amount_cents FROM refund.refunds WHERE"
-                                 " idempotency_key = '%s'", "http-1"), 1234);
+    assert_int_equal(pg_long(pg,
+                             "SELECT amount_cents FROM refund.refunds WHERE"
+                             " idempotency_key = '%s'",
+                             "http-1"),
+                     1234);
     /* Without a key the service makes one and answers with it. */
     assert_int_equal(testenv_http_post_json("POST", REFUND_PORT, "/refunds", token,
                                             "{\"order_id\": \"RH-1\", \"amount_cents\": 66}",
@@ -683,22 +716,28 @@ static void test_omsctl_refund(void **state)
                              "RO-1"),
                      1);
     testenv_expect_omsctl("refund RO-1 12.50 --key cli-1 --reason 'wrong size'", 0,
-                  "refunded 12.50 USD (12.50 USD refunded on the order in total)");
+                          "refunded 12.50 USD (12.50 USD refunded on the order in total)");
     /* The same command again: the first outcome, nothing refunded twice. */
     testenv_expect_omsctl("refund RO-1 12.50 --key cli-1 --reason 'wrong size'", 0,
-                  "refund cli-1 on RO-1: processed");
-    testenv_expect_omsctl("refund RO-1 40.00 --key cli-2", 1,
-                  "rejected: refund of 40.00 USD exceeds the 37.50 USD still refundable on RO-1");
+                          "refund cli-1 on RO-1: processed");
+    testenv_expect_omsctl(
+        "refund RO-1 40.00 --key cli-2", 1,
+        "rejected: refund of 40.00 USD exceeds the 37.50 USD still refundable on RO-1");
     testenv_expect_omsctl("refund RO-1", 0, "(50.00 USD refunded on the order in total, in full)");
     testenv_expect_omsctl("refund status --order RO-1", 0,
-                  "order RO-1: paid 50.00 USD, refunded 50.00 USD");
+                          "order RO-1: paid 50.00 USD, refunded 50.00 USD");
     testenv_expect_omsctl("refund status --key cli-2", 0, "refund cli-2 on RO-1: rejected");
-    testenv_expect_omsctl("refund status --key no-such-key", 1, "no refund request with key no-such-key");
+    testenv_expect_omsctl("refund status --key no-such-key", 1,
+                          "no refund request with key no-such-key");
     testenv_expect_omsctl("refund RO-1 1.001", 2, "AMOUNT \"1.001\" must be a decimal");
-    assert_int_equal(pg_long(pg, "SELECT refunded_cents FROM refund.paid_orders WHERE"
-                                 " order_id = '%s'", "RO-1"), 5000);
+    assert_int_equal(pg_long(pg,
+                             "SELECT refunded_cents FROM refund.paid_orders WHERE"
+                             " order_id = '%s'",
+                             "RO-1"),
+                     5000);
     assert_int_equal(pg_long(pg, "SELECT count(*) FROM refund.refunds WHERE order_id = '%s'",
-                             "RO-1"), 3);
+                             "RO-1"),
+                     3);
     js_conn_destroy(js);
     PQfinish(pg);
     testenv_service_stop(refund);
@@ -734,14 +773,23 @@ static void test_concurrent_requests_never_exceed_paid(void **state)
                              " AND state <> 'pending'",
                              "RC-1"),
                      20);
-    assert_int_equal(pg_long(pg, "SELECT count(*) FROM refund.refunds WHERE order_id = '%s'"
-                                 " AND state = 'processed'", "RC-1"), 14);
-    assert_int_equal(pg_long(pg, "SELECT sum(amount_cents) FROM refund.refunds WHERE"
-                                 " order_id = '%s' AND state = 'processed'", "RC-1"), 9800);
+    assert_int_equal(pg_long(pg,
+                             "SELECT count(*) FROM refund.refunds WHERE order_id = '%s'"
+                             " AND state = 'processed'",
+                             "RC-1"),
+                     14);
+    assert_int_equal(pg_long(pg,
+                             "SELECT sum(amount_cents) FROM refund.refunds WHERE"
+                             " order_id = '%s' AND state = 'processed'",
+                             "RC-1"),
+                     9800);
     publish_request(js, "race-rest", "RC-1", 0, false, NULL);
     expect_outcome(pg, "race-rest", "processed");
-    assert_int_equal(pg_long(pg, "SELECT refunded_cents FROM refund.paid_orders WHERE"
-                                 " order_id = '%s'", "RC-1"), 10000);
+    assert_int_equal(pg_long(pg,
+                             "SELECT refunded_cents FROM refund.paid_orders WHERE"
+                             " order_id = '%s'",
+                             "RC-1"),
+                     10000);
     refund_events ev;
     for (int i = 0; i < 50; i++) {
         read_refund_events(js, "RC-1", &ev);
@@ -814,7 +862,8 @@ static void test_kill9_mid_batch_decides_each_key_once(void **state)
         publish_paid(js, order, "C-X", 1000);
     }
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM refund.paid_orders", CRASH_ORDERS,
-                                     20000), CRASH_ORDERS);
+                                     20000),
+                     CRASH_ORDERS);
     testenv_service_stop(refund);
     for (int i = 0; i < CRASH_ORDERS; i++)
         for (int k = 0; k < 2; k++) {
@@ -833,11 +882,14 @@ static void test_kill9_mid_batch_decides_each_key_once(void **state)
     assert_true(decided < 2 * CRASH_ORDERS);
     refund = testenv_service_start("refund", REFUND_PORT, env);
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM refund.refunds", 2 * CRASH_ORDERS,
-                                     30000), 2 * CRASH_ORDERS);
+                                     30000),
+                     2 * CRASH_ORDERS);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM refund.refunds"
-                                         " WHERE state = 'processed'"), CRASH_ORDERS);
+                                         " WHERE state = 'processed'"),
+                     CRASH_ORDERS);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM refund.paid_orders"
-                                         " WHERE refunded_cents <> 600"), 0);
+                                         " WHERE refunded_cents <> 600"),
+                     0);
     for (int i = 0; i < 100 && count_events(js, "refund.rejected") < CRASH_ORDERS; i++)
         usleep(100000);
     assert_int_equal(count_events(js, "refund.processed"), CRASH_ORDERS);
@@ -880,20 +932,32 @@ static void test_kill9_while_the_gateway_answers(void **state)
     assert_int_equal(json_integer_value(json_object_get(stats, "refunds_total")), 1);
     json_decref(stats);
     testenv_service_kill(refund);
-    assert_int_equal(pg_long(pg, "SELECT count(*) FROM refund.refunds WHERE idempotency_key = '%s'"
-                                 " AND state = 'pending'", "gw-1"), 1);
-    assert_int_equal(pg_long(pg, "SELECT pending_cents FROM refund.paid_orders WHERE"
-                                 " order_id = '%s'", "RG-1"), 2500);
+    assert_int_equal(pg_long(pg,
+                             "SELECT count(*) FROM refund.refunds WHERE idempotency_key = '%s'"
+                             " AND state = 'pending'",
+                             "gw-1"),
+                     1);
+    assert_int_equal(pg_long(pg,
+                             "SELECT pending_cents FROM refund.paid_orders WHERE"
+                             " order_id = '%s'",
+                             "RG-1"),
+                     2500);
     /* Meanwhile a request the gateway declines (amount ends in 13 cents). */
     publish_request(js, "gw-2", "RG-1", 1013, false, NULL);
 
     refund = testenv_service_start("refund", REFUND_PORT, HTTP_ENV);
     expect_outcome(pg, "gw-1", "processed");
     expect_outcome(pg, "gw-2", "rejected");
-    assert_int_equal(pg_long(pg, "SELECT refunded_cents FROM refund.paid_orders WHERE"
-                                 " order_id = '%s'", "RG-1"), 2500);
-    assert_int_equal(pg_long(pg, "SELECT pending_cents FROM refund.paid_orders WHERE"
-                                 " order_id = '%s'", "RG-1"), 0);
+    assert_int_equal(pg_long(pg,
+                             "SELECT refunded_cents FROM refund.paid_orders WHERE"
+                             " order_id = '%s'",
+                             "RG-1"),
+                     2500);
+    assert_int_equal(pg_long(pg,
+                             "SELECT pending_cents FROM refund.paid_orders WHERE"
+                             " order_id = '%s'",
+                             "RG-1"),
+                     0);
     char *ref = pg_text(pg, "SELECT gateway_ref FROM refund.refunds WHERE idempotency_key = '%s'",
                         "gw-1");
     assert_int_equal(strncmp(ref, "fgr-", 4), 0);
@@ -935,14 +999,20 @@ static void test_gateway_retries_then_gives_up(void **state)
     js_conn *js = testenv_js();
     PGconn *pg = testenv_pg();
     publish_paid(js, "RR-1", "C-R", 3000);
-    assert_int_equal(wait_pg(pg, 1, 10000, "SELECT count(*) FROM refund.paid_orders WHERE"
-                                           " order_id = '%s'", "RR-1"), 1);
+    assert_int_equal(wait_pg(pg, 1, 10000,
+                             "SELECT count(*) FROM refund.paid_orders WHERE"
+                             " order_id = '%s'",
+                             "RR-1"),
+                     1);
     publish_request(js, "retry-1", "RR-1", 1000, false, NULL);
     expect_outcome(pg, "retry-1", "processed");
     assert_int_equal(pg_long(pg, "SELECT attempts FROM refund.refunds WHERE idempotency_key = '%s'",
-                             "retry-1"), 3);
-    char *refund_id = pg_text(pg, "SELECT refund_id FROM refund.refunds WHERE"
-                                  " idempotency_key = '%s'", "retry-1");
+                             "retry-1"),
+                     3);
+    char *refund_id = pg_text(pg,
+                              "SELECT refund_id FROM refund.refunds WHERE"
+                              " idempotency_key = '%s'",
+                              "retry-1");
     json_t *stats = gateway_stats();
     json_t *rec = json_object_get(json_object_get(stats, "refunds"), refund_id);
     assert_non_null(rec);
@@ -965,10 +1035,16 @@ static void test_gateway_retries_then_gives_up(void **state)
     assert_string_equal(why, "the payment gateway did not answer the refund after 2 attempts "
                              "(last: a 5xx answer)");
     free(why);
-    assert_int_equal(pg_long(pg, "SELECT pending_cents FROM refund.paid_orders WHERE"
-                                 " order_id = '%s'", "RR-1"), 0);
-    assert_int_equal(pg_long(pg, "SELECT refunded_cents FROM refund.paid_orders WHERE"
-                                 " order_id = '%s'", "RR-1"), 1000);
+    assert_int_equal(pg_long(pg,
+                             "SELECT pending_cents FROM refund.paid_orders WHERE"
+                             " order_id = '%s'",
+                             "RR-1"),
+                     0);
+    assert_int_equal(pg_long(pg,
+                             "SELECT refunded_cents FROM refund.paid_orders WHERE"
+                             " order_id = '%s'",
+                             "RR-1"),
+                     1000);
     js_conn_destroy(js);
     PQfinish(pg);
     testenv_service_stop(refund);

@@ -24,8 +24,7 @@
 #define NOTIFY_PORT 19960
 #define IMPORT_ID "imp-trace"
 
-static const char *const SCHEMAS[] = {"ingest", "inventory", "payment", "refund", "notify",
-                                      NULL};
+static const char *const SCHEMAS[] = {"ingest", "inventory", "payment", "refund", "notify", NULL};
 static const char *const INGEST_ENV[] = {"OMS_INGEST_SEAL_MS=200", NULL};
 static const char *const PAYMENT_ENV[] = {"OMS_PAYMENT_SUCCESS_RATE=1", NULL};
 static const char *const NOTIFY_ENV[] = {"OMS_NOTIFY_CHANNELS=log", NULL};
@@ -56,7 +55,8 @@ static void subjects(const json_t *trace, char *out, size_t out_len)
     size_t i;
     json_t *e;
     out[0] = '\0';
-    json_array_foreach(json_object_get(trace, "events"), i, e) {
+    json_array_foreach(json_object_get(trace, "events"), i, e)
+    {
         size_t used = strlen(out);
         snprintf(out + used, out_len - used, "%s%s", i ? " " : "",
                  json_string_value(json_object_get(e, "subject")));
@@ -68,11 +68,11 @@ static void assert_causal(const json_t *trace)
 {
     const json_t *events = json_object_get(trace, "events");
     for (size_t i = 0; i < json_array_size(events); i++) {
-        const char *cause =
-            json_string_value(json_object_get(json_array_get(events, i), "causation_id"));
+        const char *cause = json_string_value(
+            json_object_get(json_array_get(events, i), "causation_id"));
         for (size_t j = i + 1; j < json_array_size(events); j++) {
-            const char *id =
-                json_string_value(json_object_get(json_array_get(events, j), "event_id"));
+            const char *id = json_string_value(
+                json_object_get(json_array_get(events, j), "event_id"));
             if (strcmp(cause, id) == 0)
                 fail_msg("event %zu is caused by event %zu, which comes after it", i, j);
         }
@@ -123,19 +123,28 @@ static void make_orders(js_conn *js, PGconn *pg)
     testenv_load_product(js, "TR-SHORT", 1);
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM inventory.products", 3, 10000), 3);
     testenv_import_rows(js, IMPORT_ID, rows, 4, 4);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders"
-                                         " WHERE status IN ('paid', 'failed')", 3, 30000), 3);
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM ingest.orders"
+                                     " WHERE status IN ('paid', 'failed')",
+                                     3, 30000),
+                     3);
     /* refund decides only on an order it has seen paid. */
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM refund.paid_orders"
-                                         " WHERE order_id = 'TR-REF'", 1, 30000),
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM refund.paid_orders"
+                                     " WHERE order_id = 'TR-REF'",
+                                     1, 30000),
                      1);
     publish_refund(js, "trace-refund-1", "TR-REF", 200);
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM ingest.orders WHERE order_id ="
-                                         " 'TR-REF' AND status = 'partially_refunded'", 1, 30000),
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM ingest.orders WHERE order_id ="
+                                     " 'TR-REF' AND status = 'partially_refunded'",
+                                     1, 30000),
                      1);
     /* paid, failed, paid + refunded: one log line each, sent. */
-    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM notify.notifications"
-                                         " WHERE state = 'sent'", 4, 30000),
+    assert_int_equal(testenv_wait_pg(pg,
+                                     "SELECT count(*) FROM notify.notifications"
+                                     " WHERE state = 'sent'",
+                                     4, 30000),
                      4);
 }
 
@@ -163,8 +172,9 @@ static void take_notifications(json_t *t, size_t want)
         if (at == SIZE_MAX)
             fail_msg("notification %zu comes before the event %s it told of", i, cause);
         assert_string_equal(json_string_value(json_object_get(e, "subject")), "notification.log");
-        assert_string_equal(field(e, "type"), json_string_value(json_object_get(
-                                                  json_array_get(events, at), "subject")));
+        assert_string_equal(field(e, "type"),
+                            json_string_value(
+                                json_object_get(json_array_get(events, at), "subject")));
         assert_string_equal(field(e, "state"), "sent");
         found++;
         json_array_remove(events, i);
@@ -197,7 +207,8 @@ static size_t import_completed_at(const json_t *t)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(json_object_get(t, "events"), i, e) {
+    json_array_foreach(json_object_get(t, "events"), i, e)
+    {
         if (strcmp(json_string_value(json_object_get(e, "subject")), "import.completed") == 0) {
             assert_string_equal(field(e, "import_id"), IMPORT_ID);
             assert_int_equal(number(e, "rows"), 4);
@@ -285,7 +296,8 @@ static void check_text_and_missing(void)
     assert_non_null(strstr(out, "TR-SHORT: 5 requested, 1 available"));
     free(out);
     assert_int_equal(omsctl("trace NO-SUCH-ORDER 2>&1", &out), 1);
-    assert_non_null(strstr(out, "no event in the streams names order NO-SUCH-ORDER: there is no such order"));
+    assert_non_null(
+        strstr(out, "no event in the streams names order NO-SUCH-ORDER: there is no such order"));
     free(out);
     assert_int_equal(omsctl("trace 2>&1", &out), 2);
     free(out);

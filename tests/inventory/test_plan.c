@@ -123,7 +123,8 @@ static void test_all_or_nothing(void **state)
     const inv_line big[] = {{"SKU-A", 2}, {"SKU-B", 4}};   /* B short: A not held either */
     const inv_line small[] = {{"SKU-A", 3}, {"SKU-B", 3}}; /* sees A still at 3 */
     const inv_line more[] = {{"SKU-A", 1}};                /* A now 0 */
-    const inv_order orders[] = {{"O-1", big, 2, false}, {"O-2", small, 2, false},
+    const inv_order orders[] = {{"O-1", big, 2, false},
+                                {"O-2", small, 2, false},
                                 {"O-3", more, 1, false}};
     inv_plan p;
     assert_int_equal(inv_plan_init(&p, orders, N(orders)), OMS_OK);
@@ -184,8 +185,7 @@ static void test_first_failing_line_is_named(void **state)
     (void)state;
     const inv_line short_first[] = {{"SKU-B", 9}, {"SKU-X", 1}};
     const inv_line unknown_first[] = {{"SKU-X", 1}, {"SKU-B", 9}};
-    const inv_order orders[] = {{"O-1", short_first, 2, false},
-                                {"O-2", unknown_first, 2, false}};
+    const inv_order orders[] = {{"O-1", short_first, 2, false}, {"O-2", unknown_first, 2, false}};
     inv_plan p;
     assert_int_equal(inv_plan_init(&p, orders, N(orders)), OMS_OK);
     stock(&p, "SKU-B", 2);

@@ -15,11 +15,11 @@
 #include <unistd.h>
 
 static const char *const VARS[] = {
-    "OMS_NATS_URL",      "OMS_NATS_USER",        "OMS_NATS_PASSWORD",      "OMS_PG_DSN",
-    "OMS_REDIS_URL",     "OMS_HTTP_ADDR",        "OMS_ADMIN_TOKEN",        "OMS_CURRENCY",
-    "OMS_STREAM_REPLICAS", "OMS_STREAM_MAX_AGE_H", "OMS_DUPLICATE_WINDOW_S", "OMS_BATCH_MAX",
-    "OMS_BATCH_WAIT_MS", "OMS_LOG_LEVEL",        "OMS_TEST_INT",           "OMS_TEST_DBL",
-    "OMS_NATS_INBOX_PREFIX", "OMS_NATS_TLS_CA",   "OMS_NATS_TLS_CERT",      "OMS_NATS_TLS_KEY",
+    "OMS_NATS_URL",          "OMS_NATS_USER",        "OMS_NATS_PASSWORD",      "OMS_PG_DSN",
+    "OMS_REDIS_URL",         "OMS_HTTP_ADDR",        "OMS_ADMIN_TOKEN",        "OMS_CURRENCY",
+    "OMS_STREAM_REPLICAS",   "OMS_STREAM_MAX_AGE_H", "OMS_DUPLICATE_WINDOW_S", "OMS_BATCH_MAX",
+    "OMS_BATCH_WAIT_MS",     "OMS_LOG_LEVEL",        "OMS_TEST_INT",           "OMS_TEST_DBL",
+    "OMS_NATS_INBOX_PREFIX", "OMS_NATS_TLS_CA",      "OMS_NATS_TLS_CERT",      "OMS_NATS_TLS_KEY",
 };
 
 /* 64 bytes, as `openssl rand -hex 32` gives. */
@@ -201,8 +201,8 @@ static void test_bad_currency(void **state)
 static void test_bad_replicas(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"0", "abc", "9", "-1", "1.5", "3 ", "6",
-                                      "99999999999999999999"};
+    static const char *const bad[] = {"0",   "abc", "9", "-1",
+                                      "1.5", "3 ",  "6", "99999999999999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char want[CONFIG_ERR_LEN];
         snprintf(want, sizeof want,
@@ -259,8 +259,8 @@ static void test_config_int_bounds(void **state)
     assert_int_equal(config_int("OMS_TEST_INT", 15, 10, 20, &v, err), OMS_OK);
     assert_int_equal(v, 20);
 
-    static const char *const bad[] = {"9", "21", "-10", "abc", "12abc", "1e1", "0x10",
-                                      "99999999999999999999"};
+    static const char *const bad[] = {"9",     "21",  "-10",  "abc",
+                                      "12abc", "1e1", "0x10", "99999999999999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         set("OMS_TEST_INT", bad[i]);
         v = -7;
@@ -326,14 +326,31 @@ static void test_config_str(void **state)
 static void test_placeholders(void **state)
 {
     (void)state;
-    static const char *const placeholders[] = {
-        "change-me", "changeme", "CHANGE_ME", "change-me-admin-token", "Change.Me.123",
-        "replace-me-please", "secret", "Secret123", "password", "PASSWORD1", "example",
-        "an-example-webhook-secret-of-40-bytes-xx", "placeholder", "my-placeholder-value",
-        "default", "admin", "test", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "00000000", "----",
-        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", NULL};
-    static const char *const chosen[] = {GOOD_TOKEN, "n8Qw2vLp", "pw-ingest", "secretariat-9f2",
-                                         "testament-of-orders-0c1d", "p0a1b2c3", NULL};
+    static const char *const placeholders[] = {"change-me",
+                                               "changeme",
+                                               "CHANGE_ME",
+                                               "change-me-admin-token",
+                                               "Change.Me.123",
+                                               "replace-me-please",
+                                               "secret",
+                                               "Secret123",
+                                               "password",
+                                               "PASSWORD1",
+                                               "example",
+                                               "an-example-webhook-secret-of-40-bytes-xx",
+                                               "placeholder",
+                                               "my-placeholder-value",
+                                               "default",
+                                               "admin",
+                                               "test",
+                                               "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                                               "00000000",
+                                               "----",
+                                               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                                               NULL};
+    static const char *const chosen[] = {
+        GOOD_TOKEN, "n8Qw2vLp", "pw-ingest", "secretariat-9f2", "testament-of-orders-0c1d",
+        "p0a1b2c3", NULL};
     for (const char *const *p = placeholders; *p; p++)
         if (!config_is_placeholder(*p))
             fail_msg("\"%s\" is not taken as a placeholder", *p);

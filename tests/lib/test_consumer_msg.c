@@ -45,19 +45,17 @@ static void test_printable(void **st)
     assert_string_equal(consumer_printable("plain", 5, out, sizeof out), "plain");
     assert_string_equal(consumer_printable("Zo\xc3\xab", 4, out, sizeof out), "Zo\xc3\xab");
     assert_string_equal(consumer_printable("a\\b", 3, out, sizeof out), "a\\\\b");
-    assert_string_equal(consumer_printable("imp-\xff\xfe", 6, out, sizeof out),
-                        "imp-\\xff\\xfe");
+    assert_string_equal(consumer_printable("imp-\xff\xfe", 6, out, sizeof out), "imp-\\xff\\xfe");
     assert_string_equal(consumer_printable("a\x01\0z", 4, out, sizeof out), "a\\x01\\x00z");
     assert_string_equal(consumer_printable("\xc2\x85", 2, out, sizeof out), "\\xc2\\x85");
     /* Bounded: cut between characters, never inside one, with "...". */
     char small[10];
-    assert_string_equal(consumer_printable("abcdefghijkl", 12, small, sizeof small),
-                        "abcdef...");
+    assert_string_equal(consumer_printable("abcdefghijkl", 12, small, sizeof small), "abcdef...");
     assert_string_equal(consumer_printable("abcdefghi", 9, small, sizeof small), "abcdefghi");
-    assert_string_equal(consumer_printable("abcde\xc3\xab\xc3\xab\xc3\xab", 11, small, sizeof small),
+    assert_string_equal(consumer_printable("abcde\xc3\xab\xc3\xab\xc3\xab", 11, small,
+                                           sizeof small),
                         "abcde...");
-    assert_string_equal(consumer_printable("ab\xff\xff\xff", 5, small, sizeof small),
-                        "ab\\xff...");
+    assert_string_equal(consumer_printable("ab\xff\xff\xff", 5, small, sizeof small), "ab\\xff...");
     /* Whatever comes in, what comes out passes the boundary itself. */
     unsigned char all[256];
     char big[1200];

@@ -89,10 +89,10 @@ static void assert_same(const collected *a, const collected *b)
         assert_record(b, r, (const char *const *)a->fields[r], a->nfields[r]);
 }
 
-#define REC(c, r, ...)                                                                 \
-    do {                                                                               \
-        static const char *const want_[] = {__VA_ARGS__};                              \
-        assert_record((c), (r), want_, sizeof want_ / sizeof want_[0]);                \
+#define REC(c, r, ...)                                                  \
+    do {                                                                \
+        static const char *const want_[] = {__VA_ARGS__};               \
+        assert_record((c), (r), want_, sizeof want_ / sizeof want_[0]); \
     } while (0)
 
 static void test_simple_records(void **state)
@@ -331,7 +331,6 @@ static void test_write_parse_round_trip(void **state)
     free(buf);
 }
 
-
 /* ---- faults: what the bytes say, or an error naming row and field ----- */
 
 /* Record faults seen through csvrec_set_fault_fn, copied out. */
@@ -339,8 +338,8 @@ typedef struct faults {
     collected rec;
     size_t count;
     csvrec_error e[8];
-    size_t kept[8];     /* fields handed to the fault function */
-    char first[8][16];  /* the first of them */
+    size_t kept[8];    /* fields handed to the fault function */
+    char first[8][16]; /* the first of them */
 } faults;
 
 static void collect_fault(void *ctx, const csvrec_error *e, char *const *fields, size_t n)
@@ -473,7 +472,7 @@ static void test_unclosed_quote(void **state)
 static void test_misplaced_quote(void **state)
 {
     (void)state;
-#define MISPLACED                                                                          \
+#define MISPLACED                                                                             \
     " has a misplaced quote (a quote inside a field is written \"\", and a closing quote is " \
     "followed by a comma or a line end)"
     expect_stop("a,b,c\nA-1,C-1,Pizza 12\" large\n", CSVREC_FAULT_BAD_QUOTE, 2, 3,

@@ -27,9 +27,12 @@ static void test_round_trip_valid(void **state)
 {
     (void)state;
     char header[128];
-    assert_int_equal(hmac_header_value("s3cret", 1700000000, BODY, strlen(BODY), header, sizeof header), OMS_OK);
+    assert_int_equal(hmac_header_value("s3cret", 1700000000, BODY, strlen(BODY), header,
+                                       sizeof header),
+                     OMS_OK);
     assert_int_equal(strncmp(header, "t=1700000000,v1=", 16), 0);
-    assert_int_equal(hmac_verify("s3cret", header, BODY, strlen(BODY), 1700000100, HMAC_TOLERANCE_S),
+    assert_int_equal(hmac_verify("s3cret", header, BODY, strlen(BODY), 1700000100,
+                                 HMAC_TOLERANCE_S),
                      HMAC_VALID);
 }
 
@@ -39,17 +42,25 @@ static void test_refusals(void **state)
     char header[128];
     hmac_header_value("s3cret", 1700000000, BODY, strlen(BODY), header, sizeof header);
     int64_t now = 1700000000;
-    assert_int_equal(hmac_verify("other", header, BODY, strlen(BODY), now, HMAC_TOLERANCE_S), HMAC_MISMATCH);
+    assert_int_equal(hmac_verify("other", header, BODY, strlen(BODY), now, HMAC_TOLERANCE_S),
+                     HMAC_MISMATCH);
     char tampered[] = "{\"payment_id\":\"p-1\",\"status\":\"succeedeD\"}";
-    assert_int_equal(hmac_verify("s3cret", header, tampered, strlen(tampered), now, HMAC_TOLERANCE_S),
+    assert_int_equal(hmac_verify("s3cret", header, tampered, strlen(tampered), now,
+                                 HMAC_TOLERANCE_S),
                      HMAC_MISMATCH);
     /* 15 minutes and one second later: stale; exactly 15 minutes: still valid. */
-    assert_int_equal(hmac_verify("s3cret", header, BODY, strlen(BODY), now + 901, HMAC_TOLERANCE_S), HMAC_STALE);
-    assert_int_equal(hmac_verify("s3cret", header, BODY, strlen(BODY), now + 900, HMAC_TOLERANCE_S), HMAC_VALID);
-    assert_int_equal(hmac_verify("s3cret", NULL, BODY, strlen(BODY), now, HMAC_TOLERANCE_S), HMAC_MISSING);
-    assert_int_equal(hmac_verify("s3cret", "", BODY, strlen(BODY), now, HMAC_TOLERANCE_S), HMAC_MISSING);
-    assert_int_equal(hmac_verify("s3cret", "v1=abc", BODY, strlen(BODY), now, HMAC_TOLERANCE_S), HMAC_MALFORMED);
-    assert_int_equal(hmac_verify("s3cret", "t=1700000000,v1=XYZ", BODY, strlen(BODY), now, HMAC_TOLERANCE_S),
+    assert_int_equal(hmac_verify("s3cret", header, BODY, strlen(BODY), now + 901, HMAC_TOLERANCE_S),
+                     HMAC_STALE);
+    assert_int_equal(hmac_verify("s3cret", header, BODY, strlen(BODY), now + 900, HMAC_TOLERANCE_S),
+                     HMAC_VALID);
+    assert_int_equal(hmac_verify("s3cret", NULL, BODY, strlen(BODY), now, HMAC_TOLERANCE_S),
+                     HMAC_MISSING);
+    assert_int_equal(hmac_verify("s3cret", "", BODY, strlen(BODY), now, HMAC_TOLERANCE_S),
+                     HMAC_MISSING);
+    assert_int_equal(hmac_verify("s3cret", "v1=abc", BODY, strlen(BODY), now, HMAC_TOLERANCE_S),
+                     HMAC_MALFORMED);
+    assert_int_equal(hmac_verify("s3cret", "t=1700000000,v1=XYZ", BODY, strlen(BODY), now,
+                                 HMAC_TOLERANCE_S),
                      HMAC_MALFORMED);
     /* The timestamp is digits only: a sign or spaces before it make the
      * header malformed even though the number and signature are right. */
@@ -67,7 +78,8 @@ static void test_refusals(void **state)
     /* Changing the signed timestamp breaks the signature. */
     char moved[128];
     snprintf(moved, sizeof moved, "t=1700000001,%s", strchr(header, ',') + 1);
-    assert_int_equal(hmac_verify("s3cret", moved, BODY, strlen(BODY), now, HMAC_TOLERANCE_S), HMAC_MISMATCH);
+    assert_int_equal(hmac_verify("s3cret", moved, BODY, strlen(BODY), now, HMAC_TOLERANCE_S),
+                     HMAC_MISMATCH);
 }
 
 int main(void)

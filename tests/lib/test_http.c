@@ -63,9 +63,9 @@ static void on_order_line(void *ctx, const http_request *req, http_response *res
     (void)ctx;
     /* No cmocka asserts here: handlers run on the server's threads. */
     http_respond_json(resp, 200,
-                      json_pack("{s:s, s:s, s:s, s:s?}", "order", http_path_param(req, 0),
-                                "line", http_path_param(req, 1), "path", http_path(req),
-                                "third", http_path_param(req, 2)));
+                      json_pack("{s:s, s:s, s:s, s:s?}", "order", http_path_param(req, 0), "line",
+                                http_path_param(req, 1), "path", http_path(req), "third",
+                                http_path_param(req, 2)));
 }
 
 static void on_echo(void *ctx, const http_request *req, http_response *resp)
@@ -89,8 +89,9 @@ static void on_size(void *ctx, const http_request *req, http_response *resp)
     (void)ctx;
     size_t len = 0;
     http_body(req, &len);
-    http_respond_json(resp, 200, json_pack("{s:s, s:I}", "method", http_method(req), "bytes",
-                                           (json_int_t)len));
+    http_respond_json(resp, 200,
+                      json_pack("{s:s, s:I}", "method", http_method(req), "bytes",
+                                (json_int_t)len));
 }
 
 static void on_retry(void *ctx, const http_request *req, http_response *resp)
@@ -131,8 +132,9 @@ static void on_item(void *ctx, const http_request *req, http_response *resp)
         http_query_str(req, "tag", 8, &tag, resp) != OMS_OK ||
         http_query_int(req, "limit", 1, 100, 10, &limit, resp) != OMS_OK)
         return;
-    http_respond_json(resp, 200, json_pack("{s:I, s:s?, s:I}", "item", (json_int_t)item, "tag",
-                                           tag, "limit", (json_int_t)limit));
+    http_respond_json(resp, 200,
+                      json_pack("{s:I, s:s?, s:I}", "item", (json_int_t)item, "tag", tag, "limit",
+                                (json_int_t)limit));
 }
 
 static int retry_calls;
@@ -600,7 +602,9 @@ static void test_body_limit(void **state)
     char *body = calloc(1, BODY_MAX_BYTES + 1);
     assert_non_null(body);
 
-    request_spec spec = {.method = "PUT", .path = "/size", .body = body,
+    request_spec spec = {.method = "PUT",
+                         .path = "/size",
+                         .body = body,
                          .body_len = BODY_MAX_BYTES};
     call(fx->port, &spec, &r);
     expect(&r, 200, "{\"method\":\"PUT\",\"bytes\":8388608}");
@@ -645,9 +649,15 @@ static void test_create_and_route_validation(void **state)
 {
     fixture *fx = *state;
     http_server *s = NULL;
-    const char *bad_addrs[] = {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0",
-                               "127.0.0.1:65536", "127.0.0.1:80x", "example.com:80",
-                               "[::1]:80", "1.2.3:80"};
+    const char *bad_addrs[] = {"",
+                               "127.0.0.1",
+                               "127.0.0.1:",
+                               "127.0.0.1:0",
+                               "127.0.0.1:65536",
+                               "127.0.0.1:80x",
+                               "example.com:80",
+                               "[::1]:80",
+                               "1.2.3:80"};
     for (size_t i = 0; i < sizeof bad_addrs / sizeof bad_addrs[0]; i++) {
         assert_int_equal(http_server_create(&s, bad_addrs[i], NULL), OMS_EINVAL);
         assert_null(s);
@@ -671,8 +681,7 @@ static void test_create_and_route_validation(void **state)
     http_server_destroy(s);
 
     /* Routes are fixed once serving. */
-    assert_int_equal(http_route(fx->server, "GET", "/late", false, on_empty, NULL),
-                     OMS_EINVAL);
+    assert_int_equal(http_route(fx->server, "GET", "/late", false, on_empty, NULL), OMS_EINVAL);
 }
 
 static void test_respond_helpers_replace_body(void **state)

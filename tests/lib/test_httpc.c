@@ -156,7 +156,8 @@ static void test_parallel_posts(void **state)
 /* GETs path keeping max bytes, cut or refused; the caller finis r. */
 static void get_big(httpc_request *r, const char *path, size_t max, bool refuse)
 {
-    *r = (httpc_request){.url = url(0, PORT, path), .response_max_bytes = max,
+    *r = (httpc_request){.url = url(0, PORT, path),
+                         .response_max_bytes = max,
                          .refuse_larger = refuse};
     assert_int_equal(httpc_run(NULL, r, 1, 1000, 10000), OMS_OK);
 }
@@ -235,8 +236,12 @@ static void test_method_headers_session(void **state)
     const char *headers[] = {"X-Trace: t-1"};
     assert_int_equal(httpc_session_create(&session, 2, 60), OMS_OK);
     httpc_request r[2] = {
-        {.url = url(0, PORT, "/what"), .method = "DELETE", .headers = headers, .n_headers = 1,
-         .user_agent = "oms-test/1", .response_max_bytes = 1024},
+        {.url = url(0, PORT, "/what"),
+         .method = "DELETE",
+         .headers = headers,
+         .n_headers = 1,
+         .user_agent = "oms-test/1",
+         .response_max_bytes = 1024},
         {.url = url(1, PORT, "/what"), .body = "a\0b", .body_len = 3, .response_max_bytes = 1024},
     };
     /* Twice on one session: the second group runs on the kept connections. */
@@ -283,7 +288,8 @@ static void test_smtp_upload(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(smtp_url, sizeof smtp_url, "smtp://127.0.0.1:%d", SMTP_PORT);
     const char *text = "Subject: hello\r\n\r\n.starts with a dot\r\nbye\r\n";
-    httpc_mail mail = {.from = "<shop@example.com>", .rcpt = "<ann@example.com>",
+    httpc_mail mail = {.from = "<shop@example.com>",
+                       .rcpt = "<ann@example.com>",
                        .tls = HTTPC_TLS_OFF};
     httpc_request r = {.url = smtp_url, .body = text, .mail = &mail};
 

@@ -60,8 +60,8 @@ static void test_parse_rejects_malformed(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "-1",  "+1",  "1e3",   "12.345", " 12", "12 ", "",    "1,000", "abc", ".",
-        "1.2.3", "12..3", "0x10", "1 000",  "12.3a", "\t1", "1\n", "..5",  "-0",  "NaN",
+        "-1",    "+1",    "1e3",  "12.345", " 12",   "12 ", "",    "1,000", "abc", ".",
+        "1.2.3", "12..3", "0x10", "1 000",  "12.3a", "\t1", "1\n", "..5",   "-0",  "NaN",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_rejects(bad[i], MONEY_MAX_CENTS);

@@ -154,12 +154,9 @@ static void test_clocks_and_sleep(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_uuid4_format),
-        cmocka_unit_test(test_uuid4_unique_and_random),
-        cmocka_unit_test(test_secret_equal),
-        cmocka_unit_test(test_secret_equal_every_position),
-        cmocka_unit_test(test_strstatus),
-        cmocka_unit_test(test_clocks_and_sleep),
+        cmocka_unit_test(test_uuid4_format), cmocka_unit_test(test_uuid4_unique_and_random),
+        cmocka_unit_test(test_secret_equal), cmocka_unit_test(test_secret_equal_every_position),
+        cmocka_unit_test(test_strstatus),    cmocka_unit_test(test_clocks_and_sleep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,9 +27,9 @@ static void test_column_names(void **state)
 {
     (void)state;
     static const char *const want[OC_COUNT] = {
-        "order_id",       "customer_id",   "sku",         "qty",
-        "unit_price",     "unit_price_cents", "placed_at", "currency",
-        "customer_email", "customer_name", "product_name", "products",
+        "order_id",       "customer_id",      "sku",          "qty",
+        "unit_price",     "unit_price_cents", "placed_at",    "currency",
+        "customer_email", "customer_name",    "product_name", "products",
         "phone",          "address",
     };
     for (int c = 0; c < OC_COUNT; c++)
@@ -85,9 +85,18 @@ static void test_header_canonical(void **state)
 static void test_header_aliases_case_order_unknown(void **state)
 {
     (void)state;
-    char *names[] = {"Product_Name",     "QTY",           "notes",          "External_Order_ID",
-                     "CUSTOMER_ID",      "product_sku",   "Unit_Price_Cents", "ORDER_PLACED_AT",
-                     "warehouse",        "Currency",      "customer_EMAIL", "Customer_Name"};
+    char *names[] = {"Product_Name",
+                     "QTY",
+                     "notes",
+                     "External_Order_ID",
+                     "CUSTOMER_ID",
+                     "product_sku",
+                     "Unit_Price_Cents",
+                     "ORDER_PLACED_AT",
+                     "warehouse",
+                     "Currency",
+                     "customer_EMAIL",
+                     "Customer_Name"};
     order_csv_header h;
     order_col missing = OC_COUNT;
     char err[ORDER_ERR_LEN] = "";
@@ -109,8 +118,8 @@ static void test_header_aliases_case_order_unknown(void **state)
 static void test_header_first_duplicate_wins(void **state)
 {
     (void)state;
-    char *names[] = {"sku", "order_id", "customer_id", "qty", "unit_price", "product_sku",
-                     "external_order_id"};
+    char *names[] = {"sku",        "order_id",    "customer_id",      "qty",
+                     "unit_price", "product_sku", "external_order_id"};
     order_csv_header h;
     order_col missing = OC_COUNT;
     char err[ORDER_ERR_LEN] = "";
@@ -180,12 +189,22 @@ static void test_header_either_price_column_is_enough(void **state)
 /* ---- rows -------------------------------------------------------------- */
 
 /* The full header used by most row tests. */
-static char *const FULL[] = {"order_id",      "customer_id",  "sku",
-                             "qty",           "unit_price",   "placed_at",
-                             "currency",      "customer_email", "customer_name",
-                             "product_name",  "unit_price_cents"};
+static char *const FULL[] = {"order_id",     "customer_id",     "sku",
+                             "qty",          "unit_price",      "placed_at",
+                             "currency",     "customer_email",  "customer_name",
+                             "product_name", "unit_price_cents"};
 enum {
-    F_ORDER, F_CUST, F_SKU, F_QTY, F_PRICE, F_PLACED, F_CUR, F_EMAIL, F_CNAME, F_PNAME, F_CENTS
+    F_ORDER,
+    F_CUST,
+    F_SKU,
+    F_QTY,
+    F_PRICE,
+    F_PLACED,
+    F_CUR,
+    F_EMAIL,
+    F_CNAME,
+    F_PNAME,
+    F_CENTS
 };
 
 static void full_header(order_csv_header *h)
@@ -313,8 +332,8 @@ static void test_row_order_id_on_error(void **state)
 static void test_row_qty(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"-2", "0", "100001", "1.5", "abc", "", " 3", "+3",
-                                      "3 ", "1e2", "0x10", "99999999999999999999"};
+    static const char *const bad[] = {"-2", "0",  "100001", "1.5", "abc",  "",
+                                      " 3", "+3", "3 ",     "1e2", "0x10", "99999999999999999999"};
     for (size_t i = 0; i < N(bad); i++) {
         char want[ORDER_ERR_LEN];
         snprintf(want, sizeof want, "row 17: qty \"%s\" must be an integer from 1 to 100000",
@@ -335,8 +354,8 @@ static void test_row_qty(void **state)
 static void test_row_unit_price(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"12.345", "-1.00", "10000000.01", "1e3", "1,000", "abc",
-                                      "$5"};
+    static const char *const bad[] = {"12.345", "-1.00", "10000000.01", "1e3",
+                                      "1,000",  "abc",   "$5"};
     for (size_t i = 0; i < N(bad); i++) {
         char want[ORDER_ERR_LEN];
         snprintf(want, sizeof want,
@@ -379,8 +398,8 @@ static void test_row_unit_price_cents(void **state)
     assert_int_equal(order_csv_row_parse(&h, f, N(f), 17, "USD", &r), OMS_OK);
     assert_int_equal(r.unit_price_cents, 100);
 
-    static const char *const bad[] = {"1000000001", "-5", "12.5", "abc", "99999999999999999999",
-                                      " 5"};
+    static const char *const bad[] = {"1000000001",           "-5", "12.5", "abc",
+                                      "99999999999999999999", " 5"};
     for (size_t i = 0; i < N(bad); i++) {
         good_row(f);
         f[F_PRICE] = "";
@@ -388,8 +407,7 @@ static void test_row_unit_price_cents(void **state)
         assert_int_equal(order_csv_row_parse(&h, f, N(f), 17, "USD", &r), OMS_EINVAL);
         char want[ORDER_ERR_LEN];
         snprintf(want, sizeof want,
-                 "row 17: unit_price_cents \"%s\" must be an integer from 0 to 1000000000",
-                 bad[i]);
+                 "row 17: unit_price_cents \"%s\" must be an integer from 0 to 1000000000", bad[i]);
         assert_string_equal(r.error, want);
         assert_string_equal(r.field, "unit_price_cents");
     }
@@ -510,11 +528,14 @@ static void test_row_field_too_long(void **state)
 static void test_row_control_characters(void **state)
 {
     (void)state;
-    assert_row_error(F_ORDER, "ORD-1\x01" "EVIL", "order_id",
-                     "row 17: order_id contains control character 0x01 at byte 6");
+    assert_row_error(F_ORDER,
+                     "ORD-1\x01"
+                     "EVIL",
+                     "order_id", "row 17: order_id contains control character 0x01 at byte 6");
     assert_row_error(F_CUST, "\x1b[31mC-7", "customer_id",
                      "row 17: customer_id contains control character 0x1B at byte 1");
-    assert_row_error(F_SKU, "SKU-1\n", "sku", "row 17: sku contains control character 0x0A at byte 6");
+    assert_row_error(F_SKU, "SKU-1\n", "sku",
+                     "row 17: sku contains control character 0x0A at byte 6");
     assert_row_error(F_ORDER, "ORD\t1", "order_id",
                      "row 17: order_id contains control character 0x09 at byte 4");
     assert_row_error(F_CNAME, "Ada\aLovelace", "customer_name",
@@ -542,13 +563,13 @@ static void test_row_utf8(void **state)
     parse_ok(F_CNAME, "\xf4\x8f\xbf\xbf", &r); /* U+10FFFF, the last code point */
 
     static const char *const bad[] = {
-        "caf\xc3",         /* truncated 2-byte sequence at the end */
-        "\xff",            /* never valid */
-        "a\x80z",          /* lone continuation byte */
-        "\xc0\xaf",        /* overlong '/' */
-        "\xc3\x28",        /* bad continuation */
-        "\xe6\x97",        /* truncated 3-byte sequence */
-        "\xf0\x9f\x98",    /* truncated 4-byte sequence */
+        "caf\xc3",      /* truncated 2-byte sequence at the end */
+        "\xff",         /* never valid */
+        "a\x80z",       /* lone continuation byte */
+        "\xc0\xaf",     /* overlong '/' */
+        "\xc3\x28",     /* bad continuation */
+        "\xe6\x97",     /* truncated 3-byte sequence */
+        "\xf0\x9f\x98", /* truncated 4-byte sequence */
     };
     for (size_t i = 0; i < N(bad); i++) {
         assert_row_error(F_PNAME, bad[i], "product_name",
@@ -688,12 +709,31 @@ static void test_time_rejected(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "2026-02-30", "2026-02-29",          "2026-04-31",          "2026-13-01",
-        "2026-00-10", "2026-11-00",          "2026-11-32",          "yesterday",
-        "",           "2026-11-02T25:00:00", "2026-11-02T24:00:00Z", "2026-11-02T10:60:00Z",
-        "2026-11-02T10", "2026-11-02T10:15:00Q", "2026-11-02T10:15:00+25:00",
-        "2026-11-02T10:15:00+02:60", "1969-12-31", "2026-11-2", "26-11-02", "2026/11/02",
-        "20261102",   "2026-11-02T10:15:00Z ", " 2026-11-02", "2026-11-02Z", "2026-11",
+        "2026-02-30",
+        "2026-02-29",
+        "2026-04-31",
+        "2026-13-01",
+        "2026-00-10",
+        "2026-11-00",
+        "2026-11-32",
+        "yesterday",
+        "",
+        "2026-11-02T25:00:00",
+        "2026-11-02T24:00:00Z",
+        "2026-11-02T10:60:00Z",
+        "2026-11-02T10",
+        "2026-11-02T10:15:00Q",
+        "2026-11-02T10:15:00+25:00",
+        "2026-11-02T10:15:00+02:60",
+        "1969-12-31",
+        "2026-11-2",
+        "26-11-02",
+        "2026/11/02",
+        "20261102",
+        "2026-11-02T10:15:00Z ",
+        " 2026-11-02",
+        "2026-11-02Z",
+        "2026-11",
         "2026-11-02T",
     };
     for (size_t i = 0; i < N(bad); i++) {
@@ -704,11 +744,10 @@ static void test_time_rejected(void **state)
     }
 }
 
-
 /* ---- the product-list layout ------------------------------------------- */
 
-static char *const PL_HEADER[] = {"Customer_Name", "customer_email", "phone", "address",
-                                  "products", "notes"};
+static char *const PL_HEADER[] = {"Customer_Name", "customer_email", "phone",
+                                  "address",       "products",       "notes"};
 
 static void pl_header(order_csv_header *h)
 {
@@ -723,7 +762,8 @@ static oms_status pl_parse(const char *products, order_row *r)
 {
     order_csv_header h;
     pl_header(&h);
-    char *f[] = {"John Doe", "John.Doe@Example.com", "123-456-7890", "123 Main St, Anytown",
+    char *f[] = {"John Doe",       "John.Doe@Example.com",
+                 "123-456-7890",   "123 Main St, Anytown",
                  (char *)products, "gift"};
     return order_csv_row_parse(&h, f, N(f), 7, "USD", r);
 }
@@ -915,8 +955,8 @@ static void test_products_customer_and_ids(void **state)
     assert_string_equal(r.field, "customer_id");
 
     char id[64];
-    order_csv_generated_id("3f2a9c0d1e4b5a6c7d8e9f00112233445566778899aabbccddeeff0011223344",
-                           12, id, sizeof id);
+    order_csv_generated_id("3f2a9c0d1e4b5a6c7d8e9f00112233445566778899aabbccddeeff0011223344", 12,
+                           id, sizeof id);
     assert_string_equal(id, "pl-3f2a9c0d1e4b5a6c-12");
 }
 

@@ -15,9 +15,21 @@
 enum { C_TEXT, C_INT, C_FLAG, N_COLS };
 
 static const char *const awkward[] = {
-    "plain",     "with \"quotes\"", "back\\slash", "a,b",  "{braces}", " lead and trail ",
-    "",          NULL,              "NULL",        "null", "caf\xc3\xa9 \xe2\x82\xac", "\\\"",
-    "}\",{\\",   "tab\there",       "new\nline",
+    "plain",
+    "with \"quotes\"",
+    "back\\slash",
+    "a,b",
+    "{braces}",
+    " lead and trail ",
+    "",
+    NULL,
+    "NULL",
+    "null",
+    "caf\xc3\xa9 \xe2\x82\xac",
+    "\\\"",
+    "}\",{\\",
+    "tab\there",
+    "new\nline",
 };
 #define N_AWKWARD (sizeof awkward / sizeof awkward[0])
 
@@ -103,8 +115,7 @@ static void test_round_trip(void **state)
     assert_int_equal(PQntuples(res), N_AWKWARD);
     for (int i = 0; i < (int)N_AWKWARD; i++) {
         char want_n[24];
-        snprintf(want_n, sizeof want_n, "%lld",
-                 (long long)(i % 2 ? INT64_MIN + i : INT64_MAX - i));
+        snprintf(want_n, sizeof want_n, "%lld", (long long)(i % 2 ? INT64_MIN + i : INT64_MAX - i));
         if (awkward[i] == NULL)
             assert_true(PQgetisnull(res, i, 0));
         else {

@@ -64,12 +64,12 @@ static void test_connect_binds_schema(void **st)
     free(app);
     /* Created by the connect: unqualified names land in it. */
     assert_int_equal(pg_exec(c, "CREATE TABLE t (v int NOT NULL)"), OMS_OK);
-    assert_int_equal(testenv_pg_long(admin, "SELECT count(*) FROM pg_tables WHERE schemaname = '"
-                                            SCHEMA "' AND tablename = 't'"),
+    assert_int_equal(testenv_pg_long(admin,
+                                     "SELECT count(*) FROM pg_tables WHERE schemaname = '" SCHEMA
+                                     "' AND tablename = 't'"),
                      1);
     PGconn *bad = (PGconn *)0x1;
-    assert_int_equal(pg_connect(&bad, testenv_require("OMS_PG_DSN"), "no; drop", "x"),
-                     OMS_EINVAL);
+    assert_int_equal(pg_connect(&bad, testenv_require("OMS_PG_DSN"), "no; drop", "x"), OMS_EINVAL);
     assert_ptr_equal(bad, (PGconn *)0x1); /* untouched on error */
     PQfinish(c);
 }
@@ -112,8 +112,8 @@ static void test_refused_statement_named(void **st)
     const char *params[] = {"x"};
     PGresult *r = (PGresult *)0x1;
     testenv_stderr_begin();
-    oms_status s = pg_query(c, "read the missing table", "SELECT v FROM rt_missing WHERE v = $1",
-                            1, params, PGRES_TUPLES_OK, &r);
+    oms_status s = pg_query(c, "read the missing table", "SELECT v FROM rt_missing WHERE v = $1", 1,
+                            params, PGRES_TUPLES_OK, &r);
     char *log = testenv_stderr_end();
     assert_int_equal(s, OMS_EDB);
     assert_ptr_equal(r, (PGresult *)0x1); /* nothing returned on failure */

@@ -202,14 +202,10 @@ static void test_growth(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_text_escapes),
-        cmocka_unit_test(test_null),
-        cmocka_unit_test(test_ints),
-        cmocka_unit_test(test_bytea_hex),
-        cmocka_unit_test(test_rows_and_columns),
-        cmocka_unit_test(test_reset),
-        cmocka_unit_test(test_growth),
+        cmocka_unit_test(test_empty),     cmocka_unit_test(test_text_escapes),
+        cmocka_unit_test(test_null),      cmocka_unit_test(test_ints),
+        cmocka_unit_test(test_bytea_hex), cmocka_unit_test(test_rows_and_columns),
+        cmocka_unit_test(test_reset),     cmocka_unit_test(test_growth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

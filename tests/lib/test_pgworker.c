@@ -25,9 +25,9 @@
 typedef struct script {
     const char *plan;
     atomic_int started, finished;
-    int64_t at_ms[ROUNDS_MAX];   /* when each round began */
-    int pid[ROUNDS_MAX];         /* the backend each round ran on */
-    char settings[2][128];       /* rounds 0 and 1: search_path,application_name,enable_bitmapscan */
+    int64_t at_ms[ROUNDS_MAX]; /* when each round began */
+    int pid[ROUNDS_MAX];       /* the backend each round ran on */
+    char settings[2][128];     /* rounds 0 and 1: search_path,application_name,enable_bitmapscan */
 } script;
 
 static void read_settings(char *out, size_t len, PGconn *conn)

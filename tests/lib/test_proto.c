@@ -238,8 +238,10 @@ static void test_garbage_is_refused(void **state)
         const uint8_t *data;
         size_t len;
     } cases[] = {
-        {endless, sizeof endless},           {short_string, sizeof short_string},
-        {bad_wire_type, sizeof bad_wire_type}, {bad_submessage, sizeof bad_submessage},
+        {endless, sizeof endless},
+        {short_string, sizeof short_string},
+        {bad_wire_type, sizeof bad_wire_type},
+        {bad_submessage, sizeof bad_submessage},
         {field_zero, sizeof field_zero},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -13,9 +13,9 @@ static void test_malformed_urls(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "http://127.0.0.1:6379",  "redis://",          "redis://:6379",
-        "redis://host:0",         "redis://host:65536", "redis://host:12x",
-        "redis://host/db",        "redis://host/-1",   "redis://nopassword@host",
+        "http://127.0.0.1:6379", "redis://",           "redis://:6379",
+        "redis://host:0",        "redis://host:65536", "redis://host:12x",
+        "redis://host/db",       "redis://host/-1",    "redis://nopassword@host",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         redis_conn *c = (redis_conn *)0x1;
@@ -33,8 +33,7 @@ static void test_closed_port_is_transient(void **state)
     redis_conn *c = NULL;
     char err[REDIS_ERR_LEN] = "";
     /* Port 1 on loopback: nothing listens, the connection is refused at once. */
-    assert_int_equal(redis_connect(&c, "redis://:secret@127.0.0.1:1/3", 500, err),
-                     OMS_ETRANSIENT);
+    assert_int_equal(redis_connect(&c, "redis://:secret@127.0.0.1:1/3", 500, err), OMS_ETRANSIENT);
     assert_null(c);
     assert_non_null(strstr(err, "cannot connect to Redis at 127.0.0.1:1"));
     assert_false(redis_ok(NULL));

@@ -30,11 +30,11 @@
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int applied_calls;   /* messages apply handled (not duplicate) */
-    int flaky_calls;     /* deliveries of rtcons.flaky that reached apply */
-    int kill_calls;      /* deliveries of rtcons.kill that reached apply */
-    bool hold;           /* rtcons.hold blocks in apply until released */
-    bool holding;        /* apply is blocked on a rtcons.hold message */
+    int applied_calls; /* messages apply handled (not duplicate) */
+    int flaky_calls;   /* deliveries of rtcons.flaky that reached apply */
+    int kill_calls;    /* deliveries of rtcons.kill that reached apply */
+    bool hold;         /* rtcons.hold blocks in apply until released */
+    bool holding;      /* apply is blocked on a rtcons.hold message */
 } seen = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static metrics *metr;
@@ -45,8 +45,8 @@ static consumer_env env;
 static oms_status insert_applied(PGconn *conn, const oms_msg *m, const char *tag)
 {
     const char *params[] = {m->event_id, tag};
-    PGresult *r = PQexecParams(conn, "INSERT INTO applied (event_id, tag) VALUES ($1, $2)", 2,
-                               NULL, params, NULL, NULL, 0);
+    PGresult *r = PQexecParams(conn, "INSERT INTO applied (event_id, tag) VALUES ($1, $2)", 2, NULL,
+                               params, NULL, NULL, 0);
     oms_status s = PQresultStatus(r) == PGRES_COMMAND_OK ? OMS_OK : pg_error(conn, r, "applied");
     PQclear(r);
     return s;
@@ -168,9 +168,15 @@ static int fresh(void **st)
 
 static consumer_spec spec_for(const char *durable)
 {
-    return (consumer_spec){.name = durable, .stream = STREAM, .durable = durable,
-                           .batch_max = 16, .wait_ms = 100, .ack_wait_ms = 30000,
-                           .max_attempts = 5, .nak_delay_ms = 50, .apply = apply};
+    return (consumer_spec){.name = durable,
+                           .stream = STREAM,
+                           .durable = durable,
+                           .batch_max = 16,
+                           .wait_ms = 100,
+                           .ack_wait_ms = 30000,
+                           .max_attempts = 5,
+                           .nak_delay_ms = 50,
+                           .apply = apply};
 }
 
 static void publish_bytes(const char *kind, const char *id, const void *data, size_t len)

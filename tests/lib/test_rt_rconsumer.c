@@ -114,8 +114,8 @@ static int teardown(void **st)
 static int fresh(void **st)
 {
     (void)st;
-    static const char *const del[] = {"DEL", "rtrc:total_cents", "rtrc:seen:rc-1",
-                                      "rtrc:seen:rc-2", "rtrc:seen:rc-poison", NULL};
+    static const char *const del[] = {
+        "DEL", "rtrc:total_cents", "rtrc:seen:rc-1", "rtrc:seen:rc-2", "rtrc:seen:rc-poison", NULL};
     static const char *const set[] = {"SET", "rtrc:total_cents", "0", NULL};
     testenv_stream_create(js, STREAM, "rtrc.>", DUP_WINDOW_MS);
     PQclear(PQexec(pg, "TRUNCATE dead_letters"));
@@ -129,10 +129,17 @@ static int fresh(void **st)
 
 static rconsumer_spec spec_for(const char *durable)
 {
-    return (rconsumer_spec){.name = durable, .stream = STREAM, .durable = durable,
-                            .batch_max = 16, .wait_ms = 100, .ack_wait_ms = 30000,
-                            .max_attempts = 3, .nak_delay_ms = 50, .script = script,
-                            .encode = encode, .done = done};
+    return (rconsumer_spec){.name = durable,
+                            .stream = STREAM,
+                            .durable = durable,
+                            .batch_max = 16,
+                            .wait_ms = 100,
+                            .ack_wait_ms = 30000,
+                            .max_attempts = 3,
+                            .nak_delay_ms = 50,
+                            .script = script,
+                            .encode = encode,
+                            .done = done};
 }
 
 static void publish(const char *id, const char *payload)

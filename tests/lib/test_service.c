@@ -55,14 +55,21 @@ static const pg_migration migrations[] = {
 };
 
 static const consumer_spec consumers[] = {
-    {.name = "rtsvc-in", .stream = STREAM, .durable = "rtsvc-in", .filter = "rtsvc.in.>",
-     .batch_max = 16, .apply = apply},
+    {.name = "rtsvc-in",
+     .stream = STREAM,
+     .durable = "rtsvc-in",
+     .filter = "rtsvc.in.>",
+     .batch_max = 16,
+     .apply = apply},
 };
 
 static int serve(void)
 {
-    static const service_def def = {.name = SCHEMA, .http_port = 1, .migrations = migrations,
-                                    .consumers = consumers, .n_consumers = 1};
+    static const service_def def = {.name = SCHEMA,
+                                    .http_port = 1,
+                                    .migrations = migrations,
+                                    .consumers = consumers,
+                                    .n_consumers = 1};
     return service_main(&def);
 }
 
@@ -83,8 +90,8 @@ static int setup(void **st)
     /* The child's configuration, as a deployment would give it. */
     setenv("OMS_HTTP_ADDR", addr, 1);
     setenv("OMS_HEALTH_ADDR", "off", 1);
-    snprintf(log_path, sizeof log_path, "%s/Testing/rtsvc-%d.log",
-             testenv_require("OMS_BUILD_DIR"), port);
+    snprintf(log_path, sizeof log_path, "%s/Testing/rtsvc-%d.log", testenv_require("OMS_BUILD_DIR"),
+             port);
     js = testenv_js();
     PGconn *admin = testenv_pg();
     PQclear(PQexec(admin, "DROP SCHEMA IF EXISTS " SCHEMA " CASCADE"));

@@ -41,13 +41,13 @@ static void test_problem_offsets(void **st)
     assert_int_equal(bad_at("order.created", 13), -1);
     assert_int_equal(bad_at("Zo\xc3\xab \xe2\x82\xac \xf0\x9f\x98\x80", 13), -1);
     assert_int_equal(bad_at("ab\xff", 3), 2);
-    assert_int_equal(bad_at("x\xc3", 2), 1);               /* cut in half */
-    assert_int_equal(bad_at("\xc0\xaf", 2), 0);            /* overlong "/" */
-    assert_int_equal(bad_at("ok\xe0\x80\xaf", 5), 2);      /* overlong, 3 bytes */
-    assert_int_equal(bad_at("\xed\xa0\x80", 3), 0);        /* surrogate U+D800 */
-    assert_int_equal(bad_at("\xed\x9f\xbf", 3), -1);       /* U+D7FF, just below */
-    assert_int_equal(bad_at("abc\xf4\x90\x80\x80", 7), 3); /* past U+10FFFF */
-    assert_int_equal(bad_at("\x80", 1), 0);                /* stray continuation */
+    assert_int_equal(bad_at("x\xc3", 2), 1);                /* cut in half */
+    assert_int_equal(bad_at("\xc0\xaf", 2), 0);             /* overlong "/" */
+    assert_int_equal(bad_at("ok\xe0\x80\xaf", 5), 2);       /* overlong, 3 bytes */
+    assert_int_equal(bad_at("\xed\xa0\x80", 3), 0);         /* surrogate U+D800 */
+    assert_int_equal(bad_at("\xed\x9f\xbf", 3), -1);        /* U+D7FF, just below */
+    assert_int_equal(bad_at("abc\xf4\x90\x80\x80", 7), 3);  /* past U+10FFFF */
+    assert_int_equal(bad_at("\x80", 1), 0);                 /* stray continuation */
     assert_int_equal(bad_at("\xf8\x88\x80\x80\x80", 5), 0); /* 5-byte form */
     /* Embedded NUL is a character here: the length, not the NUL, ends it. */
     assert_int_equal(bad_at("a\0\xff", 3), 2);

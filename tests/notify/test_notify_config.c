@@ -10,13 +10,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const VARS[] = {
-    "OMS_NOTIFY_CHANNELS",     "OMS_NOTIFY_MAX_ATTEMPTS",       "OMS_NOTIFY_RETRY_BASE_MS",
-    "OMS_NOTIFY_RETRY_MAX_MS", "OMS_NOTIFY_TIMEOUT_MS",         "OMS_NOTIFY_CONNECT_TIMEOUT_MS",
-    "OMS_SMTP_URL",            "OMS_SMTP_FROM",                 "OMS_SMTP_USER",
-    "OMS_SMTP_PASSWORD",       "OMS_SMTP_TLS",                  "OMS_WEBHOOK_URL",
-    "OMS_WEBHOOK_SECRET",      "OMS_NOTIFY_RETENTION_DAYS",     "OMS_NOTIFY_MAX_AGE_H",
-    NULL};
+static const char *const VARS[] = {"OMS_NOTIFY_CHANNELS",
+                                   "OMS_NOTIFY_MAX_ATTEMPTS",
+                                   "OMS_NOTIFY_RETRY_BASE_MS",
+                                   "OMS_NOTIFY_RETRY_MAX_MS",
+                                   "OMS_NOTIFY_TIMEOUT_MS",
+                                   "OMS_NOTIFY_CONNECT_TIMEOUT_MS",
+                                   "OMS_SMTP_URL",
+                                   "OMS_SMTP_FROM",
+                                   "OMS_SMTP_USER",
+                                   "OMS_SMTP_PASSWORD",
+                                   "OMS_SMTP_TLS",
+                                   "OMS_WEBHOOK_URL",
+                                   "OMS_WEBHOOK_SECRET",
+                                   "OMS_NOTIFY_RETENTION_DAYS",
+                                   "OMS_NOTIFY_MAX_AGE_H",
+                                   NULL};
 
 static int clear_env(void **state)
 {

@@ -132,7 +132,8 @@ static void test_non_ascii_subject_is_encoded(void **state)
 {
     (void)state;
     notify_msg n = paid();
-    n.order_id = "Bestellung-\xc3\xa4\xc3\xb6\xc3\xbc-\xe2\x82\xac-0123456789-0123456789-0123456789";
+    n.order_id =
+        "Bestellung-\xc3\xa4\xc3\xb6\xc3\xbc-\xe2\x82\xac-0123456789-0123456789-0123456789";
     char *text = notify_email_text(&n, "orders@oms.test", 0);
     char subject[256], decoded[512] = "";
     notify_subject(&n, subject, sizeof subject);
@@ -248,8 +249,15 @@ static void test_email_valid(void **state)
     (void)state;
     assert_true(notify_email_valid("ada@example.com"));
     assert_true(notify_email_valid("a.b+tag@sub.example.co"));
-    const char *bad[] = {"", "ada", "@example.com", "ada@", "a@b@c", "ada @example.com",
-                         "<ada@example.com>", "ada@example.com\r\nRCPT TO:<x@y>", "a,b@c"};
+    const char *bad[] = {"",
+                         "ada",
+                         "@example.com",
+                         "ada@",
+                         "a@b@c",
+                         "ada @example.com",
+                         "<ada@example.com>",
+                         "ada@example.com\r\nRCPT TO:<x@y>",
+                         "a,b@c"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_false(notify_email_valid(bad[i]));
     char longest[NOTIFY_EMAIL_MAX + 2];

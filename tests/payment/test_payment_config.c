@@ -9,13 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const VARS[] = {
-    "OMS_PAYMENT_GATEWAY",           "OMS_PAYMENT_SEED",
-    "OMS_PAYMENT_SUCCESS_RATE",      "OMS_PAYMENT_LATENCY_MS",
-    "OMS_PAYMENT_GATEWAY_URL",       "OMS_PAYMENT_WEBHOOK_SECRET",
-    "OMS_PAYMENT_CALLBACK_URL",      "OMS_PAYMENT_MAX_ATTEMPTS",
-    "OMS_PAYMENT_GATEWAY_TIMEOUT_MS", "OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS",
-    NULL};
+static const char *const VARS[] = {"OMS_PAYMENT_GATEWAY",
+                                   "OMS_PAYMENT_SEED",
+                                   "OMS_PAYMENT_SUCCESS_RATE",
+                                   "OMS_PAYMENT_LATENCY_MS",
+                                   "OMS_PAYMENT_GATEWAY_URL",
+                                   "OMS_PAYMENT_WEBHOOK_SECRET",
+                                   "OMS_PAYMENT_CALLBACK_URL",
+                                   "OMS_PAYMENT_MAX_ATTEMPTS",
+                                   "OMS_PAYMENT_GATEWAY_TIMEOUT_MS",
+                                   "OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS",
+                                   NULL};
 
 static int clear_env(void **state)
 {

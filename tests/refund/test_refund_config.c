@@ -12,10 +12,12 @@
 
 static void clear_env(void)
 {
-    static const char *const vars[] = {"OMS_PAYMENT_GATEWAY", "OMS_PAYMENT_GATEWAY_URL",
+    static const char *const vars[] = {"OMS_PAYMENT_GATEWAY",
+                                       "OMS_PAYMENT_GATEWAY_URL",
                                        "OMS_PAYMENT_GATEWAY_TIMEOUT_MS",
                                        "OMS_PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS",
-                                       "OMS_REFUND_MAX_ATTEMPTS", "OMS_REFUND_LEASE_MARGIN_MS"};
+                                       "OMS_REFUND_MAX_ATTEMPTS",
+                                       "OMS_REFUND_LEASE_MARGIN_MS"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         unsetenv(vars[i]);
 }

@@ -96,14 +96,14 @@ typedef struct gateway {
     json_t *charges;   /* payment_id -> what was seen */
     json_t *callbacks; /* every callback sent, in order */
     long charges_total;
-    long lookups;      /* GET /charges/{id} answered */
-    json_t *refunds;   /* Idempotency-Key -> what was seen and answered */
+    long lookups;    /* GET /charges/{id} answered */
+    json_t *refunds; /* Idempotency-Key -> what was seen and answered */
     long refunds_total;
     long refunded_cents;
     int64_t refund_delay_ms;
     long refund_fail_first_n;
     delivery *queue;
-    long in_flight;    /* deliveries taken off the queue and being sent */
+    long in_flight; /* deliveries taken off the queue and being sent */
     atomic_int stop;
 } gateway;
 
@@ -211,8 +211,9 @@ static void h_charges(void *ctx, const http_request *req, http_response *resp)
         !json_is_integer(json_object_get(charge, "amount_cents")) ||
         !json_is_string(json_object_get(charge, "currency")) ||
         !json_is_string(json_object_get(charge, "callback_url")) || key == NULL) {
-        http_respond_error(resp, 400, "a charge needs payment_id, order_id, amount_cents, "
-                                      "currency, callback_url and an Idempotency-Key header");
+        http_respond_error(resp, 400,
+                           "a charge needs payment_id, order_id, amount_cents, "
+                           "currency, callback_url and an Idempotency-Key header");
         json_decref(charge);
         return;
     }
@@ -223,8 +224,8 @@ static void h_charges(void *ctx, const http_request *req, http_response *resp)
     if (error != NULL)
         http_respond_error(resp, status, "%s", error);
     else
-        http_respond_json(resp, status, json_pack("{s:s,s:s}", "payment_id", payment_id,
-                                                  "status", "pending"));
+        http_respond_json(resp, status,
+                          json_pack("{s:s,s:s}", "payment_id", payment_id, "status", "pending"));
     json_decref(charge);
 }
 
@@ -299,8 +300,8 @@ static int refund_answer(gateway *g, json_t *req, const char *key, const char **
             g->refunded_cents += (long)amount;
     }
     if (status == 422)
-        *error =
-            amount <= 0 ? "amount_cents must be positive" : "refund declined by the card issuer";
+        *error = amount <= 0 ? "amount_cents must be positive"
+                             : "refund declined by the card issuer";
     json_array_append_new(json_object_get(rec, "answers"), json_integer(status));
     return status;
 }
@@ -317,8 +318,9 @@ static void h_refunds(void *ctx, const http_request *req, http_response *resp)
     const char *refund_id = json_string_value(json_object_get(refund, "refund_id"));
     if (refund_id == NULL || !json_is_string(json_object_get(refund, "order_id")) ||
         !json_is_integer(json_object_get(refund, "amount_cents")) || key == NULL) {
-        http_respond_error(resp, 400, "a refund needs refund_id, order_id, amount_cents and an "
-                                      "Idempotency-Key header");
+        http_respond_error(resp, 400,
+                           "a refund needs refund_id, order_id, amount_cents and an "
+                           "Idempotency-Key header");
         json_decref(refund);
         return;
     }
@@ -334,8 +336,9 @@ static void h_refunds(void *ctx, const http_request *req, http_response *resp)
     if (error != NULL)
         http_respond_error(resp, status, "%s", error);
     else
-        http_respond_json(resp, status, json_pack("{s:s,s:s,s:s}", "refund_id", refund_id,
-                                                  "status", "succeeded", "gateway_ref", ref));
+        http_respond_json(resp, status,
+                          json_pack("{s:s,s:s,s:s}", "refund_id", refund_id, "status", "succeeded",
+                                    "gateway_ref", ref));
     json_decref(refund);
 }
 
@@ -387,9 +390,7 @@ static void sign_step(gateway *g, delivery *d, char *out, size_t out_len)
     case STEP_STALE:
         hmac_header_value(g->secret, now_s - STALE_S, d->body, len, out, out_len);
         break;
-    case STEP_REPLAY:
-        snprintf(out, out_len, "%s", d->last_header);
-        break;
+    case STEP_REPLAY: snprintf(out, out_len, "%s", d->last_header); break;
     }
 }
 

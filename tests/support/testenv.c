@@ -3,21 +3,21 @@
  */
 #include "testenv.h"
 
-#include <arpa/inet.h>
 #include "oms_events.pb-c.h"
 #include "outbox.h"
 #include "pg.h"
+#include <arpa/inet.h>
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
-#include <signal.h>
-#include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,8 +25,10 @@ const char *testenv_require(const char *name)
 {
     const char *v = getenv(name);
     if (v == NULL || *v == '\0') {
-        fprintf(stderr, "%s is not set: integration tests run under `make test`, "
-                        "which starts the local stack and exports .oms/env\n", name);
+        fprintf(stderr,
+                "%s is not set: integration tests run under `make test`, "
+                "which starts the local stack and exports .oms/env\n",
+                name);
         fail();
     }
     return v;
@@ -68,7 +70,7 @@ long testenv_pg_long(PGconn *c, const char *sql)
 
 void testenv_reset(const char *const *schemas)
 {
-    static const char *const streams[] = {"INGEST",   "ORDERS",  "STOCK",  "PAYMENTS",
+    static const char *const streams[] = {"INGEST",  "ORDERS",  "STOCK",  "PAYMENTS",
                                           "REFUNDS", "IMPORTS", "CATALOG"};
     js_conn *js = testenv_js();
     for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++)
@@ -227,8 +229,7 @@ void testenv_publish(js_conn *js, const char *subject, const void *data, size_t 
 }
 
 void testenv_publish_rows(js_conn *js, const char *msg_id, const char *import_id,
-                          const char *first_row, const char *end_rows, const void *body,
-                          size_t len)
+                          const char *first_row, const char *end_rows, const void *body, size_t len)
 {
     const char *names[] = {"Nats-Msg-Id", "Oms-Import-Id", "Oms-First-Row", "Oms-Import-End"};
     const char *values[] = {msg_id, import_id, first_row, end_rows};
@@ -319,8 +320,7 @@ static void collect(testenv_msg **out, size_t *n, size_t *cap, natsMsg *m)
     memcpy(t->data, natsMsg_GetData(m), t->len);
 }
 
-size_t testenv_stream_read(js_conn *js, const char *stream, const char *filter,
-                           testenv_msg **out)
+size_t testenv_stream_read(js_conn *js, const char *stream, const char *filter, testenv_msg **out)
 {
     char durable[64];
     char uuid[37];
@@ -415,8 +415,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-long testenv_http(const char *method, int port, const char *path, const char *token,
-                  char **body)
+long testenv_http(const char *method, int port, const char *path, const char *token, char **body)
 {
     return testenv_http_post_json(method, port, path, token, "", body);
 }
@@ -473,8 +472,7 @@ static bool port_open(int port)
     return ok;
 }
 
-pid_t testenv_peer_start(const char *path, const char *name, int port,
-                         const char *const *args)
+pid_t testenv_peer_start(const char *path, const char *name, int port, const char *const *args)
 {
     char log[1024];
     const char *argv[16] = {path};
@@ -541,8 +539,7 @@ double testenv_metric(int port, const char *series)
     double v = -1;
     size_t len = strlen(series);
     assert_int_equal(testenv_http("GET", port, "/metrics", NULL, &body), 200);
-    for (char *line = strtok_r(body, "\n", &save); line != NULL;
-         line = strtok_r(NULL, "\n", &save))
+    for (char *line = strtok_r(body, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
         if (strncmp(line, series, len) == 0 && line[len] == ' ')
             v = atof(line + len + 1);
     free(body);
@@ -565,8 +562,7 @@ void testenv_load_product(js_conn *js, const char *sku, long on_hand)
     testenv_publish_event(js, "catalog.product", id, &ev.base);
 }
 
-void testenv_import_rows(js_conn *js, const char *import_id, char **rows, int n,
-                         int chunk_rows)
+void testenv_import_rows(js_conn *js, const char *import_id, char **rows, int n, int chunk_rows)
 {
     char id[160], number[16];
     int chunk = 0;
@@ -640,8 +636,7 @@ int testenv_omsctl(const char *prefix, const char *args, char **out)
     char cmd[4096];
     char *buf = malloc(cap);
     assert_non_null(buf);
-    snprintf(cmd, sizeof cmd, "%s '%s/cli/omsctl' %s", prefix ? prefix : "", bin ? bin : ".",
-             args);
+    snprintf(cmd, sizeof cmd, "%s '%s/cli/omsctl' %s", prefix ? prefix : "", bin ? bin : ".", args);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     while (len < cap - 1 && (n = fread(buf + len, 1, cap - 1 - len, p)) > 0)
@@ -740,8 +735,7 @@ void testenv_durable_pending(js_conn *js, const char *stream, const char *durabl
     jsConsumerInfo_Destroy(ci);
 }
 
-bool testenv_durable_settled(js_conn *js, const char *stream, const char *durable,
-                             int timeout_ms)
+bool testenv_durable_settled(js_conn *js, const char *stream, const char *durable, int timeout_ms)
 {
     long ack_pending = -1, pending = -1;
     for (int waited = 0;; waited += 50) {

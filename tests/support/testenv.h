@@ -11,8 +11,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 #include <sys/types.h>
+
+/* After the four above, which it uses without including. */
+#include <cmocka.h>
 
 #include <libpq-fe.h>
 #include <protobuf-c/protobuf-c.h>
@@ -63,8 +65,7 @@ typedef struct testenv_msg {
 
 /* Reads every message now in stream whose subject matches filter (NULL: all),
  * through a temporary consumer. Caller frees with testenv_msgs_free. */
-size_t testenv_stream_read(js_conn *js, const char *stream, const char *filter,
-                           testenv_msg **out);
+size_t testenv_stream_read(js_conn *js, const char *stream, const char *filter, testenv_msg **out);
 void testenv_msgs_free(testenv_msg *msgs, size_t n);
 
 /* Publishes data on subject with the given headers ("Key", "value" pairs,
@@ -95,8 +96,7 @@ long testenv_wait_pg(PGconn *c, const char *sql, long want, int timeout_ms);
 
 /* HTTP request to 127.0.0.1:port path; method "GET" or "POST". token may be
  * NULL. Returns the status; *body (if not NULL) gets the malloc'd body. */
-long testenv_http(const char *method, int port, const char *path, const char *token,
-                  char **body);
+long testenv_http(const char *method, int port, const char *path, const char *token, char **body);
 
 /* Runs the build's omsctl through the shell as "<prefix> omsctl <args>":
  * prefix (may be NULL) is shell text before the command, such as variable
@@ -121,8 +121,7 @@ bool testenv_closed_by_server(int fd);
  * with args (NULL-terminated), its stderr appended to
  * <build>/Testing/<name>-<port>.log, and waits until it accepts TCP
  * connections on 127.0.0.1:port (fails the test after 10 s or if it exits). */
-pid_t testenv_peer_start(const char *path, const char *name, int port,
-                         const char *const *args);
+pid_t testenv_peer_start(const char *path, const char *name, int port, const char *const *args);
 
 /* SIGTERM, waits, asserts a clean exit (status 0) and sets *pid to 0. */
 void testenv_peer_stop(pid_t *pid);
@@ -148,8 +147,7 @@ void testenv_load_product(js_conn *js, const char *sku, long on_hand);
 
 /* Sends n CSV rows (no header, default column order) as import import_id on
  * ingest.rows, chunk_rows rows a chunk, then the end marker. */
-void testenv_import_rows(js_conn *js, const char *import_id, char **rows, int n,
-                         int chunk_rows);
+void testenv_import_rows(js_conn *js, const char *import_id, char **rows, int n, int chunk_rows);
 
 /* Reads order.paid and order.failed from ORDERS into *paid and *failed and
  * asserts there is one per order (distinct order ids == messages). */
@@ -172,8 +170,7 @@ void testenv_durable_pending(js_conn *js, const char *stream, const char *durabl
                              long *ack_pending, long *pending);
 
 /* Polls until durable has nothing pending and nothing unacked, or timeout_ms. */
-bool testenv_durable_settled(js_conn *js, const char *stream, const char *durable,
-                             int timeout_ms);
+bool testenv_durable_settled(js_conn *js, const char *stream, const char *durable, int timeout_ms);
 
 /* Sends what the process writes to stderr (the logs) to a temporary file
  * until testenv_stderr_end, which restores stderr and returns the text

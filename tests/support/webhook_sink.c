@@ -48,11 +48,13 @@ static void h_hook(void *ctx, const http_request *req, http_response *resp)
     r->failed += v == HMAC_VALID && r->fail;
     if (v == HMAC_VALID && !r->fail && json != NULL)
         json_array_append_new(r->received,
-                              json_pack("{s:s,s:s,s:O}", "idempotency_key", key ? key : "",
-                                        "type", type ? type : "", "body", json));
+                              json_pack("{s:s,s:s,s:O}", "idempotency_key", key ? key : "", "type",
+                                        type ? type : "", "body", json));
     pthread_mutex_unlock(&r->lock);
     fprintf(stderr, "webhook_sink: %s %s\n", key ? key : "-",
-            v != HMAC_VALID ? hmac_result_text(v) : r->fail ? "failed (mode=fail)" : "kept");
+            v != HMAC_VALID ? hmac_result_text(v)
+            : r->fail       ? "failed (mode=fail)"
+                            : "kept");
     if (r->delay_ms > 0)
         oms_sleep_ms(r->delay_ms, NULL);
     if (v != HMAC_VALID)
@@ -71,9 +73,9 @@ static void h_stats(void *ctx, const http_request *req, http_response *resp)
     receiver *r = ctx;
     (void)req;
     pthread_mutex_lock(&r->lock);
-    json_t *stats = json_pack("{s:I,s:I,s:I,s:O}", "posts", (json_int_t)r->posts,
-                              "bad_signatures", (json_int_t)r->bad_signatures, "failed",
-                              (json_int_t)r->failed, "received", r->received);
+    json_t *stats = json_pack("{s:I,s:I,s:I,s:O}", "posts", (json_int_t)r->posts, "bad_signatures",
+                              (json_int_t)r->bad_signatures, "failed", (json_int_t)r->failed,
+                              "received", r->received);
     char *text = json_dumps(stats, JSON_COMPACT);
     json_decref(stats);
     pthread_mutex_unlock(&r->lock);
