@@ -62,9 +62,11 @@ static oms_status list_skus(inv_plan *p, size_t total_lines)
         for (size_t l = 0; p->outcomes[i].result != INV_IGNORED && l < p->orders[i].n_lines; l++)
             skus[n++] = p->orders[i].lines[l].sku;
     qsort(skus, n, sizeof *skus, cmp_str_ptr);
+    const char *prev = NULL;
     for (size_t i = 0; i < n; i++) {
-        if (p->n_stock > 0 && strcmp(p->stock[p->n_stock - 1].sku, skus[i]) == 0)
+        if (prev != NULL && strcmp(prev, skus[i]) == 0)
             continue;
+        prev = skus[i];
         p->stock[p->n_stock++] = (inv_stock){.sku = skus[i]};
     }
     free(skus);

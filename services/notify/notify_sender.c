@@ -91,7 +91,7 @@ static oms_status claim(notify_ctx *ctx, PGconn *conn, PGresult **out)
     char lease[24], limit[16];
     pg_array channels;
     oms_status s = OMS_OK;
-    snprintf(lease, sizeof lease, "%lld", (long long)(ctx->cfg.timeout_ms + LEASE_MARGIN_MS));
+    snprintf(lease, sizeof lease, "%lld", (long long)ctx->cfg.timeout_ms + LEASE_MARGIN_MS);
     snprintf(limit, sizeof limit, "%d", NOTIFY_CLAIM_MAX);
     pg_array_init(&channels);
     for (int c = 0; c < NOTIFY_N_CHANNELS && s == OMS_OK; c++)

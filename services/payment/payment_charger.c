@@ -66,7 +66,7 @@ void payment_charge_outcome(const payment_charge *c, int max_attempts, payment_o
 static oms_status claim(payment_ctx *ctx, PGconn *conn, PGresult **out)
 {
     char lease[24], limit[16];
-    snprintf(lease, sizeof lease, "%lld", (long long)(ctx->cfg.timeout_ms + LEASE_MARGIN_MS));
+    snprintf(lease, sizeof lease, "%lld", (long long)ctx->cfg.timeout_ms + LEASE_MARGIN_MS);
     snprintf(limit, sizeof limit, "%d", PAYMENT_CLAIM_MAX);
     const char *params[] = {lease, limit};
     return pg_query(conn, "payment claim",

@@ -45,7 +45,7 @@ static oms_status claim(refund_ctx *ctx, PGconn *conn, PGresult **out)
 {
     char lease[24], limit[16];
     snprintf(lease, sizeof lease, "%lld",
-             (long long)(ctx->cfg.timeout_ms + ctx->cfg.lease_margin_ms));
+             (long long)ctx->cfg.timeout_ms + ctx->cfg.lease_margin_ms);
     snprintf(limit, sizeof limit, "%d", REFUND_CLAIM_MAX);
     const char *params[] = {lease, limit};
     return pg_query(conn, "refund claim",
