@@ -46,7 +46,7 @@ help:
 	@echo 'make down        stop services, then servers'
 	@echo 'make status      component, pid, port, state'
 	@echo 'make logs        follow .oms/log/*.log (LOG=ingest for one)'
-	@echo 'make test        ASan build + lint (report only for now) + servers + ctest'
+	@echo 'make test        ASan build + lint + servers + ctest'
 	@echo 'make lint        clang-format check, clang-tidy, cppcheck (docs/testing.md)'
 	@echo 'make format      rewrite C layout with clang-format (.clang-format)'
 	@echo 'make fuzz        clang build in $(FUZZ_DIR)/, each fuzz target for FUZZ_SECONDS (60)'

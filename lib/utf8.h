@@ -2,7 +2,7 @@
  * utf8.h - the one check of text OMS stores: strict UTF-8 (RFC 3629: no
  * overlong forms, no surrogates, nothing past U+10FFFF), which is exactly
  * what PostgreSQL accepts, so text that passes here can be stored by every
- * service. The message boundary (lib/consumer), the CSV reader
+ * service. The message boundary (lib/consumer_msg), the CSV reader
  * (lib/order_csv), the services' event checks and omsctl all use it.
  */
 #ifndef OMS_UTF8_H

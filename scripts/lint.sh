@@ -6,7 +6,7 @@
 #   scripts/lint.sh                 all three checks; exit 1 on any finding
 #   scripts/lint.sh --check-format  layout only
 #   scripts/lint.sh --format        rewrite the layout in place (make format)
-#   LINT_REPORT_ONLY=1              print findings, exit 0 (make test, for now)
+#   LINT_REPORT_ONLY=1              print findings, exit 0
 # clang-tidy reads BUILD_DIR/compile_commands.json (default build-asan).
 set -uo pipefail
 
