@@ -244,6 +244,16 @@ static int cmp_event_id(const void *a, const void *b)
     return strcmp((*x)->event_id, (*y)->event_id);
 }
 
+/* Event id order, then position in the batch: the first copy sorts first. */
+static int cmp_event_id_then_pos(const void *a, const void *b)
+{
+    const oms_msg *const *x = a, *const *y = b;
+    int d = strcmp((*x)->event_id, (*y)->event_id);
+    if (d != 0)
+        return d;
+    return (*x < *y) ? -1 : (*x > *y);
+}
+
 /* Records the batch's event ids in the inbox and marks the ones seen before. */
 static oms_status inbox_filter(PGconn *conn, oms_msg *msgs, size_t n)
 {
@@ -406,6 +416,33 @@ static void remember_error(consumer *c, oms_status s)
     c->last_error[strcspn(c->last_error, "\n")] = '\0';
 }
 
+/* The inbox step of a batch. A CONSUMER_DEDUPE_BY_STATE durable records no
+ * row: its effect is keyed by the domain (unique key, status guard), so a
+ * redelivery applies as a no-op and emits no event; every message is new. */
+static oms_status inbox_step(const consumer *c, oms_msg *msgs, size_t n)
+{
+    if (c->spec->dedupe != CONSUMER_DEDUPE_BY_STATE)
+        return inbox_filter(c->conn, msgs, n);
+    oms_msg **sorted = calloc(n ? n : 1, sizeof *sorted);
+    if (sorted == NULL)
+        return OMS_ENOMEM;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        msgs[i].duplicate = false;
+        if (!msgs[i].invalid)
+            sorted[m++] = &msgs[i];
+    }
+    /* The same id twice in one fetch (a redelivery overtaking the ack) is
+     * still skipped, as the inbox would: the effect need not cope with two
+     * copies inside one statement. Stable order keeps the first copy. */
+    qsort(sorted, m, sizeof *sorted, cmp_event_id_then_pos);
+    for (size_t k = 1; k < m; k++)
+        if (strcmp(sorted[k - 1]->event_id, sorted[k]->event_id) == 0)
+            sorted[k]->duplicate = true;
+    free(sorted);
+    return OMS_OK;
+}
+
 /* Applies msgs[0..n) in one transaction. On failure the transaction is rolled
  * back and c->last_error says why. */
 static oms_status apply_tx(consumer *c, oms_msg *msgs, size_t n, size_t *dead)
@@ -418,7 +455,7 @@ static oms_status apply_tx(consumer *c, oms_msg *msgs, size_t n, size_t *dead)
     pgcopy_reset(&c->outbox.rows);
     if ((s = pg_exec(c->conn, "BEGIN")) != OMS_OK)
         goto fail;
-    if ((s = inbox_filter(c->conn, msgs, n)) != OMS_OK)
+    if ((s = inbox_step(c, msgs, n)) != OMS_OK)
         goto fail;
     if ((s = apply_call(c->spec, &b)) != OMS_OK)
         goto fail;

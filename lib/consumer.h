@@ -57,6 +57,14 @@ void consumer_reject(consumer_batch *b, size_t i, const char *fmt, ...)
  * counters never count an event twice. labels is copied. */
 void consumer_count(consumer_batch *b, const char *name, const char *labels, double v);
 
+/* How a durable keeps "applied at most once" (docs/architecture.md, Inbox). */
+typedef enum consumer_dedupe {
+    CONSUMER_DEDUPE_INBOX = 0, /* an inbox row per event id; a seen id is skipped */
+    CONSUMER_DEDUPE_BY_STATE,  /* no inbox row: the effect itself is a no-op the
+                                * second time (unique key or status guard) and
+                                * emits outbox events only for rows it changed */
+} consumer_dedupe;
+
 typedef struct consumer_spec {
     const char *name; /* for logs and metrics, e.g. "ingest-rows" */
     const char *stream;
@@ -65,8 +73,10 @@ typedef struct consumer_spec {
     int batch_max;
     int wait_ms;
     int64_t ack_wait_ms;
-    int max_attempts;     /* 0: CONSUMER_MAX_ATTEMPTS */
-    int64_t nak_delay_ms; /* first nak delay, doubled per delivery; 0: CONSUMER_NAK_DELAY_MS */
+    int max_attempts;       /* 0: CONSUMER_MAX_ATTEMPTS */
+    int64_t nak_delay_ms;   /* first nak delay, doubled per delivery; 0: CONSUMER_NAK_DELAY_MS */
+    consumer_dedupe dedupe; /* default CONSUMER_DEDUPE_INBOX; BY_STATE only where a
+                             * redelivery test proves the effect idempotent */
     consumer_apply_fn apply;
     void *ctx;
 } consumer_spec;

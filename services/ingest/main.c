@@ -50,16 +50,28 @@ static const consumer_spec CONSUMERS[] = {
     {.name = "ingest-stock-reserved",
      .stream = "STOCK",
      .durable = "ingest-stock-reserved",
+     /* No inbox row: UPDATE orders ... WHERE status IN (<from>) RETURNING
+      * moves an order once (no status returns to created or reserved);
+      * history and order.paid/failed come only from the returned rows. */
+     .dedupe = CONSUMER_DEDUPE_BY_STATE,
      .filter = "stock.reserved",
      .apply = ingest_apply_stock_reserved},
     {.name = "ingest-stock-rejected",
      .stream = "STOCK",
      .durable = "ingest-stock-rejected",
+     /* No inbox row: UPDATE orders ... WHERE status IN (<from>) RETURNING
+      * moves an order once (no status returns to created or reserved);
+      * history and order.paid/failed come only from the returned rows. */
+     .dedupe = CONSUMER_DEDUPE_BY_STATE,
      .filter = "stock.rejected",
      .apply = ingest_apply_stock_rejected},
     {.name = "ingest-payments",
      .stream = "PAYMENTS",
      .durable = "ingest-payments",
+     /* No inbox row: UPDATE orders ... WHERE status IN (<from>) RETURNING
+      * moves an order once (no status returns to created or reserved);
+      * history and order.paid/failed come only from the returned rows. */
+     .dedupe = CONSUMER_DEDUPE_BY_STATE,
      .filter = "payment.settled",
      .apply = ingest_apply_payment_settled},
     {.name = "ingest-refunds",

@@ -32,11 +32,19 @@ static const consumer_spec CONSUMERS[] = {
     {.name = "inventory-orders",
      .stream = "ORDERS",
      .durable = "inventory-orders",
+     /* No inbox row: the claim INSERT INTO reservations ... ON CONFLICT
+      * (order_id) DO NOTHING RETURNING decides which orders are new; only
+      * those move stock and publish stock.reserved/rejected. */
+     .dedupe = CONSUMER_DEDUPE_BY_STATE,
      .filter = "order.created",
      .apply = inv_apply_orders},
     {.name = "inventory-payments",
      .stream = "PAYMENTS",
      .durable = "inventory-payments",
+     /* No inbox row: the decision reads the reservation FOR UPDATE and
+      * settles only one still 'reserved' (nothing sets it back), so a
+      * redelivery moves no unit and publishes no stock.committed/released. */
+     .dedupe = CONSUMER_DEDUPE_BY_STATE,
      .filter = "payment.settled",
      .apply = inv_apply_payments},
     {.name = "inventory-refunds",

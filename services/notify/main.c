@@ -46,11 +46,19 @@ static const consumer_spec CONSUMERS[] = {
     {.name = "notify-order-paid",
      .stream = "ORDERS",
      .durable = "notify-order-paid",
+     /* No inbox row: notifications are keyed UNIQUE (event_id, channel)
+      * (ON CONFLICT DO NOTHING) and the consumer publishes nothing; the
+      * prune keeps rows 90 days, longer than the stream keeps events. */
+     .dedupe = CONSUMER_DEDUPE_BY_STATE,
      .filter = "order.paid",
      .apply = notify_apply_orders},
     {.name = "notify-order-failed",
      .stream = "ORDERS",
      .durable = "notify-order-failed",
+     /* No inbox row: notifications are keyed UNIQUE (event_id, channel)
+      * (ON CONFLICT DO NOTHING) and the consumer publishes nothing; the
+      * prune keeps rows 90 days, longer than the stream keeps events. */
+     .dedupe = CONSUMER_DEDUPE_BY_STATE,
      .filter = "order.failed",
      .apply = notify_apply_orders},
     {.name = "notify-order-refunded",

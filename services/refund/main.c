@@ -40,6 +40,9 @@ static const consumer_spec CONSUMERS[] = {
     {.name = "refund-order-paid",
      .stream = "ORDERS",
      .durable = "refund-order-paid",
+     /* No inbox row: paid_orders is keyed by order_id (ON CONFLICT DO
+      * NOTHING, never deleted) and the consumer publishes nothing. */
+     .dedupe = CONSUMER_DEDUPE_BY_STATE,
      .filter = "order.paid",
      .apply = refund_apply_order_paid},
     {.name = "refund-requested",
