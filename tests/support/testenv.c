@@ -748,6 +748,60 @@ bool testenv_durable_settled(js_conn *js, const char *stream, const char *durabl
     }
 }
 
+static bool is_durable_of(const char *name, const char *service)
+{
+    size_t n = strlen(service);
+    return strncmp(name, service, n) == 0 && (name[n] == '\0' || name[n] == '-');
+}
+
+/* Whether every durable of service on stream is settled now. */
+static bool stream_settled(js_conn *js, const char *stream, const char *service)
+{
+    jsConsumerNamesList *names = NULL;
+    jsErrCode code = 0;
+    natsStatus s = js_ConsumerNames(&names, js_ctx(js), stream, NULL, &code);
+    if (s == NATS_NOT_FOUND)
+        return true; /* a stream without consumers */
+    if (s != NATS_OK) {
+        fprintf(stderr, "consumer names of %s: %s (JetStream error %d)\n", stream,
+                natsStatus_GetText(s), (int)code);
+        fail();
+    }
+    bool settled = true;
+    for (int i = 0; settled && i < names->Count; i++) {
+        long ack_pending = 0, pending = 0;
+        if (!is_durable_of(names->List[i], service))
+            continue;
+        testenv_durable_pending(js, stream, names->List[i], &ack_pending, &pending);
+        settled = ack_pending == 0 && pending == 0;
+    }
+    jsConsumerNamesList_Destroy(names);
+    return settled;
+}
+
+bool testenv_service_settled(js_conn *js, const char *service, int timeout_ms)
+{
+    for (int waited = 0;; waited += 50) {
+        jsStreamNamesList *streams = NULL;
+        jsErrCode code = 0;
+        natsStatus s = js_StreamNames(&streams, js_ctx(js), NULL, &code);
+        if (s != NATS_OK) {
+            fprintf(stderr, "stream names: %s (JetStream error %d)\n", natsStatus_GetText(s),
+                    (int)code);
+            fail();
+        }
+        bool settled = true;
+        for (int i = 0; settled && i < streams->Count; i++)
+            settled = stream_settled(js, streams->List[i], service);
+        jsStreamNamesList_Destroy(streams);
+        if (settled)
+            return true;
+        if (waited >= timeout_ms)
+            return false;
+        usleep(50000);
+    }
+}
+
 static int stderr_saved = -1;
 static FILE *stderr_capture;
 

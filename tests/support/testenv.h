@@ -172,6 +172,12 @@ void testenv_durable_pending(js_conn *js, const char *stream, const char *durabl
 /* Polls until durable has nothing pending and nothing unacked, or timeout_ms. */
 bool testenv_durable_settled(js_conn *js, const char *stream, const char *durable, int timeout_ms);
 
+/* Polls until every durable of service (named service or service-...) on
+ * every stream has nothing pending and nothing unacked, or timeout_ms: all
+ * it was sent is applied, ignored or dead-lettered. The barrier for durables
+ * that keep no inbox row (CONSUMER_DEDUPE_BY_STATE). */
+bool testenv_service_settled(js_conn *js, const char *service, int timeout_ms);
+
 /* Sends what the process writes to stderr (the logs) to a temporary file
  * until testenv_stderr_end, which restores stderr and returns the text
  * captured (caller frees). One capture at a time. */
