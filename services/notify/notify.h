@@ -171,10 +171,16 @@ notify_result notify_classify_webhook(bool curl_ok, long http_status);
 
 /* ---- the sender (notify_sender.c) ---- */
 
-/* Claims up to NOTIFY_CLAIM_MAX due notifications, delivers them and records
- * the outcomes: one round of the sender thread. *conn may be reconnected.
- * Sets *claimed to the number claimed. */
+/* Claims up to NOTIFY_CLAIM_MAX due notifications of the enabled channels but
+ * log, delivers them and records the outcomes: half of a sender round. *conn
+ * may be reconnected. Sets *claimed to the number claimed. */
 oms_status notify_send_due(notify_ctx *ctx, PGconn **conn, int *claimed);
+
+/* Writes up to NOTIFY_CLAIM_MAX due log-channel notifications and marks them
+ * sent, in one transaction on conn: the other half of a sender round (the
+ * leased claim above takes every other channel). Sets *claimed to the
+ * number written. */
+oms_status notify_send_log_due(notify_ctx *ctx, PGconn *conn, int *claimed);
 
 /* Deletes up to limit sent and failed notifications created more than
  * retention_days ago (dead ones stay until retried); *deleted receives the

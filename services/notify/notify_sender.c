@@ -14,6 +14,11 @@
  * restarting) is retried on a new connection until the lease is nearly over
  * rather than given up at once. Counting the attempt at claim time bounds
  * retries even across crashes.
+ *
+ * The log channel is the exception: it delivers by writing a line on this
+ * process's log, with nothing on the network to wait for, so its rows need
+ * no lease. They are locked, written and marked sent in one transaction
+ * (notify_send_log_due): one row version per notification instead of two.
  */
 #include "notify.h"
 
@@ -78,14 +83,25 @@ void notify_metrics_declare(metrics *m, const notify_settings *cfg)
 
 /* ---- claim ------------------------------------------------------------ */
 
+/* What view_claim reads but the attempt count, which each caller adds. */
 #define CLAIM_COLUMNS                                                                      \
     "n.id, n.channel, n.event_id, n.subject, n.order_id, n.customer_id, n.customer_email," \
     " n.customer_name, n.status, n.currency, n.reason, n.refund_id, n.total_cents,"        \
     " n.refund_cents, n.refunded_total_cents,"                                             \
-    " (extract(epoch FROM n.occurred_at) * 1000)::bigint, n.attempts"
+    " (extract(epoch FROM n.occurred_at) * 1000)::bigint"
 
-/* Claims due rows of the enabled channels only: a channel switched off
- * keeps its notifications pending until it is switched on again. */
+/* Whether a leased claim has any channel to take: any enabled but log. */
+static bool remote_enabled(const notify_settings *cfg)
+{
+    for (int c = 0; c < NOTIFY_N_CHANNELS; c++)
+        if (cfg->enabled[c] && c != NOTIFY_LOG)
+            return true;
+    return false;
+}
+
+/* Claims due rows of the enabled channels but log (notify_send_log_due's):
+ * a channel switched off keeps its notifications pending until it is
+ * switched on again. */
 static oms_status claim(notify_ctx *ctx, PGconn *conn, PGresult **out)
 {
     char lease[24], limit[16];
@@ -95,7 +111,7 @@ static oms_status claim(notify_ctx *ctx, PGconn *conn, PGresult **out)
     snprintf(limit, sizeof limit, "%d", NOTIFY_CLAIM_MAX);
     pg_array_init(&channels);
     for (int c = 0; c < NOTIFY_N_CHANNELS && s == OMS_OK; c++)
-        if (ctx->cfg.enabled[c])
+        if (ctx->cfg.enabled[c] && c != NOTIFY_LOG)
             s = pg_array_add(&channels, notify_channel_name((notify_channel)c));
     const char *params[] = {lease, limit, pg_array_literal(&channels)};
     if (s == OMS_OK && params[2] == NULL)
@@ -108,7 +124,7 @@ static oms_status claim(notify_ctx *ctx, PGconn *conn, PGresult **out)
                      "       WHERE state = 'pending' AND next_attempt_at <= now()"
                      "         AND channel = ANY($3::text[])"
                      "       ORDER BY next_attempt_at LIMIT $2::int FOR UPDATE SKIP LOCKED) due"
-                     " WHERE n.id = due.id RETURNING " CLAIM_COLUMNS,
+                     " WHERE n.id = due.id RETURNING " CLAIM_COLUMNS ", n.attempts",
                      3, params, PGRES_TUPLES_OK, out);
     pg_array_fini(&channels);
     return s;
@@ -195,19 +211,25 @@ static void count_recorded(metrics *m, PGresult *res, const outcomes *o)
     }
 }
 
-static oms_status record(notify_ctx *ctx, PGconn *conn, outcomes *o)
+#define OUTCOME_SET                                                           \
+    " state = o.state, last_error = o.error, updated_at = now(),"             \
+    " sent_at = CASE WHEN o.state = 'sent' THEN now() ELSE n.sent_at END,"    \
+    " next_attempt_at = CASE WHEN o.state = 'pending'"                        \
+    "   THEN now() + o.delay_ms * interval '1 ms' ELSE n.next_attempt_at END" \
+    " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"        \
+    "   AS o(id, state, error, delay_ms)"                                     \
+    " WHERE n.id = o.id AND n.state = 'pending'"                              \
+    " RETURNING n.channel, n.state, extract(epoch FROM now() - n.created_at)"
+
+/* Records the outcomes; count_attempt for rows no claim counted (the log
+ * channel's). */
+static oms_status record(notify_ctx *ctx, PGconn *conn, outcomes *o, bool count_attempt)
 {
     PGresult *res = NULL;
     oms_status s = pg_cols_query(
         conn, "notification outcome",
-        "UPDATE notifications n SET state = o.state, last_error = o.error, updated_at = now(),"
-        " sent_at = CASE WHEN o.state = 'sent' THEN now() ELSE n.sent_at END,"
-        " next_attempt_at = CASE WHEN o.state = 'pending'"
-        "   THEN now() + o.delay_ms * interval '1 ms' ELSE n.next_attempt_at END"
-        " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
-        "   AS o(id, state, error, delay_ms)"
-        " WHERE n.id = o.id AND n.state = 'pending'"
-        " RETURNING n.channel, n.state, extract(epoch FROM now() - n.created_at)",
+        count_attempt ? "UPDATE notifications n SET attempts = n.attempts + 1," OUTCOME_SET
+                      : "UPDATE notifications n SET" OUTCOME_SET,
         &o->cols, PGRES_TUPLES_OK, &res);
     if (s == OMS_OK)
         count_recorded(ctx->m, res, o);
@@ -220,7 +242,7 @@ static oms_status record(notify_ctx *ctx, PGconn *conn, outcomes *o)
  * a shutdown either: the deliveries happened. */
 static oms_status record_until(notify_ctx *ctx, PGconn **conn, outcomes *o, int64_t deadline_ms)
 {
-    oms_status s = record(ctx, *conn, o);
+    oms_status s = record(ctx, *conn, o, false);
     while (s != OMS_OK && oms_mono_ms() < deadline_ms) {
         oms_sleep_ms(RECORD_RETRY_MS, NULL);
         if (!pg_ok(*conn)) {
@@ -229,7 +251,7 @@ static oms_status record_until(notify_ctx *ctx, PGconn **conn, outcomes *o, int6
             if (pg_connect(conn, ctx->dsn, NOTIFY_PRODUCER, "notify-sender") != OMS_OK)
                 continue;
         }
-        s = record(ctx, *conn, o);
+        s = record(ctx, *conn, o, false);
     }
     return s;
 }
@@ -243,6 +265,8 @@ oms_status notify_send_due(notify_ctx *ctx, PGconn **conn, int *claimed)
     outcomes o;
     oms_status s;
     *claimed = 0;
+    if (!remote_enabled(&ctx->cfg))
+        return OMS_OK;
     memset(&o, 0, sizeof o);
     pg_cols_init(&o.cols, O_NCOLS);
     int64_t lease_end_ms = oms_mono_ms() + ctx->cfg.timeout_ms + LEASE_MARGIN_MS;
@@ -261,6 +285,49 @@ oms_status notify_send_due(notify_ctx *ctx, PGconn **conn, int *claimed)
     if (s == OMS_OK)
         *claimed = n;
 out:
+    PQclear(res);
+    pg_cols_fini(&o.cols);
+    return s;
+}
+
+/* The log channel's round, in one transaction: its due rows are locked (FOR
+ * UPDATE SKIP LOCKED, so replicas take disjoint groups), written to the log
+ * and marked sent, attempt counted, by one UPDATE. A crash or a failed
+ * statement before COMMIT leaves them pending, to be written again: at
+ * least once, as on every channel. Nothing on the network is waited for
+ * while the transaction is open. */
+oms_status notify_send_log_due(notify_ctx *ctx, PGconn *conn, int *claimed)
+{
+    PGresult *res = NULL;
+    notify_msg msgs[NOTIFY_CLAIM_MAX];
+    outcomes o;
+    char limit[16];
+    oms_status s;
+    *claimed = 0;
+    if (!ctx->cfg.enabled[NOTIFY_LOG])
+        return OMS_OK;
+    memset(&o, 0, sizeof o);
+    pg_cols_init(&o.cols, O_NCOLS);
+    snprintf(limit, sizeof limit, "%d", NOTIFY_CLAIM_MAX);
+    const char *params[] = {limit};
+    if ((s = pg_exec(conn, "BEGIN")) != OMS_OK ||
+        (s = pg_query(conn, "log notification lock",
+                      "SELECT " CLAIM_COLUMNS ", n.attempts + 1 FROM notifications n"
+                      " WHERE state = 'pending' AND next_attempt_at <= now() AND channel = 'log'"
+                      " ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED",
+                      1, params, PGRES_TUPLES_OK, &res)) != OMS_OK)
+        goto out;
+    int n = view_claim(res, msgs);
+    if (n > 0 && (s = notify_deliver(&ctx->cfg, ctx->sender->http, msgs, (size_t)n)) != OMS_OK)
+        goto out;
+    for (int r = 0; r < n && s == OMS_OK; r++)
+        s = outcomes_add(&o, &msgs[r], &ctx->cfg);
+    if (s == OMS_OK && n > 0)
+        s = record(ctx, conn, &o, true);
+    if (s == OMS_OK && (s = pg_exec(conn, "COMMIT")) == OMS_OK)
+        *claimed = n;
+out:
+    pg_rollback(conn);
     PQclear(res);
     pg_cols_fini(&o.cols);
     return s;
@@ -325,14 +392,16 @@ static void prune_expired(notify_sender *sd, PGconn *conn)
 static oms_status sender_round(void *arg, PGconn **conn, bool *more)
 {
     notify_sender *sd = arg;
-    int claimed = 0;
-    oms_status s = notify_send_due(sd->ctx, conn, &claimed);
+    int logged = 0, claimed = 0;
+    oms_status s = notify_send_log_due(sd->ctx, *conn, &logged);
+    if (s == OMS_OK)
+        s = notify_send_due(sd->ctx, conn, &claimed);
     if (s == OMS_OK) {
         refresh_backlog(sd, *conn);
         prune_expired(sd, *conn);
     }
     /* A full group suggests more are due: go on at once. */
-    *more = claimed == NOTIFY_CLAIM_MAX;
+    *more = logged == NOTIFY_CLAIM_MAX || claimed == NOTIFY_CLAIM_MAX;
     return s;
 }
 

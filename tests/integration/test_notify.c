@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -767,6 +768,53 @@ static void test_disabled_channel_stays_pending(void **state)
     js_conn_destroy(js);
 }
 
+/* The log channel writes a group and marks it sent in one transaction: each
+ * notification is written to the log once, with one attempt, and its row
+ * is updated once (no lease update before the outcome). */
+static void test_log_channel_one_update_each(void **state)
+{
+    (void)state;
+    static const char *const log_only[] = {"OMS_NOTIFY_CHANNELS=log", NULL};
+    enum { N = 40 };
+    testenv_reset(SCHEMAS);
+    PGconn *pg = testenv_pg();
+    char log[1024];
+    testenv_service_log("notify", PORT, log, sizeof log);
+    struct stat before;
+    off_t from = stat(log, &before) == 0 ? before.st_size : 0;
+    pid_t notify = testenv_service_start("notify", PORT, log_only);
+    /* The table is new (the reset dropped the schema); read its counter now. */
+    long updates = testenv_pg_long(pg,
+                                   "SELECT n_tup_upd FROM pg_stat_user_tables"
+                                   " WHERE schemaname = 'notify' AND relname = 'notifications'");
+    js_conn *js = testenv_js();
+    publish_paid_orders(js, "ORD-LOG", N);
+    wait_rows(pg, "channel = 'log' AND state = 'sent' AND attempts = 1", N, 20000);
+    /* A stopped backend has flushed its table counters. */
+    testenv_service_stop(notify);
+    /* This start's part of the service's log: one line per notification. */
+    FILE *f = fopen(log, "r");
+    assert_non_null(f);
+    assert_int_equal(fseeko(f, from, SEEK_SET), 0);
+    long written = 0;
+    char line[4096];
+    while (fgets(line, sizeof line, f) != NULL)
+        written += strstr(line, "\"msg\":\"notification\",") != NULL;
+    fclose(f);
+    assert_int_equal(written, N);
+    long after = 0;
+    for (int i = 0; i < 50; i++) {
+        after = testenv_pg_long(pg, "SELECT n_tup_upd FROM pg_stat_user_tables"
+                                    " WHERE schemaname = 'notify' AND relname = 'notifications'");
+        if (after - updates >= N)
+            break;
+        usleep(100000);
+    }
+    assert_int_equal(after - updates, N);
+    PQfinish(pg);
+    js_conn_destroy(js);
+}
+
 /* An event older than OMS_NOTIFY_MAX_AGE_H (a stream replayed to a new
  * notify) is recorded failed on every channel, not sent; `omsctl
  * notifications retry --failed --order` sends it when somebody wants it. */
@@ -899,6 +947,7 @@ int main(void)
         cmocka_unit_test_teardown(test_two_replicas_send_each_once, teardown),
         cmocka_unit_test_teardown(test_old_notifications_are_pruned, teardown),
         cmocka_unit_test_teardown(test_disabled_channel_stays_pending, teardown),
+        cmocka_unit_test_teardown(test_log_channel_one_update_each, teardown),
         cmocka_unit_test_teardown(test_stale_event_is_not_sent, teardown),
         cmocka_unit_test_teardown(test_smtp_restart_between_groups, teardown),
         cmocka_unit_test_teardown(test_kill9_mid_delivery, teardown),

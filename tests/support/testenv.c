@@ -152,13 +152,19 @@ static void service_nats_identity(const char *name)
     setenv("OMS_NATS_INBOX_PREFIX", prefix, 1);
 }
 
+void testenv_service_log(const char *name, int port, char *out, size_t len)
+{
+    const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
+    snprintf(out, len, "%s/Testing/%s-%d.log", bin ? bin : ".", name, port);
+}
+
 static void exec_service(const char *name, int port, const char *const *extra_env)
 {
     char path[1024], addr[64], log[1024];
     const char *bin = getenv("OMS_BIN_DIR") ? getenv("OMS_BIN_DIR") : getenv("OMS_BUILD_DIR");
     snprintf(path, sizeof path, "%s/services/%s/oms-%s", bin ? bin : ".", name, name);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    snprintf(log, sizeof log, "%s/Testing/%s-%d.log", bin ? bin : ".", name, port);
+    testenv_service_log(name, port, log, sizeof log);
     setenv("OMS_HTTP_ADDR", addr, 1);
     /* The health listener's default (port + 100) would land on other tests'
      * fixed ports; a test that wants it sets OMS_HEALTH_ADDR in extra_env. */

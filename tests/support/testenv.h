@@ -36,6 +36,10 @@ void testenv_reset(const char *const *schemas);
  * stderr goes to <build>/Testing/<name>-<port>.log. */
 pid_t testenv_service_start(const char *name, int port, const char *const *extra_env);
 
+/* The file a service started on port writes its log to (appended across
+ * starts): <build>/Testing/<name>-<port>.log. */
+void testenv_service_log(const char *name, int port, char *out, size_t len);
+
 /* cmocka teardown: kill -9 every service a failed test left running, so the
  * next test starts clean. Use with cmocka_unit_test_teardown. */
 int testenv_cleanup(void **state);
