@@ -130,6 +130,18 @@ typedef struct notify_msg {
     char error[NOTIFY_ERROR_LEN]; /* why it was not sent */
 } notify_msg;
 
+/* The columns notify_msg_view reads, of a notifications row aliased n, to be
+ * followed by one more: the attempts made including this one. */
+#define NOTIFY_MSG_COLUMNS                                                                 \
+    "n.id, n.channel, n.event_id, n.subject, n.order_id, n.customer_id, n.customer_email," \
+    " n.customer_name, n.status, n.currency, n.reason, n.refund_id, n.total_cents,"        \
+    " n.refund_cents, n.refunded_total_cents,"                                             \
+    " (extract(epoch FROM n.occurred_at) * 1000)::bigint"
+
+/* Fills *m from row of res, selected as NOTIFY_MSG_COLUMNS plus attempts;
+ * the strings are borrowed from res. */
+void notify_msg_view(PGresult *res, int row, notify_msg *m);
+
 /* The email subject, e.g. "Order ORD-1001 paid: 1,299.99 USD". */
 void notify_subject(const notify_msg *n, char *out, size_t out_len);
 
@@ -161,6 +173,10 @@ void notify_decide(const notify_msg *n, const notify_settings *cfg, notify_outco
  * is meaningful). */
 oms_status notify_deliver(const notify_settings *cfg, httpc_session *session, notify_msg *msgs,
                           size_t n);
+
+/* Writes n as one JSON line on the service's log (the log channel's
+ * delivery, which cannot fail) and marks it sent. */
+void notify_log_write(notify_msg *n);
 
 /* Classifies an SMTP transfer: curl_ok false and reply the last SMTP reply
  * code (0 when none). */

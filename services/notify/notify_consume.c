@@ -5,11 +5,17 @@
  *
  * The key is the event's meta.event_id, so an event published again under
  * another Nats-Msg-Id (which the inbox cannot recognise) still notifies
- * once. Nothing is sent here: the rows are pending and the sender delivers
- * them after COMMIT. A notification that must not go out is written failed
- * at once, with the reason: an email for a customer without a usable
- * address, or any notification of an event older than OMS_NOTIFY_MAX_AGE_H
- * (a first start on a stream holding days of events must not mail them all).
+ * once. Nothing goes on the network here: email and webhook rows are
+ * pending and the sender delivers them after COMMIT. The log channel is
+ * delivered here, because writing a line on our own log cannot be slow or
+ * fail: its rows are inserted sent (attempt 1), and the line of each row
+ * the INSERT returned (a new one) is written before COMMIT. A crash or a
+ * failed COMMIT after the line brings the message back and writes it
+ * again: at least once, as every channel; no row is ever updated for it.
+ * A notification that must not go out is written failed at once, with the
+ * reason: an email for a customer without a usable address, or any
+ * notification of an event older than OMS_NOTIFY_MAX_AGE_H (a first start
+ * on a stream holding days of events must not mail them all).
  */
 #include "notify.h"
 
@@ -42,6 +48,9 @@ enum column {
     COL_ERROR,
     N_COLUMNS
 };
+
+/* The INSERT's RETURNING: NOTIFY_MSG_COLUMNS, attempts, then the state. */
+#define INSERT_STATE 17
 
 /* One event of any of the three types, its strings borrowed from the
  * unpacked message. */
@@ -148,7 +157,7 @@ static oms_status add_row(const notify_ctx *ctx, pg_cols *c, const order_event *
                           const char *subject, notify_channel ch)
 {
     const char *error = refusal(ctx, e, ch), *currency = ctx->currency;
-    const char *state = error ? "failed" : "pending";
+    const char *state = error ? "failed" : ch == NOTIFY_LOG ? "sent" : "pending";
     pg_cols_text(c, COL_EVENT_ID, e->event_id);
     pg_cols_text(c, COL_CHANNEL, notify_channel_name(ch));
     pg_cols_text(c, COL_SUBJECT, subject);
@@ -191,32 +200,47 @@ static oms_status collect(notify_ctx *ctx, consumer_batch *b, pg_cols *r)
     return s;
 }
 
+/* Settles what the INSERT returned (the rows new to the table): a log line
+ * for each one inserted sent, and the counts, published after COMMIT. */
+static void settle_inserted(consumer_batch *b, PGresult *res)
+{
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *state = PQgetvalue(res, i, INSERT_STATE);
+        char labels[64];
+        notify_msg n;
+        if (strcmp(state, "pending") == 0)
+            continue;
+        notify_msg_view(res, i, &n);
+        if (strcmp(state, "sent") == 0)
+            notify_log_write(&n);
+        snprintf(labels, sizeof labels, "channel=\"%s\",state=\"%s\"",
+                 notify_channel_name(n.channel), state);
+        consumer_count(b, "oms_notifications_total", labels, 1);
+    }
+}
+
 static oms_status insert_rows(consumer_batch *b, pg_cols *r)
 {
     PGresult *res = NULL;
     oms_status s = pg_cols_query(
         b->conn, "notification insert",
-        "INSERT INTO notifications (event_id, channel, subject, order_id, customer_id,"
+        "INSERT INTO notifications AS n (event_id, channel, subject, order_id, customer_id,"
         " customer_email, customer_name, status, total_cents, currency, reason, refund_id,"
-        " refund_cents, refunded_total_cents, occurred_at, state, last_error)"
+        " refund_cents, refunded_total_cents, occurred_at, state, last_error, attempts, sent_at)"
         " SELECT e, ch, su, o, cu, em, na, st, t, cur, re, ri, rc, rt,"
-        "  to_timestamp(oc / 1000.0), sta, er"
+        "  to_timestamp(oc / 1000.0), sta, er, (sta = 'sent')::int,"
+        "  CASE WHEN sta = 'sent' THEN now() END"
         " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
         "  $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[],"
         "  $13::bigint[], $14::bigint[], $15::bigint[], $16::text[], $17::text[])"
         "  AS x(e, ch, su, o, cu, em, na, st, t, cur, re, ri, rc, rt, oc, sta, er)"
-        " ON CONFLICT (event_id, channel) DO NOTHING RETURNING channel, state",
+        " ON CONFLICT (event_id, channel) DO NOTHING"
+        " RETURNING " NOTIFY_MSG_COLUMNS ", n.attempts, n.state",
         r, PGRES_TUPLES_OK, &res);
     if (s != OMS_OK)
         return s;
     int inserted = PQntuples(res);
-    for (int i = 0; i < inserted; i++) {
-        if (strcmp(PQgetvalue(res, i, 1), "failed") != 0)
-            continue;
-        char labels[64];
-        snprintf(labels, sizeof labels, "channel=\"%s\",state=\"failed\"", PQgetvalue(res, i, 0));
-        consumer_count(b, "oms_notifications_total", labels, 1);
-    }
+    settle_inserted(b, res);
     if ((size_t)inserted < pg_cols_rows(r)) {
         char ignored[24];
         snprintf(ignored, sizeof ignored, "%zu", pg_cols_rows(r) - (size_t)inserted);

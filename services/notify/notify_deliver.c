@@ -103,8 +103,7 @@ static oms_status webhook_init(delivery *d, httpc_request *r, const notify_setti
     return OMS_OK;
 }
 
-/* The log channel: one JSON line on the service's log. */
-static void deliver_log(notify_msg *n)
+void notify_log_write(notify_msg *n)
 {
     char subject[NOTIFY_ID_MAX + 128], total[32], refund[32];
     notify_subject(n, subject, sizeof subject);
@@ -140,7 +139,7 @@ static oms_status prepare(delivery *d, httpc_request *r, const notify_settings *
     n->result = NOTIFY_ERROR;
     snprintf(n->error, sizeof n->error, "not delivered");
     if (n->channel == NOTIFY_LOG) {
-        deliver_log(n);
+        notify_log_write(n);
         return OMS_OK;
     }
     /* The claim takes enabled channels only; this guards a caller that does not. */

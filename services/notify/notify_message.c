@@ -193,3 +193,22 @@ void notify_decide(const notify_msg *n, const notify_settings *cfg, notify_outco
         break;
     }
 }
+
+void notify_msg_view(PGresult *res, int row, notify_msg *m)
+{
+    memset(m, 0, sizeof *m);
+    m->id = atoll(PQgetvalue(res, row, 0));
+    if (!notify_channel_parse(PQgetvalue(res, row, 1), strlen(PQgetvalue(res, row, 1)),
+                              &m->channel))
+        m->channel = NOTIFY_LOG; /* the table's CHECK allows no other */
+    const char **text[] = {&m->event_id,       &m->subject,       &m->order_id, &m->customer_id,
+                           &m->customer_email, &m->customer_name, &m->status,   &m->currency,
+                           &m->reason,         &m->refund_id};
+    for (int c = 0; c < 10; c++)
+        *text[c] = PQgetvalue(res, row, 2 + c);
+    m->total_cents = atoll(PQgetvalue(res, row, 12));
+    m->refund_cents = atoll(PQgetvalue(res, row, 13));
+    m->refunded_total_cents = atoll(PQgetvalue(res, row, 14));
+    m->occurred_at_ms = atoll(PQgetvalue(res, row, 15));
+    m->attempts = atoi(PQgetvalue(res, row, 16));
+}

@@ -84,12 +84,6 @@ void notify_metrics_declare(metrics *m, const notify_settings *cfg)
 /* ---- claim ------------------------------------------------------------ */
 
 /* What view_claim reads but the attempt count, which each caller adds. */
-#define CLAIM_COLUMNS                                                                      \
-    "n.id, n.channel, n.event_id, n.subject, n.order_id, n.customer_id, n.customer_email," \
-    " n.customer_name, n.status, n.currency, n.reason, n.refund_id, n.total_cents,"        \
-    " n.refund_cents, n.refunded_total_cents,"                                             \
-    " (extract(epoch FROM n.occurred_at) * 1000)::bigint"
-
 /* Whether a leased claim has any channel to take: any enabled but log. */
 static bool remote_enabled(const notify_settings *cfg)
 {
@@ -124,7 +118,7 @@ static oms_status claim(notify_ctx *ctx, PGconn *conn, PGresult **out)
                      "       WHERE state = 'pending' AND next_attempt_at <= now()"
                      "         AND channel = ANY($3::text[])"
                      "       ORDER BY next_attempt_at LIMIT $2::int FOR UPDATE SKIP LOCKED) due"
-                     " WHERE n.id = due.id RETURNING " CLAIM_COLUMNS ", n.attempts",
+                     " WHERE n.id = due.id RETURNING " NOTIFY_MSG_COLUMNS ", n.attempts",
                      3, params, PGRES_TUPLES_OK, out);
     pg_array_fini(&channels);
     return s;
@@ -134,24 +128,8 @@ static oms_status claim(notify_ctx *ctx, PGconn *conn, PGresult **out)
 static int view_claim(PGresult *res, notify_msg *msgs)
 {
     int n = PQntuples(res) < NOTIFY_CLAIM_MAX ? PQntuples(res) : NOTIFY_CLAIM_MAX;
-    for (int r = 0; r < n; r++) {
-        notify_msg *m = &msgs[r];
-        memset(m, 0, sizeof *m);
-        m->id = atoll(PQgetvalue(res, r, 0));
-        if (!notify_channel_parse(PQgetvalue(res, r, 1), strlen(PQgetvalue(res, r, 1)),
-                                  &m->channel))
-            m->channel = NOTIFY_LOG; /* the table's CHECK allows no other */
-        const char **text[] = {&m->event_id,       &m->subject,       &m->order_id, &m->customer_id,
-                               &m->customer_email, &m->customer_name, &m->status,   &m->currency,
-                               &m->reason,         &m->refund_id};
-        for (int c = 0; c < 10; c++)
-            *text[c] = PQgetvalue(res, r, 2 + c);
-        m->total_cents = atoll(PQgetvalue(res, r, 12));
-        m->refund_cents = atoll(PQgetvalue(res, r, 13));
-        m->refunded_total_cents = atoll(PQgetvalue(res, r, 14));
-        m->occurred_at_ms = atoll(PQgetvalue(res, r, 15));
-        m->attempts = atoi(PQgetvalue(res, r, 16));
-    }
+    for (int r = 0; r < n; r++)
+        notify_msg_view(res, r, &msgs[r]);
     return n;
 }
 
@@ -312,7 +290,7 @@ oms_status notify_send_log_due(notify_ctx *ctx, PGconn *conn, int *claimed)
     const char *params[] = {limit};
     if ((s = pg_exec(conn, "BEGIN")) != OMS_OK ||
         (s = pg_query(conn, "log notification lock",
-                      "SELECT " CLAIM_COLUMNS ", n.attempts + 1 FROM notifications n"
+                      "SELECT " NOTIFY_MSG_COLUMNS ", n.attempts + 1 FROM notifications n"
                       " WHERE state = 'pending' AND next_attempt_at <= now() AND channel = 'log'"
                       " ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED",
                       1, params, PGRES_TUPLES_OK, &res)) != OMS_OK)
