@@ -58,6 +58,27 @@ def streams(jsz):
 
 
 JSZ = "/jsz?accounts=true&streams=true&consumers=true"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu():
+    """pid -> {name, cpu_s} for every backend of this server on this machine.
+
+    A service names each connection it opens (application_name: the consumer
+    or worker using it), so the CPU PostgreSQL spent for each one is the
+    backend process's user + system time from /proc."""
+    found = {}
+    for r in psql_json("SELECT pid, coalesce(nullif(application_name, ''), backend_type) AS name,"
+                       " coalesce(usename, '') AS role FROM pg_stat_activity"):
+        try:
+            with open("/proc/%d/stat" % r["pid"]) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone, or another machine's server
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+        found[str(r["pid"])] = {"name": "%s/%s" % (r["role"], r["name"]) if r["role"] else r["name"],
+                                "cpu_s": ticks / CLK_TCK}
+    return found
 
 
 def snapshot(path):
@@ -79,6 +100,7 @@ def snapshot(path):
                          " wal_write, wal_sync FROM pg_stat_wal")[0],
         "checkpoints": psql_json("SELECT checkpoints_timed + checkpoints_req AS checkpoints,"
                                  " buffers_checkpoint, buffers_backend FROM pg_stat_bgwriter")[0],
+        "backends": backend_cpu(),
         "varz": {k: nats("/varz").get(k, 0) for k in ("in_msgs", "out_msgs", "in_bytes", "out_bytes")},
         "jsz": nats(JSZ),
     }
@@ -124,6 +146,24 @@ def report_statements(orders):
             per(r["calls"], orders), r["total_exec_time"] * 1000 / orders,
             r["total_exec_time"] / max(r["calls"], 1), per(r["rows"], orders),
             per(r["wal_bytes"], orders), r["query"][:150]))
+
+
+def report_backends(b, a, orders):
+    """CPU per PostgreSQL connection name, over the backends alive at the end
+    (the services keep theirs for their life; one that ended during the run
+    is missing, one that started counts from zero)."""
+    by_name = {}
+    for pid, now in a.get("backends", {}).items():
+        was = b.get("backends", {}).get(pid)
+        spent = now["cpu_s"] - (was["cpu_s"] if was and was["name"] == now["name"] else 0)
+        by_name[now["name"]] = by_name.get(now["name"], 0) + spent
+    total = sum(by_name.values())
+    print("== PostgreSQL CPU by connection (backend user + system time from /proc): %.1f us/order"
+          % (total * 1e6 / orders))
+    print("  %9s  %s" % ("us/order", "role/connection"))
+    for name, spent in sorted(by_name.items(), key=lambda kv: -kv[1]):
+        if spent * 1e6 / orders >= 0.5:
+            print("  %9.1f  %s" % (spent * 1e6 / orders, name))
 
 
 def report_database(b, a, orders):
@@ -224,6 +264,7 @@ def report(before_path, after_path, orders):
     print("== %d orders; counters over %.0f s (the run, then until every consumer was idle, then 11 s"
           " for PostgreSQL to publish its table counters)" % (orders, a["time"] - b["time"]))
     report_statements(orders)
+    report_backends(b, a, orders)
     report_database(b, a, orders)
     report_tables(b, a, orders)
     report_indexes(b, a, orders)

@@ -7,6 +7,7 @@
 #   scripts/stack.sh clean && OMS_PG_STAT_STATEMENTS=1 make up
 # Prints bench/pipeline/run.sh's own report (orders/s, latency, CPU per
 # process group), then per order: the top 25 statements by total time,
+# PostgreSQL CPU per connection (each service names its connections),
 # commits, rows, WAL, tables (rows written, dead tuples, autovacuum runs),
 # the indexes written and how often each was scanned, and nats-server's
 # messages, stored messages, deliveries and acks.
