@@ -52,14 +52,20 @@ postmaster_pid() {
 }
 
 # The process groups: "pid group" lines for the roots; PostgreSQL's backends
-# are the postmaster's children and are added by cpu_snapshot.
+# are the postmaster's children and are added by cpu_snapshot. A cluster
+# stack (make up CLUSTER=3) adds nats-2, nats-3 and NAME-2 for each service:
+# each counts in its group.
 group_roots() {
-    local name pid
-    pid=$(pid_of nats) && echo "$pid nats-server"
+    local name pid n
+    for n in "" -2 -3; do
+        pid=$(pid_of "nats$n") && echo "$pid nats-server"
+    done
     pid=$(postmaster_pid) && echo "$pid postgresql"
     pid=$(pid_of redis) && echo "$pid redis"
     for name in "${SERVICES[@]}"; do
-        pid=$(pid_of "$name") && echo "$pid $name"
+        for n in "" -2; do
+            pid=$(pid_of "$name$n") && echo "$pid $name"
+        done
     done
     echo "$$ bench"
 }
@@ -99,7 +105,7 @@ machine_busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/s
 reset_peaks() {
     local name pid
     hwm_reset=1
-    for name in "${SERVICES[@]}"; do
+    for name in "${SERVICES[@]}" "${SERVICES[@]/%/-2}"; do
         pid=$(pid_of "$name") || continue
         echo 5 2>/dev/null >"/proc/$pid/clear_refs" || hwm_reset=0
     done
@@ -124,9 +130,11 @@ print_cpu() {
 
 print_peaks() {
     local name pid line=""
+    # The largest of a service's processes (one, or two on a cluster stack).
     for name in "${SERVICES[@]}"; do
-        pid=$(pid_of "$name") || continue
-        line+=$(awk -v n="$name" '/VmHWM/ {printf "%s_peak_rss_mb=%.1f ", n, $2 / 1024}' "/proc/$pid/status")
+        line+=$(for n in "" -2; do
+            pid=$(pid_of "$name$n") && awk '/VmHWM/ {print $2}' "/proc/$pid/status"
+        done | sort -n | tail -n 1 | awk -v n="$name" '{printf "%s_peak_rss_mb=%.1f ", n, $1 / 1024}')
     done
     ((hwm_reset)) || line+="(peaks since each service started: clear_refs refused)"
     echo "$line"
