@@ -453,7 +453,8 @@ static oms_status apply_tx(consumer *c, oms_msg *msgs, size_t n, size_t *dead)
     c->tally.m = c->env->m;
     c->tally.n = 0;
     pgcopy_reset(&c->outbox.rows);
-    if ((s = pg_exec(c->conn, "BEGIN")) != OMS_OK)
+    /* Every applier's statements are keyed by the batch's ids. */
+    if ((s = pg_exec(c->conn, "BEGIN; " PG_KEYED_PLANS)) != OMS_OK)
         goto fail;
     if ((s = inbox_step(c, msgs, n)) != OMS_OK)
         goto fail;

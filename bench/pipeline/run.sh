@@ -133,7 +133,8 @@ print_peaks() {
     # The largest of a service's processes (one, or two on a cluster stack).
     for name in "${SERVICES[@]}"; do
         line+=$(for n in "" -2; do
-            pid=$(pid_of "$name$n") && awk '/VmHWM/ {print $2}' "/proc/$pid/status"
+            pid=$(pid_of "$name$n") || continue
+            awk '/VmHWM/ {print $2}' "/proc/$pid/status"
         done | sort -n | tail -n 1 | awk -v n="$name" '{printf "%s_peak_rss_mb=%.1f ", n, $1 / 1024}')
     done
     ((hwm_reset)) || line+="(peaks since each service started: clear_refs refused)"

@@ -96,19 +96,6 @@ static oms_status group_rows(payment_batch *pb)
     return OMS_OK;
 }
 
-/* Young reservations and reservation_lines (filled from empty, analyzed by
- * autovacuum only later) had this lock planned as sequential scans of both
- * tables: ~560 rows read per order, the top statement of the pipeline. It
- * always wants a nested loop over the two primary keys; without merge joins
- * too, the lines would be read by a full scan of their primary key. SET
- * LOCAL ends with the transaction, whose later statements (products and
- * reservations by key from unnest, the outbox COPY) want keyed plans too.
- * No JIT: a plan left with a disabled node costs 1e10 and would be compiled
- * (measured ~200 ms per statement). */
-#define INV_KEYED_PLANS                                                \
-    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off;" \
-    " SET LOCAL enable_mergejoin = off; SET LOCAL jit = off"
-
 /* Locks the batch's reservations in order id order and reads their lines. */
 static oms_status lock_reservations(payment_batch *pb)
 {
@@ -126,8 +113,8 @@ static oms_status lock_reservations(payment_batch *pb)
     for (size_t k = 0; s == OMS_OK && k < n_ids; k++)
         s = pg_array_add(&arr, ids[k]);
     const char *params[] = {pg_array_literal(&arr)};
-    if (s == OMS_OK)
-        s = pg_exec(b->conn, INV_KEYED_PLANS);
+    /* Planned as a nested loop over both primary keys: the consumer's
+     * transaction runs with PG_KEYED_PLANS (lib/consumer.c). */
     if (s == OMS_OK)
         s = pg_query(b->conn, "reservations lock",
                      "SELECT r.order_id, r.status, l.sku, l.qty FROM reservations r"

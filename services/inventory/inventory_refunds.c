@@ -94,11 +94,7 @@ static oms_status read_state(restock_batch *rb)
     for (size_t k = 0; s == OMS_OK && k < n; k++)
         s = pg_array_add(&orders, ids[k]) ? OMS_ENOMEM : OMS_OK;
     const char *p1[] = {pg_array_literal(&orders)}, *p2[] = {pg_array_literal(&refunds)};
-    /* Keyed plans for the lock, as in inventory_payments.c: young tables were
-     * read by sequential scans. Later statements of the transaction are keyed. */
-    if (s == OMS_OK)
-        s = pg_exec(b->conn, "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off;"
-                             " SET LOCAL enable_mergejoin = off; SET LOCAL jit = off");
+    /* Keyed plans: the consumer's transaction runs with PG_KEYED_PLANS. */
     if (s == OMS_OK)
         s = pg_query(b->conn, "restock reservations lock",
                      "SELECT r.order_id, r.status, l.sku, l.qty, l.restocked FROM reservations r"

@@ -798,8 +798,8 @@ static void test_log_channel_written_as_recorded(void **state)
     long updates = notifications_stat(pg, "n_tup_upd");
     js_conn *js = testenv_js();
     publish_paid_orders(js, "ORD-LOG", N);
-    wait_rows(pg, "channel = 'log' AND state = 'sent' AND attempts = 1 AND sent_at IS NOT NULL",
-              N, 20000);
+    wait_rows(pg, "channel = 'log' AND state = 'sent' AND attempts = 1 AND sent_at IS NOT NULL", N,
+              20000);
     /* A stopped backend has flushed its table counters. */
     testenv_service_stop(notify);
     /* This start's part of the service's log: one line per notification. */

@@ -923,7 +923,8 @@ static void test_kill9_mid_batch_decides_each_key_once(void **state)
 static const char *const HTTP_ENV[] = {"OMS_PAYMENT_GATEWAY=http",
                                        "OMS_PAYMENT_GATEWAY_URL=http://127.0.0.1:19690",
                                        "OMS_PAYMENT_GATEWAY_TIMEOUT_MS=4000",
-                                       "OMS_REFUND_LEASE_MARGIN_MS=500", "OMS_ACK_WAIT_S=2",
+                                       "OMS_REFUND_LEASE_MARGIN_MS=500",
+                                       "OMS_ACK_WAIT_S=2",
                                        NULL};
 
 static void test_kill9_while_the_gateway_answers(void **state)
