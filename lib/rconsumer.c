@@ -305,6 +305,7 @@ oms_status rconsumer_start(rconsumer **out, const rconsumer_spec *spec, const rc
     c->replies = calloc(batch, sizeof *c->replies);
     c->slot = calloc(batch, sizeof *c->slot);
     c->retry = calloc(batch, sizeof *c->retry);
+    oms_status s = OMS_ENOMEM;
     if (c->calls == NULL || c->replies == NULL || c->slot == NULL || c->retry == NULL)
         goto fail;
     for (size_t i = 0; i < batch; i++)
@@ -320,17 +321,19 @@ oms_status rconsumer_start(rconsumer **out, const rconsumer_spec *spec, const rc
         .max_attempts = spec->max_attempts,
         .nak_delay_ms = spec->nak_delay_ms,
     };
-    if (pullsub_start(&c->ps, &core, env->js, env->m, &redis_applier, c) != OMS_OK)
+    if ((s = pullsub_start(&c->ps, &core, env->js, env->m, &redis_applier, c)) != OMS_OK)
         goto fail;
     *out = c;
     return OMS_OK;
 fail:
+    for (size_t i = 0; c->calls != NULL && i < batch; i++)
+        redis_args_fini(&c->calls[i]);
     free(c->calls);
     free(c->replies);
     free(c->slot);
     free(c->retry);
     free(c);
-    return OMS_ENOMEM;
+    return s;
 }
 
 void rconsumer_stop(rconsumer *c)

@@ -26,6 +26,8 @@ typedef struct analytics_service {
 /* Static: HTTP handlers borrow it until the process exits. */
 static analytics_service domain;
 
+static void analytics_fini(void *ctx);
+
 static oms_status analytics_init(oms_service *svc, void **out)
 {
     analytics_service *a = &domain;
@@ -37,17 +39,21 @@ static oms_status analytics_init(oms_service *svc, void **out)
     analytics_metrics_declare(a->live.m);
     if ((s = analytics_redis_create(&a->redis, cfg->redis_url)) != OMS_OK)
         return s;
+    /* From here a failure undoes what started: service_main does not call
+     * fini when init fails. */
     a->http = (analytics_http){.svc = svc, .redis = a->redis, .currency = cfg->currency};
     a->env = (rconsumer_env){cfg->redis_url, cfg->pg_dsn, "analytics", service_js(svc),
                              service_metrics(svc)};
     analytics_specs_init(a->specs, &a->live, cfg, "analytics", false);
-    for (size_t i = 0; i < ANALYTICS_N_CONSUMERS; i++)
-        if ((s = rconsumer_start(&a->consumers[i], &a->specs[i], &a->env)) != OMS_OK)
-            return s;
-    s = analytics_snapshotter_start(&a->snapshotter, svc, a->redis, cfg->currency,
-                                    a->snapshot_delay_s, service_stopping(svc));
-    if (s != OMS_OK)
+    for (size_t i = 0; s == OMS_OK && i < ANALYTICS_N_CONSUMERS; i++)
+        s = rconsumer_start(&a->consumers[i], &a->specs[i], &a->env);
+    if (s == OMS_OK)
+        s = analytics_snapshotter_start(&a->snapshotter, svc, a->redis, cfg->currency,
+                                        a->snapshot_delay_s, service_stopping(svc));
+    if (s != OMS_OK) {
+        analytics_fini(a);
         return s;
+    }
     *out = a;
     return OMS_OK;
 }
