@@ -3,11 +3,12 @@
  * in, one notification per (event, enabled channel) out, by log, email
  * (SMTP) or signed webhook.
  *
- * Delivery is decoupled from consumption. The consumers only record pending
- * rows in notify.notifications (unique on (event_id, channel), so an event
- * seen twice notifies once) in their batch's transaction; no network call
- * runs there, so a slow or dead SMTP server or webhook never holds up the
- * stream. A sender thread claims due rows (FOR UPDATE SKIP LOCKED plus a
+ * Delivery is decoupled from consumption. The consumers record rows in
+ * notify.notifications (unique on (event_id, channel), so an event seen
+ * twice notifies once) in their batch's transaction: pending for email and
+ * webhook, sent for the log channel, whose line they write then. No network
+ * call runs there, so a slow or dead SMTP server or webhook never holds up
+ * the stream. A sender thread claims due rows (FOR UPDATE SKIP LOCKED plus a
  * lease, so replicas take disjoint groups), delivers a group in parallel
  * through libcurl outside any transaction, and records sent, failed (refused
  * for good), pending again (exponential backoff) or dead (after the last

@@ -16,9 +16,11 @@
  * retries even across crashes.
  *
  * The log channel is the exception: it delivers by writing a line on this
- * process's log, with nothing on the network to wait for, so its rows need
- * no lease. They are locked, written and marked sent in one transaction
- * (notify_send_log_due): one row version per notification instead of two.
+ * process's log, with nothing on the network to wait for. The consumer
+ * writes it as it records the row (notify_consume.c), so the sender only
+ * sees log rows pending for another reason (a retry asked by an operator,
+ * rows recorded while the channel was off). They need no lease: they are
+ * locked, written and marked sent in one transaction (notify_send_log_due).
  */
 #include "notify.h"
 
