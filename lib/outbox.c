@@ -147,18 +147,29 @@ static void count_published(outbox_relay *r, PGresult *res, const char *result)
     }
 }
 
-/* Deletes the rows of res, in one statement. */
+/* Deletes the rows of res (in id order), in one statement. The range is what
+ * the index scans: PostgreSQL 15 descends the index once per element of an
+ * indexed "= ANY", about three pages per row (measured: 1,204 buffers for
+ * 400 rows, 407 with the range). "id + 0" keeps the list out of the index
+ * condition; it only filters the range, so a row in the range that committed
+ * after the SELECT (and was not published) stays. */
 static oms_status relay_delete(outbox_relay *r, PGresult *res)
 {
     pg_array ids;
+    char lo[24], hi[24];
+    int n = PQntuples(res);
     pg_array_init(&ids);
     oms_status s = OMS_OK;
-    for (int i = 0; i < PQntuples(res) && s == OMS_OK; i++)
+    for (int i = 0; i < n && s == OMS_OK; i++)
         s = pg_array_add_int(&ids, be64(PQgetvalue(res, i, 0)));
-    const char *params[] = {pg_array_literal(&ids)};
+    snprintf(lo, sizeof lo, "%lld", (long long)be64(PQgetvalue(res, 0, 0)));
+    snprintf(hi, sizeof hi, "%lld", (long long)be64(PQgetvalue(res, n - 1, 0)));
+    const char *params[] = {pg_array_literal(&ids), lo, hi};
     if (s == OMS_OK)
-        s = pg_query(r->conn, "outbox delete", "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1,
-                     params, PGRES_COMMAND_OK, NULL);
+        s = pg_query(r->conn, "outbox delete",
+                     "DELETE FROM outbox WHERE id BETWEEN $2::bigint AND $3::bigint"
+                     " AND id + 0 = ANY($1::bigint[])",
+                     3, params, PGRES_COMMAND_OK, NULL);
     pg_array_fini(&ids);
     return s;
 }
@@ -226,8 +237,15 @@ static void relay_housekeeping(outbox_relay *r, int64_t *next_backlog, int64_t *
     PGresult *res = NULL;
     if (now >= *next_backlog) {
         *next_backlog = now + RELAY_BACKLOG_MS;
-        if (pg_query(r->conn, "outbox backlog", "SELECT count(*) FROM outbox", 0, NULL,
-                     PGRES_TUPLES_OK, &res) == OMS_OK) {
+        /* The rows past the relay's position (all of them after a failed
+         * round, which rewinds it): a count of the whole table reads every
+         * dead row the relay's deletes left until vacuum (measured: 27 ms,
+         * 3,000 pages a call during a bench run). */
+        char cursor[24];
+        snprintf(cursor, sizeof cursor, "%lld", (long long)r->cursor);
+        const char *params[] = {cursor};
+        if (pg_query(r->conn, "outbox backlog", "SELECT count(*) FROM outbox WHERE id > $1::bigint",
+                     1, params, PGRES_TUPLES_OK, &res) == OMS_OK) {
             long backlog = atol(PQgetvalue(res, 0, 0));
             atomic_store(&r->backlog, backlog);
             metrics_gauge_set(r->m, "oms_outbox_backlog", "", (double)backlog);

@@ -62,7 +62,7 @@ oms_status outbox_relay_start(outbox_relay **out, const char *dsn, const char *s
 /* Publishes what is pending (up to drain_ms), stops the thread and frees it. */
 void outbox_relay_stop(outbox_relay *r, int64_t drain_ms);
 
-/* Rows waiting in the outbox at the last relay round. */
+/* Rows waiting past the relay's position at its last count (oms_outbox_backlog). */
 long outbox_relay_backlog(outbox_relay *r);
 
 #endif

@@ -285,6 +285,11 @@ nats_write_conf() {
         echo "server_name: $name"
         echo "listen: 127.0.0.1:$(nats_port "$n")"
         echo "http: 127.0.0.1:$(nats_monitor_port "$n")"
+        # Go's pprof endpoints of the first node, for profiling nats-server
+        # (docs/performance.md); off unless asked for.
+        if [[ -n ${OMS_NATS_PROF_PORT:-} && $n == 1 ]]; then
+            echo "prof_port: $OMS_NATS_PROF_PORT"
+        fi
         echo "jetstream {"
         echo "    store_dir: \"$store\""
         echo "    max_memory_store: 512MB"

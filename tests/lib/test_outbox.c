@@ -4,7 +4,9 @@
  * Nats-Msg-Id = their event id and then deleted; rows rolled back are never
  * published; rows committed while no relay runs (a crash between COMMIT and
  * publish) are published by the next relay, and one the dead relay had
- * already published is dropped by the stream's duplicate window.
+ * already published is dropped by the stream's duplicate window; a row
+ * committed behind the relay's position (between two published ones) is
+ * published once it commits.
  */
 #include "testenv.h"
 
@@ -61,24 +63,30 @@ static int fresh(void **st)
     return 0;
 }
 
-/* Writes events ids[0..n) (payload "body <id>") in one transaction, ended
- * with end ("COMMIT" or "ROLLBACK"). */
-static void write_events(const char *const *ids, size_t n, const char *end)
+/* Writes events ids[0..n) (payload "body <id>") in one transaction on c,
+ * ended with end ("COMMIT" or "ROLLBACK"; NULL leaves it open). */
+static void write_events_on(PGconn *c, const char *const *ids, size_t n, const char *end)
 {
     outbox_batch b;
     char body[64];
     outbox_batch_init(&b);
-    exec_ok(pg, "BEGIN");
+    exec_ok(c, "BEGIN");
     for (size_t i = 0; i < n; i++) {
         int len = snprintf(body, sizeof body, "body %s", ids[i]);
         assert_int_equal(outbox_batch_add(&b, "rtoutbox.event", "oms.v1.Test", ids[i], body,
                                           (size_t)len),
                          OMS_OK);
     }
-    assert_int_equal(outbox_batch_flush(&b, pg), OMS_OK);
+    assert_int_equal(outbox_batch_flush(&b, c), OMS_OK);
     assert_int_equal(b.total, n);
-    exec_ok(pg, end);
+    if (end != NULL)
+        exec_ok(c, end);
     outbox_batch_fini(&b);
+}
+
+static void write_events(const char *const *ids, size_t n, const char *end)
+{
+    write_events_on(pg, ids, n, end);
 }
 
 static outbox_relay *relay_start(void)
@@ -130,6 +138,30 @@ static void test_committed_once_rolled_back_never(void **st)
     assert_stream_is(all, 4);
 }
 
+/* A row whose id lies between two published rows but whose transaction
+ * commits after they went out (ids are taken before commit): the relay's
+ * delete of the published range leaves it, and it is published once it
+ * commits. */
+static void test_committed_behind_the_cursor(void **st)
+{
+    (void)st;
+    static const char *const first[] = {"ob-a"}, *const late[] = {"ob-late"},
+                             *const last[] = {"ob-b"};
+    PGconn *other = testenv_pg_schema(SCHEMA);
+    write_events(first, 1, "COMMIT");
+    write_events_on(other, late, 1, NULL);
+    write_events(last, 1, "COMMIT");
+    outbox_relay *r = relay_start();
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM outbox", 0, 5000), 0);
+    assert_int_equal(testenv_stream_count(js, STREAM), 2);
+    exec_ok(other, "COMMIT");
+    assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM outbox", 0, 5000), 0);
+    outbox_relay_stop(r, 2000);
+    static const char *const all[] = {"ob-a", "ob-b", "ob-late"};
+    assert_stream_is(all, 3);
+    PQfinish(other);
+}
+
 static void test_crash_between_commit_and_publish(void **st)
 {
     (void)st;
@@ -164,6 +196,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_committed_once_rolled_back_never, fresh),
+        cmocka_unit_test_setup(test_committed_behind_the_cursor, fresh),
         cmocka_unit_test_setup(test_crash_between_commit_and_publish, fresh),
         cmocka_unit_test_setup(test_stop_drains_pending, fresh),
     };
