@@ -578,8 +578,8 @@ static void apply_batch(void *ctx, pullsub *ps, oms_msg *msgs, size_t n)
     else
         nak_all(c, ps, msgs, n); /* the database is gone: no message is at fault */
     if (s != OMS_OK) {
-        log_warn("batch not applied, will retry", "consumer", c->spec->name, "error", c->last_error,
-                 NULL);
+        log_warn("batch not applied, will retry", "consumer", c->spec->pull.name, "error",
+                 c->last_error, NULL);
         pullsub_count_retries(ps, 1);
     }
 }
@@ -592,7 +592,7 @@ static oms_status pg_connect_store(void *ctx)
         return OMS_OK;
     PQfinish(c->conn);
     c->conn = NULL;
-    return pg_connect(&c->conn, c->env->dsn, c->env->schema, c->spec->name);
+    return pg_connect(&c->conn, c->env->dsn, c->env->schema, c->spec->pull.name);
 }
 
 /* pullsub_ops.connected */
@@ -617,18 +617,7 @@ oms_status consumer_start(consumer **out, const consumer_spec *spec, const consu
     c->spec = spec;
     c->env = env;
     outbox_batch_init(&c->outbox);
-    pullsub_spec core = {
-        .name = spec->name,
-        .stream = spec->stream,
-        .durable = spec->durable,
-        .filter = spec->filter,
-        .batch_max = spec->batch_max,
-        .wait_ms = spec->wait_ms,
-        .ack_wait_ms = spec->ack_wait_ms,
-        .max_attempts = spec->max_attempts,
-        .nak_delay_ms = spec->nak_delay_ms,
-    };
-    oms_status s = pullsub_start(&c->ps, &core, env->js, env->m, &pg_applier, c);
+    oms_status s = pullsub_start(&c->ps, &spec->pull, env->js, env->m, &pg_applier, c);
     if (s != OMS_OK) {
         outbox_batch_fini(&c->outbox);
         free(c);

@@ -25,6 +25,7 @@
 
 #include "consumer_msg.h"
 #include "outbox.h"
+#include "pullsub.h"
 
 struct js_conn;
 struct metrics;
@@ -66,15 +67,7 @@ typedef enum consumer_dedupe {
 } consumer_dedupe;
 
 typedef struct consumer_spec {
-    const char *name; /* for logs and metrics, e.g. "ingest-rows" */
-    const char *stream;
-    const char *durable;
-    const char *filter; /* subject filter, NULL for the whole stream */
-    int batch_max;
-    int wait_ms;
-    int64_t ack_wait_ms;
-    int max_attempts;       /* 0: CONSUMER_MAX_ATTEMPTS */
-    int64_t nak_delay_ms;   /* first nak delay, doubled per delivery; 0: CONSUMER_NAK_DELAY_MS */
+    pullsub_spec pull;      /* the durable and how it is fetched */
     consumer_dedupe dedupe; /* default CONSUMER_DEDUPE_INBOX; BY_STATE only where a
                              * redelivery test proves the effect idempotent */
     consumer_apply_fn apply;

@@ -32,7 +32,7 @@
 #define CONSUMER_REASON_LEN 512
 #define CONSUMER_SUBJECT_MAX_BYTES 256
 #define CONSUMER_HEADER_MAX_BYTES 1024 /* a header's name, and each of its values */
-#define CONSUMER_MAX_ATTEMPTS 10       /* default of consumer_spec.max_attempts */
+#define CONSUMER_MAX_ATTEMPTS 10       /* default of pullsub_spec.max_attempts */
 #define CONSUMER_NAK_DELAY_MS 1000     /* default first nak delay, doubled per delivery */
 #define CONSUMER_NAK_DELAY_MAX_MS 30000
 /* Deliveries past the last attempt the server still makes, so the service

@@ -27,17 +27,18 @@ struct metrics;
 
 #define PULLSUB_REBIND_AFTER 3 /* fetch failures in a row */
 
-/* Which durable to read and how; strings borrowed for the core's life. */
+/* Which durable to read and how; strings borrowed for the core's life. Both
+ * appliers' specs embed one (consumer_spec.pull, rconsumer_spec.pull). */
 typedef struct pullsub_spec {
-    const char *name; /* for logs and metrics */
+    const char *name; /* for logs and metrics, e.g. "ingest-rows" */
     const char *stream;
     const char *durable;
-    const char *filter; /* subject filter, NULL for the whole stream */
-    int batch_max;
-    int wait_ms;
-    int64_t ack_wait_ms;
+    const char *filter;   /* subject filter, NULL for the whole stream */
+    int batch_max;        /* 0: OMS_BATCH_MAX (lib/service fills it in) */
+    int wait_ms;          /* 0: OMS_BATCH_WAIT_MS */
+    int64_t ack_wait_ms;  /* 0: OMS_ACK_WAIT_S */
     int max_attempts;     /* 0: CONSUMER_MAX_ATTEMPTS */
-    int64_t nak_delay_ms; /* 0: CONSUMER_NAK_DELAY_MS */
+    int64_t nak_delay_ms; /* first nak delay, doubled per delivery; 0: CONSUMER_NAK_DELAY_MS */
 } pullsub_spec;
 
 typedef struct pullsub pullsub;

@@ -54,7 +54,7 @@ static oms_status dead_letters_write(rconsumer *c, oms_msg *msgs, size_t n, size
     if (!pg_ok(c->pg)) {
         PQfinish(c->pg);
         c->pg = NULL;
-        if ((s = pg_connect(&c->pg, c->env->dsn, c->env->schema, c->spec->name)) != OMS_OK)
+        if ((s = pg_connect(&c->pg, c->env->dsn, c->env->schema, c->spec->pull.name)) != OMS_OK)
             return s;
     }
     if ((s = pg_exec(c->pg, "BEGIN")) == OMS_OK &&
@@ -108,13 +108,13 @@ static void take_replies(rconsumer *c, oms_msg *msgs, size_t ncalls)
         oms_msg *m = &msgs[c->slot[k]];
         redisReply *r = c->replies[k];
         if (r->type == REDIS_REPLY_ERROR && transient_error(r) &&
-            m->deliveries >= consumer_max_attempts(c->spec->max_attempts)) {
+            m->deliveries >= consumer_max_attempts(c->spec->pull.max_attempts)) {
             rconsumer_reject(m, "not applied after %d deliveries: Redis: %.400s", m->deliveries,
                              r->str);
         } else if (r->type == REDIS_REPLY_ERROR && transient_error(r)) {
             if (!logged)
-                log_warn("Redis cannot apply now, will retry", "consumer", c->spec->name, "error",
-                         r->str, NULL);
+                log_warn("Redis cannot apply now, will retry", "consumer", c->spec->pull.name,
+                         "error", r->str, NULL);
             logged = true;
             c->retry[c->slot[k]] = true;
         } else if (r->type == REDIS_REPLY_INTEGER) {
@@ -216,7 +216,7 @@ static void redis_batch(void *ctx, pullsub *ps, oms_msg *msgs, size_t n)
     if (s == OMS_OK && ncalls > 0)
         s = redis_eval_pipeline(c->redis, &c->script, c->calls, ncalls, c->replies);
     if (s != OMS_OK) {
-        log_warn("batch not applied, will retry", "consumer", c->spec->name, "error",
+        log_warn("batch not applied, will retry", "consumer", c->spec->pull.name, "error",
                  oms_strstatus(s), NULL);
         nak_all(ps, msgs, n);
         return;
@@ -227,7 +227,8 @@ static void redis_batch(void *ctx, pullsub *ps, oms_msg *msgs, size_t n)
         any_rejected = any_rejected || msgs[i].rejected;
     bool dead_lettered = true;
     if (any_rejected && !c->spec->replay && dead_letters_write(c, msgs, n, &dead) != OMS_OK) {
-        log_warn("cannot write dead letters, will retry them", "consumer", c->spec->name, NULL);
+        log_warn("cannot write dead letters, will retry them", "consumer", c->spec->pull.name,
+                 NULL);
         dead_lettered = false;
     }
     settle(c, ps, msgs, n, dead_lettered);
@@ -246,7 +247,8 @@ static oms_status redis_connect_store(void *ctx)
     c->script.sha[0] = '\0'; /* a restarted Redis has no scripts */
     oms_status s = redis_connect(&c->redis, c->env->redis_url, REDIS_TIMEOUT_MS, err);
     if (s != OMS_OK)
-        log_warn("Redis not reachable, retrying", "consumer", c->spec->name, "error", err, NULL);
+        log_warn("Redis not reachable, retrying", "consumer", c->spec->pull.name, "error", err,
+                 NULL);
     return s;
 }
 
@@ -269,17 +271,17 @@ static void check_caught_up(void *ctx, pullsub *ps)
         return;
     /* By name: nats.c 3.4.1 answers "Invalid Subscription" for a pull
      * subscription bound to an existing durable. */
-    natsStatus st = js_GetConsumerInfo(&ci, js_ctx(c->env->js), c->spec->stream, c->spec->durable,
-                                       NULL, &code);
+    natsStatus st = js_GetConsumerInfo(&ci, js_ctx(c->env->js), c->spec->pull.stream,
+                                       c->spec->pull.durable, NULL, &code);
     if (st != NATS_OK) {
-        log_warn("cannot read the consumer's position", "consumer", c->spec->name, "error",
+        log_warn("cannot read the consumer's position", "consumer", c->spec->pull.name, "error",
                  natsStatus_GetText(st), NULL);
         return;
     }
     if (ci->NumPending == 0 && ci->NumAckPending == 0)
         atomic_store(&c->caught_up, 1);
     else
-        log_debug("replay not caught up", "consumer", c->spec->name, NULL);
+        log_debug("replay not caught up", "consumer", c->spec->pull.name, NULL);
     jsConsumerInfo_Destroy(ci);
 }
 
@@ -293,7 +295,7 @@ static const pullsub_ops redis_applier = {
 oms_status rconsumer_start(rconsumer **out, const rconsumer_spec *spec, const rconsumer_env *env)
 {
     rconsumer *c = calloc(1, sizeof *c);
-    size_t batch = spec->batch_max > 0 ? (size_t)spec->batch_max : 1;
+    size_t batch = spec->pull.batch_max > 0 ? (size_t)spec->pull.batch_max : 1;
     if (c == NULL)
         return OMS_ENOMEM;
     c->spec = spec;
@@ -310,18 +312,7 @@ oms_status rconsumer_start(rconsumer **out, const rconsumer_spec *spec, const rc
         goto fail;
     for (size_t i = 0; i < batch; i++)
         redis_args_init(&c->calls[i]);
-    pullsub_spec core = {
-        .name = spec->name,
-        .stream = spec->stream,
-        .durable = spec->durable,
-        .filter = spec->filter,
-        .batch_max = spec->batch_max,
-        .wait_ms = spec->wait_ms,
-        .ack_wait_ms = spec->ack_wait_ms,
-        .max_attempts = spec->max_attempts,
-        .nak_delay_ms = spec->nak_delay_ms,
-    };
-    if ((s = pullsub_start(&c->ps, &core, env->js, env->m, &redis_applier, c)) != OMS_OK)
+    if ((s = pullsub_start(&c->ps, &spec->pull, env->js, env->m, &redis_applier, c)) != OMS_OK)
         goto fail;
     *out = c;
     return OMS_OK;

@@ -45,16 +45,8 @@ typedef void (*rconsumer_done_fn)(void *ctx, const oms_msg *m, long long result)
 void rconsumer_reject(oms_msg *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 typedef struct rconsumer_spec {
-    const char *name; /* for logs and metrics, e.g. "analytics-paid" */
-    const char *stream;
-    const char *durable;
-    const char *filter; /* one subject filter, NULL for the whole stream */
-    int batch_max;
-    int wait_ms;
-    int64_t ack_wait_ms;
-    int max_attempts;     /* 0: CONSUMER_MAX_ATTEMPTS */
-    int64_t nak_delay_ms; /* first nak delay, doubled per delivery; 0: CONSUMER_NAK_DELAY_MS */
-    const char *script;   /* Lua source, loaded once and called by SHA */
+    pullsub_spec pull;  /* the durable and how it is fetched */
+    const char *script; /* Lua source, loaded once and called by SHA */
     rconsumer_encode_fn encode;
     rconsumer_done_fn done;
     void *ctx;

@@ -187,7 +187,7 @@ static oms_status ensure_streams(oms_service *svc)
             return s;
     }
     for (size_t i = 0; i < svc->def->n_consumers; i++)
-        if ((s = wait_stream(svc, svc->def->consumers[i].stream)) != OMS_OK)
+        if ((s = wait_stream(svc, svc->def->consumers[i].pull.stream)) != OMS_OK)
             return s;
     for (const char *const *n = svc->def->needs_streams; n != NULL && *n != NULL; n++)
         if ((s = wait_stream(svc, *n)) != OMS_OK)
@@ -240,12 +240,12 @@ static oms_status start_consumers(oms_service *svc)
         svc->specs[i] = svc->def->consumers[i];
         if (svc->specs[i].ctx == NULL)
             svc->specs[i].ctx = svc->ctx;
-        if (svc->specs[i].batch_max == 0)
-            svc->specs[i].batch_max = svc->cfg.batch_max;
-        if (svc->specs[i].wait_ms == 0)
-            svc->specs[i].wait_ms = svc->cfg.batch_wait_ms;
-        if (svc->specs[i].ack_wait_ms == 0)
-            svc->specs[i].ack_wait_ms = svc->cfg.ack_wait_ms;
+        if (svc->specs[i].pull.batch_max == 0)
+            svc->specs[i].pull.batch_max = svc->cfg.batch_max;
+        if (svc->specs[i].pull.wait_ms == 0)
+            svc->specs[i].pull.wait_ms = svc->cfg.batch_wait_ms;
+        if (svc->specs[i].pull.ack_wait_ms == 0)
+            svc->specs[i].pull.ack_wait_ms = svc->cfg.ack_wait_ms;
         oms_status s = consumer_start(&svc->consumers[i], &svc->specs[i], &svc->env);
         if (s != OMS_OK)
             return s;
@@ -313,7 +313,7 @@ static void h_metrics(void *ctx, const http_request *req, http_response *resp)
 const consumer_spec *service_consumer_for(oms_service *svc, const char *subject)
 {
     for (size_t i = 0; i < svc->def->n_consumers; i++)
-        if (consumer_subject_matches(svc->specs[i].filter, subject))
+        if (consumer_subject_matches(svc->specs[i].pull.filter, subject))
             return &svc->specs[i];
     return NULL;
 }

@@ -184,7 +184,8 @@ static oms_status begin(rebuild *rb)
 static void delete_durables(rebuild *rb)
 {
     for (size_t i = 0; i < ANALYTICS_N_CONSUMERS; i++)
-        js_DeleteConsumer(js_ctx(rb->js), rb->specs[i].stream, rb->specs[i].durable, NULL, NULL);
+        js_DeleteConsumer(js_ctx(rb->js), rb->specs[i].pull.stream, rb->specs[i].pull.durable, NULL,
+                          NULL);
 }
 
 /* Where each replay may stop: the last sequence its stream held once the new
@@ -195,8 +196,9 @@ static oms_status set_replay_ends(rebuild *rb)
     for (size_t i = 0; i < ANALYTICS_N_CONSUMERS; i++) {
         jsStreamInfo *si = NULL;
         jsErrCode code = 0;
-        if (js_GetStreamInfo(&si, js_ctx(rb->js), rb->specs[i].stream, NULL, &code) != NATS_OK) {
-            fprintf(stderr, "analytics rebuild: cannot read stream %s\n", rb->specs[i].stream);
+        if (js_GetStreamInfo(&si, js_ctx(rb->js), rb->specs[i].pull.stream, NULL, &code) !=
+            NATS_OK) {
+            fprintf(stderr, "analytics rebuild: cannot read stream %s\n", rb->specs[i].pull.stream);
             return OMS_ENATS;
         }
         rb->specs[i].replay_until_seq = si->State.LastSeq;

@@ -273,13 +273,13 @@ void analytics_specs_init(rconsumer_spec specs[ANALYTICS_N_CONSUMERS], analytics
         /* name and durable are the same text: "<prefix>-<suffix>". */
         snprintf(ctx->names[i], sizeof ctx->names[i], "%s-%s", durable_prefix, defs[i].suffix);
         specs[i] = (rconsumer_spec){
-            .name = ctx->names[i],
-            .stream = defs[i].stream,
-            .durable = ctx->names[i],
-            .filter = defs[i].filter,
-            .batch_max = cfg->batch_max,
-            .wait_ms = cfg->batch_wait_ms,
-            .ack_wait_ms = cfg->ack_wait_ms,
+            .pull = {.name = ctx->names[i],
+                     .stream = defs[i].stream,
+                     .durable = ctx->names[i],
+                     .filter = defs[i].filter,
+                     .batch_max = cfg->batch_max,
+                     .wait_ms = cfg->batch_wait_ms,
+                     .ack_wait_ms = cfg->ack_wait_ms},
             .script = ANALYTICS_APPLY_SCRIPT,
             .encode = defs[i].encode,
             .done = analytics_done,

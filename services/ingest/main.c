@@ -39,52 +39,52 @@ static void ingest_fini(void *arg)
 }
 
 static const consumer_spec CONSUMERS[] = {
-    {.name = "ingest-rows",
-     .stream = "INGEST",
-     .durable = "ingest",
-     .filter = "ingest.rows",
-     /* A chunk holds up to a few thousand rows: a handful per transaction. */
-     .batch_max = INGEST_BATCH_MAX,
+    {.pull = {.name = "ingest-rows",
+              .stream = "INGEST",
+              .durable = "ingest",
+              .filter = "ingest.rows",
+              /* A chunk holds up to a few thousand rows: a handful per transaction. */
+              .batch_max = INGEST_BATCH_MAX},
      .apply = ingest_apply_rows},
     /* Order status: one consumer per subject, each its own durable. */
-    {.name = "ingest-stock-reserved",
-     .stream = "STOCK",
-     .durable = "ingest-stock-reserved",
+    {.pull = {.name = "ingest-stock-reserved",
+              .stream = "STOCK",
+              .durable = "ingest-stock-reserved",
+              .filter = "stock.reserved"},
      /* No inbox row: UPDATE orders ... WHERE status IN (<from>) RETURNING
       * moves an order once (no status returns to created or reserved);
       * history and order.paid/failed come only from the returned rows. */
      .dedupe = CONSUMER_DEDUPE_BY_STATE,
-     .filter = "stock.reserved",
      .apply = ingest_apply_stock_reserved},
-    {.name = "ingest-stock-rejected",
-     .stream = "STOCK",
-     .durable = "ingest-stock-rejected",
+    {.pull = {.name = "ingest-stock-rejected",
+              .stream = "STOCK",
+              .durable = "ingest-stock-rejected",
+              .filter = "stock.rejected"},
      /* No inbox row: UPDATE orders ... WHERE status IN (<from>) RETURNING
       * moves an order once (no status returns to created or reserved);
       * history and order.paid/failed come only from the returned rows. */
      .dedupe = CONSUMER_DEDUPE_BY_STATE,
-     .filter = "stock.rejected",
      .apply = ingest_apply_stock_rejected},
-    {.name = "ingest-payments",
-     .stream = "PAYMENTS",
-     .durable = "ingest-payments",
+    {.pull = {.name = "ingest-payments",
+              .stream = "PAYMENTS",
+              .durable = "ingest-payments",
+              .filter = "payment.settled"},
      /* No inbox row: UPDATE orders ... WHERE status IN (<from>) RETURNING
       * moves an order once (no status returns to created or reserved);
       * history and order.paid/failed come only from the returned rows. */
      .dedupe = CONSUMER_DEDUPE_BY_STATE,
-     .filter = "payment.settled",
      .apply = ingest_apply_payment_settled},
-    {.name = "ingest-refunds",
-     .stream = "REFUNDS",
-     .durable = "ingest-refunds",
-     .filter = "refund.processed",
+    {.pull = {.name = "ingest-refunds",
+              .stream = "REFUNDS",
+              .durable = "ingest-refunds",
+              .filter = "refund.processed"},
      .apply = ingest_apply_refund_processed},
     /* Catalogue prices for product-list rows without prices (inventory
      * owns CATALOG; ingest only reads it). */
-    {.name = "ingest-catalog",
-     .stream = "CATALOG",
-     .durable = "ingest-catalog",
-     .filter = "catalog.product",
+    {.pull = {.name = "ingest-catalog",
+              .stream = "CATALOG",
+              .durable = "ingest-catalog",
+              .filter = "catalog.product"},
      .apply = ingest_apply_catalog_product},
 };
 

@@ -24,33 +24,33 @@ static void inventory_fini(void *ctx)
 
 /* Batch sizes and waits come from OMS_BATCH_MAX / OMS_BATCH_WAIT_MS. */
 static const consumer_spec CONSUMERS[] = {
-    {.name = "inventory-catalog",
-     .stream = "CATALOG",
-     .durable = "inventory-catalog",
-     .filter = "catalog.product",
+    {.pull = {.name = "inventory-catalog",
+              .stream = "CATALOG",
+              .durable = "inventory-catalog",
+              .filter = "catalog.product"},
      .apply = inv_apply_products},
-    {.name = "inventory-orders",
-     .stream = "ORDERS",
-     .durable = "inventory-orders",
+    {.pull = {.name = "inventory-orders",
+              .stream = "ORDERS",
+              .durable = "inventory-orders",
+              .filter = "order.created"},
      /* No inbox row: the claim INSERT INTO reservations ... ON CONFLICT
       * (order_id) DO NOTHING RETURNING decides which orders are new; only
       * those move stock and publish stock.reserved/rejected. */
      .dedupe = CONSUMER_DEDUPE_BY_STATE,
-     .filter = "order.created",
      .apply = inv_apply_orders},
-    {.name = "inventory-payments",
-     .stream = "PAYMENTS",
-     .durable = "inventory-payments",
+    {.pull = {.name = "inventory-payments",
+              .stream = "PAYMENTS",
+              .durable = "inventory-payments",
+              .filter = "payment.settled"},
      /* No inbox row: the decision reads the reservation FOR UPDATE and
       * settles only one still 'reserved' (nothing sets it back), so a
       * redelivery moves no unit and publishes no stock.committed/released. */
      .dedupe = CONSUMER_DEDUPE_BY_STATE,
-     .filter = "payment.settled",
      .apply = inv_apply_payments},
-    {.name = "inventory-refunds",
-     .stream = "REFUNDS",
-     .durable = "inventory-refunds",
-     .filter = "refund.processed",
+    {.pull = {.name = "inventory-refunds",
+              .stream = "REFUNDS",
+              .durable = "inventory-refunds",
+              .filter = "refund.processed"},
      .apply = inv_apply_refunds},
 };
 

@@ -43,28 +43,28 @@ static void notify_fini(void *ctx)
 /* One durable per subject: the server (2.9) filters a consumer on one
  * subject, and order.created, the bulk of ORDERS, is none of notify's. */
 static const consumer_spec CONSUMERS[] = {
-    {.name = "notify-order-paid",
-     .stream = "ORDERS",
-     .durable = "notify-order-paid",
+    {.pull = {.name = "notify-order-paid",
+              .stream = "ORDERS",
+              .durable = "notify-order-paid",
+              .filter = "order.paid"},
      /* No inbox row: notifications are keyed UNIQUE (event_id, channel)
       * (ON CONFLICT DO NOTHING) and the consumer publishes nothing; the
       * prune keeps rows 90 days, longer than the stream keeps events. */
      .dedupe = CONSUMER_DEDUPE_BY_STATE,
-     .filter = "order.paid",
      .apply = notify_apply_orders},
-    {.name = "notify-order-failed",
-     .stream = "ORDERS",
-     .durable = "notify-order-failed",
+    {.pull = {.name = "notify-order-failed",
+              .stream = "ORDERS",
+              .durable = "notify-order-failed",
+              .filter = "order.failed"},
      /* No inbox row: notifications are keyed UNIQUE (event_id, channel)
       * (ON CONFLICT DO NOTHING) and the consumer publishes nothing; the
       * prune keeps rows 90 days, longer than the stream keeps events. */
      .dedupe = CONSUMER_DEDUPE_BY_STATE,
-     .filter = "order.failed",
      .apply = notify_apply_orders},
-    {.name = "notify-order-refunded",
-     .stream = "ORDERS",
-     .durable = "notify-order-refunded",
-     .filter = "order.refunded",
+    {.pull = {.name = "notify-order-refunded",
+              .stream = "ORDERS",
+              .durable = "notify-order-refunded",
+              .filter = "order.refunded"},
      .apply = notify_apply_orders},
 };
 

@@ -41,14 +41,14 @@ static void payment_fini(void *ctx)
 }
 
 static const consumer_spec CONSUMERS[] = {
-    {.name = "payment-stock-reserved",
-     .stream = "STOCK",
-     .durable = "payment",
+    {.pull = {.name = "payment-stock-reserved",
+              .stream = "STOCK",
+              .durable = "payment",
+              .filter = "stock.reserved"},
      /* No inbox row: INSERT ... ON CONFLICT (order_id) DO NOTHING RETURNING,
       * and payment.settled only for returned rows, so a redelivered
       * stock.reserved inserts nothing and publishes nothing. */
      .dedupe = CONSUMER_DEDUPE_BY_STATE,
-     .filter = "stock.reserved",
      .apply = payment_apply_stock_reserved},
 };
 

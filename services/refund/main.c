@@ -37,18 +37,18 @@ static void refund_fini(void *ctx)
 }
 
 static const consumer_spec CONSUMERS[] = {
-    {.name = "refund-order-paid",
-     .stream = "ORDERS",
-     .durable = "refund-order-paid",
+    {.pull = {.name = "refund-order-paid",
+              .stream = "ORDERS",
+              .durable = "refund-order-paid",
+              .filter = "order.paid"},
      /* No inbox row: paid_orders is keyed by order_id (ON CONFLICT DO
       * NOTHING, never deleted) and the consumer publishes nothing. */
      .dedupe = CONSUMER_DEDUPE_BY_STATE,
-     .filter = "order.paid",
      .apply = refund_apply_order_paid},
-    {.name = "refund-requested",
-     .stream = "REFUNDS",
-     .durable = "refund-requested",
-     .filter = "refund.requested",
+    {.pull = {.name = "refund-requested",
+              .stream = "REFUNDS",
+              .durable = "refund-requested",
+              .filter = "refund.requested"},
      .apply = refund_apply_requested},
 };
 

@@ -151,15 +151,15 @@ static int teardown(void **st)
 
 static consumer_spec spec_for(const char *durable, const char *filter)
 {
-    return (consumer_spec){.name = durable,
-                           .stream = STREAM,
-                           .durable = durable,
-                           .filter = filter,
-                           .batch_max = 16,
-                           .wait_ms = 100,
-                           .ack_wait_ms = 30000,
-                           .max_attempts = ATTEMPTS,
-                           .nak_delay_ms = 100,
+    return (consumer_spec){.pull = {.name = durable,
+                                    .stream = STREAM,
+                                    .durable = durable,
+                                    .filter = filter,
+                                    .batch_max = 16,
+                                    .wait_ms = 100,
+                                    .ack_wait_ms = 30000,
+                                    .max_attempts = ATTEMPTS,
+                                    .nak_delay_ms = 100},
                            .apply = apply,
                            .ctx = NULL};
 }
@@ -234,7 +234,9 @@ static void test_attempts(void **st)
     char id[16], body[16];
 
     /* A durable from before MaxDeliver: the consumer must update it. */
-    assert_int_equal(js_pull_subscribe(js, STREAM, spec.durable, spec.filter, 30000, &old), OMS_OK);
+    assert_int_equal(js_pull_subscribe(js, STREAM, spec.pull.durable, spec.pull.filter, 30000,
+                                       &old),
+                     OMS_OK);
     natsSubscription_Destroy(old);
     for (int i = 1; i <= 5; i++) {
         snprintf(id, sizeof id, "att-%d", i);
@@ -266,7 +268,7 @@ static void test_attempts(void **st)
     unsigned deliveries = state.poison_deliveries;
     pthread_mutex_unlock(&state.mu);
     assert_int_equal(deliveries, (1u << 1) | (1u << 2) | (1u << 3));
-    assert_int_equal(js_GetConsumerInfo(&ci, js_ctx(js), STREAM, spec.durable, NULL, NULL),
+    assert_int_equal(js_GetConsumerInfo(&ci, js_ctx(js), STREAM, spec.pull.durable, NULL, NULL),
                      NATS_OK);
     assert_int_equal(ci->Config->MaxDeliver, ATTEMPTS + CONSUMER_SPARE_DELIVERIES);
     assert_int_equal(ci->NumAckPending, 0);
@@ -286,7 +288,7 @@ static void test_crash_loop_ends(void **st)
     consumer *c = NULL;
 
     publish("testdl.crash.x", "crash-1", "boom", 4, NULL, NULL);
-    assert_int_equal(js_pull_subscribe_max(js, STREAM, spec.durable, spec.filter, 30000,
+    assert_int_equal(js_pull_subscribe_max(js, STREAM, spec.pull.durable, spec.pull.filter, 30000,
                                            ATTEMPTS + CONSUMER_SPARE_DELIVERIES, &sub),
                      OMS_OK);
     for (uint64_t delivered = 0; delivered < ATTEMPTS;) {
@@ -569,15 +571,15 @@ static void test_redis_consumer(void **st)
     (void)st;
     static const char script[] = "if ARGV[1] == 'rc-busy' then"
                                  " return redis.error_reply('BUSY test is busy') end return 1";
-    rconsumer_spec spec = {.name = "testdl-rc",
-                           .stream = STREAM,
-                           .durable = "testdl-rc",
-                           .filter = "testdl.rc.>",
-                           .batch_max = 16,
-                           .wait_ms = 100,
-                           .ack_wait_ms = 30000,
-                           .max_attempts = ATTEMPTS,
-                           .nak_delay_ms = 100,
+    rconsumer_spec spec = {.pull = {.name = "testdl-rc",
+                                    .stream = STREAM,
+                                    .durable = "testdl-rc",
+                                    .filter = "testdl.rc.>",
+                                    .batch_max = 16,
+                                    .wait_ms = 100,
+                                    .ack_wait_ms = 30000,
+                                    .max_attempts = ATTEMPTS,
+                                    .nak_delay_ms = 100},
                            .script = script,
                            .encode = rc_encode};
     rconsumer_env renv = {testenv_require("OMS_REDIS_URL"), testenv_require("OMS_PG_DSN"), SCHEMA,

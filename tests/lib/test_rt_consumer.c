@@ -168,14 +168,14 @@ static int fresh(void **st)
 
 static consumer_spec spec_for(const char *durable)
 {
-    return (consumer_spec){.name = durable,
-                           .stream = STREAM,
-                           .durable = durable,
-                           .batch_max = 16,
-                           .wait_ms = 100,
-                           .ack_wait_ms = 30000,
-                           .max_attempts = 5,
-                           .nak_delay_ms = 50,
+    return (consumer_spec){.pull = {.name = durable,
+                                    .stream = STREAM,
+                                    .durable = durable,
+                                    .batch_max = 16,
+                                    .wait_ms = 100,
+                                    .ack_wait_ms = 30000,
+                                    .max_attempts = 5,
+                                    .nak_delay_ms = 50},
                            .apply = apply};
 }
 
@@ -228,7 +228,7 @@ static void test_applied_once_and_redelivery_skipped(void **st)
     int64_t first_ms = oms_mono_ms();
     publish("ok", "once-1");
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM applied", 1, 5000), 1);
-    assert_true(testenv_durable_settled(js, STREAM, spec.durable, 5000));
+    assert_true(testenv_durable_settled(js, STREAM, spec.pull.durable, 5000));
     /* The same event again, once past the window so the stream keeps it: a
      * redelivery as a crash before the ack would make. */
     int64_t left_ms = first_ms + 2 * DUP_WINDOW_MS - oms_mono_ms();
@@ -236,7 +236,7 @@ static void test_applied_once_and_redelivery_skipped(void **st)
         oms_sleep_ms(left_ms, NULL);
     publish("ok", "once-1");
     assert_int_equal(testenv_stream_count(js, STREAM), 2);
-    assert_true(testenv_durable_settled(js, STREAM, spec.durable, 5000));
+    assert_true(testenv_durable_settled(js, STREAM, spec.pull.durable, 5000));
     consumer_stop(c);
     assert_int_equal(calls(&seen.applied_calls), 1);
     assert_int_equal(count_where("applied", "once-1"), 1);
@@ -257,7 +257,7 @@ static void test_poison_dead_lettered_stream_moves_on(void **st)
     assert_int_equal(consumer_start(&c, &spec, &env), OMS_OK);
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM dead_letters", 3, 5000), 3);
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM applied", 2, 5000), 2);
-    assert_true(testenv_durable_settled(js, STREAM, spec.durable, 5000));
+    assert_true(testenv_durable_settled(js, STREAM, spec.pull.durable, 5000));
     consumer_stop(c);
     assert_int_equal(count_where("applied", "after-1"), 1);
     assert_int_equal(testenv_pg_long(pg, "SELECT count(*) FROM applied WHERE event_id = 'paid-1'"
@@ -293,7 +293,7 @@ static void test_transient_failure_naks_then_applies_once(void **st)
     assert_int_equal(consumer_start(&c, &spec, &env), OMS_OK);
     publish("flaky", "flaky-1");
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM applied", 1, 8000), 1);
-    assert_true(testenv_durable_settled(js, STREAM, spec.durable, 5000));
+    assert_true(testenv_durable_settled(js, STREAM, spec.pull.durable, 5000));
     consumer_stop(c);
     assert_int_equal(calls(&seen.flaky_calls), 3); /* two transient failures, then applied */
     assert_int_equal(count_where("applied", "flaky-1"), 1);
@@ -310,7 +310,7 @@ static void test_backend_terminated_reconnects_applies_once(void **st)
     publish("kill", "kill-1");
     publish("ok", "kill-2");
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM applied", 2, 8000), 2);
-    assert_true(testenv_durable_settled(js, STREAM, spec.durable, 5000));
+    assert_true(testenv_durable_settled(js, STREAM, spec.pull.durable, 5000));
     consumer_stop(c);
     assert_int_equal(calls(&seen.kill_calls), 2);
     assert_int_equal(count_where("applied", "kill-1"), 1);
@@ -341,7 +341,7 @@ static void test_ack_only_after_commit(void **st)
     publish("hold", "hold-1");
     assert_true(testenv_wait(is_holding, NULL, 5000));
     /* Inside apply: delivered, not committed, so not acked. */
-    testenv_durable_pending(js, STREAM, spec.durable, &ack_pending, &pending);
+    testenv_durable_pending(js, STREAM, spec.pull.durable, &ack_pending, &pending);
     assert_int_equal(ack_pending, 1);
     assert_int_equal(pending, 0);
     assert_int_equal(count_where("inbox", "hold-1"), 0);
@@ -349,7 +349,7 @@ static void test_ack_only_after_commit(void **st)
     seen.hold = false;
     pthread_cond_broadcast(&seen.cv);
     pthread_mutex_unlock(&seen.mu);
-    assert_true(testenv_durable_settled(js, STREAM, spec.durable, 5000));
+    assert_true(testenv_durable_settled(js, STREAM, spec.pull.durable, 5000));
     assert_int_equal(count_where("applied", "hold-1"), 1);
     assert_int_equal(count_where("inbox", "hold-1"), 1);
     consumer_stop(c);

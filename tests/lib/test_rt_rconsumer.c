@@ -129,14 +129,14 @@ static int fresh(void **st)
 
 static rconsumer_spec spec_for(const char *durable)
 {
-    return (rconsumer_spec){.name = durable,
-                            .stream = STREAM,
-                            .durable = durable,
-                            .batch_max = 16,
-                            .wait_ms = 100,
-                            .ack_wait_ms = 30000,
-                            .max_attempts = 3,
-                            .nak_delay_ms = 50,
+    return (rconsumer_spec){.pull = {.name = durable,
+                                     .stream = STREAM,
+                                     .durable = durable,
+                                     .batch_max = 16,
+                                     .wait_ms = 100,
+                                     .ack_wait_ms = 30000,
+                                     .max_attempts = 3,
+                                     .nak_delay_ms = 50},
                             .script = script,
                             .encode = encode,
                             .done = done};
@@ -169,14 +169,14 @@ static void test_applied_once_redelivery_deduped(void **st)
     publish("rc-1", "250");
     applied_wait w = {c, 1};
     assert_true(testenv_wait(applied_reached, &w, 5000));
-    assert_true(testenv_durable_settled(js, STREAM, spec.durable, 5000));
+    assert_true(testenv_durable_settled(js, STREAM, spec.pull.durable, 5000));
     /* The same event again once past the window, as a lost ack would bring it. */
     int64_t left_ms = first_ms + 2 * DUP_WINDOW_MS - oms_mono_ms();
     if (left_ms > 0)
         oms_sleep_ms(left_ms, NULL);
     publish("rc-1", "250");
     assert_int_equal(testenv_stream_count(js, STREAM), 2);
-    assert_true(testenv_durable_settled(js, STREAM, spec.durable, 5000));
+    assert_true(testenv_durable_settled(js, STREAM, spec.pull.durable, 5000));
     rconsumer_stop(c);
     assert_int_equal(total_cents(), 250);
     pthread_mutex_lock(&results.mu);
@@ -197,7 +197,7 @@ static void test_poison_dead_lettered_stream_moves_on(void **st)
     assert_int_equal(testenv_wait_pg(pg, "SELECT count(*) FROM dead_letters", 1, 5000), 1);
     applied_wait w = {c, 1};
     assert_true(testenv_wait(applied_reached, &w, 5000));
-    assert_true(testenv_durable_settled(js, STREAM, spec.durable, 5000));
+    assert_true(testenv_durable_settled(js, STREAM, spec.pull.durable, 5000));
     assert_int_equal(rconsumer_applied(c), 1);
     rconsumer_stop(c);
     assert_int_equal(total_cents(), 40);

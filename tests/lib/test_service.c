@@ -55,11 +55,11 @@ static const pg_migration migrations[] = {
 };
 
 static const consumer_spec consumers[] = {
-    {.name = "rtsvc-in",
-     .stream = STREAM,
-     .durable = "rtsvc-in",
-     .filter = "rtsvc.in.>",
-     .batch_max = 16,
+    {.pull = {.name = "rtsvc-in",
+              .stream = STREAM,
+              .durable = "rtsvc-in",
+              .filter = "rtsvc.in.>",
+              .batch_max = 16},
      .apply = apply},
 };
 
