@@ -33,10 +33,12 @@ typedef struct pullsub_spec {
     const char *name; /* for logs and metrics, e.g. "ingest-rows" */
     const char *stream;
     const char *durable;
-    const char *filter;   /* subject filter, NULL for the whole stream */
-    int batch_max;        /* 0: OMS_BATCH_MAX (lib/service fills it in) */
-    int wait_ms;          /* 0: OMS_BATCH_WAIT_MS */
-    int64_t ack_wait_ms;  /* 0: OMS_ACK_WAIT_S */
+    const char *filter; /* subject filter, NULL for the whole stream */
+    /* The next three: a service's consumer_spec may leave them 0, and
+     * lib/service sets OMS_BATCH_MAX, OMS_BATCH_WAIT_MS and OMS_ACK_WAIT_S. */
+    int batch_max;
+    int wait_ms;
+    int64_t ack_wait_ms;
     int max_attempts;     /* 0: CONSUMER_MAX_ATTEMPTS */
     int64_t nak_delay_ms; /* first nak delay, doubled per delivery; 0: CONSUMER_NAK_DELAY_MS */
 } pullsub_spec;
